@@ -1,0 +1,165 @@
+"""Exceptions raised by Sentinel.
+
+Every exception that stops a protected call derives from :class:`SentinelBlockedError`, so a
+single ``except SentinelBlockedError`` catches blocks, denials and expiries alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SentinelError(Exception):
+    """Base class of every Sentinel exception."""
+
+
+class SentinelConfigError(SentinelError):
+    """Invalid configuration: a bad field value, a missing or invalid rules file.
+
+    ``field`` names the configuration field, ``file``/``line`` locate a problem in a rules file
+    and ``hint`` says how to fix it. All of them are also part of the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        file: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.field = field
+        self.file = file
+        self.line = line
+        self.hint = hint
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = f"{self.file}:{self.line}: " if self.line is not None else f"{self.file}: "
+        text = f"{where}{self.message}"
+        if self.hint:
+            text += f" (hint: {self.hint})"
+        return text
+
+
+class PolicyError(SentinelConfigError):
+    """A rules file that cannot be loaded. Nothing of it is used."""
+
+
+class SentinelValidationError(SentinelError):
+    """Input that fails validation; ``errors`` lists each problem."""
+
+    def __init__(self, message: str, errors: list[Any] | None = None) -> None:
+        self.message = message
+        self.errors = list(errors or [])
+        super().__init__(message)
+
+
+class SentinelBlockedError(SentinelError):
+    """A protected call was not executed.
+
+    Attributes: ``action`` (the function name), ``reason``, ``rule_id``, ``agent_id``,
+    ``request_id`` (when an approval was requested) and ``awaiting_approval``.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        action: str,
+        awaiting_approval: bool = False,
+        agent_id: str | None = None,
+        *,
+        rule_id: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.action = action
+        self.awaiting_approval = awaiting_approval
+        self.agent_id = agent_id
+        self.rule_id = rule_id
+        self.request_id = request_id
+        super().__init__(self._render())
+
+    @property
+    def function_name(self) -> str:
+        """The protected function's name (alias of ``action``)."""
+        return self.action
+
+    _verb = "blocked"
+
+    def _render(self) -> str:
+        prefix = f"[{self.agent_id}] " if self.agent_id else ""
+        rule = f" [rule {self.rule_id}]" if self.rule_id else ""
+        req = f" [request {self.request_id}]" if self.request_id else ""
+        return f"{prefix}Action '{self.action}' {self._verb}: {self.reason}{rule}{req}"
+
+
+class SentinelDeniedError(SentinelBlockedError):
+    """An operator denied the approval request. ``decided_by`` names who."""
+
+    _verb = "denied"
+
+    def __init__(
+        self,
+        reason: str,
+        action: str,
+        awaiting_approval: bool = False,
+        agent_id: str | None = None,
+        *,
+        rule_id: str | None = None,
+        request_id: str | None = None,
+        decided_by: str | None = None,
+    ) -> None:
+        self.decided_by = decided_by
+        super().__init__(
+            reason, action, awaiting_approval, agent_id, rule_id=rule_id, request_id=request_id
+        )
+
+
+class SentinelTimeoutError(SentinelBlockedError):
+    """Nobody decided the approval request before it expired (status ``expired``)."""
+
+    _verb = "expired"
+
+    def __init__(
+        self,
+        action: str,
+        timeout_seconds: float,
+        *,
+        agent_id: str | None = None,
+        rule_id: str | None = None,
+        request_id: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.timeout_seconds = timeout_seconds
+        super().__init__(
+            reason or f"approval timed out after {timeout_seconds:g}s with no decision",
+            action,
+            False,
+            agent_id,
+            rule_id=rule_id,
+            request_id=request_id,
+        )
+
+
+class StoreError(SentinelError):
+    """The approval database cannot be opened, read or written; the message names the cause."""
+
+
+class RequestNotFound(StoreError):
+    """No approval request has the given id."""
+
+
+class DecisionConflict(SentinelError):
+    """The request is no longer pending: someone decided it first, or it expired.
+
+    ``record`` is the request as it is now (status, decided_by, decided_at).
+    """
+
+    def __init__(self, message: str, record: Any = None) -> None:
+        self.record = record
+        super().__init__(message)
