@@ -1,0 +1,161 @@
+"""Records the store returns. Plain frozen dataclasses: no SQL, no I/O, safe to pass to any UI."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Request states. ``pending`` is the only state a request can leave.
+PENDING = "pending"
+APPROVED = "approved"
+DENIED = "denied"
+EXPIRED = "expired"
+CANCELLED = "cancelled"
+FINAL_STATES = (APPROVED, DENIED, EXPIRED, CANCELLED)
+
+#: Event kinds whose value at risk counts as "value protected" (one definition, used everywhere).
+PROTECTING_KINDS = ("blocked", "denied", "expired")
+
+
+@dataclass(frozen=True)
+class OperatorIdentity:
+    """Who decided: the OS account from the kernel, where, and over which SSH connection."""
+
+    account: str  # OS account name resolved from the real uid (never from $USER)
+    uid: int
+    login_uid: int | None  # /proc/self/loginuid when set: the account that logged in
+    login_account: str | None
+    host: str
+    ssh_client: str | None  # "addr port" from SSH_CONNECTION (provenance, not proof)
+    display_name: str | None = None  # SENTINEL_OPERATOR; shown next to, never instead of, account
+    channel: str = "cli"  # cli | tui | terminal | api | webhook
+
+    @property
+    def label(self) -> str:
+        """Short one-line form, e.g. ``alice@db1 (Alice) via ssh 10.0.0.5``."""
+        text = f"{self.account}@{self.host}"
+        if self.login_account and self.login_account != self.account:
+            text += f" (login {self.login_account})"
+        if self.display_name:
+            text += f" [{self.display_name}]"
+        if self.ssh_client:
+            text += f" via ssh {self.ssh_client.split()[0]}"
+        return text
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    """What an agent submits when a call needs approval."""
+
+    id: str
+    function: str
+    arguments: dict[str, Any]  # as sent (JSON-safe)
+    display_arguments: dict[str, Any]  # redacted copy shown to people
+    digest: str  # SHA-256 of the canonical arguments
+    timeout_seconds: float
+    agent_id: str | None = None
+    context: dict[str, Any] | None = None
+    rule_id: str | None = None
+    rule_ids: tuple[str, ...] = ()
+    reason: str = ""
+    value_at_risk: float | None = None
+    risk_score: float | None = None
+    risk_explanation: str | None = None
+    policy_version: str | None = None
+    channel: str = "queue"
+    created_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One approval request as stored."""
+
+    id: str
+    status: str
+    function: str
+    arguments: dict[str, Any]
+    display_arguments: dict[str, Any]
+    digest: str
+    agent_id: str | None
+    pid: int
+    host: str
+    context: dict[str, Any] | None
+    rule_id: str | None
+    rule_ids: tuple[str, ...]
+    reason: str
+    value_at_risk: float | None
+    risk_score: float | None
+    risk_explanation: str | None
+    policy_version: str | None
+    channel: str
+    created_at: float
+    expires_at: float
+    decided_at: float | None = None
+    decided_by: str | None = None  # OperatorIdentity.label
+    operator: dict[str, Any] | None = None  # the full OperatorIdentity as a dict
+    decision_reason: str | None = None
+
+    @property
+    def is_pending(self) -> bool:
+        return self.status == PENDING
+
+    def time_left(self, now: float | None = None) -> float:
+        """Seconds until expiry (negative once expired)."""
+        return self.expires_at - (time.time() if now is None else now)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One audit event. ``hash`` chains it to the event before it (``prev_hash``)."""
+
+    seq: int
+    ts: float
+    kind: str
+    request_id: str | None
+    agent_id: str | None
+    function: str | None
+    digest: str | None
+    policy_version: str | None
+    rule_id: str | None
+    value_at_risk: float | None
+    actor: str | None
+    reason: str | None
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class HistoryFilter:
+    """A history query. Parse one from what an operator types with :meth:`parse`:
+    free text plus ``field:value`` terms: ``status:denied fn:transfer* agent:billing value:>1000``.
+    """
+
+    text: str | None = None
+    kinds: tuple[str, ...] = ()  # status:/kind: (denied, approved, blocked…)
+    function: str | None = None  # glob, case-insensitive
+    agent: str | None = None  # glob
+    request_id: str | None = None  # prefix
+    rule_id: str | None = None
+    value_op: str | None = None  # one of > >= < <= =
+    value: float | None = None
+    since: float | None = None
+    until: float | None = None
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Numbers for the Metrics view and ``sentinel`` reports."""
+
+    counts: dict[str, int]  # allowed, blocked, approved, denied, expired, cancelled, …
+    counts_today: dict[str, int]
+    value_protected: float
+    value_protected_today: float
+    latency_p50: float | None  # seconds from request to decision
+    latency_p95: float | None
+    pending: int
+    oldest_pending_age: float | None
+    hourly: dict[str, list[int]]  # kind → counts per hour, last 24 h, oldest first
+    top_rules: list[tuple[str, int]]  # (rule_id, hits), most first
+    anomalies: int = 0
