@@ -44,7 +44,9 @@ DEFAULT_SECRET_KEYS: tuple[str, ...] = (
 )
 
 _VALUE_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S),
+    re.compile(
+        r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.S
+    ),
     re.compile(r"\bBearer\s+[A-Za-z0-9._~+/=-]{8,}", re.I),
     re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"),  # JWT
     re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key id
@@ -110,7 +112,9 @@ class Redactor:
             out: dict[str, Any] = {}
             for k, v in value.items():
                 key = str(k)
-                out[key] = MASK if (self.is_secret_key(key) and v not in (None, "")) else self.redact(v)
+                out[key] = (
+                    MASK if (self.is_secret_key(key) and v not in (None, "")) else self.redact(v)
+                )
             return out
         if isinstance(value, (list, tuple)):
             return [self.redact(v) for v in value]

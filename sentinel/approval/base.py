@@ -13,11 +13,11 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ApprovalStatus(str, Enum):
+class ApprovalStatus(StrEnum):
     """Where an approval request stands."""
 
     PENDING = "pending"
