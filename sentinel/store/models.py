@@ -95,6 +95,9 @@ class RequestRecord:
     decided_by: str | None = None  # OperatorIdentity.label
     operator: dict[str, Any] | None = None  # the full OperatorIdentity as a dict
     decision_reason: str | None = None
+    timeout_seconds: float | None = None  # as submitted (expires_at = created_at + timeout)
+    pid_start: int | None = None  # start time of the waiting process (guards pid reuse)
+    lock_path: str | None = None  # liveness lock file held by the waiting process
 
     @property
     def is_pending(self) -> bool:
@@ -142,6 +145,18 @@ class HistoryFilter:
     value: float | None = None
     since: float | None = None
     until: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> HistoryFilter:
+        """Parse what an operator typed; unknown ``field:`` names raise ValueError naming them."""
+        from sentinel.store.query import parse_filter
+
+        return parse_filter(text)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the filter matches everything."""
+        return self == HistoryFilter()
 
 
 @dataclass(frozen=True)

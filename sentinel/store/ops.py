@@ -1,0 +1,386 @@
+"""The store's operations, written once for both drivers (sqlite3 and aiosqlite).
+
+Each operation is a generator that yields :class:`Q` (a statement plus what to fetch) and receives
+the result; :mod:`sentinel.store.sync` and :mod:`sentinel.store.aio` run the same generators, so
+the SQL and the transaction logic exist in one place. Operations never touch files or clocks
+other than through their arguments.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sentinel.errors import DecisionConflict, RequestNotFound
+from sentinel.store import sql
+from sentinel.store.codec import (
+    EVENT_COLUMNS,
+    GENESIS_HASH,
+    dumps,
+    event_from_row,
+    normalize_event,
+    operator_json,
+    request_from_row,
+    seal_event,
+)
+from sentinel.store.models import (
+    APPROVED,
+    CANCELLED,
+    DENIED,
+    EXPIRED,
+    PROTECTING_KINDS,
+    EventRecord,
+    HistoryFilter,
+    MetricsSnapshot,
+    NewRequest,
+    OperatorIdentity,
+    RequestRecord,
+)
+from sentinel.store.query import where_clause
+
+Fetch = Literal["one", "all", "none", "rowcount"]
+
+
+@dataclass(frozen=True, slots=True)
+class Q:
+    """One statement to run and what the operation wants back."""
+
+    sql: str
+    params: Sequence[Any] = ()
+    fetch: Fetch = "none"
+
+
+Op = Generator[Q, Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is waiting for a submitted request (stored for liveness checks)."""
+
+    pid: int
+    pid_start: int | None
+    host: str
+    lock_path: str | None
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+def _append(events: list[dict[str, Any]]) -> Generator[Q, Any, list[dict[str, Any]]]:
+    """Chain and insert normalized events; must run inside a write transaction."""
+    last = yield Q(sql.LAST_EVENT, (), "one")
+    seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    sealed = []
+    for row in events:
+        seq += 1
+        full = seal_event(row, seq, prev)
+        prev = full["hash"]
+        yield Q(sql.INSERT_EVENT, tuple(full[c] for c in EVENT_COLUMNS))
+        sealed.append(full)
+    return sealed
+
+
+def _request_event(kind: str, rec: RequestRecord, now: float, **extra: Any) -> dict[str, Any]:
+    data = extra.pop("data", {})
+    return normalize_event(
+        {
+            "kind": kind,
+            "ts": now,
+            "request_id": rec.id,
+            "agent_id": rec.agent_id,
+            "function": rec.function,
+            "digest": rec.digest,
+            "policy_version": rec.policy_version,
+            "rule_id": rec.rule_id,
+            "value_at_risk": rec.value_at_risk,
+            "data": data,
+            **extra,
+        }
+    )
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "an unknown time"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def conflict_message(rec: RequestRecord) -> str:
+    """Why a decision on ``rec`` was refused: who decided it first and when, or that it expired."""
+    if rec.status == EXPIRED:
+        return f"request {rec.id} expired at {_when(rec.decided_at or rec.expires_at)} with no decision"
+    if rec.status == CANCELLED:
+        why = f": {rec.decision_reason}" if rec.decision_reason else ""
+        return f"request {rec.id} was cancelled at {_when(rec.decided_at)}{why}"
+    return f"request {rec.id} was already {rec.status} by {rec.decided_by or 'unknown'} at {_when(rec.decided_at)}"
+
+
+# --- writes ---------------------------------------------------------------------------------
+
+
+def submit(new: NewRequest, caller: Caller) -> Op:
+    if not new.id or not isinstance(new.id, str):
+        raise ValueError("request id must be a non-empty string")
+    if not (isinstance(new.timeout_seconds, (int, float)) and math.isfinite(new.timeout_seconds)):
+        raise ValueError(f"timeout_seconds must be a finite number, got {new.timeout_seconds!r}")
+    for name in ("value_at_risk", "risk_score"):
+        v = getattr(new, name)
+        if v is not None and not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    created_at = float(new.created_at)
+    row: dict[str, Any] = {
+        "id": new.id,
+        "status": "pending",
+        "function": new.function,
+        "arguments": dumps(new.arguments),
+        "display_arguments": dumps(new.display_arguments),
+        "digest": new.digest,
+        "agent_id": new.agent_id,
+        "pid": caller.pid,
+        "pid_start": caller.pid_start,
+        "host": caller.host,
+        "lock_path": caller.lock_path,
+        "context": None if new.context is None else dumps(new.context),
+        "rule_id": new.rule_id,
+        "rule_ids": dumps(list(new.rule_ids)),
+        "reason": new.reason,
+        "value_at_risk": new.value_at_risk,
+        "risk_score": new.risk_score,
+        "risk_explanation": new.risk_explanation,
+        "policy_version": new.policy_version,
+        "channel": new.channel,
+        "timeout_seconds": float(new.timeout_seconds),
+        "created_at": created_at,
+        "expires_at": created_at + float(new.timeout_seconds),
+        "decided_at": None,
+        "decided_by": None,
+        "operator": None,
+        "decision_reason": None,
+    }
+    yield Q(sql.BEGIN_WRITE)
+    inserted = yield Q(sql.INSERT_REQUEST, tuple(row.values()), "rowcount")
+    found = yield Q(sql.SELECT_REQUEST, (new.id,), "one")
+    rec = request_from_row(found)
+    if inserted:
+        data = {
+            "arguments": new.display_arguments,  # redacted copy only: events are mirrored to logs
+            "context": new.context,
+            "rule_ids": list(new.rule_ids),
+            "reason": new.reason,
+            "risk_score": new.risk_score,
+            "risk_explanation": new.risk_explanation,
+            "timeout_seconds": float(new.timeout_seconds),
+            "expires_at": row["expires_at"],
+            "channel": new.channel,
+            "pid": caller.pid,
+            "host": caller.host,
+        }
+        yield from _append(
+            [_request_event("approval_requested", rec, created_at, reason=new.reason, data=data)]
+        )
+    yield Q(sql.COMMIT)
+    return rec
+
+
+def decide(
+    request_id: str, approve: bool, operator: OperatorIdentity, reason: str | None, now: float
+) -> Op:
+    status = APPROVED if approve else DENIED
+    yield Q(sql.BEGIN_WRITE)
+    row = yield Q(
+        sql.DECIDE,
+        (status, now, operator.label, operator_json(operator), reason, request_id, now),
+        "one",
+    )
+    if row is not None:
+        rec = request_from_row(row)
+        yield from _append(
+            [
+                _request_event(
+                    status,
+                    rec,
+                    now,
+                    actor=operator.label,
+                    reason=reason,
+                    data={
+                        "operator": rec.operator,
+                        "latency_seconds": round(now - rec.created_at, 6),
+                        "channel": operator.channel,
+                    },
+                )
+            ]
+        )
+        yield Q(sql.COMMIT)
+        return rec
+    found = yield Q(sql.SELECT_REQUEST, (request_id,), "one")
+    if found is None:
+        yield Q(sql.ROLLBACK)
+        raise RequestNotFound(f"no approval request with id {request_id!r}")
+    current = request_from_row(found)
+    if current.is_pending:
+        # Past its expiry but not yet marked: record the expiry now, then refuse.
+        expired = yield from _finish(
+            current.id, EXPIRED, now, None, "expired before a decision", "expiry"
+        )
+        yield Q(sql.COMMIT)
+        final = expired or current
+        raise DecisionConflict(conflict_message(final), record=final)
+    yield Q(sql.ROLLBACK)
+    raise DecisionConflict(conflict_message(current), record=current)
+
+
+def _finish(
+    request_id: str, status: str, now: float, actor: str | None, reason: str | None, by: str
+) -> Generator[Q, Any, RequestRecord | None]:
+    row = yield Q(sql.FINISH, (status, now, actor, reason, request_id), "one")
+    if row is None:
+        return None
+    rec = request_from_row(row)
+    yield from _append(
+        [_request_event(status, rec, now, actor=actor, reason=reason, data={"by": by})]
+    )
+    return rec
+
+
+def finish(request_id: str, status: str, reason: str | None, now: float, by: str) -> Op:
+    """CAS pending → ``status`` (expired / cancelled); returns the record as it is now, or None."""
+    yield Q(sql.BEGIN_WRITE)
+    rec = yield from _finish(request_id, status, now, None, reason, by)
+    if rec is None:
+        found = yield Q(sql.SELECT_REQUEST, (request_id,), "one")
+        yield Q(sql.ROLLBACK)
+        return None if found is None else request_from_row(found)
+    yield Q(sql.COMMIT)
+    return rec
+
+
+def sweep_apply(dead: list[tuple[str, str]], overdue: list[str], now: float) -> Op:
+    """One transaction: cancel rows of dead waiters (id, reason) and expire overdue rows."""
+    yield Q(sql.BEGIN_WRITE)
+    n = 0
+    for request_id, reason in dead:
+        if (yield from _finish(request_id, CANCELLED, now, None, reason, "sweeper")) is not None:
+            n += 1
+    for request_id in overdue:
+        if (
+            yield from _finish(
+                request_id, EXPIRED, now, None, "expired before a decision", "sweeper"
+            )
+        ) is not None:
+            n += 1
+    yield Q(sql.COMMIT)
+    return n
+
+
+def append_events(events: list[dict[str, Any]], now: float) -> Op:
+    rows = [normalize_event(e, now) for e in events]
+    if not rows:
+        return []
+    yield Q(sql.BEGIN_WRITE)
+    sealed = yield from _append(rows)
+    yield Q(sql.COMMIT)
+    return [event_from_row(tuple(s[c] for c in EVENT_COLUMNS)) for s in sealed]
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def get(id_or_prefix: str) -> Op:
+    key = (id_or_prefix or "").strip()
+    if not key:
+        raise RequestNotFound("empty request id")
+    row = yield Q(sql.SELECT_REQUEST, (key,), "one")
+    if row is not None:
+        return request_from_row(row)
+    rows = yield Q(sql.SELECT_REQUEST_PREFIX, (key, key + "\U0010ffff"), "all")
+    if not rows:
+        raise RequestNotFound(f"no approval request with id {key!r}")
+    if len(rows) > 1:
+        raise RequestNotFound(
+            f"request id prefix {key!r} is ambiguous: it matches several requests; type more characters"
+        )
+    return request_from_row(rows[0])
+
+
+def list_pending(limit: int) -> Op:
+    rows = yield Q(sql.SELECT_PENDING, (int(limit),), "all")
+    return [request_from_row(r) for r in rows]
+
+
+def pending_liveness() -> Op:
+    return (yield Q(sql.SELECT_PENDING_LIVENESS, (), "all"))
+
+
+def history(flt: HistoryFilter | None, before_seq: int | None, limit: int) -> Op:
+    where, params = where_clause(flt, before_seq)
+    rows = yield Q(sql.HISTORY.format(where=where), (*params, int(limit)), "all")
+    return [event_from_row(r) for r in rows]
+
+
+def count_events() -> Op:
+    row = yield Q(sql.COUNT_EVENTS, (), "one")
+    return int(row[0])
+
+
+def _percentile(sorted_values: list[float], q: float) -> float | None:
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * q
+    lo = math.floor(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+def metrics(since: float | None, now: float) -> Op:
+    start = 0.0 if since is None else float(since)
+    today = (
+        datetime.fromtimestamp(now, UTC)
+        .replace(hour=0, minute=0, second=0, microsecond=0)
+        .timestamp()
+    )
+    hour_now = math.floor(now / 3600) * 3600
+    first_hour = hour_now - 23 * 3600
+    kinds = ", ".join(f"'{k}'" for k in PROTECTING_KINDS)
+    yield Q(sql.BEGIN_READ)  # one consistent snapshot for all the numbers
+    counts = {k: n for k, n in (yield Q(sql.COUNTS_BY_KIND, (start,), "all"))}
+    counts_today = {k: n for k, n in (yield Q(sql.COUNTS_BY_KIND, (max(start, today),), "all"))}
+    vp = (yield Q(sql.VALUE_PROTECTED.format(kinds=kinds), (start,), "one"))[0]
+    vp_today = (yield Q(sql.VALUE_PROTECTED.format(kinds=kinds), (max(start, today),), "one"))[0]
+    lat = sorted(
+        r[0] for r in (yield Q(sql.DECISION_LATENCIES, (start,), "all")) if r[0] is not None
+    )
+    pending, oldest = yield Q(sql.PENDING_SUMMARY, (), "one")
+    hourly: dict[str, list[int]] = {}
+    for kind, h, n in (yield Q(sql.HOURLY, (first_hour, max(first_hour, start)), "all")):
+        if 0 <= h < 24:
+            hourly.setdefault(kind, [0] * 24)[h] = n
+    top = [(r, n) for r, n in (yield Q(sql.TOP_RULES, (start, 10), "all"))]
+    yield Q(sql.COMMIT)
+    return MetricsSnapshot(
+        counts=counts,
+        counts_today=counts_today,
+        value_protected=float(vp or 0.0),
+        value_protected_today=float(vp_today or 0.0),
+        latency_p50=_percentile(lat, 0.50),
+        latency_p95=_percentile(lat, 0.95),
+        pending=int(pending or 0),
+        oldest_pending_age=None if oldest is None else max(0.0, now - oldest),
+        hourly=hourly,
+        top_rules=top,
+        anomalies=int(counts.get("anomaly_escalated", 0)),
+    )
+
+
+def data_version() -> Op:
+    return int((yield Q(sql.DATA_VERSION, (), "one"))[0])
+
+
+def now() -> float:
+    return time.time()
+
+
+__all__ = ["Caller", "EventRecord", "Op", "Q", "conflict_message"]

@@ -1,0 +1,126 @@
+"""Where the database lives, and creating it safely before SQLite touches it."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from sentinel.errors import StoreError
+
+#: Mode of the folder holding the database (owner and group only).
+DIR_MODE = 0o770
+#: Mode of the database file; SQLite copies it to ``-wal``/``-shm``.
+FILE_MODE = 0o660
+
+#: File-system types on which SQLite's WAL locking (shared memory, POSIX locks) is unsafe.
+_UNSAFE_FS = (
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smbfs",
+    "smb3",
+    "afs",
+    "9p",
+    "fuse.sshfs",
+    "ceph",
+    "glusterfs",
+)
+
+
+def default_db_path() -> Path:
+    """``$SENTINEL_DB``, else ``$SENTINEL_HOME/sentinel.db``, else ``./.sentinel/sentinel.db``."""
+    explicit = os.environ.get("SENTINEL_DB")
+    if explicit:
+        return Path(explicit).expanduser()
+    home = os.environ.get("SENTINEL_HOME")
+    if home:
+        return Path(home).expanduser() / "sentinel.db"
+    return Path.cwd() / ".sentinel" / "sentinel.db"
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    """The absolute database path for ``path`` (``None`` = :func:`default_db_path`)."""
+    return Path(os.path.abspath(os.fspath(default_db_path() if path is None else path)))
+
+
+def filesystem_type(path: Path) -> str | None:
+    """The file-system type of the mount holding ``path`` (Linux ``/proc/self/mounts``), or None."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as fh:
+            mounts = [line.split() for line in fh]
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, fstype = "", None
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        mnt = fields[1].replace("\\040", " ")
+        if (target == mnt or target.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+            best, fstype = mnt, fields[2]
+    return fstype
+
+
+def _mkdir(folder: Path) -> None:
+    if folder.is_dir():
+        return
+    try:
+        folder.mkdir(parents=True, mode=DIR_MODE)
+    except FileExistsError:
+        if not folder.is_dir():
+            raise StoreError(
+                f"cannot create database folder {folder}: a file is in the way"
+            ) from None
+        return
+    except OSError as exc:
+        raise StoreError(f"cannot create database folder {folder}: {exc.strerror or exc}") from exc
+    # mkdir's mode is filtered by the umask; set it exactly (owner + group only).
+    os.chmod(folder, DIR_MODE)
+
+
+def prepare(path: Path, *, create: bool) -> bool:
+    """Check ``path`` is usable and, with ``create``, make its folder and an empty file.
+
+    Returns True when the database file was created now. Raises :class:`StoreError` for a path that
+    is a directory, on a network file system, or missing when ``create`` is False.
+    """
+    if path.is_dir():
+        raise StoreError(
+            f"database path {path} is a directory; pass the path of a file such as {path / 'sentinel.db'}"
+        )
+    folder = path.parent
+    if not path.exists():
+        if not create:
+            raise StoreError(f"no Sentinel database at {path} — set SENTINEL_HOME or pass --db")
+        _mkdir(folder)
+    fstype = filesystem_type(folder)
+    if fstype is not None and (fstype in _UNSAFE_FS or fstype.startswith("nfs")):
+        raise StoreError(
+            f"database path {path} is on a {fstype} file system; SQLite's WAL locking is unsafe there "
+            "(use a local disk)"
+        )
+    if path.exists():
+        return False
+    # Create the file ourselves with owner/group-only permissions, before SQLite opens it, so the
+    # -wal and -shm files (which copy its mode) never become world-readable.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise StoreError(
+                f"cannot create database {path}: {exc.strerror} (read-only location?)"
+            ) from exc
+        raise StoreError(f"cannot create database {path}: {exc.strerror or exc}") from exc
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    return True
+
+
+def live_dir(db_path: Path) -> Path:
+    """Folder of the per-process liveness lock files (``<db folder>/live``)."""
+    return db_path.parent / "live"

@@ -1,0 +1,149 @@
+"""Schema and versioned migrations.
+
+The database's ``PRAGMA user_version`` is the number of steps of :data:`MIGRATIONS` applied.
+Later features (audit anchors, anomaly baselines, limit counters…) add a step by APPENDING to the
+list; never edit or reorder a released step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from sentinel.errors import StoreError
+
+_V1 = """
+CREATE TABLE requests (
+    id                TEXT PRIMARY KEY,
+    status            TEXT NOT NULL DEFAULT 'pending'
+                      CHECK (status IN ('pending','approved','denied','expired','cancelled')),
+    function          TEXT NOT NULL,
+    arguments         TEXT NOT NULL,          -- JSON, as sent
+    display_arguments TEXT NOT NULL,          -- JSON, redacted
+    digest            TEXT NOT NULL,
+    agent_id          TEXT,
+    pid               INTEGER NOT NULL,
+    pid_start         INTEGER,                -- /proc/<pid>/stat field 22 (guards pid reuse)
+    host              TEXT NOT NULL,
+    lock_path         TEXT,                   -- flock held by the waiting process while alive
+    context           TEXT,                   -- JSON
+    rule_id           TEXT,
+    rule_ids          TEXT NOT NULL DEFAULT '[]',
+    reason            TEXT NOT NULL DEFAULT '',
+    value_at_risk     REAL,
+    risk_score        REAL,
+    risk_explanation  TEXT,
+    policy_version    TEXT,
+    channel           TEXT NOT NULL DEFAULT 'queue',
+    timeout_seconds   REAL NOT NULL,
+    created_at        REAL NOT NULL,
+    expires_at        REAL NOT NULL,
+    decided_at        REAL,
+    decided_by        TEXT,
+    operator          TEXT,                   -- JSON OperatorIdentity
+    decision_reason   TEXT
+);
+CREATE INDEX requests_pending ON requests(created_at) WHERE status = 'pending';
+CREATE INDEX requests_decided ON requests(decided_at) WHERE decided_at IS NOT NULL;
+
+-- A decided request never changes again (exactly-once, enforced by the database itself).
+CREATE TRIGGER requests_final BEFORE UPDATE ON requests
+WHEN OLD.status != 'pending'
+BEGIN SELECT RAISE(ABORT, 'request already decided'); END;
+CREATE TRIGGER requests_no_delete BEFORE DELETE ON requests
+WHEN OLD.status = 'pending'
+BEGIN SELECT RAISE(ABORT, 'pending requests cannot be deleted'); END;
+
+CREATE TABLE events (
+    seq            INTEGER PRIMARY KEY,
+    ts             REAL NOT NULL,
+    kind           TEXT NOT NULL,
+    request_id     TEXT,
+    agent_id       TEXT,
+    function       TEXT,
+    digest         TEXT,
+    policy_version TEXT,
+    rule_id        TEXT,
+    value_at_risk  REAL,
+    actor          TEXT,
+    reason         TEXT,
+    data           TEXT NOT NULL DEFAULT '{}',
+    prev_hash      TEXT NOT NULL,
+    hash           TEXT NOT NULL
+);
+CREATE INDEX events_kind ON events(kind, seq);
+CREATE INDEX events_function ON events(function COLLATE NOCASE, seq);
+CREATE INDEX events_agent ON events(agent_id COLLATE NOCASE, seq);
+CREATE INDEX events_request ON events(request_id, seq);
+CREATE INDEX events_rule ON events(rule_id, seq);
+CREATE INDEX events_ts ON events(ts);
+
+-- Events are append-only. The single deletion path is a future, explicit prune: it must, in the
+-- same transaction, first record the signed checkpoint it prunes up to in prune_window; the
+-- delete trigger only lets through rows at or below that checkpoint.
+CREATE TABLE prune_window (
+    up_to_seq  INTEGER NOT NULL,
+    head_hash  TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+WHEN NOT EXISTS (SELECT 1 FROM prune_window WHERE OLD.seq <= up_to_seq)
+BEGIN SELECT RAISE(ABORT, 'events are append-only (prune only through a checkpoint)'); END;
+"""
+
+#: Ordered migration steps; step i brings user_version from i to i + 1.
+MIGRATIONS: list[str] = [_V1]
+
+
+def schema_version() -> int:
+    """The schema version this code writes."""
+    return len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection, path: str, steps: Sequence[str] = MIGRATIONS) -> int:
+    """Bring the database to the latest version; returns the number of steps applied.
+
+    Runs under ``BEGIN IMMEDIATE`` so two processes opening a new database at once apply each step
+    exactly once (the second sees the new user_version after the first commits).
+    """
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current == len(steps):
+        return 0
+    if current > len(steps):
+        raise StoreError(
+            f"database {path} has schema version {current}, newer than this Sentinel "
+            f"understands ({len(steps)}); upgrade Sentinel"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        applied = 0
+        for number in range(current, len(steps)):
+            for statement in _split(steps[number]):
+                conn.execute(statement)
+            applied += 1
+        conn.execute(f"PRAGMA user_version = {len(steps)}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return applied
+
+
+def _split(script: str) -> list[str]:
+    """Split a migration script into statements (triggers contain ';' inside BEGIN…END)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        stripped = line.split("--", 1)[0]
+        buf += stripped
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out

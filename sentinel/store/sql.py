@@ -1,0 +1,71 @@
+"""Every SQL statement the store runs, defined once (shared by Store, AsyncStore and Watcher)."""
+
+from __future__ import annotations
+
+from sentinel.store.codec import EVENT_COLUMNS, REQUEST_COLUMNS
+
+_RCOLS = ", ".join(REQUEST_COLUMNS)
+_ECOLS = ", ".join(EVENT_COLUMNS)
+R_COLS = _RCOLS
+E_COLS = _ECOLS
+
+BEGIN_WRITE = "BEGIN IMMEDIATE"
+BEGIN_READ = "BEGIN"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+SYNC_FULL = "PRAGMA synchronous=FULL"
+SYNC_NORMAL = "PRAGMA synchronous=NORMAL"
+DATA_VERSION = "PRAGMA data_version"
+
+INSERT_REQUEST = (
+    f"INSERT OR IGNORE INTO requests ({_RCOLS}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
+)
+SELECT_REQUEST = f"SELECT {_RCOLS} FROM requests WHERE id = ?"
+#: Prefix lookup as a range scan on the primary key; at most 2 rows tell "unique" from "ambiguous".
+SELECT_REQUEST_PREFIX = (
+    f"SELECT {_RCOLS} FROM requests WHERE id >= ? AND id < ? ORDER BY id LIMIT 2"
+)
+SELECT_PENDING = (
+    f"SELECT {_RCOLS} FROM requests WHERE status = 'pending' ORDER BY created_at, id LIMIT ?"
+)
+SELECT_PENDING_LIVENESS = (
+    "SELECT id, pid, pid_start, host, lock_path, expires_at FROM requests WHERE status = 'pending'"
+)
+
+#: Compare-and-set of a decision: only a pending, unexpired row changes.
+DECIDE = (
+    "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, operator = ?, decision_reason = ? "
+    f"WHERE id = ? AND status = 'pending' AND expires_at > ? RETURNING {_RCOLS}"
+)
+#: Compare-and-set pending → expired / cancelled (no expiry condition: the caller's deadline rules).
+FINISH = (
+    "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, decision_reason = ? "
+    f"WHERE id = ? AND status = 'pending' RETURNING {_RCOLS}"
+)
+
+LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+INSERT_EVENT = f"INSERT INTO events ({_ECOLS}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+COUNT_EVENTS = "SELECT count(*) FROM events"
+HISTORY = f"SELECT {_ECOLS} FROM events WHERE {{where}} ORDER BY seq DESC LIMIT ?"
+
+#: The watcher's one query: which of the watched ids exist and what their status is.
+WATCH_STATUS = "SELECT id, status FROM requests WHERE id IN (SELECT value FROM json_each(?))"
+
+# --- metrics ------------------------------------------------------------------------------
+COUNTS_BY_KIND = "SELECT kind, count(*) FROM events WHERE ts >= ? GROUP BY kind"
+VALUE_PROTECTED = (
+    "SELECT coalesce(sum(value_at_risk), 0) FROM events WHERE ts >= ? AND kind IN ({kinds})"
+)
+DECISION_LATENCIES = (
+    "SELECT decided_at - created_at FROM requests "
+    "WHERE decided_at >= ? AND status IN ('approved', 'denied') ORDER BY decided_at DESC LIMIT 10000"
+)
+PENDING_SUMMARY = "SELECT count(*), min(created_at) FROM requests WHERE status = 'pending'"
+HOURLY = (
+    "SELECT kind, CAST((ts - ?) / 3600 AS INTEGER) AS h, count(*) FROM events "
+    "WHERE ts >= ? GROUP BY kind, h"
+)
+TOP_RULES = (
+    "SELECT rule_id, count(*) AS n FROM events WHERE ts >= ? AND rule_id IS NOT NULL "
+    "AND kind IN ('allowed', 'blocked', 'approval_requested') GROUP BY rule_id ORDER BY n DESC, rule_id LIMIT ?"
+)

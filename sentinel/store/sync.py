@@ -1,0 +1,328 @@
+"""The synchronous store (sqlite3): thread-safe, one write connection per Store."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from sentinel.errors import StoreError
+from sentinel.store import liveness, ops, sql
+from sentinel.store.failures import describe
+from sentinel.store.models import (
+    CANCELLED,
+    EXPIRED,
+    EventRecord,
+    HistoryFilter,
+    MetricsSnapshot,
+    NewRequest,
+    OperatorIdentity,
+    RequestRecord,
+)
+from sentinel.store.paths import live_dir, prepare, resolve_path
+from sentinel.store.schema import migrate
+
+#: Default seconds a connection waits for another writer before giving up.
+DEFAULT_BUSY_TIMEOUT = 5.0
+#: WAL file size kept after checkpoints (bytes).
+DEFAULT_JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: Seconds past ``expires_at`` before the sweeper expires a row (the caller normally does it first).
+DEFAULT_EXPIRY_GRACE = 2.0
+
+
+def open_connection(
+    path: Path, busy_timeout: float, journal_size_limit: int = DEFAULT_JOURNAL_SIZE_LIMIT
+) -> sqlite3.Connection:
+    """A plain sqlite3 connection in autocommit mode with the store's per-connection settings."""
+    conn = sqlite3.connect(
+        str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    conn.execute(sql.SYNC_NORMAL)
+    conn.execute(f"PRAGMA journal_size_limit = {int(journal_size_limit)}")
+    return conn
+
+
+def ensure_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the database to WAL once; retry while another opener holds it (as huey does)."""
+    deadline = time.monotonic() + max(busy_timeout, 1.0)
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() == "wal":
+                return
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() == "wal":
+                return
+            raise sqlite3.OperationalError(f"cannot enable WAL mode (journal_mode stays {mode})")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def drive(conn: Any, op: ops.Op, fail: Any) -> Any:
+    """Run one operation generator on a sqlite3 connection (rolls back on any error)."""
+    try:
+        q = next(op)
+        while True:
+            try:
+                cur = conn.execute(q.sql, q.params)
+                if q.fetch == "one":
+                    result: Any = cur.fetchone()
+                elif q.fetch == "all":
+                    result = cur.fetchall()
+                elif q.fetch == "rowcount":
+                    result = cur.rowcount
+                else:
+                    result = None
+            except sqlite3.Error as exc:
+                raise fail(exc) from exc
+            q = op.send(result)
+    except StopIteration as stop:
+        return stop.value
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute(sql.ROLLBACK)
+            except sqlite3.Error:
+                pass
+        raise
+    finally:
+        op.close()
+
+
+class Store:
+    """Durable approval queue and event log in one SQLite file (WAL).
+
+    Thread-safe: writes go through one connection guarded by a lock, reads use one connection per
+    thread. ``create=False`` refuses to create a missing database (read-only tools).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        create: bool = True,
+        journal_size_limit: int = DEFAULT_JOURNAL_SIZE_LIMIT,
+        expiry_grace: float = DEFAULT_EXPIRY_GRACE,
+    ) -> None:
+        self.path = resolve_path(path)
+        self.busy_timeout = float(busy_timeout)
+        self.expiry_grace = float(expiry_grace)
+        self._journal_size_limit = journal_size_limit
+        prepare(self.path, create=create)
+        self._lock = threading.RLock()
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._dv_lock = threading.Lock()
+        self._dv_conn: sqlite3.Connection | None = None
+        self._durable = False
+        self._closed = False
+        self._caller: tuple[int, ops.Caller] | None = None
+        try:
+            self._writer = open_connection(self.path, self.busy_timeout, journal_size_limit)
+            try:
+                ensure_wal(self._writer, self.busy_timeout)
+                migrate(self._writer, str(self.path))
+            except BaseException:
+                self._writer.close()
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> StoreError:
+        return describe(exc, str(self.path), self.busy_timeout)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store for {self.path} is closed")
+
+    def _write(self, op: ops.Op, *, durable: bool = False) -> Any:
+        self._check_open()
+        with self._lock:
+            if durable != self._durable:
+                # synchronous is per connection: FULL fsyncs a decision before anyone can see it.
+                try:
+                    self._writer.execute(sql.SYNC_FULL if durable else sql.SYNC_NORMAL)
+                except sqlite3.Error as exc:
+                    raise self._fail(exc) from exc
+                self._durable = durable
+            return drive(self._writer, op, self._fail)
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = open_connection(self.path, self.busy_timeout, self._journal_size_limit)
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _read(self, op: ops.Op) -> Any:
+        self._check_open()
+        return drive(self._reader(), op, self._fail)
+
+    def _caller_info(self) -> ops.Caller:
+        pid = os.getpid()
+        if self._caller is None or self._caller[0] != pid:  # new process after fork
+            lock_path = liveness.hold(live_dir(self.path))
+            self._caller = (
+                pid,
+                ops.Caller(pid, liveness.pid_start_time(pid), liveness.hostname(), lock_path),
+            )
+        return self._caller[1]
+
+    # --- writes -------------------------------------------------------------------------
+
+    def submit(self, new: NewRequest) -> RequestRecord:
+        """Insert a pending request and its ``approval_requested`` event (one transaction).
+
+        Idempotent on ``new.id``: submitting the same id again returns the stored record.
+        """
+        caller = self._caller_info()  # liveness lock is held before the row becomes visible
+        rec: RequestRecord = self._write(ops.submit(new, caller))
+        return rec
+
+    def decide(
+        self, request_id: str, approve: bool, operator: OperatorIdentity, reason: str | None = None
+    ) -> RequestRecord:
+        """Approve or deny a pending, unexpired request (compare-and-set, durable commit).
+
+        Raises :class:`DecisionConflict` (``.record`` = the row now) when someone decided first or
+        the request expired, and :class:`RequestNotFound` for an unknown id. ``request_id`` may be a
+        unique prefix.
+        """
+        full_id = self.get(request_id).id
+        rec: RequestRecord = self._write(
+            ops.decide(full_id, approve, operator, reason, time.time()), durable=True
+        )
+        return rec
+
+    def expire(self, request_id: str) -> RequestRecord | None:
+        """CAS pending → expired. Returns the row as it is now (a decision that won stays), None if unknown."""
+        rec: RequestRecord | None = self._write(
+            ops.finish(
+                request_id, EXPIRED, "no decision before the deadline", time.time(), "caller"
+            )
+        )
+        return rec
+
+    def cancel(
+        self, request_id: str, reason: str = "cancelled by the caller"
+    ) -> RequestRecord | None:
+        """CAS pending → cancelled. Returns the row as it is now, None if unknown."""
+        rec: RequestRecord | None = self._write(
+            ops.finish(request_id, CANCELLED, reason, time.time(), "caller")
+        )
+        return rec
+
+    def sweep(self) -> int:
+        """Cancel pending rows whose waiting process died; expire rows past expiry + grace.
+
+        Returns how many rows changed. Safe to run from any number of processes at once.
+        """
+        now = time.time()
+        rows = self._read(ops.pending_liveness())
+        dead: list[tuple[str, str]] = []
+        overdue: list[str] = []
+        for request_id, pid, pid_start, host, lock_path, expires_at in rows:
+            if liveness.waiter_is_dead(pid, pid_start, host, lock_path):
+                dead.append((request_id, f"agent process {pid} on {host} exited"))
+            elif expires_at + self.expiry_grace < now:
+                overdue.append(request_id)
+        liveness.remove_stale_locks(live_dir(self.path))
+        if not dead and not overdue:
+            return 0
+        n: int = self._write(ops.sweep_apply(dead, overdue, now), durable=True)
+        return n
+
+    def append_events(self, events: list[dict[str, Any]]) -> list[EventRecord]:
+        """Append events in one transaction, hash-chained; returns them as stored.
+
+        Each dict holds EventRecord fields except seq/prev_hash/hash (``kind`` required,
+        ``ts`` defaults to now). Unknown keys raise ValueError.
+        """
+        out: list[EventRecord] = self._write(ops.append_events(list(events), time.time()))
+        return out
+
+    # --- reads --------------------------------------------------------------------------
+
+    def get(self, id_or_prefix: str) -> RequestRecord:
+        """The request with this id or unique id prefix; raises :class:`RequestNotFound`."""
+        rec: RequestRecord = self._read(ops.get(id_or_prefix))
+        return rec
+
+    def list_pending(self, limit: int = 1000) -> list[RequestRecord]:
+        """Pending requests, oldest first."""
+        out: list[RequestRecord] = self._read(ops.list_pending(limit))
+        return out
+
+    def history(
+        self, filter: HistoryFilter | None = None, before_seq: int | None = None, limit: int = 100
+    ) -> list[EventRecord]:
+        """Events newest first; pass the last page's smallest ``seq`` as ``before_seq`` for the next."""
+        out: list[EventRecord] = self._read(ops.history(filter, before_seq, limit))
+        return out
+
+    def metrics(self, since: float | None = None) -> MetricsSnapshot:
+        """Counts, value protected, approval latency, pending and hourly figures."""
+        snap: MetricsSnapshot = self._read(ops.metrics(since, time.time()))
+        return snap
+
+    def count_events(self) -> int:
+        n: int = self._read(ops.count_events())
+        return n
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits (PRAGMA data_version on a dedicated connection)."""
+        self._check_open()
+        with self._dv_lock:
+            if self._dv_conn is None:
+                try:
+                    self._dv_conn = open_connection(self.path, self.busy_timeout)
+                except sqlite3.Error as exc:
+                    raise self._fail(exc) from exc
+            n: int = drive(self._dv_conn, ops.data_version(), self._fail)
+            return n
+
+    def watcher(self) -> Any:
+        """The process-wide :class:`~sentinel.store.watcher.Watcher` for this database."""
+        from sentinel.store.watcher import Watcher
+
+        return Watcher.for_path(self.path, busy_timeout=self.busy_timeout)
+
+    def close(self) -> None:
+        """Close every connection this store opened (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._writer.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        with self._dv_lock:
+            if self._dv_conn is not None:
+                self._dv_conn.close()
+                self._dv_conn = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
