@@ -1,0 +1,391 @@
+"""Operator commands for the approval queue: pending, show, approve, deny, history.
+
+Every command takes ``--db PATH`` (default: ``$SENTINEL_DB``, ``$SENTINEL_HOME/sentinel.db`` or
+``./.sentinel/sentinel.db``). Errors are one line on stderr and exit status 1. Everything an agent
+supplied is printed through :func:`sentinel.redact.safe_text`, and only the redacted copy of the
+arguments is ever shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
+from sentinel.redact import safe_text
+
+ID_WIDTH = 12
+
+
+# --- formatting --------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    neg = seconds < 0
+    s = int(abs(seconds))
+    if s < 60:
+        text = f"{s}s"
+    elif s < 3600:
+        text = f"{s // 60}m{s % 60:02d}s"
+    elif s < 86400:
+        text = f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    else:
+        text = f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+    return f"-{text}" if neg else text
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _value(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,.2f}".rstrip("0").rstrip(".") if v != int(v) else f"{int(v):,}"
+
+
+def _t(value: Any, width: int | None = None) -> str:
+    """Agent-supplied text made terminal-safe (and cut to ``width``)."""
+    if value is None or value == "":
+        return "-"
+    return safe_text(value, width)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for r in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _request_json(rec: Any) -> dict[str, Any]:
+    """A request for ``--json`` output: everything except the raw arguments."""
+    return {
+        "id": rec.id,
+        "status": rec.status,
+        "function": rec.function,
+        "agent_id": rec.agent_id,
+        "display_arguments": rec.display_arguments,
+        "digest": rec.digest,
+        "context": rec.context,
+        "rule_id": rec.rule_id,
+        "rule_ids": list(rec.rule_ids),
+        "reason": rec.reason,
+        "value_at_risk": rec.value_at_risk,
+        "risk_score": rec.risk_score,
+        "risk_explanation": rec.risk_explanation,
+        "policy_version": rec.policy_version,
+        "channel": rec.channel,
+        "pid": rec.pid,
+        "host": rec.host,
+        "created_at": rec.created_at,
+        "expires_at": rec.expires_at,
+        "timeout_seconds": rec.timeout_seconds,
+        "decided_at": rec.decided_at,
+        "decided_by": rec.decided_by,
+        "operator": rec.operator,
+        "decision_reason": rec.decision_reason,
+    }
+
+
+def _event_json(ev: Any) -> dict[str, Any]:
+    return {
+        "seq": ev.seq,
+        "ts": ev.ts,
+        "kind": ev.kind,
+        "request_id": ev.request_id,
+        "agent_id": ev.agent_id,
+        "function": ev.function,
+        "rule_id": ev.rule_id,
+        "value_at_risk": ev.value_at_risk,
+        "actor": ev.actor,
+        "reason": ev.reason,
+        "digest": ev.digest,
+        "policy_version": ev.policy_version,
+        "data": ev.data,
+        "hash": ev.hash,
+    }
+
+
+def _print_json(obj: Any) -> None:
+    # ensure_ascii: control, bidi and other non-ASCII characters become \u escapes (terminal-safe).
+    print(json.dumps(obj, indent=2, ensure_ascii=True, default=str))
+
+
+def _err(message: str) -> int:
+    print(f"sentinel: error: {safe_text(message, 2000)}", file=sys.stderr)
+    return 1
+
+
+# --- store access ------------------------------------------------------------------------
+
+
+def _open(args: argparse.Namespace) -> Any:
+    from sentinel.store import Store
+
+    return Store(args.db, create=False)
+
+
+def _run(args: argparse.Namespace, body: Any) -> int:
+    try:
+        store = _open(args)
+    except StoreError as exc:
+        return _err(str(exc))
+    try:
+        return int(body(store, args))
+    except DecisionConflict as exc:
+        return _err(str(exc))
+    except (RequestNotFound, StoreError, ValueError) as exc:
+        return _err(str(exc))
+    finally:
+        store.close()
+
+
+def _sweep(store: Any) -> None:
+    """Best effort: cancel requests whose agent died, so nobody approves a call nobody waits for."""
+    try:
+        store.sweep()
+    except StoreError:
+        pass
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+def _pending(store: Any, args: argparse.Namespace) -> int:
+    _sweep(store)
+    records = store.list_pending(args.limit)
+    if args.json:
+        _print_json([_request_json(r) for r in records])
+        return 0
+    if not records:
+        print("no pending requests")
+        return 0
+    now = time.time()
+    rows = [
+        [
+            r.id[:ID_WIDTH],
+            _duration(now - r.created_at),
+            _t(r.agent_id, 20),
+            _t(r.function, 32),
+            _value(r.value_at_risk),
+            _t(r.rule_id, 24),
+            _duration(r.expires_at - now) if r.expires_at > now else "expired",
+        ]
+        for r in records
+    ]
+    print(_table(["ID", "AGE", "AGENT", "FUNCTION", "VALUE", "RULE", "EXPIRES IN"], rows))
+    print(
+        f"\n{len(records)} pending — decide with: sentinel approve ID | sentinel deny ID (or sentinel tui)"
+    )
+    return 0
+
+
+def _show(store: Any, args: argparse.Namespace) -> int:
+    rec = store.get(args.id)
+    if args.json:
+        _print_json(_request_json(rec))
+        return 0
+    now = time.time()
+    lines = [
+        ("request", rec.id),
+        ("status", rec.status),
+        ("function", _t(rec.function)),
+        ("agent", _t(rec.agent_id)),
+        ("process", f"pid {rec.pid} on {_t(rec.host)}"),
+        ("created", f"{_when(rec.created_at)} ({_duration(now - rec.created_at)} ago)"),
+        (
+            "expires",
+            f"{_when(rec.expires_at)} (in {_duration(rec.expires_at - now)})"
+            if rec.is_pending
+            else _when(rec.expires_at),
+        ),
+        ("rule", _t(rec.rule_id)),
+        ("rules matched", _t(", ".join(rec.rule_ids)) if rec.rule_ids else "-"),
+        ("reason", _t(rec.reason)),
+        ("value at risk", _value(rec.value_at_risk)),
+        ("risk score", "-" if rec.risk_score is None else f"{rec.risk_score:.2f}"),
+        ("risk", _t(rec.risk_explanation)),
+        ("digest", rec.digest),
+        ("policy", _t((rec.policy_version or "")[:12])),
+        ("channel", _t(rec.channel)),
+    ]
+    if not rec.is_pending:
+        lines += [
+            ("decided", _when(rec.decided_at)),
+            ("decided by", _t(rec.decided_by)),
+            ("decision reason", _t(rec.decision_reason)),
+        ]
+        op = rec.operator or {}
+        if op.get("ssh_client"):
+            lines.append(("ssh client", _t(op["ssh_client"]) + " (unverified)"))
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        print(f"{key.rjust(width)}: {value}")
+    print("arguments (redacted):")
+    print(
+        safe_text(
+            json.dumps(rec.display_arguments, indent=2, ensure_ascii=False, default=str),
+            20000,
+            multiline=True,
+        )
+    )
+    if rec.context:
+        print("context:")
+        print(
+            safe_text(
+                json.dumps(rec.context, indent=2, ensure_ascii=False, default=str),
+                20000,
+                multiline=True,
+            )
+        )
+    return 0
+
+
+def _decide(approve: bool) -> Any:
+    def run(store: Any, args: argparse.Namespace) -> int:
+        from sentinel.identity import current_operator
+
+        _sweep(store)
+        operator = current_operator("cli")
+        rec = store.decide(args.id, approve, operator, args.reason)
+        verb = "approved" if approve else "denied"
+        agent = f" (agent {_t(rec.agent_id)})" if rec.agent_id else ""
+        print(
+            f"{verb} {rec.id}: {_t(rec.function)}{agent} — decided by {_t(rec.decided_by)} at {_when(rec.decided_at)}"
+        )
+        return 0
+
+    return run
+
+
+def _history(store: Any, args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from sentinel.store import HistoryFilter
+
+    flt = HistoryFilter.parse(args.filter or "")
+    if args.status:
+        flt = replace(
+            flt, kinds=tuple(s.strip().lower() for s in args.status.split(",") if s.strip())
+        )
+    if args.function:
+        flt = replace(flt, function=args.function)
+    if args.agent:
+        flt = replace(flt, agent=args.agent)
+    events = store.history(flt, before_seq=args.before, limit=args.limit)
+    if args.json:
+        _print_json([_event_json(e) for e in events])
+        return 0
+    if not events:
+        print("no events")
+        return 0
+    rows = [
+        [
+            str(e.seq),
+            datetime.fromtimestamp(e.ts, timezone.utc).strftime("%m-%d %H:%M:%S"),
+            e.kind,
+            _t(e.agent_id, 16),
+            _t(e.function, 28),
+            _value(e.value_at_risk),
+            _t(e.actor, 24) if e.actor else _t(e.rule_id, 24),
+            (e.request_id or "-")[:ID_WIDTH],
+            _t(e.reason, 40),
+        ]
+        for e in events
+    ]
+    print(
+        _table(
+            [
+                "SEQ",
+                "TIME (UTC)",
+                "KIND",
+                "AGENT",
+                "FUNCTION",
+                "VALUE",
+                "BY / RULE",
+                "REQUEST",
+                "REASON",
+            ],
+            rows,
+        )
+    )
+    if len(events) == args.limit:
+        print(f"\nmore: sentinel history --before {events[-1].seq} --limit {args.limit}")
+    return 0
+
+
+# --- registration ------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--db",
+        metavar="PATH",
+        help="database file (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)",
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add pending, show, approve, deny and history to the ``sentinel`` parser."""
+    p = subparsers.add_parser("pending", help="list requests waiting for a decision")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--limit", type=_positive, default=1000, help="at most N requests (default 1000)"
+    )
+    p.set_defaults(func=lambda a: _run(a, _pending))
+
+    p = subparsers.add_parser("show", help="everything about one request")
+    p.add_argument("id", metavar="ID", help="request id or a unique prefix of it")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=lambda a: _run(a, _show))
+
+    for name, approve in (("approve", True), ("deny", False)):
+        p = subparsers.add_parser(name, help=f"{name} a pending request")
+        p.add_argument("id", metavar="ID", help="request id or a unique prefix of it")
+        p.add_argument("--reason", "-r", help="why (recorded with the decision)")
+        _add_db(p)
+        p.set_defaults(func=lambda a, f=_decide(approve): _run(a, f))
+
+    p = subparsers.add_parser("history", help="recorded events, newest first")
+    _add_db(p)
+    p.add_argument(
+        "--limit", "-n", type=_positive, default=50, help="at most N events (default 50)"
+    )
+    p.add_argument(
+        "--status", "--kind", help="only these kinds, comma-separated (approved,denied,blocked…)"
+    )
+    p.add_argument("--function", "-f", help="function name or glob (transfer*)")
+    p.add_argument("--agent", "-a", help="agent id or glob")
+    p.add_argument(
+        "--filter",
+        "-q",
+        metavar="QUERY",
+        help='filter text, e.g. "status:denied value:>1000 fn:pay*"',
+    )
+    p.add_argument("--before", type=int, metavar="SEQ", help="only events older than SEQ (paging)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=lambda a: _run(a, _history))
