@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
@@ -43,7 +43,7 @@ def _duration(seconds: float | None) -> str:
 def _when(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _value(v: float | None) -> str:
@@ -294,7 +294,7 @@ def _history(store: Any, args: argparse.Namespace) -> int:
     rows = [
         [
             str(e.seq),
-            datetime.fromtimestamp(e.ts, timezone.utc).strftime("%m-%d %H:%M:%S"),
+            datetime.fromtimestamp(e.ts, UTC).strftime("%m-%d %H:%M:%S"),
             e.kind,
             _t(e.agent_id, 16),
             _t(e.function, 28),
@@ -368,7 +368,8 @@ def register(subparsers: Any) -> None:
         p.add_argument("id", metavar="ID", help="request id or a unique prefix of it")
         p.add_argument("--reason", "-r", help="why (recorded with the decision)")
         _add_db(p)
-        p.set_defaults(func=lambda a, f=_decide(approve): _run(a, f))
+        handler = _decide(approve)
+        p.set_defaults(func=lambda a, f=handler: _run(a, f))
 
     p = subparsers.add_parser("history", help="recorded events, newest first")
     _add_db(p)
