@@ -77,15 +77,11 @@ def _env_float(name: str, field_name: str) -> float | None:
         ) from None
 
 
-def default_home() -> Path:
-    """``$SENTINEL_HOME`` or ``./.sentinel``."""
-    return Path(_env("SENTINEL_HOME") or ".sentinel")
-
-
 def default_db_path() -> Path:
     """``$SENTINEL_DB``, else ``$SENTINEL_HOME/sentinel.db``, else ``./.sentinel/sentinel.db``."""
-    explicit = _env("SENTINEL_DB")
-    return Path(explicit) if explicit else default_home() / "sentinel.db"
+    from sentinel.store.paths import default_db_path as store_default
+
+    return store_default()
 
 
 @dataclass

@@ -103,7 +103,9 @@ def _next_call(kind: str, rng: random.Random) -> tuple[str, dict[str, Any]]:
     }
 
 
-def run_agent(kind: str, rules: Path, db: Path, *, seed: int, calls: int, pause: float, workers: int) -> None:
+def run_agent(
+    kind: str, rules: Path, db: Path, *, seed: int, calls: int, pause: float, workers: int
+) -> None:
     """One simulated agent: ``workers`` threads making ``calls`` calls each."""
     config = SentinelConfig(
         rules_path=rules,
@@ -138,12 +140,21 @@ def run_agent(kind: str, rules: Path, db: Path, *, seed: int, calls: int, pause:
 def _spawn_agents(rules: Path, db: Path, seed: int, log_dir: Path) -> list[subprocess.Popen[bytes]]:
     procs = []
     for i, kind in enumerate(AGENTS):
-        log = open(log_dir / f"{kind}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(log_dir / f"{kind}.log", "wb")
         procs.append(
             subprocess.Popen(
                 [
-                    sys.executable, "-m", "sentinel.demo", "agent", kind,
-                    "--rules", str(rules), "--db", str(db), "--seed", str(seed + i),
+                    sys.executable,
+                    "-m",
+                    "sentinel.demo",
+                    "agent",
+                    kind,
+                    "--rules",
+                    str(rules),
+                    "--db",
+                    str(db),
+                    "--seed",
+                    str(seed + i),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -181,7 +192,10 @@ def run_demo(args: argparse.Namespace) -> int:
         try:
             from sentinel_tui.app import run_app
         except ImportError as exc:
-            print(f"the command center is not available ({exc}); running the terminal demo", file=sys.stderr)
+            print(
+                f"the command center is not available ({exc}); running the terminal demo",
+                file=sys.stderr,
+            )
             _stop(procs)
             return _terminal_demo(rules, db)
         run_app(db_path=db, rules_path=rules, title="Sentinel demo")
@@ -207,7 +221,9 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def _terminal_demo(rules: Path, db: Path) -> int:
     """Three calls answered at the terminal prompt: allowed, blocked, needs approval."""
-    config = SentinelConfig(rules_path=rules, db_path=db, approval_interface="terminal", agent_id="demo-agent")
+    config = SentinelConfig(
+        rules_path=rules, db_path=db, approval_interface="terminal", agent_id="demo-agent"
+    )
     tools = build_tools(config)
     steps: list[tuple[str, dict[str, Any]]] = [
         ("transfer_funds", {"amount": 50, "destination": "ACC-1001"}),
@@ -226,11 +242,19 @@ def _terminal_demo(rules: Path, db: Path) -> int:
 
 def register_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``sentinel demo``."""
-    parser.add_argument("--rules", help="policy to use (default: ./rules.yaml or the bundled example)")
-    parser.add_argument("--home", help="folder for the demo database (default: a new temporary folder)")
+    parser.add_argument(
+        "--rules", help="policy to use (default: ./rules.yaml or the bundled example)"
+    )
+    parser.add_argument(
+        "--home", help="folder for the demo database (default: a new temporary folder)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed of the simulated agents")
-    parser.add_argument("--agents-only", action="store_true", help="run only the agents (no command center)")
-    parser.add_argument("--terminal", action="store_true", help="one scripted agent answered at the terminal prompt")
+    parser.add_argument(
+        "--agents-only", action="store_true", help="run only the agents (no command center)"
+    )
+    parser.add_argument(
+        "--terminal", action="store_true", help="one scripted agent answered at the terminal prompt"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +271,15 @@ def main(argv: list[str] | None = None) -> int:
     agent.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_agent(args.kind, Path(args.rules), Path(args.db), seed=args.seed, calls=args.calls, pause=args.pause, workers=args.workers)
+    run_agent(
+        args.kind,
+        Path(args.rules),
+        Path(args.db),
+        seed=args.seed,
+        calls=args.calls,
+        pause=args.pause,
+        workers=args.workers,
+    )
     return 0
 
 
