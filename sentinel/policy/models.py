@@ -1,0 +1,336 @@
+"""The rules-file schema (pydantic v2, strict) and the :class:`Action` enum.
+
+Everything is ``extra="forbid"`` and ``strict=True``: an unknown key, a mistyped operator or
+``priority: "high"`` is a load error, never silently ignored or coerced. The loader turns
+pydantic's errors into messages with file, line and a hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from enum import Enum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from sentinel.policy.regex import RegexError, compile_regex
+from sentinel.policy.values import NotANumber, to_decimal
+
+
+class Action(str, Enum):  # noqa: UP042 - the documented contract
+    """What happens to a call. Ordered by :attr:`strictness`."""
+
+    ALLOW = "allow"
+    REQUIRE_APPROVAL = "require_approval"
+    BLOCK = "block"
+
+    @property
+    def strictness(self) -> int:
+        """allow 0 < require_approval 1 < block 2."""
+        return _STRICTNESS[self]
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_STRICTNESS = {Action.ALLOW: 0, Action.REQUIRE_APPROVAL: 1, Action.BLOCK: 2}
+
+ActionName = Literal["allow", "block", "require_approval"]
+
+#: Every operator, in the order the docs list them.
+OPERATORS: tuple[str, ...] = (
+    "eq", "ne", "gt", "gte", "lt", "lte", "contains", "not_contains", "matches",
+    "in", "not_in", "startswith", "endswith", "regex", "exists",
+)  # fmt: skip
+NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
+
+#: Symbol spellings accepted for operators (the original silently ignored ``">"``).
+OPERATOR_ALIASES: dict[str, str] = {
+    ">": "gt", ">=": "gte", "<": "lt", "<=": "lte", "==": "eq", "!=": "ne",
+}  # fmt: skip
+
+#: Spellings people try that are *not* accepted, mapped to what they meant (for the hint).
+_OPERATOR_GUESSES: dict[str, str] = {
+    "greater_than": "gt", "greater_than_or_equal": "gte", "greater_or_equal": "gte",
+    "less_than": "lt", "less_than_or_equal": "lte", "less_or_equal": "lte",
+    "equals": "eq", "equal": "eq", "is": "eq", "not_equal": "ne", "not_equals": "ne",
+    "starts_with": "startswith", "ends_with": "endswith", "regexp": "regex", "re": "regex",
+    "match": "matches", "has": "contains", "includes": "contains", "not_includes": "not_contains",
+    "one_of": "in", "not_one_of": "not_in", "exist": "exists", "present": "exists",
+    "=": "eq", "=>": "gte", "=<": "lte", "<>": "ne",
+}  # fmt: skip
+
+
+def suggest(word: str, choices: tuple[str, ...] | list[str]) -> str | None:
+    """The closest choice to ``word`` (difflib), or None."""
+    hits = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return hits[0] if hits else None
+
+
+def _operator_hint(op: str) -> str:
+    guess = _OPERATOR_GUESSES.get(op.lower().replace("-", "_").replace(" ", "_"))
+    guess = guess or suggest(op, OPERATORS)
+    head = f"did you mean '{guess}'? " if guess else ""
+    return f"{head}use one of {', '.join(OPERATORS)} (or > >= < <= == !=)"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+
+def _finite_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
+
+
+class Condition(_Strict):
+    """``{param, operator, value}``; ``param`` may be a dotted path (``payment.amount``)."""
+
+    param: Annotated[str, Field(min_length=1)]
+    operator: str
+    value: Any = None
+
+    @field_validator("param")
+    @classmethod
+    def _check_param(cls, v: str) -> str:
+        if any(not seg for seg in v.split(".")):
+            raise PydanticCustomError(
+                "bad_param",
+                "parameter path '{param}' has an empty segment",
+                {"param": v, "hint": "write names separated by single dots, e.g. payment.amount"},
+            )
+        return v
+
+    @field_validator("operator")
+    @classmethod
+    def _check_operator(cls, v: str) -> str:
+        op = OPERATOR_ALIASES.get(v, v)
+        if op not in OPERATORS:
+            raise PydanticCustomError(
+                "unknown_operator", "unknown operator '{op}'", {"op": v, "hint": _operator_hint(v)}
+            )
+        return op
+
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, v: Any, info: ValidationInfo) -> Any:
+        op = info.data.get("operator")
+        if op is None:  # the operator itself was invalid; that error is reported
+            return v
+        if op in NUMERIC_OPERATORS:
+            if isinstance(v, str):
+                try:
+                    to_decimal(v)
+                    return v
+                except NotANumber:
+                    pass
+            if not _finite_number(v):
+                raise PydanticCustomError(
+                    "bad_value",
+                    "operator '{op}' needs a number, got {got!r}",
+                    {"op": op, "got": v, "hint": "write a plain number such as 100 or 99.5"},
+                )
+        elif op in ("in", "not_in"):
+            if not isinstance(v, list):
+                raise PydanticCustomError(
+                    "bad_value",
+                    "operator '{op}' needs a list, got {got!r}",
+                    {"op": op, "got": v, "hint": "write a list, e.g. value: [a, b]"},
+                )
+        elif op == "exists":
+            if not isinstance(v, bool):
+                raise PydanticCustomError(
+                    "bad_value",
+                    "operator 'exists' takes true or false, got {got!r}",
+                    {"got": v, "hint": "value: true (present) or value: false (absent)"},
+                )
+        elif op in ("startswith", "endswith"):
+            ok = isinstance(v, str) or (
+                isinstance(v, list) and v and all(isinstance(x, str) for x in v)
+            )
+            if not ok:
+                raise PydanticCustomError(
+                    "bad_value",
+                    "operator '{op}' needs a string (or a list of strings), got {got!r}",
+                    {"op": op, "got": v, "hint": "quote the value"},
+                )
+        elif op in ("matches", "regex"):
+            if not isinstance(v, str):
+                raise PydanticCustomError(
+                    "bad_value",
+                    "operator '{op}' needs a regular expression string, got {got!r}",
+                    {"op": op, "got": v, "hint": "quote the pattern"},
+                )
+            try:
+                compile_regex(v)
+            except RegexError as exc:
+                raise PydanticCustomError("bad_regex", str(exc), {"hint": exc.hint}) from None
+        elif op in ("contains", "not_contains") and isinstance(v, (list, dict)):
+            raise PydanticCustomError(
+                "bad_value",
+                "operator '{op}' needs a single value, got {got!r}",
+                {"op": op, "got": v, "hint": "use one condition per value, or `in` with a list"},
+            )
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise PydanticCustomError(
+                "bad_value", "{got!r} is not a usable value", {"got": v, "hint": "use a number"}
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _value_given(self) -> Condition:
+        if "value" not in self.model_fields_set:
+            if self.operator == "exists":
+                object.__setattr__(self, "value", True)
+            else:
+                raise PydanticCustomError(
+                    "missing_value",
+                    "condition on '{param}' has no value",
+                    {"param": self.param, "hint": f"add `value:` for operator '{self.operator}'"},
+                )
+        return self
+
+
+class AnyGroup(_Strict):
+    """Matches when at least one member matches."""
+
+    any: Annotated[list[ConditionNode], Field(min_length=1)]
+
+
+class AllGroup(_Strict):
+    """Matches when every member matches."""
+
+    all: Annotated[list[ConditionNode], Field(min_length=1)]
+
+
+class NotGroup(_Strict):
+    """Matches when its member does not (an unevaluable member stays unevaluable)."""
+
+    not_: ConditionNode = Field(alias="not")
+
+
+def _condition_kind(v: Any) -> str | None:
+    if isinstance(v, dict):
+        for key in ("any", "all", "not"):
+            if key in v:
+                return key
+        return "condition"
+    if isinstance(v, BaseModel):
+        return {AnyGroup: "any", AllGroup: "all", NotGroup: "not"}.get(type(v), "condition")
+    return None
+
+
+ConditionNode = Annotated[
+    Annotated[Condition, Tag("condition")]
+    | Annotated[AnyGroup, Tag("any")]
+    | Annotated[AllGroup, Tag("all")]
+    | Annotated[NotGroup, Tag("not")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="bad_condition",
+        custom_error_message="a condition must be a mapping",
+        custom_error_context={
+            "hint": "write {param: NAME, operator: OP, value: V} or a group {any: [...]}, "
+            "{all: [...]}, {not: {...}}"
+        },
+    ),
+]
+
+AnyGroup.model_rebuild()
+AllGroup.model_rebuild()
+NotGroup.model_rebuild()
+
+Patterns = (
+    Annotated[str, Field(min_length=1)]
+    | Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+)
+
+
+class Rule(_Strict):
+    """One rule. ``id`` is required and unique; everything else has a sensible default."""
+
+    id: Annotated[str, Field(min_length=1, max_length=200)]
+    name: str | None = None
+    description: str | None = None
+    function_pattern: Patterns
+    agent_pattern: Patterns | None = None
+    conditions: list[ConditionNode] = Field(default_factory=list)
+    action: ActionName
+    priority: int = 100
+    message: str | None = None
+    enabled: bool = True
+    mode: Literal["enforce", "shadow"] = "enforce"
+    timeout_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """``function_pattern`` as a tuple of globs."""
+        fp = self.function_pattern
+        return (fp,) if isinstance(fp, str) else tuple(fp)
+
+    @property
+    def agent_patterns(self) -> tuple[str, ...] | None:
+        """``agent_pattern`` as a tuple of globs (None = any agent)."""
+        ap = self.agent_pattern
+        if ap is None:
+            return None
+        return (ap,) if isinstance(ap, str) else tuple(ap)
+
+
+class CaseCall(_Strict):
+    """The call a policy test case makes."""
+
+    function: Annotated[str, Field(min_length=1)]
+    args: dict[str, Any] = Field(default_factory=dict)
+    agent: str | None = None
+
+
+class CaseExpect(_Strict):
+    """What a policy test case expects; ``rule: null`` means "the default action decided"."""
+
+    action: ActionName
+    rule: str | None = None
+
+
+class PolicyCase(_Strict):
+    """A policy test case, run when the file loads. A failing case makes the file invalid."""
+
+    name: str | None = None
+    call: CaseCall
+    expect: CaseExpect
+
+
+class PolicyFile(_Strict):
+    """The whole rules file. The original JSON format (version, default_action, rules) is valid."""
+
+    schema_: str | None = Field(default=None, alias="$schema")
+    version: str | int | float | None = None
+    description: str | None = None
+    default_action: ActionName = "allow"
+    ordering: Literal["strictest", "first_match"] = "strictest"
+    value_params: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["amount", "value", "total"]
+    )
+    redact_keys: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    tests: list[PolicyCase] = Field(default_factory=list)
+
+
+#: Allowed keys per model (by their spelling in the file), for "did you mean" hints.
+def allowed_keys(model: type[BaseModel]) -> tuple[str, ...]:
+    """The keys a rules-file object of this model may contain."""
+    return tuple((f.alias or name) for name, f in model.model_fields.items())
