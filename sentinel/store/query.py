@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shlex
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -52,21 +51,34 @@ def parse_time(text: str, now: float | None = None) -> float:
     return when.timestamp()
 
 
+_TOKEN = re.compile(r'"([^"]*)"|\'([^\']*)\'|([^\s"\']+)|(\S)')
+
+
+def _tokens(text: str) -> list[tuple[bool, str]]:
+    """Words of ``text``; quoted words (``"a b"``) come back as (True, text) and are never fields."""
+    out: list[tuple[bool, str]] = []
+    for m in _TOKEN.finditer(text):
+        dq, sq, bare, stray = m.groups()
+        if stray is not None:
+            raise ValueError(f"cannot parse filter {text!r}: unterminated quote")
+        if bare is not None:
+            out.append((False, bare))
+        else:
+            out.append((True, dq if dq is not None else sq))
+    return out
+
+
 def parse_filter(text: str, now: float | None = None) -> HistoryFilter:
     """Parse ``status:denied fn:transfer* agent:billing value:>1000 free text`` (see HistoryFilter).
 
     Unknown ``field:`` names raise ValueError naming the field; quote free text containing ``:``.
     """
-    try:
-        words = shlex.split(text or "")
-    except ValueError as exc:
-        raise ValueError(f"cannot parse filter {text!r}: {exc}") from None
     values: dict[str, Any] = {}
     kinds: list[str] = []
     free: list[str] = []
-    for word in words:
-        m = _TERM.match(word)
-        if not m or word != word.strip() or " " in word.split(":", 1)[0]:
+    for quoted, word in _tokens(text or ""):
+        m = None if quoted else _TERM.match(word)
+        if not m:
             free.append(word)
             continue
         name, raw = m.group(1).lower(), m.group(2).strip()
