@@ -1,0 +1,642 @@
+"""The Sentinel command center (Textual app).
+
+Threading rule (Harlequin's): every store or file access runs in a ``@work(thread=True)`` worker
+that ``post_message``\\ s its result; message handlers on the main thread own all UI state, and
+widgets never do I/O. Change detection polls ``Store.data_version()`` (cheap) and queries the
+pending requests only when it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, DataTable, Footer
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from sentinel.redact import safe_text
+from sentinel.store.models import APPROVED, DENIED, MetricsSnapshot, RequestRecord
+from sentinel_tui.config import TuiConfig, load_config
+from sentinel_tui.data import DataSource, DecisionOutcome
+from sentinel_tui.dialogs import DecisionDialog, DialogResult, HelpScreen, TextScreen
+from sentinel_tui.messages import (
+    DataError,
+    Decided,
+    HistoryPage,
+    MetricsReady,
+    PolicyLoaded,
+    QueueSnapshot,
+)
+from sentinel_tui.render import format_time, format_value, full_arguments, risk_level, safe
+from sentinel_tui.views.history import HistoryView
+from sentinel_tui.views.metrics import MetricsView
+from sentinel_tui.views.queue import QueueView
+from sentinel_tui.views.rules import RulesView
+from sentinel_tui.widgets.status_bar import StatusBar
+
+VIEW_IDS = ("queue", "history", "metrics", "rules")
+HELP_INTRO = (
+    "a/d approve or deny the request on the card (the one you are reading). Big approvals ask "
+    "first; Cancel is the default. space marks, A/D decide the marked ones. p pauses live "
+    "updates. 1-4 switch views; ctrl+p or : opens the command palette."
+)
+
+
+def _is_ssh() -> bool:
+    return bool(os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
+
+
+class SentinelApp(App[int]):
+    """Live approval queue, history, metrics and rules, keyboard only, 80x24 and up."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "Sentinel"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
+    NOTIFICATION_TIMEOUT = 4
+
+    BINDINGS = [
+        Binding("p", "pause", "Pause", id="app.pause"),
+        Binding("question_mark,f1", "help", "Keys", id="app.help"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("1", "view('queue')", "Queue view", show=False, id="view.queue"),
+        Binding("2", "view('history')", "History view", show=False, id="view.history"),
+        Binding("3", "view('metrics')", "Metrics view", show=False, id="view.metrics"),
+        Binding("4", "view('rules')", "Rules view", show=False, id="view.rules"),
+        Binding("colon", "command_palette", "Commands", show=False, id="app.palette"),
+    ]
+
+    def __init__(
+        self,
+        db_path: Path | str | None = None,
+        rules_path: Path | str | None = None,
+        readonly: bool = False,
+        *,
+        config: TuiConfig | None = None,
+        keymap_path: Path | str | None = None,
+        clock: Callable[[], float] | None = None,
+        tick_interval: float | None = None,
+        title: str | None = None,
+        poll: bool = True,
+        watch_terminal: bool = True,
+    ) -> None:
+        """
+        Args:
+            db_path: the database (default: the store's default path).
+            rules_path: the policy file shown in the Rules view.
+            readonly: observer mode; decision keys do not exist.
+            config: settings (default: loaded from ``keymap_path`` or the default tui.toml).
+            clock: wall clock for ages and countdowns (tests freeze it).
+            tick_interval: seconds between countdown refreshes; 0 disables, None = 1 s
+                (10 s over SSH, where per-second repaints cost bandwidth).
+            poll: watch the database for changes (tests of static screens may turn it off
+                after the first load).
+        """
+        super().__init__()
+        self.config = config if config is not None else load_config(keymap_path)
+        self.data = DataSource(db_path, rules_path)
+        self.readonly = readonly
+        self.clock: Callable[[], float] = clock or time.time
+        self.ssh = _is_ssh()
+        if self.ssh:
+            self.animation_level = "none"
+        if tick_interval is None:
+            tick_interval = 10.0 if self.ssh else 1.0
+        self.tick_interval = tick_interval
+        self.poll_enabled = poll
+        self.watch_terminal = watch_terminal
+        if title:
+            self.title = title
+        self.paused = False
+        self.arrived_while_paused = 0
+        self._poll_now = threading.Event()
+        self._seen: set[str] = set()
+        self._have_snapshot = False
+        self._rows: list[RequestRecord] = []
+        self._inflight: set[str] = set()
+        self._decided_here: set[str] = set()
+        self._last_decision_key = -1e9
+        self._metrics: MetricsSnapshot | None = None
+        self._metrics_at = 0.0
+        self._history_at = 0.0
+        self._history_loaded = False
+        self._ticks = 0
+        self._operator_label = ""
+        self.snapshot_count = 0  # for tests and benchmarks: QueueSnapshots applied
+
+    # --- layout ----------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with ContentSwitcher(initial="queue", id="views"):
+            yield QueueView(id="queue")
+            yield HistoryView(id="history")
+            yield MetricsView(id="metrics")
+            yield RulesView(id="rules")
+        yield Footer(compact=True, show_command_palette=False)
+
+    @property
+    def status(self) -> StatusBar:
+        return self.query_one(StatusBar)
+
+    @property
+    def queue(self) -> QueueView:
+        return self.query_one(QueueView)
+
+    @property
+    def history(self) -> HistoryView:
+        return self.query_one(HistoryView)
+
+    @property
+    def current_view(self) -> str:
+        return self.query_one(ContentSwitcher).current or "queue"
+
+    def on_mount(self) -> None:
+        if self.config.theme in self.available_themes:
+            self.theme = self.config.theme
+        if self.config.keymap:
+            self.set_keymap(self.config.keymap)
+        self.status.set(
+            db_path=str(self.data.db_path), readonly=self.readonly, live=True, view="queue"
+        )
+        self._start()
+        self.queue.table.focus()
+        if self.tick_interval > 0:
+            self.set_interval(self.tick_interval, self._tick)
+        if not self.is_headless and self.watch_terminal:
+            self._install_terminal_guards()
+
+    def _start(self) -> None:
+        self._load_identity()
+        self._poll_loop()
+        self.load_policy()
+
+    # --- terminal loss -------------------------------------------------------------------------
+
+    def _install_terminal_guards(self) -> None:
+        """SIGHUP or a dead terminal → exit cleanly (Textual's input thread would spin on EOF)."""
+        try:
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, self._terminal_lost)
+            loop.add_signal_handler(signal.SIGTERM, self._terminal_lost)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+        self.set_interval(2.0, self._check_terminal)
+
+    def _check_terminal(self) -> None:
+        try:
+            alive = os.isatty(sys.__stdin__.fileno()) if sys.__stdin__ else False
+        except (OSError, ValueError):
+            alive = False
+        if not alive:
+            self._terminal_lost()
+
+    def _terminal_lost(self) -> None:
+        self.exit(0)
+
+    # --- workers (all I/O happens here) --------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="identity", exit_on_error=False)
+    def _load_identity(self) -> None:
+        label = self.data.operator().label
+        self.call_from_thread(self._set_operator, label)
+
+    def _set_operator(self, label: str) -> None:
+        self._operator_label = label
+        self.status.set(operator=label)
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll_loop(self) -> None:
+        """Check data_version every poll_interval; fetch pending rows only when it changed."""
+        worker = get_current_worker()
+        last: int | None = None
+        known: dict[str, RequestRecord] = {}
+        failing = False
+        while not worker.is_cancelled:
+            try:
+                version = self.data.data_version()
+                if version != last or self._poll_now.is_set():
+                    self._poll_now.clear()
+                    rows = self.data.pending(self.config.pending_limit)
+                    ids = {r.id for r in rows}
+                    gone: list[RequestRecord] = []
+                    for rid in [k for k in known if k not in ids][:50]:
+                        try:
+                            gone.append(self.data.get(rid))
+                        except Exception:  # the row vanished entirely; nothing to tell
+                            pass
+                    known = {r.id: r for r in rows}
+                    last = version
+                    self.post_message(QueueSnapshot(rows, version, gone))
+                if failing:
+                    failing = False
+                    self.post_message(DataError("poll", ""))
+            except Exception as exc:  # keep polling: the database may come back
+                failing = True
+                self.post_message(DataError("poll", f"{type(exc).__name__}: {exc}"))
+                self._poll_now.wait(2.0)
+                continue
+            if not self.poll_enabled and last is not None:
+                return
+            self._poll_now.wait(self.config.poll_interval)
+
+    @work(thread=True, group="decide", exit_on_error=False)
+    def _decide(self, ids: list[str], approve: bool, reason: str | None, batch: bool) -> None:
+        outcomes: list[DecisionOutcome] = [self.data.decide(i, approve, reason) for i in ids]
+        self.post_message(Decided(outcomes, batch))
+
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False)
+    def load_history(self, query: str, before_seq: int | None) -> None:
+        """Fetch one page of events (keyset: older than ``before_seq``)."""
+        try:
+            flt = self.data.parse_filter(query)
+            events = self.data.history(flt, before_seq, self.config.history_page)
+        except Exception as exc:
+            self.post_message(HistoryPage(query, [], before_seq is not None, safe_text(exc, 300)))
+            return
+        if not get_current_worker().is_cancelled:
+            self.post_message(HistoryPage(query, events, before_seq is not None))
+
+    @work(thread=True, exclusive=True, group="metrics", exit_on_error=False)
+    def load_metrics(self) -> None:
+        self.post_message(MetricsReady(self.data.metrics()))
+
+    @work(thread=True, exclusive=True, group="policy", exit_on_error=False)
+    def load_policy(self) -> None:
+        """(Re)load and validate the rules file. A file watcher can call this for hot reload."""
+        self.post_message(PolicyLoaded(self.data.load_policy()))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            err = event.worker.error
+            text = safe_text(f"{type(err).__name__}: {err}", 200)
+            self.status.set(error=text)
+            self.notify(text, title=f"{event.worker.group} failed", severity="error", markup=False)
+            if event.worker.group == "decide":
+                self._inflight.clear()
+
+    # --- message handlers (main thread) -------------------------------------------------------
+
+    def on_data_error(self, msg: DataError) -> None:
+        self.status.set(error=msg.error or None)
+
+    def on_queue_snapshot(self, msg: QueueSnapshot) -> None:
+        rows = msg.rows
+        self.snapshot_count += 1
+        first = not self._have_snapshot
+        self._have_snapshot = True
+        new = [r for r in rows if r.id not in self._seen]
+        self._seen.update(r.id for r in rows)
+        self._rows = rows
+        self._tell_gone(msg.gone)
+        if new and not first:
+            self._announce(new)
+        if self.paused:
+            self.arrived_while_paused += len(new)
+        else:
+            self.queue.apply(rows)
+        self._update_status()
+        self._data_changed()
+
+    def _tell_gone(self, gone: Iterable[RequestRecord]) -> None:
+        for rec in gone:
+            if rec.id in self._decided_here:
+                continue
+            what = Text(end="")
+            what.append_text(safe(rec.function, 60))
+            what.append(f" ({rec.id[:8]}) {rec.status}")
+            if rec.decided_by and rec.status in (APPROVED, DENIED):
+                what.append(" by ")
+                what.append_text(safe(rec.decided_by, 80))
+            elif rec.decision_reason:
+                what.append(": ")
+                what.append_text(safe(rec.decision_reason, 80))
+            self.notify(what.plain, title="Decided elsewhere", severity="warning", markup=False)
+
+    def _announce(self, new: list[RequestRecord]) -> None:
+        if self.config.bell:
+            self.bell()
+        if not self.config.toast_new:
+            return
+        if len(new) == 1:
+            r = new[0]
+            level, _ = risk_level(r, self.config.confirm_value, self.config.confirm_risk)
+            text = (
+                f"{safe_text(r.function, 60)} from {safe_text(r.agent_id or '?', 30)}"
+                f" · value {format_value(r.value_at_risk)} · {level}"
+            )
+        else:
+            text = f"{len(new)} new requests"
+        self.notify(text, title="New approval request", markup=False, timeout=3)
+
+    def _update_status(self) -> None:
+        rows = self._rows
+        pending: int = len(rows)
+        if len(rows) >= self.config.pending_limit:
+            if self._metrics is not None:
+                pending = max(pending, self._metrics.pending)
+            self._maybe_metrics(5.0)
+        oldest = min((r.created_at for r in rows), default=None)
+        policy = self.query_one(RulesView).info
+        version = policy.version if policy and policy.version else None
+        if version is None and rows:
+            version = rows[-1].policy_version
+        self.status.set(
+            pending=pending,
+            oldest_age=None if oldest is None else self.clock() - oldest,
+            live=not self.paused,
+            arrived_while_paused=self.arrived_while_paused,
+            policy_version=version,
+            policy_valid=policy is None or policy.valid,
+        )
+
+    def _data_changed(self) -> None:
+        view = self.current_view
+        if view in ("metrics", "rules"):
+            self._maybe_metrics(1.0)
+        elif view == "history" and not self.paused:
+            hv = self.history
+            now = time.monotonic()
+            if hv.table.cursor_row <= 0 and now - self._history_at > 1.0:
+                self._history_at = now
+                hv.reload()
+
+    def _maybe_metrics(self, min_gap: float) -> None:
+        now = time.monotonic()
+        if now - self._metrics_at >= min_gap:
+            self._metrics_at = now
+            self.load_metrics()
+
+    def on_metrics_ready(self, msg: MetricsReady) -> None:
+        self._metrics = msg.snapshot
+        self.query_one(MetricsView).apply(msg.snapshot)
+        self.query_one(RulesView).set_hits(dict(msg.snapshot.top_rules))
+
+    def on_history_page(self, msg: HistoryPage) -> None:
+        self.history.apply_page(msg.query, msg.events, msg.append, msg.error)
+
+    def on_policy_loaded(self, msg: PolicyLoaded) -> None:
+        info = msg.info
+        self.query_one(RulesView).apply(info)
+        if info is not None and not info.valid:
+            self.notify(
+                safe_text(info.error or "invalid", 300),
+                title="Rules file invalid",
+                severity="error",
+                markup=False,
+            )
+        self._update_status()
+
+    def on_decided(self, msg: Decided) -> None:
+        ok = [o for o in msg.outcomes if o.ok]
+        for o in msg.outcomes:
+            self._inflight.discard(o.request_id)
+            if o.ok:
+                self._decided_here.add(o.request_id)
+        if msg.batch:
+            verb = "approved" if msg.outcomes and msg.outcomes[0].approve else "denied"
+            self.notify(f"{len(ok)} of {len(msg.outcomes)} {verb}", markup=False)
+        for o in msg.outcomes:
+            if o.ok and not msg.batch:
+                fn = safe_text(o.record.function if o.record else "?", 60)
+                self.notify(
+                    f"{'Approved' if o.approve else 'Denied'} {fn} ({o.request_id[:8]})",
+                    markup=False,
+                    timeout=3,
+                )
+            elif not o.ok:
+                self._tell_conflict(o)
+        for o in ok:
+            self.queue.marked.discard(o.request_id)
+        self._poll_now.set()
+
+    def _tell_conflict(self, o: DecisionOutcome) -> None:
+        rec = o.record
+        if rec is not None and rec.status != "pending":
+            who = safe_text(rec.decided_by or "the system", 80)
+            when = format_time(rec.decided_at) if rec.decided_at else "?"
+            text = f"{safe_text(rec.function, 60)} ({rec.id[:8]}) was already {rec.status} by {who} at {when}. Nothing changed."
+        else:
+            text = f"{o.request_id[:8]}: {safe_text(o.error or 'decision failed', 200)}. Nothing changed."
+        self.notify(text, title="Not decided", severity="error", markup=False, timeout=8)
+
+    # --- deciding ------------------------------------------------------------------------------
+
+    def _decision_allowed(self, rid: str | None) -> bool:
+        if self.readonly:
+            self.notify("Read-only observer: decisions are disabled.", severity="warning", markup=False)
+            return False
+        if rid is None:
+            self.notify("No request selected.", severity="warning", markup=False)
+            return False
+        now = time.monotonic()
+        if now - self._last_decision_key < self.config.debounce or rid in self._inflight:
+            return False  # a double press decides once
+        self._last_decision_key = now
+        return True
+
+    def needs_confirmation(self, record: RequestRecord) -> bool:
+        level, _ = risk_level(record, self.config.confirm_value, self.config.confirm_risk)
+        value = record.value_at_risk or 0.0
+        return level == "HIGH" or (self.config.confirm_value > 0 and value >= self.config.confirm_value)
+
+    def _summary(self, record: RequestRecord) -> Text:
+        level, why = risk_level(record, self.config.confirm_value, self.config.confirm_risk)
+        text = Text(end="")
+        text.append_text(safe(record.function, 80, "bold"))
+        text.append(f"  ({record.id[:12]})\n", style="dim")
+        text.append("agent  ")
+        text.append_text(safe(record.agent_id or "—", 40))
+        text.append(f"\nvalue  {format_value(record.value_at_risk)}   risk {level} ({why})\n")
+        text.append("why    ")
+        text.append_text(safe(record.reason or "—", 200))
+        return text
+
+    def request_decision(self, rid: str | None, approve: bool) -> None:
+        """``a``/``d``: decide the request whose id was on the card at the key press."""
+        if not self._decision_allowed(rid):
+            return
+        assert rid is not None
+        record = self.queue.records.get(rid)
+        if approve and record is not None and self.needs_confirmation(record):
+            body = self._summary(record)
+            body.append("\n\nThis approval is above the confirmation threshold.", style="bold yellow")
+
+            def done(result: DialogResult | None) -> None:
+                if result is not None and result.choice == "approve":
+                    self._send([rid], True, result.reason, batch=False)
+
+            self.push_screen(
+                DecisionDialog("Approve?", body, [("approve", "Approve", "warning")]), done
+            )
+            return
+        self._send([rid], approve, None, batch=False)
+
+    def request_decision_with_reason(self, rid: str | None) -> None:
+        """``r``: type a reason, then approve or deny (Cancel is the default)."""
+        if not self._decision_allowed(rid):
+            return
+        assert rid is not None
+        record = self.queue.records.get(rid)
+        body = self._summary(record) if record else Text(rid)
+
+        def done(result: DialogResult | None) -> None:
+            if result is not None:
+                self._send([rid], result.choice == "approve", result.reason, batch=False)
+
+        self.push_screen(
+            DecisionDialog(
+                "Decide with a reason",
+                body,
+                [("deny", "Deny", "error"), ("approve", "Approve", "warning")],
+            ),
+            done,
+        )
+
+    def request_batch(self, ids: list[str], approve: bool) -> None:
+        """``A``/``D``: decide the marked requests after showing what will be decided."""
+        if self.readonly:
+            return
+        ids = [i for i in ids if i in self.queue.records and i not in self._inflight]
+        if not ids:
+            self.notify("No marked requests (space marks).", severity="warning", markup=False)
+            return
+        verb = "Approve" if approve else "Deny"
+        body = Text(f"{verb} these {len(ids)} requests?\n\n", style="bold", end="")
+        total = 0.0
+        for rid in ids:
+            r = self.queue.records[rid]
+            total += r.value_at_risk or 0.0
+            body.append(f"  {rid[:8]}  ")
+            body.append_text(safe(r.function, 40, "bold"))
+            body.append("  ")
+            body.append_text(safe(r.agent_id or "—", 20))
+            body.append(f"  {format_value(r.value_at_risk)}\n")
+        body.append(f"\ntotal value {format_value(total)}")
+
+        def done(result: DialogResult | None) -> None:
+            if result is not None:
+                self._send(ids, approve, result.reason, batch=True)
+
+        choice = ("approve", "Approve all", "warning") if approve else ("deny", "Deny all", "error")
+        self.push_screen(DecisionDialog(f"{verb} {len(ids)} marked", body, [choice]), done)
+
+    def _send(self, ids: list[str], approve: bool, reason: str | None, batch: bool) -> None:
+        ids = [i for i in ids if i not in self._inflight]
+        if not ids:
+            return
+        self._inflight.update(ids)
+        self._decide(ids, approve, reason, batch)
+
+    # --- other actions -------------------------------------------------------------------------
+
+    def action_view(self, name: str) -> None:
+        if name not in VIEW_IDS:
+            return
+        self.query_one(ContentSwitcher).current = name
+        self.status.set(view=name)
+        if name == "queue":
+            self.queue.table.focus()
+        elif name == "history":
+            self.history.table.focus()
+            if not self._history_loaded:
+                self._history_loaded = True
+                self.history.reload()
+        elif name == "metrics":
+            self.query_one(MetricsView).focus()
+            self._maybe_metrics(0.0)
+        elif name == "rules":
+            self.query_one("#rules-table", DataTable).focus()
+            self._maybe_metrics(0.0)
+        self.refresh_bindings()
+
+    def action_pause(self) -> None:
+        self.paused = not self.paused
+        if not self.paused:
+            self.arrived_while_paused = 0
+            self.queue.apply(self._rows)
+        self._update_status()
+
+    def action_help(self) -> None:
+        rows: list[tuple[str, str, str]] = []
+        seen: set[str] = set()
+        for key, active in self.screen.active_bindings.items():
+            b = active.binding
+            if not b.description or (b.id or b.action) in seen:
+                continue
+            seen.add(b.id or b.action)
+            keys = [k for k, a in self.screen.active_bindings.items() if a.binding is b]
+            display = ", ".join(self.get_key_display(self.screen.active_bindings[k].binding) if k == key else k for k in keys)
+            rows.append((display, b.description, b.id or ""))
+        self.push_screen(HelpScreen(rows, Text(HELP_INTRO, end="")))
+
+    def show_full(self, record: RequestRecord | None) -> None:
+        if record is None:
+            return
+        self.push_screen(TextScreen(f"Arguments of {record.id[:12]}", full_arguments(record)))
+
+    def edit_rules(self) -> None:
+        """Open the rules file in $VISUAL/$EDITOR (the app suspends), then reload it."""
+        path = self.data.rules_path
+        if path is None:
+            self.notify("No rules file (start with --rules PATH).", severity="warning", markup=False)
+            return
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        try:
+            with self.suspend():
+                subprocess.run([*shlex.split(editor), str(path)], check=False)
+        except Exception as exc:  # SuspendNotSupported (web/headless), editor missing
+            self.notify(f"Cannot open the editor: {safe_text(exc, 200)}", severity="error", markup=False)
+        self.load_policy()
+
+    def _tick(self) -> None:
+        """Coarse countdown refresh (1 s, or 10 s over SSH); ages every few ticks."""
+        self._ticks += 1
+        if self.current_view == "queue" and not self.paused:
+            self.queue.tick(ages=self.ssh or self._ticks % 5 == 0)
+        if self._ticks % (1 if self.ssh else 5) == 0:
+            self._update_status()
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for name in VIEW_IDS:
+            yield SystemCommand(
+                f"View: {name.title()}", f"Switch to the {name} view", lambda n=name: self.action_view(n)
+            )
+        yield SystemCommand("Pause / resume live updates", "Freeze the queue while reading", self.action_pause)
+        yield SystemCommand("Reload rules", "Load and validate the rules file again", self.load_policy)
+
+    @on(DataTable.RowHighlighted, "#rules-table")
+    def _rules_row(self, event: DataTable.RowHighlighted) -> None:
+        event.stop()
+
+
+def run_app(
+    db_path: Path | str | None = None,
+    rules_path: Path | str | None = None,
+    readonly: bool = False,
+    *,
+    keymap_path: Path | str | None = None,
+    config: TuiConfig | None = None,
+    title: str | None = None,
+) -> int:
+    """Run the command center in this terminal until the operator quits. Returns the exit code."""
+    app = SentinelApp(
+        db_path, rules_path, readonly, config=config, keymap_path=keymap_path, title=title
+    )
+    code = app.run()
+    return int(code or app.return_code or 0)

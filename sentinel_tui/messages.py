@@ -1,0 +1,65 @@
+"""Messages that thread workers post to the app. Handlers on the main thread own all UI state."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from sentinel.store.models import EventRecord, MetricsSnapshot, RequestRecord
+from sentinel_tui.data import DecisionOutcome, PolicyInfo
+
+
+class QueueSnapshot(Message):
+    """The pending requests after a data change, plus records of requests that left."""
+
+    def __init__(
+        self, rows: list[RequestRecord], version: int, gone: list[RequestRecord]
+    ) -> None:
+        super().__init__()
+        self.rows = rows
+        self.version = version
+        self.gone = gone
+
+
+class Decided(Message):
+    """One or more decisions finished (success or conflict)."""
+
+    def __init__(self, outcomes: list[DecisionOutcome], batch: bool = False) -> None:
+        super().__init__()
+        self.outcomes = outcomes
+        self.batch = batch
+
+
+class HistoryPage(Message):
+    """A page of audit events for the filter ``query`` (``append``: the next older page)."""
+
+    def __init__(
+        self, query: str, events: list[EventRecord], append: bool, error: str | None = None
+    ) -> None:
+        super().__init__()
+        self.query = query
+        self.events = events
+        self.append = append
+        self.error = error
+
+
+class MetricsReady(Message):
+    def __init__(self, snapshot: MetricsSnapshot) -> None:
+        super().__init__()
+        self.snapshot = snapshot
+
+
+class PolicyLoaded(Message):
+    """The rules file was (re)loaded; ``info.error`` says why it is invalid."""
+
+    def __init__(self, info: PolicyInfo | None) -> None:
+        super().__init__()
+        self.info = info
+
+
+class DataError(Message):
+    """A store read failed; shown in the status bar, the app keeps running."""
+
+    def __init__(self, where: str, error: str) -> None:
+        super().__init__()
+        self.where = where
+        self.error = error

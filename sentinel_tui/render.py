@@ -1,0 +1,239 @@
+"""Turn records into terminal-safe ``rich.text.Text``.
+
+Every string an agent can influence (function names, argument keys and values, agent ids,
+context, reasons, rule messages) goes through :func:`sentinel.redact.safe_text` and into a
+``Text`` object, which Textual never parses as markup. Nothing here formats agent text into a
+markup string.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from rich.text import Text
+
+from sentinel.redact import redact, safe_text
+from sentinel.store.models import EventRecord, RequestRecord
+
+#: Risk levels: word, glyph, style. Never colour alone: the word and glyph carry the meaning.
+RISK_LEVELS: dict[str, tuple[str, str]] = {
+    "HIGH": ("▲", "bold red"),
+    "MED": ("◆", "yellow"),
+    "LOW": ("▽", "green"),
+}
+
+KIND_STYLES: dict[str, str] = {
+    "approved": "green",
+    "allowed": "green",
+    "executed": "green",
+    "denied": "bold red",
+    "blocked": "red",
+    "expired": "yellow",
+    "cancelled": "yellow",
+    "failed": "red",
+    "governance_error": "bold red",
+    "approval_requested": "cyan",
+}
+
+
+def safe(value: Any, max_len: int | None = 200, style: str = "") -> Text:
+    """One line of untrusted text as a ``Text`` (escapes made visible, length capped)."""
+    return Text(safe_text("" if value is None else value, max_len), style=style, end="")
+
+
+def risk_level(
+    record: RequestRecord, confirm_value: float, confirm_risk: float
+) -> tuple[str, str]:
+    """(level, why). The anomaly score when present, else the value at risk against the
+    confirmation threshold (so a queue without anomaly scoring still ranks big transfers)."""
+    score = record.risk_score
+    if score is not None:
+        norm = score / 100.0 if score > 1 else score
+        if norm >= confirm_risk:
+            return "HIGH", f"risk score {score:.2f}"
+        if norm >= confirm_risk / 2:
+            return "MED", f"risk score {score:.2f}"
+        return "LOW", f"risk score {score:.2f}"
+    value = record.value_at_risk
+    if value is not None and confirm_value > 0:
+        if value >= confirm_value:
+            return "HIGH", f"value ≥ {format_value(confirm_value)}"
+        if value >= confirm_value / 10:
+            return "MED", f"value ≥ {format_value(confirm_value / 10)}"
+    return "LOW", "no risk score; low value"
+
+
+def risk_text(level: str) -> Text:
+    glyph, style = RISK_LEVELS[level]
+    return Text(f"{glyph} {level}", style=style, end="")
+
+
+def format_value(value: float | None) -> str:
+    if value is None:
+        return "—"
+    if abs(value) >= 1_000_000:
+        return f"{value / 1_000_000:,.2f}M"
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.2f}"
+
+
+def format_age(seconds: float | None) -> str:
+    """Compact duration: ``42s``, ``5m``, ``3h12m``, ``2d4h``."""
+    if seconds is None:
+        return "—"
+    s = int(max(0.0, seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s" if s < 600 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600}h"
+
+
+def format_time(ts: float | None, with_date: bool = False) -> str:
+    if ts is None:
+        return "—"
+    dt = datetime.fromtimestamp(ts)
+    return dt.strftime("%Y-%m-%d %H:%M:%S" if with_date else "%H:%M:%S")
+
+
+def pretty_value(value: Any) -> str:
+    """Strings as they are; everything else as indented JSON. Caller makes it safe."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _field(text: Text, label: str, value: Text | str, label_width: int = 10) -> None:
+    text.append(f"{label:<{label_width}} ", style="bold")
+    if isinstance(value, Text):
+        text.append_text(value)
+    else:
+        text.append(value)
+    text.append("\n")
+
+
+def _mapping_block(
+    text: Text, mapping: Mapping[str, Any] | None, fold_chars: int, folded: list[str]
+) -> None:
+    if not mapping:
+        text.append("  (none)\n", style="dim")
+        return
+    for key, value in mapping.items():
+        text.append("  ")
+        text.append_text(safe(key, 60, "bold cyan"))
+        text.append(": ")
+        shown = safe_text(pretty_value(value), None, multiline=True)
+        if len(shown) > fold_chars:
+            folded.append(str(key))
+            head = shown[:fold_chars]
+            text.append(head.replace("\n", "\n    "))
+            text.append(f" … folded, {len(shown) - fold_chars:,} more chars (v shows all)", "dim italic")
+        else:
+            text.append(shown.replace("\n", "\n    "))
+        text.append("\n")
+
+
+def request_card(
+    record: RequestRecord,
+    now: float,
+    *,
+    confirm_value: float,
+    confirm_risk: float,
+    fold_chars: int,
+    marked: bool = False,
+) -> Text:
+    """The approval card: everything an operator needs to decide, terminal-safe."""
+    text = Text(end="")
+    level, why = risk_level(record, confirm_value, confirm_risk)
+    text.append_text(safe(record.function, 120, "bold"))
+    text.append("  ")
+    text.append_text(risk_text(level))
+    if marked:
+        text.append("  ● marked", style="bold magenta")
+    text.append("\n")
+    text.append(f"request {record.id}\n", style="dim")
+    _field(text, "agent", safe(record.agent_id or "—", 80))
+    _field(text, "value", Text(format_value(record.value_at_risk), style="bold"))
+    risk = Text(f"{level} ({why})")
+    if record.risk_explanation:
+        risk.append(" — ")
+        risk.append_text(safe(record.risk_explanation, 400))
+    _field(text, "risk", risk)
+    left = record.time_left(now)
+    if left > 0:
+        _field(text, "expires", Text(f"in {format_age(left)}", style="bold" if left < 60 else ""))
+    else:
+        _field(text, "expires", Text("overdue (expiring)", style="bold yellow"))
+    _field(text, "waiting", Text(f"{format_age(now - record.created_at)} (pid {record.pid} on ")
+           .append_text(safe(record.host, 60)).append(")"))
+    rules = list(record.rule_ids) or ([record.rule_id] if record.rule_id else [])
+    _field(text, "rule", safe(", ".join(rules) if rules else "(default action)", 200))
+    _field(text, "why", safe(record.reason or "—", 500))
+    folded: list[str] = []
+    text.append("\narguments", style="bold underline")
+    text.append(f"  digest {record.digest[:12]}\n", style="dim")
+    _mapping_block(text, record.display_arguments, fold_chars, folded)
+    text.append("\ncontext\n", style="bold underline")
+    _mapping_block(text, record.context, fold_chars, folded)
+    return text
+
+
+def full_arguments(record: RequestRecord) -> Text:
+    """Every argument and the context, unfolded (still redacted and escaped)."""
+    text = Text(end="")
+    text.append_text(safe(record.function, 200, "bold"))
+    text.append(f"\nrequest {record.id}\n\n", style="dim")
+    text.append("arguments\n", style="bold underline")
+    for key, value in (record.display_arguments or {}).items():
+        text.append_text(safe(key, 200, "bold cyan"))
+        text.append(":\n")
+        text.append(safe_text(pretty_value(value), None, multiline=True))
+        text.append("\n\n")
+    if record.context:
+        text.append("context\n", style="bold underline")
+        text.append(safe_text(pretty_value(redact(record.context)), None, multiline=True))
+        text.append("\n")
+    return text
+
+
+def event_detail(event: EventRecord) -> Text:
+    """The whole audit event, including who decided and why."""
+    text = Text(end="")
+    text.append(f"#{event.seq} ", style="bold")
+    text.append(event.kind, style=KIND_STYLES.get(event.kind, "bold"))
+    text.append(f"  {format_time(event.ts, with_date=True)}\n")
+    rows: list[tuple[str, Any]] = [
+        ("request", event.request_id),
+        ("function", event.function),
+        ("agent", event.agent_id),
+        ("value", format_value(event.value_at_risk) if event.value_at_risk is not None else None),
+        ("rule", event.rule_id),
+        ("by", event.actor),
+        ("reason", event.reason),
+        ("policy", (event.policy_version or "")[:12] or None),
+        ("digest", (event.digest or "")[:16] or None),
+    ]
+    for label, value in rows:
+        if value is None or value == "":
+            continue
+        _field(text, label, safe(value, 500), 9)
+    if event.data:
+        text.append("\ndata\n", style="bold underline")
+        text.append(safe_text(pretty_value(redact(event.data)), 20_000, multiline=True))
+        text.append("\n")
+    text.append(f"\nhash {event.hash[:16]}  prev {event.prev_hash[:16]}\n", style="dim")
+    return text
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,1 @@
+"""Widgets of the command center. None of them does I/O."""

@@ -1,0 +1,66 @@
+"""The approval card: the request the operator is reading. Decisions act on *its* id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from sentinel.store.models import RequestRecord
+from sentinel_tui.render import request_card
+
+EMPTY = Text(
+    "No pending requests.\n\nNew requests appear here within a fraction of a second.",
+    style="dim",
+    end="",
+)
+
+
+class RequestCard(VerticalScroll):
+    """Shows one request. ``request_id`` is what ``a``/``d`` decide."""
+
+    can_focus = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.record: RequestRecord | None = None
+        self._body = Static(EMPTY, id="card-body")
+
+    @property
+    def request_id(self) -> str | None:
+        return None if self.record is None else self.record.id
+
+    def compose(self) -> Any:
+        yield self._body
+
+    def show(
+        self,
+        record: RequestRecord | None,
+        now: float,
+        *,
+        confirm_value: float,
+        confirm_risk: float,
+        fold_chars: int,
+        marked: bool = False,
+    ) -> None:
+        changed = record is None or self.record is None or record.id != self.record.id
+        self.record = record
+        if record is None:
+            self.border_title = "Request"
+            self._body.update(EMPTY)
+        else:
+            self.border_title = f"Request {record.id[:12]}"
+            self._body.update(
+                request_card(
+                    record,
+                    now,
+                    confirm_value=confirm_value,
+                    confirm_risk=confirm_risk,
+                    fold_chars=fold_chars,
+                    marked=marked,
+                )
+            )
+        if changed:
+            self.scroll_home(animate=False)

@@ -1,0 +1,102 @@
+"""Two-line status bar: views and operator on top; live state, queue, policy and database below.
+
+Repaints only when a value changes (no clock ticking), which keeps SSH sessions quiet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from rich.text import Text
+from textual.widget import Widget
+
+from sentinel_tui.render import format_age, safe
+
+VIEWS = (("queue", "1 Queue"), ("history", "2 History"), ("metrics", "3 Metrics"), ("rules", "4 Rules"))
+
+
+@dataclass(frozen=True)
+class StatusState:
+    view: str = "queue"
+    db_path: str = ""
+    live: bool = True
+    arrived_while_paused: int = 0
+    pending: int | None = None
+    oldest_age: float | None = None
+    policy_version: str | None = None
+    policy_valid: bool = True
+    operator: str = ""
+    readonly: bool = False
+    error: str | None = None
+
+
+def _shorten_path(path: str, width: int) -> str:
+    return path if len(path) <= width else "…" + path[-(width - 1) :]
+
+
+class StatusBar(Widget):
+    """The app's status bar. Set fields with :meth:`set`."""
+
+    DEFAULT_CSS = """
+    StatusBar { height: 2; dock: top; background: $panel; color: $text; }
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state = StatusState()
+
+    def set(self, **changes: Any) -> None:
+        new = replace(self.state, **changes)
+        if new != self.state:
+            self.state = new
+            self.refresh()
+
+    def render(self) -> Text:
+        s = self.state
+        width = max(20, self.size.width)
+        top = Text(" SENTINEL ", style="bold reverse", end="")
+        for name, label in VIEWS:
+            top.append(" ")
+            top.append(f" {label} ", style="bold reverse" if name == s.view else "dim")
+        right = Text(end="")
+        if s.readonly:
+            right.append("READ-ONLY ", style="bold yellow")
+        right.append("op ", style="dim")
+        right.append_text(safe(s.operator or "?", 60))
+        right.append(" ")
+        gap = width - top.cell_len - right.cell_len
+        if gap >= 1:
+            top.append(" " * gap)
+            top.append_text(right)
+        bottom = Text(" ", end="")
+        if s.error:
+            bottom.append("✖ ", style="bold red")
+            bottom.append_text(safe(s.error, 70, "bold red"))
+            bottom.append(" │ ")
+        if s.live:
+            bottom.append("● LIVE", style="bold green")
+        else:
+            bottom.append("‖ PAUSED", style="bold yellow")
+            if s.arrived_while_paused:
+                bottom.append(f" +{s.arrived_while_paused} new", style="bold yellow")
+        bottom.append(" │ ")
+        if s.pending is None:
+            bottom.append("… pending")
+        else:
+            bottom.append(f"{s.pending} pending", style="bold" if s.pending else "")
+            if s.oldest_age is not None:
+                bottom.append(f" · oldest {format_age(s.oldest_age)}")
+        bottom.append(" │ policy ")
+        if s.policy_version:
+            bottom.append(s.policy_version[:12], style="" if s.policy_valid else "bold red")
+            if not s.policy_valid:
+                bottom.append(" INVALID", style="bold red")
+        else:
+            bottom.append("—")
+        bottom.append(" │ db ")
+        room = max(12, width - bottom.cell_len - 1)
+        bottom.append_text(safe(_shorten_path(s.db_path, room), None))
+        top.no_wrap = bottom.no_wrap = True
+        top.overflow = bottom.overflow = "ellipsis"
+        return Text("\n", end="").join([top, bottom])
