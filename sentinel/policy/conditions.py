@@ -9,6 +9,7 @@ error, so negation can never turn doubt into a definite answer.
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -23,12 +24,13 @@ from sentinel.policy.values import (
     Uneval,
     equal,
     kind_of,
+    lookup,
     prepare_expected,
     resolve,
     to_decimal,
 )
 from sentinel.policy.verdict import ConditionTrace
-from sentinel.redact import safe_text
+from sentinel.redact import redact_string, safe_text
 
 Result = bool | str  # True / False / error text
 Test = Callable[[Any], bool]  # raises Uneval when the value cannot be judged
@@ -58,14 +60,17 @@ def _as_text(value: Any) -> str:
 def _numeric(op: str, threshold: Decimal) -> Test:
     as_int = int(threshold) if threshold == threshold.to_integral_value() else None
     compare: Callable[[Any, Any], bool] = {
-        "gt": lambda a, b: a > b,
-        "gte": lambda a, b: a >= b,
-        "lt": lambda a, b: a < b,
-        "lte": lambda a, b: a <= b,
+        "gt": operator.gt,
+        "gte": operator.ge,
+        "lt": operator.lt,
+        "lte": operator.le,
     }[op]
 
     def test(value: Any) -> bool:
-        if type(value) is int and as_int is not None:  # fast path: plain ints
+        kind = type(value)
+        if kind is str and value.isascii() and value.isdigit():  # "5000": common from LLMs
+            value, kind = int(value), int
+        if kind is int and as_int is not None:  # fast path: plain ints
             return compare(value, as_int)
         try:
             return compare(to_decimal(value), threshold)
@@ -80,13 +85,24 @@ def _build_test(op: str, raw: Any) -> Test:
         return _numeric(op, to_decimal(raw))
     if op in ("eq", "ne"):
         expected = prepare_expected(raw)
-        if op == "eq":
-            return lambda v: equal(v, expected)
-        return lambda v: not equal(v, expected)
+        if isinstance(expected, str):  # fast path: string against string
+
+            def eq(v: Any) -> bool:
+                return v == expected if type(v) is str else equal(v, expected)
+
+        else:
+
+            def eq(v: Any) -> bool:
+                return equal(v, expected)
+
+        return eq if op == "eq" else (lambda v: not eq(v))
     if op in ("in", "not_in"):
         options = [prepare_expected(x) for x in raw]
+        strings = frozenset(options) if all(type(x) is str for x in options) else None
 
         def is_in(value: Any) -> bool:
+            if strings is not None and type(value) is str:  # fast path: string allow/deny lists
+                return value in strings
             if isinstance(value, (list, tuple, Mapping)):
                 raise Uneval(f"expected a single value, got a {kind_of(value)}")
             return _kleene_any(options, lambda opt: equal(value, opt))
@@ -141,13 +157,16 @@ class Leaf:
         self.text = f"{cond.param} {cond.operator} {_show(cond.value)}"
 
     def _value(self, call: Call, strict: bool) -> Any:
-        if self.simple and not strict:
-            return call.params.get(self.param, MISSING)
+        if self.simple:
+            return lookup(call, self.param, self.folded[0], strict)
         return resolve(call, self.path, self.folded, strict, self.param)
 
     def check(self, call: Call, strict: bool) -> Result:
         try:
-            value = self._value(call, strict)
+            if self.simple:
+                value = lookup(call, self.param, self.folded[0], strict)
+            else:
+                value = resolve(call, self.path, self.folded, strict, self.param)
             if self.test is None:  # exists
                 return (value is not MISSING and value is not None) is self.raw
             if value is MISSING:
@@ -286,6 +305,17 @@ def _show(value: Any) -> str:
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^\W\d]\w*(?:\.\w+)*)\}")
 
 
+class _Slot:
+    __slots__ = ("name", "path", "folded", "simple", "secret")
+
+    def __init__(self, name: str, is_secret: Callable[[str], bool]) -> None:
+        self.name = name
+        self.path = tuple(name.split("."))
+        self.folded = tuple(fold(p) for p in self.path)
+        self.simple = len(self.path) == 1
+        self.secret = any(is_secret(seg) for seg in self.path)
+
+
 class Template:
     """A rule message with ``{param}`` / ``{payment.amount}`` placeholders.
 
@@ -297,39 +327,42 @@ class Template:
 
     __slots__ = ("parts", "static")
 
-    def __init__(self, text: str) -> None:
-        parts: list[str | tuple[str, tuple[str, ...], tuple[str, ...]]] = []
+    def __init__(self, text: str, is_secret: Callable[[str], bool] = lambda _: False) -> None:
+        parts: list[str | _Slot] = []
         pos = 0
         for m in _PLACEHOLDER.finditer(text):
             parts.append(text[pos : m.start()])
             token = m.group(0)
-            if token in ("{{", "}}"):
-                parts.append(token[0])
-            else:
-                name = m.group(1)
-                path = tuple(name.split("."))
-                parts.append((name, path, tuple(fold(p) for p in path)))
+            parts.append(token[0] if token in ("{{", "}}") else _Slot(m.group(1), is_secret))
             pos = m.end()
         parts.append(text[pos:])
         self.parts = tuple(p for p in parts if p != "")
-        self.static = all(isinstance(p, str) for p in self.parts)
+        self.static: str | None = (
+            "".join(p for p in self.parts if isinstance(p, str))
+            if all(isinstance(p, str) for p in self.parts)
+            else None
+        )
 
-    def render(self, call: Call, is_secret: Callable[[str], bool]) -> str:
-        if self.static:
-            return "".join(self.parts)  # type: ignore[arg-type]
+    def render(self, call: Call) -> str:
+        """The message with this call's parameter values filled in."""
+        if self.static is not None:
+            return self.static
         out: list[str] = []
         for part in self.parts:
-            if isinstance(part, str):
+            if type(part) is str:
                 out.append(part)
                 continue
-            name, path, folded = part
+            assert isinstance(part, _Slot)
             try:
-                value = resolve(call, path, folded, True, name)
+                if part.simple:
+                    value = lookup(call, part.name, part.folded[0], True)
+                else:
+                    value = resolve(call, part.path, part.folded, True, part.name)
             except Uneval:
                 value = MISSING
             if value is MISSING:
-                out.append("{" + name + "}")
-            elif any(is_secret(seg) for seg in path):
+                out.append("{" + part.name + "}")
+            elif part.secret:
                 out.append("[REDACTED]")
             else:
                 out.append(_render_value(value))
@@ -337,8 +370,13 @@ class Template:
 
 
 def _render_value(value: Any) -> str:
-    from sentinel.redact import redact_string
-
+    kind = type(value)
+    if kind is int or kind is float:
+        return (
+            str(value)
+            if kind is float or -(10**30) < value < 10**30
+            else safe_text(str(value), 200)
+        )
     text = (
         value
         if isinstance(value, str)

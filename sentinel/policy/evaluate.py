@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,10 +33,10 @@ class CompiledRule:
 
     __slots__ = (
         "rule", "id", "name", "action", "strictness", "priority", "order", "shadow", "strict",
-        "globs", "agents", "cond", "template", "timeout",
+        "globs", "agents", "cond", "template", "timeout", "_matches",
     )  # fmt: skip
 
-    def __init__(self, rule: Rule, order: int) -> None:
+    def __init__(self, rule: Rule, order: int, is_secret: Callable[[str], bool]) -> None:
         self.rule = rule
         self.id = rule.id
         self.name = rule.name
@@ -58,8 +58,23 @@ class CompiledRule:
         default = (
             f"Rule '{rule.id}'" + (f" ({rule.name})" if rule.name else "") + f": {rule.action}"
         )
-        self.template = Template(rule.message or default)
+        self.template = Template(rule.message or default, is_secret)
         self.timeout = rule.timeout_seconds
+        # RuleMatch objects are immutable and often identical from call to call: reuse them.
+        self._matches: dict[tuple[str, str | None], RuleMatch] = {}
+
+    def to_match(self, error: str | None, call: Call) -> RuleMatch:
+        """The :class:`RuleMatch` for this call (message rendered with its parameters)."""
+        message = self.template.render(call)
+        key = (message, error)
+        hit = self._matches.get(key)
+        if hit is None:
+            hit = RuleMatch(
+                self.id, self.name, self.action, message, self.priority, self.shadow, error
+            )
+            if len(self._matches) < 256:
+                self._matches[key] = hit
+        return hit
 
     def applies(self, folded_function: str, folded_agent: str) -> bool:
         """True when the rule's function (and agent) patterns match."""
@@ -112,10 +127,11 @@ class Policy:
         self.redact_keys: tuple[str, ...] = tuple(model.redact_keys)
         ordered = sorted(enumerate(model.rules), key=lambda p: (-p[1].priority, p[0]))
         self.rules: tuple[Rule, ...] = tuple(r for _, r in ordered)
-        self._compiled = tuple(CompiledRule(r, i) for i, r in ordered)
+        self._redactor = Redactor(self.redact_keys)
+        secret = self._redactor.is_secret_key
+        self._compiled = tuple(CompiledRule(r, i, secret) for i, r in ordered)
         self._active = tuple(c for c in self._compiled if c.rule.enabled)
         self._cache: dict[tuple[str, str | None], _Candidates] = {}
-        self._redactor = Redactor(self.redact_keys)
         self._default_reason = f"no rule matched; default action is {self.default_action.value}"
 
     def __repr__(self) -> str:
@@ -165,7 +181,7 @@ class Policy:
         shadow: tuple[RuleMatch, ...] = ()
         if cands.shadow:
             shadow = tuple(
-                self._rule_match(rule, error, call)
+                rule.to_match(error, call)
                 for rule in cands.shadow
                 for matched, error in (rule.match(call),)
                 if matched
@@ -182,19 +198,13 @@ class Policy:
                 value,
             )
         ordered = [h for h in hits if h[0] is best] + [h for h in hits if h[0] is not best]
-        matches = tuple(self._rule_match(rule, error, call) for rule, error in ordered)
+        matches = tuple(rule.to_match(error, call) for rule, error in ordered)
         decider = matches[0]
         reason = decider.message
         if decider.error:
             reason += f" (matched because a condition could not be evaluated: {decider.error})"
         return Verdict(
             best.action, best.id, reason, matches, shadow, self.version, best.timeout, value
-        )
-
-    def _rule_match(self, rule: CompiledRule, error: str | None, call: Call) -> RuleMatch:
-        message = rule.template.render(call, self._redactor.is_secret_key)
-        return RuleMatch(
-            rule.id, rule.name, rule.action, message, rule.priority, rule.shadow, error
         )
 
     def _value_at_risk(self, params: Mapping[str, Any]) -> float | None:

@@ -181,6 +181,23 @@ class Call:
         return index
 
 
+def lookup(call: Call, name: str, folded: str, strict: bool) -> Any:
+    """A top-level parameter by exact name, or (``strict``) by folded name. Fast path of resolve."""
+    params = call.params
+    if not strict:
+        return params.get(name, MISSING)
+    index = call._index
+    if index is None:
+        index = call.folded_index()
+    keys = index.get(folded)
+    if keys is None:
+        return MISSING
+    if len(keys) == 1:
+        return params[keys[0]]
+    names = ", ".join(repr(k) for k in keys)
+    raise Uneval(f"parameter '{name}' is ambiguous: {names} all match it")
+
+
 def _get_folded(mapping: Mapping[Any, Any], seg: str, folded: str, index: Any) -> Any:
     keys = index.get(folded) if index is not None else [k for k in mapping if fold_key(k) == folded]
     if not keys:
