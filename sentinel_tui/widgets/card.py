@@ -27,6 +27,7 @@ class RequestCard(VerticalScroll):
         super().__init__(**kwargs)
         self.record: RequestRecord | None = None
         self._body = Static(EMPTY, id="card-body")
+        self.text: Text = EMPTY  # what the card shows now (tests read it)
 
     @property
     def request_id(self) -> str | None:
@@ -49,18 +50,18 @@ class RequestCard(VerticalScroll):
         self.record = record
         if record is None:
             self.border_title = "Request"
+            self.text = EMPTY
             self._body.update(EMPTY)
         else:
             self.border_title = f"Request {record.id[:12]}"
-            self._body.update(
-                request_card(
-                    record,
-                    now,
-                    confirm_value=confirm_value,
-                    confirm_risk=confirm_risk,
-                    fold_chars=fold_chars,
-                    marked=marked,
-                )
+            self.text = request_card(
+                record,
+                now,
+                confirm_value=confirm_value,
+                confirm_risk=confirm_risk,
+                fold_chars=fold_chars,
+                marked=marked,
             )
+            self._body.update(self.text)
         if changed:
             self.scroll_home(animate=False)
