@@ -1,0 +1,131 @@
+"""Shared pieces of the integration tests: a small policy, an approval channel that answers
+at once, a thread that decides queued requests through the store (as the command center would),
+and a fake chat model from langchain-core that can be given tools."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sentinel.approval.base import (
+    ApprovalInterface,
+    ApprovalRequest,
+    ApprovalResult,
+    ApprovalStatus,
+)
+
+RULES = """
+version: "1.0"
+default_action: allow
+rules:
+  - id: block_deletes
+    function_pattern: "delete_*"
+    action: block
+    message: "Delete operations are disabled for agents"
+  - id: large_transfer
+    function_pattern: "transfer*"
+    conditions:
+      - {param: amount, operator: gt, value: 1000}
+    action: require_approval
+    message: "Transfer of {amount} to {destination} needs approval"
+  - id: external_email
+    function_pattern: "send_email"
+    conditions:
+      - not: {param: to, operator: endswith, value: "@example.com"}
+    action: require_approval
+    message: "Email to outside address {to} needs approval"
+"""
+
+
+def write_rules(tmp_path: Path, text: str = RULES) -> Path:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text.lstrip(), encoding="utf-8")
+    return path
+
+
+class Decider(ApprovalInterface):
+    """A real approval channel that approves or denies every request immediately and keeps
+    what it was asked, so tests can check what the approver saw."""
+
+    def __init__(self, approve: bool, who: str = "tester", reason: str = "checked") -> None:
+        self.approve = approve
+        self.who = who
+        self.reason = reason
+        self.requests: list[ApprovalRequest] = []
+
+    async def request_approval(self, request: ApprovalRequest) -> ApprovalResult:
+        self.requests.append(request)
+        status = ApprovalStatus.APPROVED if self.approve else ApprovalStatus.DENIED
+        return ApprovalResult(status, request.request_id, self.who, self.reason, time.time())
+
+
+class QueueDecider:
+    """Decides pending requests in the SQLite queue from another thread, as an operator at the
+    command center would (``Store.decide`` with the current operator's identity)."""
+
+    def __init__(self, db: Path, approve: bool, count: int = 1, reason: str = "by test") -> None:
+        self.db = db
+        self.approve = approve
+        self.count = count
+        self.reason = reason
+        self.decided: list[Any] = []  # the records as they were when decided (pending rows)
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> QueueDecider:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        from sentinel.identity import current_operator
+        from sentinel.store import Store
+
+        try:
+            deadline = time.monotonic() + 30
+            while not self._stop.is_set() and len(self.decided) < self.count:
+                if time.monotonic() > deadline:
+                    raise TimeoutError("no pending request appeared")
+                if self.db.exists():
+                    store = Store(self.db)
+                    try:
+                        for rec in store.list_pending():
+                            store.decide(
+                                rec.id, self.approve, current_operator("test"), self.reason
+                            )
+                            self.decided.append(rec)
+                    finally:
+                        store.close()
+                time.sleep(0.02)
+        except BaseException as exc:  # surfaced by the test through .error
+            self.error = exc
+
+
+def fake_tool_model(responses: Sequence[Any]) -> Any:
+    """A langchain-core ``GenericFakeChatModel`` that also accepts ``bind_tools`` the way real
+    providers do: it converts the tools to the OpenAI tool format (what the model is shown) and
+    records them in ``.bound_tools``."""
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    class FakeToolModel(GenericFakeChatModel):
+        bound_tools: list[dict[str, Any]] = []
+        seen: list[list[Any]] = []
+
+        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+            formatted = [convert_to_openai_tool(t) for t in tools]
+            self.bound_tools = formatted
+            return self.bind(tools=formatted, **kwargs)
+
+        def _generate(self, messages: list[Any], *args: Any, **kwargs: Any) -> Any:
+            self.seen.append(list(messages))
+            return super()._generate(messages, *args, **kwargs)
+
+    return FakeToolModel(messages=iter(list(responses)))
