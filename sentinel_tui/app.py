@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import shlex
 import signal
 import subprocess
@@ -136,6 +137,7 @@ class SentinelApp(App[int]):
         self._history_loaded = False
         self._ticks = 0
         self._operator_label = ""
+        self._terminal_gone = False
         self.snapshot_count = 0  # for tests and benchmarks: QueueSnapshots applied
 
     # --- layout ----------------------------------------------------------------------------
@@ -206,7 +208,33 @@ class SentinelApp(App[int]):
             self._terminal_lost()
 
     def _terminal_lost(self) -> None:
+        if self._terminal_gone:
+            return
+        self._terminal_gone = True
+        self._detach_output()
+        # Last resort: never linger without a terminal (nothing is lost, every decision is
+        # committed before it is shown).
+        timer = threading.Timer(5.0, os._exit, args=(0,))
+        timer.daemon = True
+        timer.start()
         self.exit(0)
+
+    def _detach_output(self) -> None:
+        """Let shutdown finish without a terminal.
+
+        Textual's writer thread dies on the first write to a hung-up tty (EIO) and its bounded
+        queue then blocks ``App.exit`` forever. Stop the old thread and give the driver an
+        unbounded queue nobody needs to drain.
+        """
+        writer = getattr(self._driver, "_writer_thread", None)
+        old = getattr(writer, "_queue", None)
+        if writer is None or old is None:
+            return
+        try:
+            old.put_nowait(None)
+        except Exception:  # full: the thread is dead or about to die on EIO
+            pass
+        writer._queue = queue.Queue()
 
     # --- workers (all I/O happens here) --------------------------------------------------------
 
