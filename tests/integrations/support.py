@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,18 @@ class QueueDecider:
     """Decides pending requests in the SQLite queue from another thread, as an operator at the
     command center would (``Store.decide`` with the current operator's identity)."""
 
-    def __init__(self, db: Path, approve: bool, count: int = 1, reason: str = "by test") -> None:
+    def __init__(
+        self,
+        db: Path,
+        approve: bool,
+        count: int = 1,
+        reason: str = "by test",
+        before_decide: Callable[[Any], None] | None = None,
+        wait_for: int = 1,
+    ) -> None:
         self.db = db
+        self.before_decide = before_decide
+        self.wait_for = wait_for  # decide only once this many requests are pending together
         self.approve = approve
         self.count = count
         self.reason = reason
@@ -96,7 +106,12 @@ class QueueDecider:
                 if self.db.exists():
                     store = Store(self.db)
                     try:
-                        for rec in store.list_pending():
+                        pending = store.list_pending()
+                        if len(pending) < min(self.wait_for, self.count - len(self.decided)):
+                            pending = []
+                        for rec in pending:
+                            if self.before_decide is not None:
+                                self.before_decide(rec)
                             store.decide(
                                 rec.id, self.approve, current_operator("test"), self.reason
                             )
