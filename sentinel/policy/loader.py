@@ -207,15 +207,16 @@ def _validate(data: dict[str, Any], lines: Lines, name: str) -> PolicyFile:
                 continue
             seen.add(key)
             message, hint = _describe(err, path, data)
-            problems.append((_line(lines, path) or 0, message, hint))
-        problems.sort(key=lambda p: p[0])
-        line, message, hint = problems[0]
+            rank = 1 if err["type"] == "missing" else 0  # a missing field is often a typo's echo
+            problems.append((rank, _line(lines, path) or 0, message, hint))
+        problems.sort(key=lambda p: (p[0], p[1]))
+        _, line, message, hint = problems[0]
         if len(problems) > 1:
             message += f" (and {len(problems) - 1} more problem(s))"
         error = PolicyError(message, file=name, line=line or None, hint=hint)
         error.problems = [  # type: ignore[attr-defined]
             f"{name}:{ln}: {m}" + (f" (hint: {h})" if h else "") if ln else f"{name}: {m}"
-            for ln, m, h in problems
+            for _, ln, m, h in problems
         ]
         raise error from None
 

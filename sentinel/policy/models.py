@@ -75,7 +75,14 @@ _OPERATOR_GUESSES: dict[str, str] = {
 def suggest(word: str, choices: tuple[str, ...] | list[str]) -> str | None:
     """The closest choice to ``word`` (difflib), or None."""
     hits = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return hits[0] if hits else None
+    if hits:
+        return hits[0]
+    lower = word.lower()
+    if len(lower) >= 2:  # abbreviations: `op` → `operator`, `fn` is left alone
+        prefixed = [c for c in choices if c.startswith(lower)]
+        if len(prefixed) == 1:
+            return prefixed[0]
+    return None
 
 
 def _operator_hint(op: str) -> str:
