@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -126,10 +126,10 @@ class _LoopThread:
                 cls._instance = cls()
             return cls._instance
 
-    def run(self, coro: Awaitable[T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the loop and block the calling thread until it finishes. If the caller
         is interrupted (KeyboardInterrupt), the coroutine is cancelled and allowed to clean up."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
+        future: concurrent.futures.Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return future.result()
         except BaseException:
@@ -677,7 +677,7 @@ class Guard:
                 sink = _sinks.get(key)
                 if sink is None:
                     sink = EventSink(
-                        lambda events, p=path: _store_for(p).append_events(events),
+                        _StoreWriter(path),
                         redactor=self._current_redactor(),
                         sync=bool(self.config.audit_sync),
                     )
@@ -704,14 +704,23 @@ class Guard:
 # --- helpers -------------------------------------------------------------------------------------
 
 
+class _StoreWriter:
+    """Appends event batches to the store at ``path`` (opened on first write)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, events: list[dict[str, Any]]) -> None:
+        _store_for(self.path).append_events(events)
+
+
 def _default_hooks(config: SentinelConfig) -> list[GuardHook]:
     hooks: list[GuardHook] = []
     if config.anomaly_detection:
-        try:
-            from sentinel.anomaly import AnomalyHook
-        except ImportError:  # anomaly detection not built yet in this tree
-            return hooks
-        hooks.append(AnomalyHook.from_config(config))
+        import importlib
+
+        anomaly = importlib.import_module("sentinel.anomaly")
+        hooks.append(anomaly.AnomalyHook.from_config(config))
     return hooks
 
 
@@ -782,4 +791,3 @@ def _pid() -> int:
 
 __all__ = ["Decision", "Escalation", "Guard", "GuardHook"]
 
-_ = concurrent.futures  # imported for type readers: Watcher.watch returns a concurrent future

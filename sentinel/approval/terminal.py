@@ -4,8 +4,8 @@ Properties the original lacked, and why the code looks the way it does:
 
 * prompts from concurrent calls are served one at a time (a process-wide lock), each showing its
   request id, so an answer always applies to the request on screen;
-* input typed before a prompt appears is discarded, so a late answer to an expired prompt can
-  never approve the next one;
+* on a real terminal, input typed before a prompt appears is discarded, so a late answer to an
+  expired prompt can never approve the next one (piped answers from a script are kept);
 * input is read with ``select`` in short slices by a thread that exits as soon as the request is
   decided, expires or is cancelled — no orphaned ``input()`` thread steals later input or keeps
   the process alive;
@@ -114,7 +114,9 @@ class TerminalApprovalInterface(ApprovalInterface):
                 return self._result(
                     request, ApprovalStatus.DENIED, "standard input cannot be read; denied"
                 )
-            discarded = self._discard_typeahead(fd)
+            # On a real terminal, what was typed before this prompt was meant for an earlier one
+            # (or nothing): drop it. Piped input is a script's answers, kept in order.
+            discarded = self._discard_typeahead(fd) if os.isatty(fd) else 0
             short = request.request_id[:8]
             self._write(out, "\n" + "=" * 20 + " SENTINEL APPROVAL REQUIRED " + "=" * 20 + "\n")
             self._write(out, self.format_request(request) + "\n")

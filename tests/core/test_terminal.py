@@ -72,8 +72,7 @@ def run_agent(
     )
     assert proc.stdin is not None
     if close_stdin:
-        proc.stdin.close()
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate("", timeout=30)  # writes nothing, then closes stdin
     elif stdin_text is None:
         out, err = proc.communicate(timeout=30)  # stdin stays open, nobody answers
     else:
