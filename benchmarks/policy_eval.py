@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from sentinel.policy import Policy, policy_from_data  # noqa: E402
+from sentinel.policy import Policy, policy_from_data
 
 
 def make_policy(n_rules: int, *, targeted: int = 5) -> Policy:
@@ -50,9 +50,13 @@ def make_policy(n_rules: int, *, targeted: int = 5) -> Policy:
     return policy_from_data({"rules": rules})
 
 
-def bench(policy: Policy, function: str, params: dict[str, object], calls: int, repeat: int) -> float:
+def bench(
+    policy: Policy, function: str, params: dict[str, object], calls: int, repeat: int
+) -> float:
     evaluate = policy.evaluate
-    times = timeit.repeat(lambda: evaluate(function, params, "agent-1"), number=calls, repeat=repeat)
+    times = timeit.repeat(
+        lambda: evaluate(function, params, "agent-1"), number=calls, repeat=repeat
+    )
     return min(times) / calls * 1e6
 
 

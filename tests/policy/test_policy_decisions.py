@@ -7,7 +7,7 @@ import textwrap
 from sentinel.policy import Action, parse_policy
 
 
-def P(text: str):  # noqa: N802 - short helper
+def P(text: str):
     return parse_policy(textwrap.dedent(text))
 
 
@@ -37,7 +37,11 @@ def test_strictest_action_wins_regardless_of_priority() -> None:
     assert verdict.action is Action.BLOCK
     assert verdict.rule_id == "block_sanctioned"
     # deciding rule first, then the other matches in evaluation order
-    assert [m.rule_id for m in verdict.matches] == ["block_sanctioned", "allow_small", "approve_external"]
+    assert [m.rule_id for m in verdict.matches] == [
+        "block_sanctioned",
+        "allow_small",
+        "approve_external",
+    ]
     v2 = policy.evaluate("transfer_funds", {"amount": 5, "destination": "bob"})
     assert v2.action is Action.REQUIRE_APPROVAL and v2.rule_id == "approve_external"
 
@@ -67,7 +71,9 @@ def test_ties_broken_by_priority_then_file_order() -> None:
 
 
 def test_default_action_when_nothing_matches() -> None:
-    policy = P("default_action: require_approval\nrules: [{id: a, function_pattern: read_*, action: allow}]")
+    policy = P(
+        "default_action: require_approval\nrules: [{id: a, function_pattern: read_*, action: allow}]"
+    )
     verdict = policy.evaluate("write_file", {})
     assert verdict.action is Action.REQUIRE_APPROVAL
     assert verdict.rule_id is None
@@ -77,7 +83,13 @@ def test_default_action_when_nothing_matches() -> None:
 
 def test_function_names_match_case_insensitively_after_nfkc() -> None:
     policy = P('rules: [{id: nodel, function_pattern: "delete_*", action: block}]')
-    for name in ("delete_user", "Delete_User", "DELETE_USER", "ｄｅｌｅｔｅ_user", "ＤＥＬＥＴＥ＿USER"):
+    for name in (
+        "delete_user",
+        "Delete_User",
+        "DELETE_USER",
+        "ｄｅｌｅｔｅ_user",
+        "ＤＥＬＥＴＥ＿USER",
+    ):
         assert policy.evaluate(name, {}).action is Action.BLOCK, name
     assert policy.evaluate("undelete_user", {}).action is Action.ALLOW
 
@@ -130,7 +142,9 @@ def test_message_templates() -> None:
             message: "Pay {amount} to {payment.to} ({missing}) {{literal}} {amount.__class__} {amount:>9} {token} {pin}"
         """
     )
-    verdict = policy.evaluate("pay", {"amount": 5000, "payment": {"to": "bob"}, "token": "abc", "pin": 1234})
+    verdict = policy.evaluate(
+        "pay", {"amount": 5000, "payment": {"to": "bob"}, "token": "abc", "pin": 1234}
+    )
     assert verdict.reason == (
         "Pay 5000 to bob ({missing}) {literal} {amount.__class__} {amount:>9} [REDACTED] [REDACTED]"
     )
@@ -144,7 +158,9 @@ def test_message_values_are_terminal_safe_and_short() -> None:
 
 
 def test_default_reason_names_the_rule() -> None:
-    policy = P('rules: [{id: nodel, name: No deletes, function_pattern: "delete_*", action: block}]')
+    policy = P(
+        'rules: [{id: nodel, name: No deletes, function_pattern: "delete_*", action: block}]'
+    )
     reason = policy.evaluate("delete_x", {}).reason
     assert "nodel" in reason and "No deletes" in reason
 

@@ -346,9 +346,14 @@ def test_bad_file_gives_located_error(case: str) -> None:
 def test_json_errors_are_located_too() -> None:
     err = error_of('{\n  "rules": [],\n  "rules": []\n}\n', "rules.json")
     assert err.line == 3 and "duplicate key 'rules'" in str(err)
-    err = error_of('{\n  "default_action": "allow",\n  "rules": [\n    {"id": "r" "x"}\n  ]\n}\n', "rules.json")
+    err = error_of(
+        '{\n  "default_action": "allow",\n  "rules": [\n    {"id": "r" "x"}\n  ]\n}\n', "rules.json"
+    )
     assert err.line == 4 and "JSON syntax error" in str(err)
-    err = error_of('{"rules": [{"id": "r", "function_pattern": "x", "action": "block",\n "priority": NaN}]}', "rules.json")
+    err = error_of(
+        '{"rules": [{"id": "r", "function_pattern": "x", "action": "block",\n "priority": NaN}]}',
+        "rules.json",
+    )
     assert err.line == 2
     err = error_of(
         '{"rules": [\n {"id": "r", "function_pattern": "x",\n  "action": "blok"}]}', "rules.json"
@@ -447,7 +452,9 @@ def test_policy_tests_pass_at_load() -> None:
 
 
 def test_failing_policy_test_makes_file_invalid() -> None:
-    broken = POLICY_WITH_TESTS.replace("expect: {action: allow, rule: null}", "expect: {action: block}")
+    broken = POLICY_WITH_TESTS.replace(
+        "expect: {action: allow, rule: null}", "expect: {action: block}"
+    )
     err = error_of(broken)
     assert "policy test 'small transfer passes' failed" in str(err)
     assert "expected block, got allow" in str(err)
@@ -458,3 +465,11 @@ def test_policy_test_expecting_wrong_rule_fails() -> None:
     broken = POLICY_WITH_TESTS.replace("rule: big}", "rule: other}")
     err = error_of(broken)
     assert "expected rule 'other', got 'big'" in str(err)
+
+
+def test_repository_rules_yaml_is_valid() -> None:
+    path = Path(__file__).resolve().parents[2] / "rules.yaml"
+    if not path.exists():
+        pytest.skip("no rules.yaml at the repository root")
+    policy = load_policy(path)  # also runs the file's own test cases
+    assert policy.rules

@@ -82,7 +82,10 @@ def test_exists_defaults_to_true_without_value() -> None:
     assert policy.evaluate("f", {}).action is Action.ALLOW
 
 
-@pytest.mark.parametrize(("symbol", "name"), [(">", "gt"), (">=", "gte"), ("<", "lt"), ("<=", "lte"), ("==", "eq"), ("!=", "ne")])
+@pytest.mark.parametrize(
+    ("symbol", "name"),
+    [(">", "gt"), (">=", "gte"), ("<", "lt"), ("<=", "lte"), ("==", "eq"), ("!=", "ne")],
+)
 def test_symbol_aliases(symbol: str, name: str) -> None:
     policy = one_rule(symbol, 100)
     assert policy.rules[0].conditions[0].operator == name  # type: ignore[union-attr]
@@ -148,7 +151,10 @@ def test_unevaluable_value_does_not_match_allow_rule(value: Any) -> None:
     assert verdict.rule_id is None
 
 
-@pytest.mark.parametrize("op", ["eq", "ne", "gt", "lt", "contains", "not_contains", "in", "not_in", "startswith", "regex"])
+@pytest.mark.parametrize(
+    "op",
+    ["eq", "ne", "gt", "lt", "contains", "not_contains", "in", "not_in", "startswith", "regex"],
+)
 def test_missing_parameter_matches_block_not_allow(op: str) -> None:
     value: Any = {"in": ["a"], "not_in": ["a"]}.get(op, "a" if op not in ("gt", "lt") else 1)
     block = one_rule(op, value, "block")
@@ -245,11 +251,20 @@ def test_dotted_paths_into_dicts_and_lists() -> None:
           - {param: items.0.sku, operator: eq, value: BANNED}
     """
     policy = parse_policy(textwrap.dedent(text))
-    assert policy.evaluate("order", {"payment": {"amount": 500}, "items": [{"sku": "OK"}]}).rule_id == "big"
+    assert (
+        policy.evaluate("order", {"payment": {"amount": 500}, "items": [{"sku": "OK"}]}).rule_id
+        == "big"
+    )
     # an empty list has no items.0.sku: doubt, so the block rule applies
     assert policy.evaluate("order", {"payment": {"amount": 5}, "items": []}).rule_id == "sku"
-    assert policy.evaluate("order", {"payment": {"amount": 5}, "items": [{"sku": "BANNED"}]}).rule_id == "sku"
-    assert policy.evaluate("order", {"payment": {"amount": 5}, "items": [{"sku": "OK"}]}).rule_id is None
+    assert (
+        policy.evaluate("order", {"payment": {"amount": 5}, "items": [{"sku": "BANNED"}]}).rule_id
+        == "sku"
+    )
+    assert (
+        policy.evaluate("order", {"payment": {"amount": 5}, "items": [{"sku": "OK"}]}).rule_id
+        is None
+    )
     # missing path → doubt → protective rules match
     assert policy.evaluate("order", {"payment": "cash", "items": [{"sku": "OK"}]}).rule_id == "big"
 
