@@ -1,0 +1,107 @@
+"""``sentinel serve``: the authenticated approval API (an extra), and its token management::
+
+sentinel serve [--host 127.0.0.1] [--port 8765] [--db PATH] [--tokens FILE]
+sentinel serve --add-token NAME [--role operator|agent]   # prints the token once
+sentinel serve --remove-token NAME
+sentinel serve --list-tokens
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sentinel.errors import SentinelConfigError, StoreError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the approval HTTP API (needs the [serve] extra)",
+        description=(
+            "Serve the approval API on the same database the agents and the command center use. "
+            "Every endpoint except /health needs a bearer token (create one with --add-token) "
+            "or, for agents, an HMAC signature with SENTINEL_WEBHOOK_SECRET."
+        ),
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--db", type=Path, default=None, help="database file (default $SENTINEL_DB …)")
+    p.add_argument(
+        "--tokens",
+        type=Path,
+        default=None,
+        help="tokens file (default <db folder>/api-tokens.json)",
+    )
+    p.add_argument("--add-token", metavar="NAME", help="create a token, print it once, and exit")
+    p.add_argument(
+        "--role",
+        choices=("operator", "agent"),
+        default="operator",
+        help="role of the token created by --add-token: operator (decide) or agent (submit, poll)",
+    )
+    p.add_argument("--remove-token", metavar="NAME", help="delete a token and exit")
+    p.add_argument(
+        "--list-tokens", action="store_true", help="list token names and roles, then exit"
+    )
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="private key for --tls-cert (PEM)")
+    p.add_argument(
+        "--no-notify",
+        action="store_true",
+        help="do not send SENTINEL_NOTIFY_* notifications for requests submitted over HTTP",
+    )
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from sentinel.server.auth import add_token, default_tokens_path, read_tokens_file, remove_token
+    from sentinel.store import default_db_path
+
+    db = Path(args.db) if args.db is not None else default_db_path()
+    tokens = Path(args.tokens) if args.tokens is not None else default_tokens_path(db)
+    try:
+        if args.add_token:
+            token = add_token(tokens, args.add_token, args.role)
+            print(token)
+            print(
+                f"token {args.add_token!r} ({args.role}) saved as a hash in {tokens}; "
+                "this is the only time it is shown",
+                file=sys.stderr,
+            )
+            return 0
+        if args.remove_token:
+            if remove_token(tokens, args.remove_token):
+                print(f"token {args.remove_token!r} removed from {tokens}", file=sys.stderr)
+                return 0
+            print(
+                f"sentinel serve: no token named {args.remove_token!r} in {tokens}", file=sys.stderr
+            )
+            return 1
+        if args.list_tokens:
+            entries = read_tokens_file(tokens) if tokens.exists() else []
+            for e in sorted(entries, key=lambda e: e.name):
+                print(f"{e.name}\t{e.role}")
+            if not entries:
+                print(f"no tokens in {tokens}", file=sys.stderr)
+            return 0
+        if not 0 < args.port < 65536:
+            print(f"sentinel serve: --port {args.port} is not a port number", file=sys.stderr)
+            return 2
+        from sentinel.server.run import serve
+
+        return serve(
+            host=args.host,
+            port=args.port,
+            db_path=db,
+            tokens_path=tokens,
+            secret=os.environ.get("SENTINEL_WEBHOOK_SECRET") or None,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            notify=not args.no_notify,
+        )
+    except (SentinelConfigError, StoreError) as exc:
+        print(f"sentinel serve: {exc}", file=sys.stderr)
+        return 1

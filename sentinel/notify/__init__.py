@@ -1,0 +1,69 @@
+"""Tell people when a call waits for them: a signed JSON webhook and a Slack-compatible message
+for every new pending request, delivered in the background (never delaying the protected call),
+retried with back-off, failures recorded as ``notification_failed`` events.
+
+The one entry point is :func:`notify_pending`, called right after a request is stored::
+
+    record = store.submit(new)
+    notify_pending(config, record, store)   # returns at once
+
+Configuration: ``SENTINEL_NOTIFY_WEBHOOK``, ``SENTINEL_NOTIFY_SLACK``, ``SENTINEL_NOTIFY_SECRET``,
+``SENTINEL_NOTIFY_DECIDE_URL`` (see :data:`sentinel.notify.settings.ENVIRONMENT`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from sentinel.notify.settings import ENVIRONMENT, NotifySettings
+from sentinel.store.models import RequestRecord
+
+log = logging.getLogger("sentinel.notify")
+
+_stores: dict[Path, Any] = {}
+_stores_lock = threading.Lock()
+
+
+def _event_writer(config: Any, store: Any) -> Any:
+    """Where failure events go: the given store, else a store for ``config.db_path``."""
+    if store is not None:
+        return store.append_events
+    path = Path(getattr(config, "db_path", None) or "").absolute()
+
+    def write(events: list[dict[str, Any]]) -> None:
+        from sentinel.store import Store
+
+        with _stores_lock:
+            target = _stores.get(path)
+            if target is None:
+                target = _stores[path] = Store(path)
+        target.append_events(events)
+
+    return write
+
+
+def notify_pending(config: Any, record: RequestRecord, store: Any = None) -> bool:
+    """Queue notifications for a new pending request and return at once.
+
+    ``config`` may be a :class:`~sentinel.config.SentinelConfig` (``notify_*`` attributes win over
+    the environment) or None. Returns True when something was queued. Never raises: a broken
+    notification setup is logged, and the protected call goes on.
+    """
+    try:
+        settings = NotifySettings.from_env(config)
+        if not settings.enabled:
+            return False
+        from sentinel.notify.deliver import Notifier, build_deliveries
+
+        return Notifier.shared().submit(
+            build_deliveries(settings, record), _event_writer(config, store)
+        )
+    except Exception as exc:
+        log.warning("sentinel notify: notifications not sent: %s", exc)
+        return False
+
+
+__all__ = ["ENVIRONMENT", "NotifySettings", "notify_pending"]

@@ -1,0 +1,203 @@
+"""Background delivery of notifications: a small thread pool, retries with back-off, failures
+recorded as ``notification_failed`` events. Submitting never blocks and never raises."""
+
+from __future__ import annotations
+
+import atexit
+import concurrent.futures
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sentinel.approval.webhook import ACTION_HEADER, dumps, signed_headers
+from sentinel.notify.messages import generic_payload, slack_payload
+from sentinel.notify.settings import NotifySettings
+from sentinel.store.models import RequestRecord
+
+log = logging.getLogger("sentinel.notify")
+
+#: Deliveries waiting or running at most; beyond it new ones are dropped (and logged).
+MAX_BACKLOG = 1000
+EVENT_HEADER = "X-Sentinel-Event"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message to one target."""
+
+    target: str  # "webhook" | "slack"
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    record: RequestRecord
+    attempts: int
+    timeout: float
+    backoff: float
+
+
+def build_deliveries(settings: NotifySettings, rec: RequestRecord) -> list[Delivery]:
+    """The messages for one new pending request under ``settings``."""
+    out: list[Delivery] = []
+    common = {
+        "attempts": settings.attempts,
+        "timeout": settings.timeout,
+        "backoff": settings.backoff,
+    }
+    if settings.webhook_url:
+        body = dumps(generic_payload(rec, settings.decide_url))
+        headers = {
+            "Content-Type": "application/json",
+            EVENT_HEADER: "approval_requested",
+            ACTION_HEADER: rec.id,
+            **signed_headers(settings.secret, body),
+        }
+        out.append(Delivery("webhook", settings.webhook_url, body, headers, rec, **common))  # type: ignore[arg-type]
+    if settings.slack_url:
+        body = dumps(slack_payload(rec, settings.decide_url))
+        headers = {"Content-Type": "application/json"}
+        out.append(Delivery("slack", settings.slack_url, body, headers, rec, **common))  # type: ignore[arg-type]
+    return out
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, min(float(value), 30.0))
+    except ValueError:
+        return None
+
+
+def send_with_retries(
+    delivery: Delivery, client: Any, sleep: Callable[[float], None] = time.sleep
+) -> str | None:
+    """Deliver one message. Returns None on success, else why it failed for good."""
+    import httpx
+
+    last = "no attempt made"
+    for attempt in range(1, delivery.attempts + 1):
+        pause = delivery.backoff * 2.0 ** (attempt - 1) * (0.75 + random.random() * 0.5)
+        try:
+            response = client.post(
+                delivery.url,
+                content=delivery.body,
+                headers=delivery.headers,
+                timeout=delivery.timeout,
+            )
+        except httpx.HTTPError as exc:
+            last = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            code = response.status_code
+            if 200 <= code < 300:
+                return None
+            last = f"HTTP {code}"
+            if 400 <= code < 500 and code not in (408, 425, 429):
+                return f"{last} (not retried)"
+            pause = _retry_after(response.headers.get("retry-after")) or pause
+        if attempt < delivery.attempts:
+            sleep(pause)
+    return f"{last} after {delivery.attempts} attempts"
+
+
+class Notifier:
+    """Delivers notifications on background threads. One per process (:meth:`shared`)."""
+
+    _instance: Notifier | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, workers: int = 4) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="sentinel-notify"
+        )
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._pending: set[concurrent.futures.Future[None]] = set()
+        self._pending_lock = threading.Lock()
+        self.dropped = 0
+
+    @classmethod
+    def shared(cls) -> Notifier:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+                atexit.register(cls._instance.flush, 3.0)
+            return cls._instance
+
+    def _http(self) -> Any:
+        with self._client_lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(follow_redirects=False)
+            return self._client
+
+    def submit(
+        self, deliveries: list[Delivery], record_failure: Callable[[list[dict[str, Any]]], Any]
+    ) -> bool:
+        """Queue deliveries; returns at once. False when the backlog is full (they are dropped)."""
+        with self._pending_lock:
+            if len(self._pending) + len(deliveries) > MAX_BACKLOG:
+                self.dropped += len(deliveries)
+                log.warning(
+                    "sentinel notify: backlog full, %d notification(s) dropped", len(deliveries)
+                )
+                return False
+            for delivery in deliveries:
+                future = self._pool.submit(self._run, delivery, record_failure)
+                self._pending.add(future)
+                future.add_done_callback(self._done)
+        return True
+
+    def _done(self, future: concurrent.futures.Future[None]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    def _run(
+        self, delivery: Delivery, record_failure: Callable[[list[dict[str, Any]]], Any]
+    ) -> None:
+        try:
+            failure = send_with_retries(delivery, self._http())
+        except Exception as exc:  # a bug here must not kill the pool thread silently
+            failure = f"{type(exc).__name__}: {exc}"
+        if failure is None:
+            return
+        rec = delivery.record
+        host = urlsplit(delivery.url).hostname or "?"
+        log.warning(
+            "sentinel notify: %s notification for %s failed: %s", delivery.target, rec.id, failure
+        )
+        event = {
+            "kind": "notification_failed",
+            "request_id": rec.id,
+            "agent_id": rec.agent_id,
+            "function": rec.function,
+            "digest": rec.digest,
+            "rule_id": rec.rule_id,
+            "reason": f"{delivery.target} notification failed: {failure}",
+            # The URL itself is a secret for Slack webhooks: record only its host.
+            "data": {
+                "target": delivery.target,
+                "host": host,
+                "attempts": delivery.attempts,
+                "error": failure,
+            },
+        }
+        try:
+            record_failure([event])
+        except Exception as exc:
+            log.warning("sentinel notify: could not record the failure: %s", exc)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued delivery finished (or ``timeout``); True when none is left."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        done, not_done = concurrent.futures.wait(pending, timeout=timeout)
+        return not not_done
+
+
+__all__ = ["Delivery", "Notifier", "build_deliveries", "send_with_retries"]

@@ -1,0 +1,166 @@
+"""What a notification says: a generic JSON document and a Slack-compatible message.
+
+Everything an agent supplied is treated as hostile: only the redacted arguments are used; Slack
+``mrkdwn`` control characters (``& < >``) are escaped so a function name cannot ping ``<!channel>``
+or smuggle a link, and backticks cannot break out of code spans.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sentinel.redact import safe_text
+from sentinel.store.models import RequestRecord
+
+SHORT_ID = 12
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _value(v: float | None) -> str:
+    if v is None:
+        return "not declared"
+    return f"{v:,.2f}".rstrip("0").rstrip(".")
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def decide_commands(rec: RequestRecord, decide_url: str | None) -> dict[str, Any]:
+    """How to decide this request: CLI commands, and the API URLs when a server is known."""
+    short = rec.id[:SHORT_ID]
+    out: dict[str, Any] = {
+        "cli": {
+            "approve": f"sentinel approve {short}",
+            "deny": f"sentinel deny {short}",
+            "tui": "sentinel tui",
+        }
+    }
+    if decide_url:
+        out["api"] = {
+            "approve": f"{decide_url}/approval/{rec.id}/approve",
+            "deny": f"{decide_url}/approval/{rec.id}/deny",
+            "status": f"{decide_url}/approval/{rec.id}/status",
+        }
+    return out
+
+
+def generic_payload(
+    rec: RequestRecord, decide_url: str | None, now: float | None = None
+) -> dict[str, Any]:
+    """The JSON document POSTed to ``SENTINEL_NOTIFY_WEBHOOK`` (signed by the sender)."""
+    return {
+        "event": "approval_requested",
+        "sent_at": time.time() if now is None else now,
+        "request": {
+            "id": rec.id,
+            "function": rec.function,
+            "agent_id": rec.agent_id,
+            "arguments": rec.display_arguments,  # redacted copy only
+            "context": rec.context,
+            "rule_id": rec.rule_id,
+            "rule_ids": list(rec.rule_ids),
+            "reason": rec.reason,
+            "value_at_risk": rec.value_at_risk,
+            "risk_score": rec.risk_score,
+            "risk_explanation": rec.risk_explanation,
+            "created_at": rec.created_at,
+            "expires_at": rec.expires_at,
+            "digest": rec.digest,
+            "policy_version": rec.policy_version,
+        },
+        "decide": decide_commands(rec, decide_url),
+    }
+
+
+def slack_escape(value: Any, limit: int = 300) -> str:
+    """Agent text made safe for Slack mrkdwn: terminal-safe, ``& < >`` escaped, no backticks."""
+    text = safe_text(value if isinstance(value, str) else json.dumps(value, default=str), limit)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
+
+
+def _arguments(rec: RequestRecord, limit: int = 8) -> str:
+    items = list((rec.display_arguments or {}).items())
+    lines = [f"{slack_escape(str(k), 40)} = {slack_escape(v, 120)}" for k, v in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"… and {len(items) - limit} more")
+    return "\n".join(lines) if lines else "(no arguments)"
+
+
+def slack_payload(
+    rec: RequestRecord, decide_url: str | None, now: float | None = None
+) -> dict[str, Any]:
+    """A Slack incoming-webhook message: what waits, value at risk, why, how to decide."""
+    now = time.time() if now is None else now
+    fn = slack_escape(rec.function, 80)
+    agent = slack_escape(rec.agent_id, 60) if rec.agent_id else "unnamed agent"
+    value = _value(rec.value_at_risk)
+    left = _duration(rec.expires_at - now)
+    why = slack_escape(rec.reason or "a rule requires approval", 500)
+    cmds = decide_commands(rec, decide_url)
+    decide = f"`{cmds['cli']['approve']}`  ·  `{cmds['cli']['deny']}`  ·  or press a / d in `sentinel tui`"
+    if "api" in cmds:
+        decide += f"\nAPI: `POST {slack_escape(cmds['api']['approve'], 300)}` (or `/deny`)"
+    fallback = f"Sentinel: {fn} from {agent} is waiting for approval (value at risk {value}, expires in {left})"
+    return {
+        "text": fallback,
+        "blocks": [
+            {
+                "type": "header",
+                "text": {
+                    "type": "plain_text",
+                    "text": f"Approval needed: {safe_text(rec.function, 120)}",
+                },
+            },
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*Function*\n`{fn}`"},
+                    {"type": "mrkdwn", "text": f"*Agent*\n{agent}"},
+                    {"type": "mrkdwn", "text": f"*Value at risk*\n{value}"},
+                    {
+                        "type": "mrkdwn",
+                        "text": f"*Expires*\nin {left} ({_when(rec.expires_at)})",
+                    },
+                ],
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"*Why:* {why}\n*Rule:* {slack_escape(rec.rule_id or 'default', 80)}",
+                },
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"*Arguments (redacted)*\n```{_arguments(rec)}```",
+                },
+            },
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Decide:* {decide}"}},
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"request `{rec.id}` · digest `{rec.digest[:12]}`",
+                    }
+                ],
+            },
+        ],
+    }
+
+
+__all__ = ["decide_commands", "generic_payload", "slack_escape", "slack_payload"]

@@ -1,0 +1,341 @@
+"""The approval API: a Starlette app over the same store the agents and the command center use.
+
+Endpoints (compatible with agentic-sentinel 0.1.0's dashboard API):
+
+=================================  =========  ==============================================
+``GET  /health``                   open       liveness
+``GET  /openapi.json``             any role   this API's OpenAPI 3.0 description
+``POST /approval``                 agent      submit a request (the webhook body) → pending row
+``GET  /approval/{id}/status``     agent      status, approved_by, decided_by, reason
+``POST /approval/{id}/approve``    operator   compare-and-set decision; 409 with who decided
+``POST /approval/{id}/deny``       operator   the same
+``GET  /approvals/pending``        operator   pending requests, oldest first (redacted)
+=================================  =========  ==============================================
+
+Operators are also allowed everything agents are. No CORS headers are ever sent (browsers on
+other origins cannot call it), and with a secret every response is signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sentinel.approval.webhook import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    TOKEN_HEADER,
+    signed_headers,
+    verify,
+)
+from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
+from sentinel.server import payload
+from sentinel.server.auth import AGENT, OPERATOR, Principal, TokenRegistry
+from sentinel.server.openapi import openapi_document
+from sentinel.store.models import OperatorIdentity
+
+log = logging.getLogger("sentinel.server")
+
+#: Largest request body accepted (bytes).
+MAX_BODY = 1 << 20
+#: Largest page of pending requests.
+MAX_PAGE = 10_000
+DEFAULT_PAGE = 10_000
+
+
+@dataclass
+class ServerSettings:
+    """What the app needs: the store, who may call it, and what to do on new requests."""
+
+    db_path: Path
+    tokens: TokenRegistry
+    secret: str | None = None
+    notify: Callable[[Any, Any], Any] | None = None  # (store, record) → None, must not block
+    sweep_interval: float = 5.0
+    max_skew: float = 300.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        self.status = status
+        self.message = message
+        self.extra = extra
+        super().__init__(message)
+
+
+def api_operator(principal: Principal) -> OperatorIdentity:
+    """The identity recorded for a decision made through the API: the token's name."""
+    return OperatorIdentity(
+        account=f"api:{principal.name}",
+        uid=os.getuid(),  # the server's account: the process that wrote the row
+        login_uid=None,
+        login_account=None,
+        host=socket.gethostname(),
+        ssh_client=None,
+        channel="api",
+    )
+
+
+class ApprovalApi:
+    """Handlers bound to one store and one set of credentials."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        from sentinel.store import Store
+
+        self.settings = settings
+        self.store = Store(settings.db_path)
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def respond(
+        self, data: Any, status: int = 200, headers: dict[str, str] | None = None
+    ) -> Response:
+        body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        out = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+        out.update(signed_headers(self.settings.secret, body))
+        if headers:
+            out.update(headers)
+        return Response(body, status_code=status, headers=out, media_type="application/json")
+
+    def error(self, exc: ApiError) -> Response:
+        data = {"error": exc.message, **exc.extra}
+        headers = {"WWW-Authenticate": 'Bearer realm="sentinel"'} if exc.status == 401 else None
+        return self.respond(data, exc.status, headers)
+
+    async def body(self, request: Request) -> bytes:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def authenticate(self, request: Request, body: bytes) -> Principal:
+        auth = request.headers.get("authorization", "")
+        token = None
+        if auth[:7].lower() == "bearer ":
+            token = auth[7:].strip()
+        elif request.headers.get(TOKEN_HEADER):
+            token = request.headers[TOKEN_HEADER].strip()  # the original client's header
+        if token:
+            principal = self.settings.tokens.authenticate(token)
+            if principal is not None:
+                return principal
+            raise ApiError(401, "invalid token")
+        signature = request.headers.get(SIGNATURE_HEADER)
+        if signature and self.settings.secret:
+            why = verify(
+                self.settings.secret,
+                request.headers.get(TIMESTAMP_HEADER),
+                signature,
+                body,
+                max_skew=self.settings.max_skew,
+            )
+            if why is None:
+                return Principal("signed", AGENT, "signature")
+            raise ApiError(401, f"signature refused: {why}")
+        raise ApiError(401, "authentication required: Authorization: Bearer <token>")
+
+    def endpoint(
+        self, role: str, handler: Callable[[Request, Principal, bytes], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Wrap a handler: read the body, authenticate, check the role, map errors to JSON."""
+
+        async def run(request: Request) -> Response:
+            try:
+                body = await self.body(request)
+                principal = self.authenticate(request, body)
+                if role == OPERATOR and not principal.is_operator:
+                    raise ApiError(
+                        403, f"'{principal.name}' is an agent credential: operators only"
+                    )
+                return await handler(request, principal, body)
+            except ApiError as exc:
+                return self.error(exc)
+            except payload.PayloadError as exc:
+                return self.error(ApiError(422, str(exc), field=exc.field))
+            except StoreError as exc:
+                log.error("store error: %s", exc)
+                return self.error(ApiError(503, f"store unavailable: {exc}"))
+            except Exception:  # never leak a traceback to a client; log it here
+                log.exception("unexpected error in %s %s", request.method, request.url.path)
+                return self.error(ApiError(500, "internal error"))
+
+        return run
+
+    @staticmethod
+    def parse_json(body: bytes, allow_empty: bool = False) -> Any:
+        if not body.strip():
+            if allow_empty:
+                return None
+            raise ApiError(400, "the body must be JSON")
+        try:
+            return json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise ApiError(400, "the body is not valid JSON") from None
+
+    async def lookup(self, request_id: str) -> Any:
+        if not payload.ID_RE.match(request_id):
+            raise ApiError(404, "no approval request with this id")
+        try:
+            rec = await run_in_threadpool(self.store.get, request_id)
+        except RequestNotFound:
+            raise ApiError(404, "no approval request with this id") from None
+        if rec.id != request_id:  # the store accepts prefixes; the API wants exact ids
+            raise ApiError(404, "no approval request with this id")
+        return rec
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return self.respond({"status": "healthy", "service": "sentinel-api"})
+
+    async def openapi(self, request: Request, principal: Principal, body: bytes) -> Response:
+        return self.respond(openapi_document())
+
+    async def submit(self, request: Request, principal: Principal, body: bytes) -> Response:
+        new = payload.new_request_from_body(self.parse_json(body))
+        try:
+            existing = await run_in_threadpool(self.store.get, new.id)
+        except RequestNotFound:
+            existing = None
+        if existing is not None and existing.id == new.id:
+            if existing.function != new.function or existing.digest != new.digest:
+                raise ApiError(
+                    409, "action_id is already used by a different request", action_id=new.id
+                )
+            rec = existing  # a re-post (retry) never resets a decided request
+        else:
+            rec = await run_in_threadpool(self.store.submit, new)
+            if self.settings.notify is not None:
+                try:
+                    self.settings.notify(self.store, rec)
+                except Exception:  # notifications never fail a submission
+                    log.exception("notification hook failed")
+        data = payload.status_json(rec)
+        data["message"] = "approval request received"
+        return self.respond(data, 202)
+
+    async def status(self, request: Request, principal: Principal, body: bytes) -> Response:
+        rec = await self.lookup(request.path_params["action_id"])
+        return self.respond(payload.status_json(rec))
+
+    async def approve(self, request: Request, principal: Principal, body: bytes) -> Response:
+        return await self._decide(request, principal, body, True)
+
+    async def deny(self, request: Request, principal: Principal, body: bytes) -> Response:
+        return await self._decide(request, principal, body, False)
+
+    async def _decide(
+        self, request: Request, principal: Principal, body: bytes, approve: bool
+    ) -> Response:
+        reason = payload.reason_from_body(self.parse_json(body, allow_empty=True))
+        rec = await self.lookup(request.path_params["action_id"])
+        try:
+            rec = await run_in_threadpool(
+                self.store.decide, rec.id, approve, api_operator(principal), reason
+            )
+        except DecisionConflict as conflict:
+            now = conflict.record if conflict.record is not None else rec
+            data = payload.decision_json(now, str(conflict))
+            data["error"] = "request is no longer pending"
+            return self.respond(data, 409)
+        verb = "approved" if approve else "denied"
+        return self.respond(payload.decision_json(rec, f"request {verb}"))
+
+    async def pending(self, request: Request, principal: Principal, body: bytes) -> Response:
+        raw = request.query_params.get("limit", str(DEFAULT_PAGE))
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+            raise ApiError(422, f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
+        records = await run_in_threadpool(self.store.list_pending, int(raw))
+        now = time.time()
+        return self.respond([payload.pending_json(r) for r in records if r.expires_at > now])
+
+    # -- background sweep -------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        """Expire overdue rows and cancel rows whose waiting process died, so the queue the API
+        shows stays true even when no agent or command center is running."""
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval)
+            try:
+                await run_in_threadpool(self.store.sweep)
+            except Exception as exc:
+                log.warning("sweep failed: %s", exc)
+
+    async def startup(self) -> None:
+        if self.settings.sweep_interval > 0:
+            self._sweeper = asyncio.ensure_future(self._sweep_forever())
+
+    async def shutdown(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        self.store.close()
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return Response(b'{"error":"not found"}', status_code=404, media_type="application/json")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return Response(
+        b'{"error":"method not allowed"}', status_code=405, media_type="application/json"
+    )
+
+
+def create_app(settings: ServerSettings) -> Starlette:
+    """The Starlette application for ``settings`` (run it with uvicorn)."""
+    from contextlib import asynccontextmanager
+
+    api = ApprovalApi(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> Any:
+        await api.startup()
+        try:
+            yield
+        finally:
+            await api.shutdown()
+
+    routes = [
+        Route("/health", api.health, methods=["GET"]),
+        Route("/openapi.json", api.endpoint(AGENT, api.openapi), methods=["GET"]),
+        Route("/approval", api.endpoint(AGENT, api.submit), methods=["POST"]),
+        Route("/approval/{action_id}/status", api.endpoint(AGENT, api.status), methods=["GET"]),
+        Route(
+            "/approval/{action_id}/approve", api.endpoint(OPERATOR, api.approve), methods=["POST"]
+        ),
+        Route("/approval/{action_id}/deny", api.endpoint(OPERATOR, api.deny), methods=["POST"]),
+        Route("/approvals/pending", api.endpoint(OPERATOR, api.pending), methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={404: _not_found, 405: _not_allowed},
+    )
+    app.state.api = api
+    return app
+
+
+__all__ = ["ApiError", "ApprovalApi", "ServerSettings", "api_operator", "create_app"]

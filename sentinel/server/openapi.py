@@ -1,0 +1,289 @@
+"""The OpenAPI 3.0 description of the approval API (``GET /openapi.json``), written by hand so it
+says exactly what the handlers accept and return."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {"type": "string"},
+        "field": {"type": "string", "nullable": True},
+    },
+}
+_NULLABLE_STR = {"type": "string", "nullable": True}
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"}
+
+_STATUS = {
+    "type": "object",
+    "required": ["action_id", "status", "approved_by", "decided_by", "reason"],
+    "properties": {
+        "action_id": {"type": "string"},
+        "status": {
+            "type": "string",
+            "enum": ["pending", "approved", "denied", "expired", "cancelled"],
+        },
+        "approved_by": _NULLABLE_STR,
+        "decided_by": _NULLABLE_STR,
+        "decided_at": _NULLABLE_STR,
+        "reason": _NULLABLE_STR,
+        "digest": {"type": "string"},
+        "expires_at": _NULLABLE_STR,
+        "message": {"type": "string"},
+    },
+}
+
+_DECISION = {
+    "type": "object",
+    "required": ["action_id", "status", "decided_by", "message"],
+    "properties": {
+        "action_id": {"type": "string"},
+        "status": {"type": "string"},
+        "decided_by": _NULLABLE_STR,
+        "decided_at": _NULLABLE_STR,
+        "reason": _NULLABLE_STR,
+        "message": {"type": "string"},
+        "error": {"type": "string"},
+    },
+}
+
+_SUBMIT = {
+    "type": "object",
+    "required": ["function_name"],
+    "properties": {
+        "action_id": _ID,
+        "function_name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "rule_id": {"type": "string", "nullable": True, "maxLength": 200},
+        "parameters": {"type": "object", "nullable": True, "additionalProperties": True},
+        "reason": {"type": "string", "nullable": True, "maxLength": 2000},
+        "agent_id": {"type": "string", "nullable": True, "maxLength": 200},
+        "context": {"type": "object", "nullable": True, "additionalProperties": True},
+        "timestamp": {"type": "string", "nullable": True, "maxLength": 64},
+        "timeout_at": {
+            "type": "string",
+            "nullable": True,
+            "format": "date-time",
+            "description": "UTC ISO time the requester stops waiting",
+        },
+        "timeout_seconds": {
+            "type": "number",
+            "nullable": True,
+            "exclusiveMinimum": True,
+            "minimum": 0,
+            "maximum": 604800,
+        },
+        "digest": {"type": "string", "nullable": True, "pattern": "^[0-9a-f]{64}$"},
+        "value_at_risk": {"type": "number", "nullable": True},
+    },
+}
+
+_PENDING_ITEM = {
+    "type": "object",
+    "required": ["action_id", "status", "function_name", "parameters"],
+    "properties": {
+        "action_id": {"type": "string"},
+        "status": {"type": "string"},
+        "function_name": {"type": "string"},
+        "agent_id": _NULLABLE_STR,
+        "parameters": {"type": "object", "additionalProperties": True},
+        "context": {"type": "object", "nullable": True, "additionalProperties": True},
+        "rule_id": _NULLABLE_STR,
+        "reason": {"type": "string"},
+        "value_at_risk": {"type": "number", "nullable": True},
+        "risk_score": {"type": "number", "nullable": True},
+        "digest": {"type": "string"},
+        "timestamp": {"type": "string"},
+        "timeout_at": {"type": "string"},
+    },
+}
+
+
+def _json(schema: Any, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "the body is not JSON",
+        401: "missing or invalid credentials",
+        403: "an agent credential on an operator endpoint",
+        404: "unknown request id",
+        413: "body too large",
+        422: "invalid field (the error names it)",
+        503: "the store is unavailable",
+    }
+    return {str(c): _json({"$ref": "#/components/schemas/Error"}, text[c]) for c in codes}
+
+
+_ID_PARAM = {
+    "name": "action_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the request id (32 hex characters for requests made by Sentinel)",
+}
+_REASON_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {"reason": {"type": "string", "nullable": True, "maxLength": 2000}},
+            }
+        }
+    },
+}
+
+
+def _decide_op(verb: str) -> dict[str, Any]:
+    return {
+        "summary": f"{verb.capitalize()} a pending request (compare-and-set)",
+        "operationId": verb,
+        "parameters": [_ID_PARAM],
+        "requestBody": _REASON_BODY,
+        "responses": {
+            "200": _json({"$ref": "#/components/schemas/Decision"}, "decided"),
+            "409": _json(
+                {"$ref": "#/components/schemas/Decision"},
+                "already decided (says who and when) or expired",
+            ),
+            **_errors(400, 401, 403, 404, 413, 422, 503),
+        },
+    }
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict[str, Any]:
+    """The API description (built once)."""
+    from sentinel import __version__
+
+    security: list[dict[str, list[str]]] = [
+        {"bearer": []},
+        {"token": []},
+        {"signature": [], "timestamp": []},
+    ]
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Sentinel approval API",
+            "version": str(__version__),
+            "description": (
+                "Submit approval requests, read their status, and approve or deny them. Every "
+                "endpoint except /health needs a bearer token (operator or agent role) or an "
+                "HMAC signature (agent role)."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": security,
+        "paths": {
+            "/health": {
+                "get": {
+                    "summary": "Liveness (no authentication)",
+                    "operationId": "health",
+                    "security": [],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {
+                                    "status": {"type": "string"},
+                                    "service": {"type": "string"},
+                                },
+                            },
+                            "the server is up",
+                        )
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This description",
+                    "operationId": "openapi",
+                    "responses": {
+                        "200": _json({"type": "object"}, "OpenAPI 3.0 document"),
+                        **_errors(401),
+                    },
+                }
+            },
+            "/approval": {
+                "post": {
+                    "summary": "Submit an approval request (the webhook body)",
+                    "operationId": "submit",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Submit"}}
+                        },
+                    },
+                    "responses": {
+                        "202": _json(
+                            {"$ref": "#/components/schemas/Status"}, "stored (or already known)"
+                        ),
+                        "409": _json(
+                            {"$ref": "#/components/schemas/Error"},
+                            "action_id already used by a different request",
+                        ),
+                        **_errors(400, 401, 413, 422, 503),
+                    },
+                }
+            },
+            "/approval/{action_id}/status": {
+                "get": {
+                    "summary": "Status of a request",
+                    "operationId": "status",
+                    "parameters": [_ID_PARAM],
+                    "responses": {
+                        "200": _json(
+                            {"$ref": "#/components/schemas/Status"}, "the request's status"
+                        ),
+                        **_errors(401, 404, 503),
+                    },
+                }
+            },
+            "/approval/{action_id}/approve": {"post": _decide_op("approve")},
+            "/approval/{action_id}/deny": {"post": _decide_op("deny")},
+            "/approvals/pending": {
+                "get": {
+                    "summary": "Pending requests, oldest first (arguments redacted)",
+                    "operationId": "pending",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {"type": "array", "items": {"$ref": "#/components/schemas/Pending"}},
+                            "pending requests",
+                        ),
+                        **_errors(401, 403, 422, 503),
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "token": {"type": "apiKey", "in": "header", "name": "X-Sentinel-Token"},
+                "signature": {"type": "apiKey", "in": "header", "name": "X-Sentinel-Signature"},
+                "timestamp": {"type": "apiKey", "in": "header", "name": "X-Sentinel-Timestamp"},
+            },
+            "schemas": {
+                "Error": _ERROR,
+                "Status": _STATUS,
+                "Decision": _DECISION,
+                "Submit": _SUBMIT,
+                "Pending": _PENDING_ITEM,
+            },
+        },
+    }
+
+
+__all__ = ["openapi_document"]

@@ -1,0 +1,194 @@
+"""Validate what HTTP clients send and shape what the API returns (no HTTP, no SQL here)."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from sentinel.approval.base import new_request_id
+from sentinel.store.models import PENDING, NewRequest, RequestRecord
+
+#: Longest wait an HTTP client may ask for (seconds): one week.
+MAX_TIMEOUT = 7 * 24 * 3600.0
+DEFAULT_TIMEOUT = 300.0
+ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}\Z")
+DIGEST_RE = re.compile(r"[0-9a-f]{64}\Z")
+
+
+class PayloadError(ValueError):
+    """A request body that cannot be accepted; ``field`` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+def _opt_str(data: dict[str, Any], name: str, limit: int) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{name} must be a string, got {type(value).__name__}", name)
+    if len(value) > limit:
+        raise PayloadError(f"{name} is longer than {limit} characters", name)
+    return value
+
+
+def _opt_number(data: dict[str, Any], name: str) -> float | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise PayloadError(f"{name} must be a finite number", name)
+    return float(value)
+
+
+def _parse_time(text: str, name: str) -> float:
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise PayloadError(f"{name} is not an ISO 8601 time: {text[:40]!r}", name) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)  # the original sends naive UTC times
+    return when.timestamp()
+
+
+def new_request_from_body(data: Any, now: float | None = None) -> NewRequest:
+    """The original webhook body (``action_id, function_name, rule_id, parameters, reason,
+    agent_id, context, timestamp, timeout_at`` and optionally ``timeout_seconds``, ``digest``,
+    ``value_at_risk``) as a :class:`NewRequest`. Raises :class:`PayloadError`."""
+    from sentinel.normalize import digest as digest_of
+    from sentinel.redact import redact
+
+    if not isinstance(data, dict):
+        raise PayloadError(f"the body must be a JSON object, got {type(data).__name__}")
+    now = time.time() if now is None else now
+    action_id = _opt_str(data, "action_id", 64) or new_request_id()
+    if not ID_RE.match(action_id):
+        raise PayloadError("action_id must be 8-64 letters, digits, '-' or '_'", "action_id")
+    function = _opt_str(data, "function_name", 200)
+    if not function or not function.strip():
+        raise PayloadError("function_name is required", "function_name")
+    parameters = data.get("parameters", {})
+    if parameters is None:
+        parameters = {}
+    if not isinstance(parameters, dict):
+        raise PayloadError("parameters must be a JSON object", "parameters")
+    context = data.get("context")
+    if context is not None and not isinstance(context, dict):
+        raise PayloadError("context must be a JSON object or null", "context")
+    timeout = _opt_number(data, "timeout_seconds")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
+        raise PayloadError(f"timeout_seconds must be in (0, {int(MAX_TIMEOUT)}]", "timeout_seconds")
+    timeout_at = _opt_str(data, "timeout_at", 64)
+    if timeout_at:
+        left = _parse_time(timeout_at, "timeout_at") - now
+        if left <= 0:
+            raise PayloadError("timeout_at is in the past", "timeout_at")
+        timeout = min(timeout or MAX_TIMEOUT, left, MAX_TIMEOUT)
+    _opt_str(data, "timestamp", 64)  # accepted for compatibility; the server's clock is used
+    digest = _opt_str(data, "digest", 64)
+    if digest is not None and not DIGEST_RE.match(digest):
+        raise PayloadError("digest must be 64 lower-case hex characters", "digest")
+    value = _opt_number(data, "value_at_risk")
+    rule_id = _opt_str(data, "rule_id", 200)
+    return NewRequest(
+        id=action_id,
+        function=function.strip(),
+        arguments=parameters,
+        display_arguments=redact(parameters),
+        # An agent that redacted its parameters sends the digest of the real arguments; an agent
+        # that sent the real arguments gets them digested here.
+        digest=digest or digest_of(parameters),
+        timeout_seconds=timeout or DEFAULT_TIMEOUT,
+        agent_id=_opt_str(data, "agent_id", 200),
+        context=redact(context) if context is not None else None,
+        rule_id=rule_id,
+        rule_ids=(rule_id,) if rule_id else (),
+        reason=_opt_str(data, "reason", 2000) or "",
+        value_at_risk=value,
+        channel="api",
+        created_at=now,
+    )
+
+
+def reason_from_body(data: Any) -> str | None:
+    """The optional ``reason`` of an approve / deny body (empty body allowed)."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise PayloadError('the body must be a JSON object like {"reason": "..."}')
+    return _opt_str(data, "reason", 2000) or None
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def effective_status(rec: RequestRecord, now: float) -> str:
+    """``expired`` for a pending row past its expiry (no one can decide it any more)."""
+    if rec.status == PENDING and rec.expires_at <= now:
+        return "expired"
+    return rec.status
+
+
+def status_json(rec: RequestRecord, now: float | None = None) -> dict[str, Any]:
+    """``GET /approval/{id}/status``: the original fields plus ``approved_by`` (what the
+    original client reads) and the digest the decision binds to."""
+    now = time.time() if now is None else now
+    status = effective_status(rec, now)
+    return {
+        "action_id": rec.id,
+        "status": status,
+        "approved_by": rec.decided_by if status == "approved" else None,
+        "decided_by": rec.decided_by,
+        "decided_at": _iso(rec.decided_at),
+        "reason": rec.decision_reason,
+        "digest": rec.digest,
+        "expires_at": _iso(rec.expires_at),
+    }
+
+
+def pending_json(rec: RequestRecord) -> dict[str, Any]:
+    """One pending request as listed by ``GET /approvals/pending`` (redacted arguments only)."""
+    return {
+        "action_id": rec.id,
+        "status": rec.status,
+        "function_name": rec.function,
+        "agent_id": rec.agent_id,
+        "parameters": rec.display_arguments,
+        "context": rec.context,
+        "rule_id": rec.rule_id,
+        "reason": rec.reason,
+        "value_at_risk": rec.value_at_risk,
+        "risk_score": rec.risk_score,
+        "digest": rec.digest,
+        "timestamp": _iso(rec.created_at),
+        "timeout_at": _iso(rec.expires_at),
+    }
+
+
+def decision_json(rec: RequestRecord, message: str) -> dict[str, Any]:
+    """The reply to an approve / deny (and to a refused one, with HTTP 409)."""
+    return {
+        "action_id": rec.id,
+        "status": rec.status,
+        "decided_by": rec.decided_by,
+        "decided_at": _iso(rec.decided_at),
+        "reason": rec.decision_reason,
+        "message": message,
+    }
+
+
+__all__ = [
+    "PayloadError",
+    "decision_json",
+    "effective_status",
+    "new_request_from_body",
+    "pending_json",
+    "reason_from_body",
+    "status_json",
+]
