@@ -162,14 +162,38 @@ def fold_key(key: Any) -> Any:
     return hit
 
 
+#: Names already in folded form (``amount``, ``user_id``): the common case, checked cheaply.
+_PLAIN: set[str] = set()
+
+
 class Call:
     """One call's parameters plus a lazily built case-folded index of the top-level names."""
 
-    __slots__ = ("params", "_index")
+    __slots__ = ("params", "_index", "_plain")
 
     def __init__(self, params: Mapping[str, Any]) -> None:
         self.params = params
         self._index: dict[Any, list[Any]] | None = None
+        self._plain: bool | None = None
+
+    def plain(self) -> bool:
+        """True when every name is already folded, so exact lookup equals folded lookup.
+
+        Distinct names that are their own fold cannot collide, so no ambiguity is possible.
+        """
+        plain = self._plain
+        if plain is None:
+            plain = True
+            for key in self.params:
+                if key not in _PLAIN:
+                    if type(key) is str and fold_key(key) == key:
+                        if len(_PLAIN) < 50_000:
+                            _PLAIN.add(key)
+                    else:
+                        plain = False
+                        break
+            self._plain = plain
+        return plain
 
     def folded_index(self) -> dict[Any, list[Any]]:
         index = self._index
@@ -186,6 +210,8 @@ def lookup(call: Call, name: str, folded: str, strict: bool) -> Any:
     params = call.params
     if not strict:
         return params.get(name, MISSING)
+    if call._plain or (call._plain is None and call.plain()):
+        return params.get(folded, MISSING)
     index = call._index
     if index is None:
         index = call.folded_index()
