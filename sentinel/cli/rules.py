@@ -92,7 +92,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"ordering {policy.ordering}, version {policy.version[:12]}"
     )
     if rules:
-        rows = [("#", "id", "action", "prio", "mode", "function", "conditions")]
+        rows: list[tuple[str, ...]] = [
+            ("#", "id", "action", "prio", "mode", "function", "conditions")
+        ]
         for i, rule in enumerate(rules, 1):
             conds = " and ".join(describe(c) for c in rule.conditions) or "(always)"
             mode = rule.mode if rule.enabled else "disabled"

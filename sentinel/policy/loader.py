@@ -198,7 +198,7 @@ def _validate(data: dict[str, Any], lines: Lines, name: str) -> PolicyFile:
     try:
         return PolicyFile.model_validate(data)
     except ValidationError as exc:
-        problems: list[tuple[int, str, str | None]] = []
+        problems: list[tuple[int, int, str, str | None]] = []
         seen: set[tuple[Any, ...]] = set()
         for err in exc.errors():
             path = _clean_path(data, err["loc"])
