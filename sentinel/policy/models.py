@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, Literal
 
@@ -101,6 +102,8 @@ def _finite_number(value: Any) -> bool:
         return False
     if isinstance(value, int):
         return True
+    if isinstance(value, Decimal):  # policies built in Python (policy_from_data)
+        return value.is_finite()
     return isinstance(value, float) and math.isfinite(value)
 
 
@@ -282,6 +285,11 @@ class Rule(_Strict):
     enabled: bool = True
     mode: Literal["enforce", "shadow"] = "enforce"
     timeout_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+
+    @property
+    def shadow(self) -> bool:
+        """True for ``mode: shadow`` (matches are recorded, never enforced)."""
+        return self.mode == "shadow"
 
     @property
     def patterns(self) -> tuple[str, ...]:
