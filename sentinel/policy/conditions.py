@@ -365,7 +365,10 @@ class Template:
             elif part.secret:
                 out.append("[REDACTED]")
             else:
-                out.append(_render_value(value))
+                try:
+                    out.append(_render_value(value))
+                except Exception:  # e.g. a pathologically deep value: keep the placeholder
+                    out.append("{" + part.name + "}")
         return "".join(out)
 
 

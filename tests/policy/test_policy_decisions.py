@@ -209,3 +209,24 @@ def test_verdict_carries_policy_version() -> None:
     policy = P('rules: [{id: r, function_pattern: "x", action: block}]')
     assert policy.evaluate("x", {}).policy_version == policy.version
     assert len(policy.version) == 64
+
+
+def test_explain_first_match_marks_rules_not_consulted() -> None:
+    policy = P("    ordering: first_match\n" + LAYERED)
+    traces = policy.explain("transfer_funds", {"amount": 5, "destination": "evil"})
+    assert traces[0].rule_id == "allow_small" and traces[0].decided
+    assert "not consulted (first_match)" in traces[2].note
+
+
+def test_policy_from_data_and_deep_values() -> None:
+    from sentinel.policy import policy_from_data
+
+    policy = policy_from_data(
+        {"rules": [{"id": "r", "function_pattern": "f", "action": "block", "message": "{x}"}]}
+    )
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    verdict = policy.evaluate("f", {"x": deep})
+    assert verdict.action is Action.BLOCK
+    assert verdict.reason == "{x}"  # rendering gave up safely instead of crashing
