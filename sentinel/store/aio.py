@@ -17,8 +17,8 @@ from typing import Any
 
 import aiosqlite
 
-from sentinel.errors import StoreError
-from sentinel.store import liveness, ops, sql
+from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
+from sentinel.store import hints, liveness, ops, sql
 from sentinel.store.failures import describe
 from sentinel.store.models import (
     CANCELLED,
@@ -38,6 +38,7 @@ from sentinel.store.sync import (
     DEFAULT_JOURNAL_SIZE_LIMIT,
     ensure_wal,
     open_connection,
+    sweep_plan,
 )
 
 
@@ -164,10 +165,21 @@ class AsyncStore:
         self, request_id: str, approve: bool, operator: OperatorIdentity, reason: str | None = None
     ) -> RequestRecord:
         """See :meth:`Store.decide`."""
-        full_id = (await self.get(request_id)).id
-        rec: RequestRecord = await self._run(
-            ops.decide(full_id, approve, operator, reason, time.time()), durable=True
-        )
+        try:
+            try:
+                rec: RequestRecord = await self._run(
+                    ops.decide(request_id, approve, operator, reason, time.time()), durable=True
+                )
+            except RequestNotFound:
+                full_id = (await self.get(request_id)).id  # a unique prefix, or a clear error
+                rec = await self._run(
+                    ops.decide(full_id, approve, operator, reason, time.time()), durable=True
+                )
+        except DecisionConflict as conflict:
+            if conflict.record is not None:
+                hints.send([conflict.record.lock_path])
+            raise
+        hints.send([rec.lock_path])
         return rec
 
     async def expire(self, request_id: str) -> RequestRecord | None:
@@ -178,6 +190,8 @@ class AsyncStore:
             ),
             durable=False,
         )
+        if rec is not None:
+            hints.send([rec.lock_path])
         return rec
 
     async def cancel(
@@ -187,23 +201,20 @@ class AsyncStore:
         rec: RequestRecord | None = await self._run(
             ops.finish(request_id, CANCELLED, reason, time.time(), "caller"), durable=False
         )
+        if rec is not None:
+            hints.send([rec.lock_path])
         return rec
 
     async def sweep(self) -> int:
         """See :meth:`Store.sweep`."""
         now = time.time()
         rows = await self._run(ops.pending_liveness())
-        dead: list[tuple[str, str]] = []
-        overdue: list[str] = []
-        for request_id, pid, pid_start, host, lock_path, expires_at in rows:
-            if liveness.waiter_is_dead(pid, pid_start, host, lock_path):
-                dead.append((request_id, f"agent process {pid} on {host} exited"))
-            elif expires_at + self.expiry_grace < now:
-                overdue.append(request_id)
+        dead, overdue, waiters = sweep_plan(rows, now, self.expiry_grace)
         liveness.remove_stale_locks(live_dir(self.path))
         if not dead and not overdue:
             return 0
         n: int = await self._run(ops.sweep_apply(dead, overdue, now), durable=True)
+        hints.send(waiters)
         return n
 
     async def append_events(self, events: list[dict[str, Any]]) -> list[EventRecord]:

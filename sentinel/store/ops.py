@@ -335,36 +335,60 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
+def _since(
+    t: float | None,
+) -> Generator[Q, Any, tuple[dict[str, int], dict[str, float], dict[str, int]]]:
+    """Counts and value at risk per kind, and rule hits, for events with ts >= t (None = all)."""
+    counts: dict[str, int] = {}
+    values: dict[str, float] = {}
+    rules: dict[str, int] = {}
+    if t is None:
+        first_hour = -(2**62)
+    else:
+        first_hour = math.ceil(t / 3600)
+        partial_end = first_hour * 3600.0
+        if t < partial_end:
+            for kind, n, v in (yield Q(sql.RAW_COUNTS, (t, partial_end), "all")):
+                counts[kind] = counts.get(kind, 0) + n
+                values[kind] = values.get(kind, 0.0) + v
+            for rule, n in (yield Q(sql.RAW_RULES, (t, partial_end), "all")):
+                rules[rule] = rules.get(rule, 0) + n
+    for kind, n, v in (yield Q(sql.ROLLUP_COUNTS, (first_hour,), "all")):
+        counts[kind] = counts.get(kind, 0) + int(n)
+        values[kind] = values.get(kind, 0.0) + float(v or 0.0)
+    for rule, n in (yield Q(sql.ROLLUP_RULES, (first_hour,), "all")):
+        rules[rule] = rules.get(rule, 0) + int(n)
+    return counts, values, rules
+
+
 def metrics(since: float | None, now: float) -> Op:
-    start = 0.0 if since is None else float(since)
     today = (
         datetime.fromtimestamp(now, UTC)
         .replace(hour=0, minute=0, second=0, microsecond=0)
         .timestamp()
     )
-    hour_now = math.floor(now / 3600) * 3600
-    first_hour = hour_now - 23 * 3600
-    kinds = ", ".join(f"'{k}'" for k in PROTECTING_KINDS)
+    hour_now = math.floor(now / 3600)
+    first_hour = hour_now - 23
     yield Q(sql.BEGIN_READ)  # one consistent snapshot for all the numbers
-    counts = {k: n for k, n in (yield Q(sql.COUNTS_BY_KIND, (start,), "all"))}
-    counts_today = {k: n for k, n in (yield Q(sql.COUNTS_BY_KIND, (max(start, today),), "all"))}
-    vp = (yield Q(sql.VALUE_PROTECTED.format(kinds=kinds), (start,), "one"))[0]
-    vp_today = (yield Q(sql.VALUE_PROTECTED.format(kinds=kinds), (max(start, today),), "one"))[0]
+    counts, values, rules = yield from _since(since)
+    counts_today, values_today, _ = yield from _since(today if since is None else max(since, today))
     lat = sorted(
-        r[0] for r in (yield Q(sql.DECISION_LATENCIES, (start,), "all")) if r[0] is not None
+        r[0]
+        for r in (yield Q(sql.DECISION_LATENCIES, (0.0 if since is None else since,), "all"))
+        if r[0] is not None
     )
     pending, oldest = yield Q(sql.PENDING_SUMMARY, (), "one")
     hourly: dict[str, list[int]] = {}
-    for kind, h, n in (yield Q(sql.HOURLY, (first_hour, max(first_hour, start)), "all")):
-        if 0 <= h < 24:
-            hourly.setdefault(kind, [0] * 24)[h] = n
-    top = [(r, n) for r, n in (yield Q(sql.TOP_RULES, (start, 10), "all"))]
+    for kind, h, n in (yield Q(sql.ROLLUP_HOURLY, (first_hour,), "all")):
+        if 0 <= h - first_hour < 24:
+            hourly.setdefault(kind, [0] * 24)[h - first_hour] = int(n)
     yield Q(sql.COMMIT)
+    top = sorted(rules.items(), key=lambda kv: (-kv[1], kv[0]))[:10]
     return MetricsSnapshot(
         counts=counts,
         counts_today=counts_today,
-        value_protected=float(vp or 0.0),
-        value_protected_today=float(vp_today or 0.0),
+        value_protected=float(sum(values.get(k, 0.0) for k in PROTECTING_KINDS)),
+        value_protected_today=float(sum(values_today.get(k, 0.0) for k in PROTECTING_KINDS)),
         latency_p50=_percentile(lat, 0.50),
         latency_p95=_percentile(lat, 0.95),
         pending=int(pending or 0),

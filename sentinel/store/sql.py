@@ -52,20 +52,23 @@ HISTORY = f"SELECT {_ECOLS} FROM events WHERE {{where}} ORDER BY seq DESC LIMIT 
 WATCH_STATUS = "SELECT id, status FROM requests WHERE id IN (SELECT value FROM json_each(?))"
 
 # --- metrics ------------------------------------------------------------------------------
-COUNTS_BY_KIND = "SELECT kind, count(*) FROM events WHERE ts >= ? GROUP BY kind"
-VALUE_PROTECTED = (
-    "SELECT coalesce(sum(value_at_risk), 0) FROM events WHERE ts >= ? AND kind IN ({kinds})"
+# Whole hours come from event_rollup; a partial first hour (an unaligned ``since``) from events.
+ROLLUP_COUNTS = "SELECT kind, sum(n), sum(value) FROM event_rollup WHERE hour >= ? GROUP BY kind"
+RAW_COUNTS = (
+    "SELECT kind, count(*), coalesce(sum(value_at_risk), 0) FROM events "
+    "WHERE ts >= ? AND ts < ? GROUP BY kind"
+)
+ROLLUP_HOURLY = "SELECT kind, hour, sum(n) FROM event_rollup WHERE hour >= ? GROUP BY kind, hour"
+ROLLUP_RULES = (
+    "SELECT rule_id, sum(n) FROM event_rollup WHERE hour >= ? AND rule_id != '' "
+    "AND kind IN ('allowed', 'blocked', 'approval_requested') GROUP BY rule_id"
+)
+RAW_RULES = (
+    "SELECT rule_id, count(*) FROM events WHERE ts >= ? AND ts < ? AND rule_id IS NOT NULL "
+    "AND kind IN ('allowed', 'blocked', 'approval_requested') GROUP BY rule_id"
 )
 DECISION_LATENCIES = (
     "SELECT decided_at - created_at FROM requests "
     "WHERE decided_at >= ? AND status IN ('approved', 'denied') ORDER BY decided_at DESC LIMIT 10000"
 )
 PENDING_SUMMARY = "SELECT count(*), min(created_at) FROM requests WHERE status = 'pending'"
-HOURLY = (
-    "SELECT kind, CAST((ts - ?) / 3600 AS INTEGER) AS h, count(*) FROM events "
-    "WHERE ts >= ? GROUP BY kind, h"
-)
-TOP_RULES = (
-    "SELECT rule_id, count(*) AS n FROM events WHERE ts >= ? AND rule_id IS NOT NULL "
-    "AND kind IN ('allowed', 'blocked', 'approval_requested') GROUP BY rule_id ORDER BY n DESC, rule_id LIMIT ?"
-)

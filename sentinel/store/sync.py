@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sentinel.errors import StoreError
-from sentinel.store import liveness, ops, sql
+from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
+from sentinel.store import hints, liveness, ops, sql
 from sentinel.store.failures import describe
 from sentinel.store.models import (
     CANCELLED,
@@ -62,6 +62,23 @@ def ensure_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
             if "locked" not in str(exc).lower() or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def sweep_plan(
+    rows: list[tuple[Any, ...]], now: float, grace: float
+) -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """Which pending rows to cancel (waiter dead) and expire (overdue), and whom to hint."""
+    dead: list[tuple[str, str]] = []
+    overdue: list[str] = []
+    waiters: list[str] = []
+    for request_id, pid, pid_start, host, lock_path, expires_at in rows:
+        if liveness.waiter_is_dead(pid, pid_start, host, lock_path):
+            dead.append((request_id, f"agent process {pid} on {host} exited"))
+        elif expires_at + grace < now:
+            overdue.append(request_id)
+            if lock_path:
+                waiters.append(lock_path)
+    return dead, overdue, waiters
 
 
 def drive(conn: Any, op: ops.Op, fail: Any) -> Any:
@@ -203,10 +220,21 @@ class Store:
         the request expired, and :class:`RequestNotFound` for an unknown id. ``request_id`` may be a
         unique prefix.
         """
-        full_id = self.get(request_id).id
-        rec: RequestRecord = self._write(
-            ops.decide(full_id, approve, operator, reason, time.time()), durable=True
-        )
+        try:
+            try:
+                rec: RequestRecord = self._write(
+                    ops.decide(request_id, approve, operator, reason, time.time()), durable=True
+                )
+            except RequestNotFound:
+                full_id = self.get(request_id).id  # a unique prefix, or a clear error
+                rec = self._write(
+                    ops.decide(full_id, approve, operator, reason, time.time()), durable=True
+                )
+        except DecisionConflict as conflict:
+            if conflict.record is not None:
+                hints.send([conflict.record.lock_path])  # it may have just been marked expired
+            raise
+        hints.send([rec.lock_path])  # wake the waiting process now (it re-reads the row)
         return rec
 
     def expire(self, request_id: str) -> RequestRecord | None:
@@ -216,6 +244,8 @@ class Store:
                 request_id, EXPIRED, "no decision before the deadline", time.time(), "caller"
             )
         )
+        if rec is not None:
+            hints.send([rec.lock_path])
         return rec
 
     def cancel(
@@ -225,6 +255,8 @@ class Store:
         rec: RequestRecord | None = self._write(
             ops.finish(request_id, CANCELLED, reason, time.time(), "caller")
         )
+        if rec is not None:
+            hints.send([rec.lock_path])
         return rec
 
     def sweep(self) -> int:
@@ -234,17 +266,12 @@ class Store:
         """
         now = time.time()
         rows = self._read(ops.pending_liveness())
-        dead: list[tuple[str, str]] = []
-        overdue: list[str] = []
-        for request_id, pid, pid_start, host, lock_path, expires_at in rows:
-            if liveness.waiter_is_dead(pid, pid_start, host, lock_path):
-                dead.append((request_id, f"agent process {pid} on {host} exited"))
-            elif expires_at + self.expiry_grace < now:
-                overdue.append(request_id)
+        dead, overdue, waiters = sweep_plan(rows, now, self.expiry_grace)
         liveness.remove_stale_locks(live_dir(self.path))
         if not dead and not overdue:
             return 0
         n: int = self._write(ops.sweep_apply(dead, overdue, now), durable=True)
+        hints.send(waiters)
         return n
 
     def append_events(self, events: list[dict[str, Any]]) -> list[EventRecord]:

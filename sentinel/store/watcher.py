@@ -1,14 +1,23 @@
 """One thread per process that wakes waiting calls when their request is decided.
 
-It polls ``PRAGMA data_version`` (about 4 µs) every few milliseconds on a plain sqlite3 connection.
-The value changes when any other connection commits; then, or every second as a fallback, it runs
-ONE query for all watched ids and resolves the futures of rows that left ``pending``. Cost is a
-fixed ~1 % of a core per process however many calls wait, and nothing when nothing is watched.
+Two triggers make it look at the database, and the database is the only thing it trusts:
+
+* a wake-up hint (:mod:`sentinel.store.hints`): the deciding process sends a datagram to this
+  process right after its COMMIT, so a decision is seen in well under a millisecond;
+* ``PRAGMA data_version`` (about 4 µs) polled on a plain sqlite3 connection every
+  ``poll_interval``: it changes whenever another connection commits, which catches writers that
+  send no hint. Every ``fallback_interval`` it checks regardless.
+
+Then it runs ONE query for all watched ids and resolves the futures of rows that left
+``pending``. The cost is fixed per process (about 100 wake-ups a second) however many calls wait,
+and nothing at all when nothing is watched.
 """
 
 from __future__ import annotations
 
 import json
+import select
+import socket
 import sqlite3
 import threading
 import time
@@ -17,14 +26,14 @@ from pathlib import Path
 from typing import ClassVar
 
 from sentinel.errors import RequestNotFound, StoreError
-from sentinel.store import liveness, ops, sql
+from sentinel.store import hints, liveness, ops, sql
 from sentinel.store.failures import describe
 from sentinel.store.models import RequestRecord
 from sentinel.store.paths import live_dir, resolve_path
 from sentinel.store.sync import DEFAULT_BUSY_TIMEOUT, drive, open_connection
 
-#: Seconds between data_version probes while something is watched.
-POLL_INTERVAL = 0.004
+#: Seconds between data_version probes while something is watched (hints make wake-ups faster).
+POLL_INTERVAL = 0.01
 #: Seconds between full checks even when data_version did not change.
 FALLBACK_INTERVAL = 1.0
 
@@ -52,6 +61,9 @@ class Watcher:
         self._force = False
         self._stopped = False
         self._thread: threading.Thread | None = None
+        self._lock_path: str | None = None
+        self._sock: socket.socket | None = None
+        self.hinted = 0  # wake-ups caused by a hint (for tests/benchmarks)
         self.checks = 0  # full status queries run (for tests/benchmarks)
 
     @classmethod
@@ -75,7 +87,7 @@ class Watcher:
         the database cannot be read.
         """
         # Hold this process's liveness lock for as long as it waits (sweepers test it).
-        liveness.hold(live_dir(self.path))
+        lock_path = liveness.hold(live_dir(self.path))
         with self._cond:
             if self._stopped:
                 raise StoreError(f"watcher for {self.path} is stopped")
@@ -85,13 +97,19 @@ class Watcher:
                 fut.set_running_or_notify_cancel()
                 self._futures[request_id] = fut
             self._force = True  # check at once: the row may already be decided
+            if self._lock_path != lock_path:  # first use, or a new process after fork
+                self._lock_path = lock_path
+                if self._sock is not None:
+                    self._sock.close()
+                self._sock = hints.bind(lock_path)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name=f"sentinel-watcher:{self.path.name}", daemon=True
                 )
                 self._thread.start()
             self._cond.notify_all()
-            return fut
+        hints.send([lock_path])  # interrupt the thread's wait so the new id is checked now
+        return fut
 
     def unwatch(self, request_id: str) -> None:
         """Stop watching ``request_id`` (its future, if unresolved, is left as is)."""
@@ -111,6 +129,9 @@ class Watcher:
             pending = list(self._futures.values())
             self._futures.clear()
             self._cond.notify_all()
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
         for fut in pending:
             if not fut.done():
                 fut.set_exception(StoreError(f"watcher for {self.path} stopped"))
@@ -125,28 +146,34 @@ class Watcher:
         last_version: int | None = None
         last_check = 0.0
         failures = 0
+        cond = self._cond
+        monotonic = time.monotonic
         while True:
-            with self._cond:
+            with cond:
                 while not self._futures and not self._stopped:
-                    # Nothing watched: sleep without polling, and drop the connection.
+                    # Nothing watched: block without polling, and drop the connection.
                     if conn is not None:
                         conn.close()
                         conn = None
                         last_version = None
-                    self._cond.wait()
+                    cond.wait()
                 if self._stopped:
                     break
-                force = self._force
+                sock = self._sock
+            hinted = self._wait(sock)
+            with cond:
+                force = self._force or hinted
                 self._force = False
-                ids = list(self._futures)
             try:
                 if conn is None:
                     conn = open_connection(self.path, self.busy_timeout)
                 version = conn.execute(sql.DATA_VERSION).fetchone()[0]
-                now = time.monotonic()
+                now = monotonic()
                 if force or version != last_version or now - last_check >= self.fallback_interval:
                     last_version = version
                     last_check = now
+                    with cond:
+                        ids = list(self._futures)  # copied only when a check is due
                     self._check(conn, ids)
                 failures = 0
             except (sqlite3.Error, StoreError) as exc:
@@ -155,17 +182,35 @@ class Watcher:
                     conn.close()
                     conn = None
                 if failures >= 3:
-                    self._fail_all(
+                    err = (
                         describe(exc, str(self.path), self.busy_timeout)
                         if isinstance(exc, sqlite3.Error)
                         else exc
                     )
+                    self._fail_all(err)
                     failures = 0
-            with self._cond:
-                if self._futures and not self._force and not self._stopped:
-                    self._cond.wait(self.poll_interval)
         if conn is not None:
             conn.close()
+
+    def _wait(self, sock: socket.socket | None) -> bool:
+        """Wait one poll interval or until a hint arrives; True when hinted."""
+        if sock is None:
+            time.sleep(self.poll_interval)
+            return False
+        try:
+            ready, _, _ = select.select([sock], [], [], self.poll_interval)
+        except (OSError, ValueError):  # closed by stop()
+            time.sleep(self.poll_interval)
+            return False
+        if not ready:
+            return False
+        try:
+            while True:  # drain: a burst of hints costs one check
+                sock.recv(64, socket.MSG_DONTWAIT)
+        except (BlockingIOError, OSError):
+            pass
+        self.hinted += 1
+        return True
 
     def _check(self, conn: sqlite3.Connection, ids: list[str]) -> None:
         self.checks += 1

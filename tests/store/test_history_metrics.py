@@ -129,3 +129,38 @@ def test_metrics_on_known_dataset(store: Store) -> None:
     assert ("no-drop", 1) in m.top_rules
     later = store.metrics(since=time.time() + 60)
     assert later.counts == {} and later.value_protected == 0 and later.pending == 1
+
+
+def test_metrics_since_matches_brute_force_over_hour_boundaries(store: Store) -> None:
+    import random
+
+    rng = random.Random(5)
+    now = time.time()
+    events = [
+        {
+            "kind": rng.choice(["allowed", "blocked", "denied", "expired", "executed"]),
+            "ts": now - rng.uniform(0, 3 * 86400),
+            "rule_id": rng.choice([None, "a", "b"]),
+            "value_at_risk": rng.choice([None, 10.0, 250.5]),
+        }
+        for _ in range(600)
+    ]
+    store.append_events(events)
+    for since in (None, now - 86400 * 2.5, now - 3601.5, now - 59, now - 7200):
+        chosen = [e for e in events if since is None or e["ts"] >= since]
+        m = store.metrics(since=since)
+        expected_counts: dict[str, int] = {}
+        for e in chosen:
+            expected_counts[e["kind"]] = expected_counts.get(e["kind"], 0) + 1
+        assert m.counts == expected_counts, since
+        protected = sum(
+            e["value_at_risk"] or 0 for e in chosen if e["kind"] in ("blocked", "denied", "expired")
+        )
+        assert m.value_protected == pytest.approx(protected)
+        hits: dict[str, int] = {}
+        for e in chosen:
+            if e["rule_id"] and e["kind"] in ("allowed", "blocked"):
+                hits[e["rule_id"]] = hits.get(e["rule_id"], 0) + 1
+        assert dict(m.top_rules) == hits
+    hourly_total = sum(sum(v) for v in store.metrics().hourly.values())
+    assert hourly_total == sum(1 for e in events if e["ts"] >= (int(now // 3600) - 23) * 3600)
