@@ -21,18 +21,6 @@ taken in different processes compare directly):
 
 from __future__ import annotations
 
-import sys
-
-# This file is named queue.py: drop its folder from the import path so the standard library's
-# ``queue`` (used by concurrent.futures and aiosqlite) is not shadowed.
-sys.path[:] = [
-    p
-    for p in sys.path
-    if p
-    and __import__("os").path.abspath(p)
-    != __import__("os").path.dirname(__import__("os").path.abspath(__file__))
-]
-
 import argparse
 import json
 import os
@@ -40,6 +28,7 @@ import random
 import resource
 import statistics
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -47,6 +36,9 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# This file is named queue.py: drop its folder from the import path so the standard library's
+# ``queue`` (imported later by concurrent.futures and aiosqlite) is not shadowed by it.
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(__file__).resolve().parent]
 ORIG_PY = ROOT / ".bench" / "agentic-sentinel-0.1.0" / "bin" / "python"
 sys.path.insert(0, str(ROOT))
 
