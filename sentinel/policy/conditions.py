@@ -68,7 +68,7 @@ def _numeric(op: str, threshold: Decimal) -> Test:
 
     def test(value: Any) -> bool:
         kind = type(value)
-        if kind is str and value.isascii() and value.isdigit():  # "5000": common from LLMs
+        if kind is str and len(value) < 19 and value.isascii() and value.isdigit():  # "5000"
             value, kind = int(value), int
         if kind is int and as_int is not None:  # fast path: plain ints
             return compare(value, as_int)

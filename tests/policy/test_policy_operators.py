@@ -295,3 +295,10 @@ def test_hostile_value_does_not_crash() -> None:
 
     verdict = one_rule("contains", "a", "block").evaluate("f", {"x": [Weird()]})
     assert verdict.action is Action.BLOCK
+
+
+def test_huge_numeric_strings_are_exact_not_errors() -> None:
+    policy = one_rule("gt", 100, "block", param="amount")
+    verdict = policy.evaluate("f", {"amount": "9" * 5000})  # beyond int()'s digit limit
+    assert verdict.action is Action.BLOCK and verdict.matches[0].error is None
+    assert policy.evaluate("f", {"amount": "1e-99999999"}).action is Action.ALLOW
