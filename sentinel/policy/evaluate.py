@@ -18,7 +18,7 @@ from typing import Any, Literal
 from sentinel.policy.conditions import AllNode, Node, Template, compile_condition
 from sentinel.policy.models import Action, PolicyFile, Rule
 from sentinel.policy.regex import GlobSet, fold
-from sentinel.policy.values import Call, NotANumber, to_decimal
+from sentinel.policy.values import Call, NotANumber, fold_key, to_decimal
 from sentinel.policy.verdict import ConditionTrace, RuleMatch, RuleTrace, Verdict
 from sentinel.redact import Redactor
 
@@ -100,6 +100,21 @@ class _Candidates:
     shadow: tuple[CompiledRule, ...]
 
 
+def _as_float(v: Any) -> float | None:
+    """A finite float from a number or numeric string, else None."""
+    if v is None:
+        return None
+    kind = type(v)
+    if kind is int or kind is float:
+        f = float(v)
+    else:
+        try:
+            f = float(to_decimal(v))
+        except (NotANumber, OverflowError):
+            return None
+    return f if math.isfinite(f) else None
+
+
 class Policy:
     """A loaded, validated, compiled rules file. Immutable; swap the whole object to reload.
 
@@ -125,6 +140,7 @@ class Policy:
         self.ordering: Literal["strictest", "first_match"] = model.ordering
         self.value_params: tuple[str, ...] = tuple(model.value_params)
         self.redact_keys: tuple[str, ...] = tuple(model.redact_keys)
+        self._value_folded = tuple(fold(n) for n in self.value_params)
         ordered = sorted(enumerate(model.rules), key=lambda p: (-p[1].priority, p[0]))
         self.rules: tuple[Rule, ...] = tuple(r for _, r in ordered)
         self._redactor = Redactor(self.redact_keys)
@@ -209,19 +225,18 @@ class Policy:
 
     def _value_at_risk(self, params: Mapping[str, Any]) -> float | None:
         for name in self.value_params:
-            v = params.get(name)
-            if v is None:
-                continue
-            kind = type(v)
-            if kind is int or kind is float:
-                f = float(v)
-            else:
-                try:
-                    f = float(to_decimal(v))
-                except NotANumber:
-                    continue
-            if math.isfinite(f):
+            f = _as_float(params.get(name))
+            if f is not None:
                 return f
+        # Not under its exact name: look for `Amount`, `ＡＭＯＵＮＴ`… (block rules see those too).
+        if params:
+            folded = {fold_key(k): k for k in params if fold_key(k) != k}
+            if folded:
+                for name in self._value_folded:
+                    key = folded.get(name)
+                    f = _as_float(params[key]) if key is not None else None
+                    if f is not None:
+                        return f
         return None
 
     # -- explanation -------------------------------------------------------------------------

@@ -180,6 +180,7 @@ def test_value_at_risk_and_timeout() -> None:
     assert policy.evaluate("pay", {"amount": "lots"}).value_at_risk is None
     assert policy.evaluate("pay", {"total": float("nan"), "amount": 3}).value_at_risk == 3.0
     assert policy.evaluate("other", {"amount": 9}).value_at_risk == 9.0
+    assert policy.evaluate("pay", {"Amount": "12"}).value_at_risk == 12.0
 
 
 def test_explain_reports_every_rule_and_condition() -> None:
