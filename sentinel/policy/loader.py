@@ -18,13 +18,9 @@ from pydantic import ValidationError
 from sentinel.errors import PolicyError
 from sentinel.policy.evaluate import Policy
 from sentinel.policy.models import (
-    OPERATORS,
-    AllGroup,
-    AnyGroup,
     CaseCall,
     CaseExpect,
     Condition,
-    NotGroup,
     PolicyCase,
     PolicyFile,
     Rule,
@@ -32,6 +28,7 @@ from sentinel.policy.models import (
     suggest,
 )
 from sentinel.policy.parse import Lines, ParseError, looks_like_json, parse_json, parse_yaml
+from sentinel.policy.values import kind_of
 
 #: Largest rules file accepted (bytes). A policy is written by people; 1 MiB is thousands of rules.
 DEFAULT_MAX_BYTES = 1 << 20
@@ -355,17 +352,7 @@ def _shown(value: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    from sentinel.policy.values import kind_of
-
     return kind_of(value)
 
 
-__all__ = [
-    "DEFAULT_MAX_BYTES",
-    "OPERATORS",
-    "load_policy",
-    "parse_policy",
-    "policy_from_data",
-    "run_case",
-]
-_ = (AllGroup, AnyGroup, NotGroup)  # re-exported models are part of the schema the hints cover
+__all__ = ["DEFAULT_MAX_BYTES", "load_policy", "parse_policy", "policy_from_data", "run_case"]
