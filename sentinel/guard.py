@@ -189,6 +189,9 @@ class Guard:
         self._redactor: Redactor | None = None
         self._redactor_version: str | None = None
         self.agent_id = config.agent_id
+        #: Allowed calls (and their outcomes) are recorded when ``audit_log`` is on; blocks,
+        #: approvals, errors and the outcome of approved calls are always recorded.
+        self.record_allowed = bool(config.audit_log)
 
     # -- public entry points ------------------------------------------------------------------
 
@@ -239,12 +242,15 @@ class Guard:
     def run_sync(self, function: str, params: dict[str, Any], invoke: Callable[[], T]) -> T:
         """Govern one synchronous call: ``invoke()`` runs the real function."""
         record = None
+        fast = False
         try:
             decision = self.decide(function, params)
-            if decision.action is _BLOCK:
-                raise self._block(function, params, decision)
             if decision.action is _ALLOW:
-                self._check_sink()
+                fast = self._quiet(decision)
+                if not fast:
+                    self._check_sink()
+            elif decision.action is _BLOCK:
+                raise self._block(function, params, decision)
             else:
                 record = _LoopThread.get().run(self._approval(function, params, decision))
                 self._check_binding(function, params, record)
@@ -254,6 +260,8 @@ class Guard:
             self._governance_failure(function, params, exc)
             return self._execute_sync(function, params, invoke, None, None)
         # The function runs outside the try: its own exceptions are never governance errors.
+        if fast:
+            return invoke()  # allowed, nothing to record: the fast path
         return self._execute_sync(function, params, invoke, decision, record)
 
     async def run_async(
@@ -261,12 +269,15 @@ class Guard:
     ) -> T:
         """Govern one asynchronous call: ``await invoke()`` runs the real function."""
         record = None
+        fast = False
         try:
             decision = self.decide(function, params)
-            if decision.action is _BLOCK:
-                raise self._block(function, params, decision)
             if decision.action is _ALLOW:
-                self._check_sink()
+                fast = self._quiet(decision)
+                if not fast:
+                    self._check_sink()
+            elif decision.action is _BLOCK:
+                raise self._block(function, params, decision)
             else:
                 record = await self._approval(function, params, decision)
                 self._check_binding(function, params, record)
@@ -275,7 +286,13 @@ class Guard:
         except Exception as exc:
             self._governance_failure(function, params, exc)
             return await self._execute_async(function, params, invoke, None, None)
+        if fast:
+            return await invoke()
         return await self._execute_async(function, params, invoke, decision, record)
+
+    def _quiet(self, decision: Decision) -> bool:
+        """An allowed call with nothing to record or learn from runs without bookkeeping."""
+        return not self.record_allowed and not self.hooks and not decision.verdict.shadow
 
     # -- acting -------------------------------------------------------------------------------
 

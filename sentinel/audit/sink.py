@@ -91,6 +91,7 @@ class EventSink:
         self.sync = sync
         self._queue: collections.deque[dict[str, Any]] = collections.deque()
         self._cond = threading.Condition()
+        self._write_lock = threading.RLock()
         self._thread: threading.Thread | None = None
         self._closed = False
         self.failure: str | None = None
@@ -113,19 +114,23 @@ class EventSink:
 
     def emit_now(self, event: dict[str, Any]) -> None:
         """Write ``event`` before returning (after anything already queued). Raises on failure."""
-        self.flush()
-        self._write(finalize_event(event, self._redactor))
+        with self._write_lock:
+            self.flush()
+            self._write(finalize_event(event, self._redactor))
 
     def flush(self) -> None:
         """Write everything queued so far. Raises the store's error if it cannot."""
-        batch = self._drain()
-        if batch:
-            try:
-                self._write(batch)
-            except Exception:
-                # Put them back in order: nothing is lost.
-                self._queue.extendleft(reversed(batch))
-                raise
+        # One writer at a time: a flush returns only after everything queued before it has been
+        # committed, including a batch the background thread was in the middle of writing.
+        with self._write_lock:
+            batch = self._drain()
+            if batch:
+                try:
+                    self._write(batch)
+                except Exception:
+                    # Put them back in order: nothing is lost.
+                    self._queue.extendleft(reversed(batch))
+                    raise
 
     def close(self) -> None:
         """Flush and stop the background thread (also runs at interpreter exit)."""

@@ -87,7 +87,7 @@ def _sinks() -> list[Any]:
 
 
 def test_allowed_sync_call_runs_and_is_recorded(rules: Path, db_path: Path) -> None:
-    @protect(config(rules, db_path))
+    @protect(config(rules, db_path, audit_log=True))
     def transfer(amount: float, destination: str) -> str:
         """Move money."""
         return f"sent {amount} to {destination}"
@@ -98,6 +98,21 @@ def test_allowed_sync_call_runs_and_is_recorded(rules: Path, db_path: Path) -> N
     assert list(inspect.signature(transfer).parameters) == ["amount", "destination"]
     kinds = [e.kind for e in events(db_path)]
     assert kinds == ["allowed", "executed"]
+
+
+def test_allowed_calls_are_not_recorded_without_audit_log(rules: Path, db_path: Path) -> None:
+    @protect(config(rules, db_path))
+    def transfer(amount: float, destination: str) -> str:
+        return "ok"
+
+    @protect(config(rules, db_path))
+    def delete_user(user_id: int) -> None:
+        return None
+
+    assert transfer(1, "x") == "ok"
+    with pytest.raises(SentinelBlockedError):
+        delete_user(1)
+    assert [e.kind for e in events(db_path)] == ["blocked"]  # blocks are always recorded
 
 
 async def test_allowed_async_call_runs(rules: Path, db_path: Path) -> None:
@@ -130,7 +145,7 @@ def test_blocked_call_never_runs(rules: Path, db_path: Path) -> None:
 
 
 def test_function_exceptions_pass_through_and_are_recorded(rules: Path, db_path: Path) -> None:
-    @protect(config(rules, db_path))
+    @protect(config(rules, db_path, audit_log=True))
     def transfer(amount: float, destination: str) -> None:
         raise ValueError("insufficient funds")
 
