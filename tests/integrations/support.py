@@ -144,3 +144,69 @@ def fake_tool_model(responses: Sequence[Any]) -> Any:
             return super()._generate(messages, *args, **kwargs)
 
     return FakeToolModel(messages=iter(list(responses)))
+
+
+# --- OpenAI Agents SDK: a model that replays scripted turns -------------------------------------
+
+
+def agents_call(name: str, args: dict[str, Any] | str, call_id: str) -> Any:
+    """A function-tool call as the Responses API returns it."""
+    import json
+
+    from openai.types.responses import ResponseFunctionToolCall
+
+    return ResponseFunctionToolCall(
+        type="function_call",
+        name=name,
+        arguments=args if isinstance(args, str) else json.dumps(args),
+        call_id=call_id,
+        id=f"fc_{call_id}",
+        status="completed",
+    )
+
+
+def agents_text(text: str) -> Any:
+    """A final assistant message."""
+    from openai.types.responses import ResponseOutputMessage, ResponseOutputText
+
+    return ResponseOutputMessage(
+        id="msg_1",
+        type="message",
+        role="assistant",
+        status="completed",
+        content=[ResponseOutputText(type="output_text", text=text, annotations=[])],
+    )
+
+
+def fake_agents_model(turns: Sequence[Sequence[Any]]) -> Any:
+    """An ``agents.models.interface.Model`` that returns the scripted outputs turn by turn and
+    records each input it was given (no network)."""
+    from agents.items import ModelResponse
+    from agents.models.interface import Model
+    from agents.usage import Usage
+
+    class FakeAgentsModel(Model):
+        def __init__(self) -> None:
+            self.turns = [list(t) for t in turns]
+            self.inputs: list[Any] = []
+            self.tools: list[Any] = []
+
+        async def get_response(
+            self,
+            system_instructions: Any,
+            input: Any,
+            model_settings: Any,
+            tools: Any,
+            *args: Any,
+            **kwargs: Any,
+        ) -> Any:
+            self.inputs.append(input)
+            self.tools.append(tools)
+            if not self.turns:
+                raise AssertionError("the fake model ran out of scripted turns")
+            return ModelResponse(output=self.turns.pop(0), usage=Usage(), response_id=None)
+
+        def stream_response(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError("streaming is not scripted")
+
+    return FakeAgentsModel()

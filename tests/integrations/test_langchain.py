@@ -374,15 +374,19 @@ def test_injected_arguments_are_passed_but_not_governed(rules: Path, db: Path) -
     assert RAN == [("transfer_as", (5000, "alice"))]
 
 
-def test_allowed_and_rejected_calls_are_audited(rules: Path, db: Path) -> None:
-    cfg = config(rules, db, audit_sync=True)
+def test_approved_and_rejected_calls_are_audited(rules: Path, db: Path) -> None:
+    cfg = config(rules, db, Decider(approve=True, who="auditor"))
     transfer, delete = protect_tools([transfer_funds, delete_user], cfg)
-    transfer.invoke({"amount": 10, "destination": "A"})
+    transfer.invoke({"amount": 4000, "destination": "A"})
     delete.invoke({"user_id": 1})
     transfer.guard.flush()
-    kinds = [(e.kind, e.function) for e in Store(db).history(HistoryFilter(), limit=20)]
+    events = Store(db).history(HistoryFilter(), limit=20)
+    kinds = [(e.kind, e.function) for e in events]
     assert ("blocked", "delete_user") in kinds
+    assert ("approved", "transfer_funds") in kinds
     assert ("executed", "transfer_funds") in kinds
+    executed = next(e for e in events if e.kind == "executed")
+    assert executed.data["result"] == "sent 4000 to A"
 
 
 # --- async, batches and event loops -----------------------------------------------------------

@@ -244,25 +244,24 @@ def test_a_tool_that_interrupts_still_interrupts(rules: Path, db: Path) -> None:
         return f"sent {amount} ({answer})"
 
     model = fake_tool_model(
-        [tool_calls(("transfer_confirmed", {"amount": 10}, "i1")), AIMessage(content="ok")]
+        [tool_calls(("transfer_confirmed", {"amount": 5000}, "i1")), AIMessage(content="ok")]
     )
+    channel = Decider(approve=True)
     graph = build_graph(
         model,
-        protected_tool_node(
-            [transfer_confirmed], SentinelConfig(rules_path=rules, db_path=db, audit_sync=True)
-        ),
+        protected_tool_node([transfer_confirmed], config(rules, db, channel)),
         checkpointer=InMemorySaver(),
     )
     cfg = {"configurable": {"thread_id": "t"}}
     first = graph.invoke({"messages": [HumanMessage("pay")]}, cfg)
-    assert first["__interrupt__"][0].value == {"question": "really send 10?"}
+    assert first["__interrupt__"][0].value == {"question": "really send 5000?"}
     assert RAN == []
     done = graph.invoke(Command(resume="yes"), cfg)
-    assert RAN == [("transfer_confirmed", (10, "yes"))]
+    assert RAN == [("transfer_confirmed", (5000, "yes"))]
     assert done["messages"][-1].content == "ok"
-    # LangGraph re-runs the node on resume, so the call is decided (and audited) again
-    kinds = [k for k, f, _ in _events(db) if f == "transfer_confirmed"]
-    assert kinds.count("allowed") == 2 and kinds[0] == "executed"
+    # LangGraph re-runs the node from the top on resume, so the call is decided again: a tool
+    # that needs approval and also interrupts is approved once per run of the node
+    assert len(channel.requests) == 2
 
 
 def test_raise_on_block_stops_the_graph(rules: Path, db: Path) -> None:
@@ -273,9 +272,3 @@ def test_raise_on_block_stops_the_graph(rules: Path, db: Path) -> None:
     with pytest.raises(SentinelBlockedError):
         graph.invoke({"messages": [HumanMessage("delete")]})
     assert RAN == []
-
-
-def _events(db: Path) -> list[Any]:
-    from sentinel.store import HistoryFilter
-
-    return [(e.kind, e.function, e.data) for e in Store(db).history(HistoryFilter(), limit=50)]
