@@ -9,6 +9,7 @@ loads partially. ``exc.problems`` lists every problem found (the message shows t
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,6 @@ def parse_policy(
 def policy_from_data(data: dict[str, Any], source: str = "<data>") -> Policy:
     """Build a policy from already-parsed data (no line numbers in errors)."""
     model = _validate(data, {}, source)
-    import json
-
     digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
     return _finish(model, data, {}, source, None, digest)
 

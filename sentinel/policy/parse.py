@@ -250,7 +250,9 @@ class _JsonReader:
         while True:
             pos = self.skip(pos)
             if not self.text.startswith('"', pos):
-                raise self.fail("expected a quoted key", pos)
+                if out and self.text.startswith("}", pos):
+                    raise self.fail("trailing comma", pos, "JSON allows no comma before '}'")
+                raise self.fail("expected a quoted key", pos, "JSON keys are in double quotes")
             key_line = self.line_of(pos)
             key, pos = self.string(pos)
             if key in out:
@@ -280,6 +282,8 @@ class _JsonReader:
         if self.text.startswith("]", pos):
             return out, pos + 1
         while True:
+            if out and self.text.startswith("]", self.skip(pos)):
+                raise self.fail("trailing comma", self.skip(pos), "JSON allows no comma before ']'")
             item, pos = self.value(pos, (*path, len(out)), depth + 1)
             out.append(item)
             pos = self.skip(pos)

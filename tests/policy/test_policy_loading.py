@@ -359,6 +359,8 @@ def test_json_errors_are_located_too() -> None:
         '{"rules": [\n {"id": "r", "function_pattern": "x",\n  "action": "blok"}]}', "rules.json"
     )
     assert err.line == 3 and "did you mean 'block'" in str(err)
+    err = error_of('{"rules": [],\n}', "rules.json")
+    assert err.line == 2 and "trailing comma" in str(err)
 
 
 def test_all_problems_are_listed() -> None:
