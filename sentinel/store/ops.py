@@ -162,26 +162,28 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         "decision_reason": None,
     }
     yield Q(sql.BEGIN_WRITE)
-    inserted = yield Q(sql.INSERT_REQUEST, tuple(row.values()), "rowcount")
-    found = yield Q(sql.SELECT_REQUEST, (new.id,), "one")
-    rec = request_from_row(found)
-    if inserted:
-        data = {
-            "arguments": new.display_arguments,  # redacted copy only: events are mirrored to logs
-            "context": new.context,
-            "rule_ids": list(new.rule_ids),
-            "reason": new.reason,
-            "risk_score": new.risk_score,
-            "risk_explanation": new.risk_explanation,
-            "timeout_seconds": float(new.timeout_seconds),
-            "expires_at": row["expires_at"],
-            "channel": new.channel,
-            "pid": caller.pid,
-            "host": caller.host,
-        }
-        yield from _append(
-            [_request_event("approval_requested", rec, created_at, reason=new.reason, data=data)]
-        )
+    inserted = yield Q(sql.INSERT_REQUEST, tuple(row.values()), "one")
+    if inserted is None:  # same id submitted before: return what is stored
+        found = yield Q(sql.SELECT_REQUEST, (new.id,), "one")
+        yield Q(sql.COMMIT)
+        return request_from_row(found)
+    rec = request_from_row(inserted)
+    data = {
+        "arguments": new.display_arguments,  # redacted copy only: events are mirrored to logs
+        "context": new.context,
+        "rule_ids": list(new.rule_ids),
+        "reason": new.reason,
+        "risk_score": new.risk_score,
+        "risk_explanation": new.risk_explanation,
+        "timeout_seconds": float(new.timeout_seconds),
+        "expires_at": row["expires_at"],
+        "channel": new.channel,
+        "pid": caller.pid,
+        "host": caller.host,
+    }
+    yield from _append(
+        [_request_event("approval_requested", rec, created_at, reason=new.reason, data=data)]
+    )
     yield Q(sql.COMMIT)
     return rec
 

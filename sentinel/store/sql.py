@@ -17,8 +17,10 @@ SYNC_FULL = "PRAGMA synchronous=FULL"
 SYNC_NORMAL = "PRAGMA synchronous=NORMAL"
 DATA_VERSION = "PRAGMA data_version"
 
+#: Idempotent insert: returns the new row, or nothing when the id already exists.
 INSERT_REQUEST = (
-    f"INSERT OR IGNORE INTO requests ({_RCOLS}) VALUES ({', '.join('?' * len(REQUEST_COLUMNS))})"
+    f"INSERT OR IGNORE INTO requests ({_RCOLS}) "
+    f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))}) RETURNING {_RCOLS}"
 )
 SELECT_REQUEST = f"SELECT {_RCOLS} FROM requests WHERE id = ?"
 #: Prefix lookup as a range scan on the primary key; at most 2 rows tell "unique" from "ambiguous".
