@@ -24,7 +24,9 @@ from sentinel.redact import safe_text
 def register(subparsers: Any) -> None:
     """Add the ``rules`` command group to the ``sentinel`` parser."""
     parser = subparsers.add_parser(
-        "rules", help="validate and explain rules files", description=__doc__.split("\n\n")[0]
+        "rules",
+        help="validate and explain rules files",
+        description="Validate a rules file and explain how it decides calls.",
     )
     parser.set_defaults(func=lambda args: _usage(parser))
     sub = parser.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
