@@ -146,7 +146,40 @@ def role_idle(db: str, waits: int, seconds: float, out: str) -> None:
     os._exit(0)  # daemon watcher thread: leave at once
 
 
-ROLES = {"agent": role_agent, "decider": role_decider, "submit": role_submit, "idle": role_idle}
+def role_baseline(db: str, seconds: float, out: str) -> None:
+    """A bare thread probing data_version every POLL_INTERVAL (the cost floor of any poller)."""
+    import sqlite3
+    import threading
+
+    from sentinel.store.watcher import POLL_INTERVAL
+
+    conn = sqlite3.connect(db, check_same_thread=False)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            conn.execute("PRAGMA data_version").fetchone()
+            time.sleep(POLL_INTERVAL)
+
+    threading.Thread(target=loop, daemon=True).start()
+    time.sleep(1.0)
+    r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    time.sleep(seconds)
+    r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    Path(out).write_text(
+        json.dumps({"cpu_pct": 100 * cpu / (t1 - t0), "interval_ms": POLL_INTERVAL * 1000})
+    )
+    os._exit(0)
+
+
+ROLES = {
+    "baseline": role_baseline,
+    "agent": role_agent,
+    "decider": role_decider,
+    "submit": role_submit,
+    "idle": role_idle,
+}
 
 
 # --- original agentic-sentinel path ---------------------------------------------------------
@@ -198,8 +231,8 @@ ORIG_DECIDER = textwrap.dedent(
 # --- driver -------------------------------------------------------------------------------
 
 
-def _spawn(*args: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def _spawn(*args: str, hints: bool = True) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SENTINEL_WAKE_HINTS="1" if hints else "0")
     return subprocess.Popen([sys.executable, __file__, "--role", *args], env=env)
 
 
@@ -228,13 +261,16 @@ def _fresh_db(tmp: Path, name: str) -> str:
     return str(db)
 
 
-def bench_latency(tmp: Path, agents: int, per_agent: int, think_ms: float) -> dict[str, object]:
-    db = _fresh_db(tmp, f"lat{agents}")
+def bench_latency(
+    tmp: Path, agents: int, per_agent: int, think_ms: float, hints: bool = True
+) -> dict[str, object]:
+    tag = f"{agents}{'h' if hints else 'p'}"
+    db = _fresh_db(tmp, f"lat{tag}")
     total = agents * per_agent
-    dec_out = tmp / f"dec-lat{agents}.json"
-    dec = _spawn("decider", db, str(total), str(think_ms), str(dec_out))
-    outs = [tmp / f"agent-lat{agents}-{i}.json" for i in range(agents)]
-    procs = [_spawn("agent", db, str(per_agent), str(o)) for o in outs]
+    dec_out = tmp / f"dec-lat{tag}.json"
+    dec = _spawn("decider", db, str(total), str(think_ms), str(dec_out), hints=hints)
+    outs = [tmp / f"agent-lat{tag}-{i}.json" for i in range(agents)]
+    procs = [_spawn("agent", db, str(per_agent), str(o), hints=hints) for o in outs]
     for p in procs:
         p.wait()
     dec.wait()
@@ -243,7 +279,7 @@ def bench_latency(tmp: Path, agents: int, per_agent: int, think_ms: float) -> di
     for o in outs:
         for row in json.loads(o.read_text())["rows"]:
             lat.append((row["woke"] - committed[row["id"]]) * 1000)
-    return {"agents": agents, "requests": total, "think_ms": think_ms, **_pcts(lat)}
+    return {"agents": agents, "requests": total, "think_ms": think_ms, "hints": hints, **_pcts(lat)}
 
 
 def bench_submit(tmp: Path, procs_n: int, per_proc: int) -> dict[str, object]:
@@ -308,6 +344,14 @@ def bench_idle(tmp: Path, waits: int, seconds: float) -> dict[str, object]:
     out = tmp / f"idle-{waits}.json"
     _spawn("idle", db, str(waits), str(seconds), str(out)).wait()
     return {"waits": waits, "seconds": seconds, **json.loads(out.read_text())}
+
+
+def bench_idle_floor(tmp: Path, seconds: float) -> dict[str, object]:
+    """reliability.md's dvthread baseline, now, on this machine: the floor set by timer wake-ups."""
+    db = _fresh_db(tmp, "floor")
+    out = tmp / "floor.json"
+    _spawn("baseline", db, str(seconds), str(out)).wait()
+    return {"seconds": seconds, **json.loads(out.read_text())}
 
 
 def bench_history(tmp: Path, rows: int) -> dict[str, object]:
@@ -376,19 +420,34 @@ def bench_original(tmp: Path, n: int, poll: float) -> dict[str, object]:
     a_out, d_out = tmp / "orig-agent.json", tmp / "orig-dec.json"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     dec = subprocess.Popen(
-        [str(ORIG_PY), "-c", ORIG_DECIDER, str(state), str(n), str(d_out)], env=env, cwd=tmp
+        [str(ORIG_PY), "-c", ORIG_DECIDER, str(state), str(n), str(d_out)],
+        env=env,
+        cwd=tmp,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     agent = subprocess.Popen(
         [str(ORIG_PY), "-c", ORIG_AGENT, str(state), str(n), str(a_out), str(poll)],
         env=env,
         cwd=tmp,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    agent.wait(timeout=n * (poll + 5) + 30)
-    dec.wait(timeout=60)
+    _, a_err = agent.communicate(timeout=n * (poll + 5) + 30)
+    _, d_err = dec.communicate(timeout=60)
+    # The original rewrites its JSON file in place: a reader can catch it half-written and then
+    # treats the whole state as empty ("Error loading state file").
+    torn = (a_err + d_err).count("Error loading state file")
     committed = json.loads(d_out.read_text())["committed"]
     rows = json.loads(a_out.read_text())["rows"]
     lat = [(r["woke"] - committed[r["id"]]) * 1000 for r in rows if r["id"] in committed]
-    return {"requests": n, "poll_s": poll, "lost_or_unmatched": n - len(lat), **_pcts(lat)}
+    return {
+        "requests": n,
+        "poll_s": poll,
+        "lost_or_unmatched": n - len(lat),
+        "torn_state_reads": torn,
+        **_pcts(lat),
+    }
 
 
 def main() -> None:
@@ -423,10 +482,12 @@ def main() -> None:
 
         show("wake_latency_1_agent_ms", bench_latency(tmp, 1, 40 if q else 100, 30))
         show("wake_latency_4_agents_ms", bench_latency(tmp, 4, 20 if q else 50, 20))
+        show("wake_latency_no_hints_ms", bench_latency(tmp, 4, 20 if q else 50, 20, hints=False))
         show("submit_8_processes", bench_submit(tmp, 8, 250 if q else 1000))
         show("closed_loop_8_agents", bench_closed_loop(tmp, 8, 25 if q else 100))
         show("idle_cpu_1_wait", bench_idle(tmp, 1, 3 if q else 10))
         show("idle_cpu_1000_waits", bench_idle(tmp, 1000, 3 if q else 10))
+        show("idle_cpu_bare_probe_floor", bench_idle_floor(tmp, 3 if q else 10))
         show("history", bench_history(tmp, 50_000 if q else args.history_rows))
         if not args.skip_original:
             show("original_state_file_poll_2s", bench_original(tmp, 5 if q else 10, 2.0))

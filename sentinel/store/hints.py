@@ -10,12 +10,14 @@ On systems without abstract sockets, hints are off and the watcher's polling alo
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import sys
 import threading
 from collections.abc import Iterable
 
-ENABLED = sys.platform.startswith("linux")
+#: Off on systems without abstract unix sockets, or with SENTINEL_WAKE_HINTS=0 (polling only).
+ENABLED = sys.platform.startswith("linux") and os.environ.get("SENTINEL_WAKE_HINTS", "1") != "0"
 
 _send_lock = threading.Lock()
 _sender: socket.socket | None = None
