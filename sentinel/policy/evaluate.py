@@ -18,7 +18,14 @@ from typing import Any, Literal
 from sentinel.policy.conditions import AllNode, Node, Template, compile_condition
 from sentinel.policy.models import Action, PolicyFile, Rule
 from sentinel.policy.regex import GlobSet, fold
-from sentinel.policy.values import Call, NotANumber, fold_key, to_decimal
+from sentinel.policy.values import (
+    PLAIN_NAMES,
+    Call,
+    NotANumber,
+    fold_key,
+    remember_plain,
+    to_decimal,
+)
 from sentinel.policy.verdict import ConditionTrace, RuleMatch, RuleTrace, Verdict
 from sentinel.redact import Redactor
 
@@ -140,7 +147,7 @@ class Policy:
         self.ordering: Literal["strictest", "first_match"] = model.ordering
         self.value_params: tuple[str, ...] = tuple(model.value_params)
         self.redact_keys: tuple[str, ...] = tuple(model.redact_keys)
-        self._value_folded = tuple(fold(n) for n in self.value_params)
+        self._value_folded = frozenset(fold(n) for n in self.value_params)
         ordered = sorted(enumerate(model.rules), key=lambda p: (-p[1].priority, p[0]))
         self.rules: tuple[Rule, ...] = tuple(r for _, r in ordered)
         self._redactor = Redactor(self.redact_keys)
@@ -229,14 +236,16 @@ class Policy:
             if f is not None:
                 return f
         # Not under its exact name: look for `Amount`, `ＡＭＯＵＮＴ`… (block rules see those too).
-        if params:
-            folded = {fold_key(k): k for k in params if fold_key(k) != k}
-            if folded:
-                for name in self._value_folded:
-                    key = folded.get(name)
-                    f = _as_float(params[key]) if key is not None else None
-                    if f is not None:
-                        return f
+        for key in params:
+            if key in PLAIN_NAMES:  # already folded: the exact lookup above covered it
+                continue
+            folded = fold_key(key)
+            if folded == key:
+                remember_plain(key)
+            elif folded in self._value_folded:
+                f = _as_float(params[key])
+                if f is not None:
+                    return f
         return None
 
     # -- explanation -------------------------------------------------------------------------

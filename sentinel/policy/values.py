@@ -163,7 +163,13 @@ def fold_key(key: Any) -> Any:
 
 
 #: Names already in folded form (``amount``, ``user_id``): the common case, checked cheaply.
-_PLAIN: set[str] = set()
+PLAIN_NAMES: set[str] = set()
+
+
+def remember_plain(key: str) -> None:
+    """Record that ``key`` is its own fold (bounded)."""
+    if len(PLAIN_NAMES) < 50_000:
+        PLAIN_NAMES.add(key)
 
 
 class Call:
@@ -185,10 +191,9 @@ class Call:
         if plain is None:
             plain = True
             for key in self.params:
-                if key not in _PLAIN:
+                if key not in PLAIN_NAMES:
                     if type(key) is str and fold_key(key) == key:
-                        if len(_PLAIN) < 50_000:
-                            _PLAIN.add(key)
+                        remember_plain(key)
                     else:
                         plain = False
                         break
