@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
+
+pytest.importorskip("langgraph", reason="needs the [langgraph] extra")
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver

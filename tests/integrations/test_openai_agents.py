@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("agents", reason="needs the [openai-agents] extra")
 from agents import (
     Agent,
     FunctionTool,

@@ -1,0 +1,83 @@
+"""The examples run offline as real processes, with the scripted operator and with the real
+queue decided from this (another) process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sentinel.identity import current_operator
+from sentinel.store import Store
+from tests.helpers import ROOT, python_env
+
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        env=python_env(SENTINEL_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(home.parent),
+    )
+
+
+def test_langchain_example(tmp_path: Path) -> None:
+    pytest.importorskip("langchain_core")
+    out = run_example("langchain_agent.py", tmp_path / "home")
+    assert out.returncode == 0, out.stderr
+    assert "tool[transfer_funds] (success): transferred 5000 to ACC-9" in out.stdout
+    assert "tool[send_email] (error): send_email not executed: denied by" in out.stdout
+    assert "tool[delete_user] (error): delete_user not executed: Delete operations" in out.stdout
+    assert "'amount': {'type': 'integer'}" in out.stdout  # the schema the model is offered
+
+
+def test_openai_agents_example(tmp_path: Path) -> None:
+    pytest.importorskip("agents")
+    out = run_example("openai_agents_tool.py", tmp_path / "home")
+    assert out.returncode == 0, out.stderr
+    assert "tool output: transferred 2500 to ACC-3" in out.stdout
+    assert "send_email not executed: denied by" in out.stdout
+    assert "interruption: transfer_funds" in out.stdout
+    assert "tool output: transferred 8000 to ACC-8" in out.stdout
+
+
+def test_langgraph_example_waits_in_the_queue_for_another_process(tmp_path: Path) -> None:
+    pytest.importorskip("langgraph")
+    home = tmp_path / "home"
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLES / "langgraph_graph.py"), "--queue"],
+        env=python_env(SENTINEL_HOME=str(home)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(tmp_path),
+    )
+    try:
+        db = home / "sentinel.db"
+        deadline = time.monotonic() + 60
+        pending = []
+        while not pending:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the example never asked for approval"
+            if db.exists():
+                pending = Store(db).list_pending()
+            time.sleep(0.05)
+        (request,) = pending
+        assert request.function == "deploy_service"
+        assert request.arguments == {"service": "api", "environment": "prod"}
+        Store(db).decide(request.id, True, current_operator("test"), "ship it")
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "waiting for approval" in stderr  # the hint telling the operator what to run
+    assert "tool[deploy_service] (success): api deployed to prod" in stdout
+    assert "delete_user not executed" in stdout
