@@ -30,7 +30,13 @@ from textual.widgets import ContentSwitcher, DataTable, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from sentinel.redact import safe_text
-from sentinel.store.models import APPROVED, DENIED, MetricsSnapshot, RequestRecord
+from sentinel.store.models import (
+    APPROVED,
+    DENIED,
+    MetricsSnapshot,
+    OperatorIdentity,
+    RequestRecord,
+)
 from sentinel_tui.config import TuiConfig, load_config
 from sentinel_tui.data import DataSource, DecisionOutcome
 from sentinel_tui.dialogs import DecisionDialog, DialogResult, HelpScreen, TextScreen
@@ -94,6 +100,7 @@ class SentinelApp(App[int]):
         title: str | None = None,
         poll: bool = True,
         watch_terminal: bool = True,
+        operator: OperatorIdentity | None = None,
     ) -> None:
         """
         Args:
@@ -106,12 +113,13 @@ class SentinelApp(App[int]):
                 (10 s over SSH, where per-second repaints cost bandwidth).
             poll: watch the database for changes (tests of static screens may turn it off
                 after the first load).
+            operator: who decides (default: the OS identity of this process).
         """
         super().__init__()
         self.config = config if config is not None else load_config(keymap_path)
-        self.data = DataSource(db_path, rules_path)
-        self.readonly = readonly
         self.clock: Callable[[], float] = clock or time.time
+        self.data = DataSource(db_path, rules_path, operator=operator, clock=self.clock)
+        self.readonly = readonly
         self.ssh = _is_ssh()
         if self.ssh:
             self.animation_level = "none"
@@ -610,6 +618,8 @@ class SentinelApp(App[int]):
             keys = [k for k, a in self.screen.active_bindings.items() if a.binding is b]
             display = ", ".join(self.get_key_display(self.screen.active_bindings[k].binding) if k == key else k for k in keys)
             rows.append((display, b.description, b.id or ""))
+        # Sentinel's own (remappable) keys first, then Textual's navigation keys.
+        rows.sort(key=lambda row: (row[2] == "", not row[2].startswith(("queue.", "history.", "rules."))))
         self.push_screen(HelpScreen(rows, Text(HELP_INTRO, end="")))
 
     def show_full(self, record: RequestRecord | None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,12 +84,20 @@ def _rule_row(position: int, rule: Any) -> RuleRow:
 class DataSource:
     """Store + policy access for the app. Thread-safe; the store is opened on first use."""
 
-    def __init__(self, db_path: Path | str | None = None, rules_path: Path | str | None = None):
+    def __init__(
+        self,
+        db_path: Path | str | None = None,
+        rules_path: Path | str | None = None,
+        *,
+        operator: OperatorIdentity | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self._db_arg = Path(db_path) if db_path is not None else None
         self.rules_path = Path(rules_path) if rules_path is not None else None
         self._store: Any = None
         self._lock = threading.Lock()
-        self._operator: OperatorIdentity | None = None
+        self._operator = operator
+        self._clock = clock
 
     @property
     def db_path(self) -> Path:
@@ -174,16 +183,16 @@ class DataSource:
         try:
             policy = load_policy(self.rules_path)
         except SentinelError as exc:
-            return PolicyInfo(self.rules_path, None, time.time(), (), None, error=str(exc))
+            return PolicyInfo(self.rules_path, None, self._clock(), (), None, error=str(exc))
         except OSError as exc:
             return PolicyInfo(
-                self.rules_path, None, time.time(), (), None, error=f"{self.rules_path}: {exc}"
+                self.rules_path, None, self._clock(), (), None, error=f"{self.rules_path}: {exc}"
             )
         default = getattr(policy, "default_action", None)
         return PolicyInfo(
             path=Path(policy.source) if getattr(policy, "source", None) else self.rules_path,
             version=str(policy.version),
-            loaded_at=float(getattr(policy, "loaded_at", time.time())),
+            loaded_at=self._clock(),  # when the command center loaded it (frozen in tests)
             rules=tuple(_rule_row(i + 1, r) for i, r in enumerate(policy.rules)),
             default_action=str(getattr(default, "value", default)) if default else None,
         )

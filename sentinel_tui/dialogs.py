@@ -54,7 +54,10 @@ class DecisionDialog(ModalScreen[DialogResult | None]):
             with Horizontal(id="dialog-buttons"):
                 yield Button("Cancel", id="cancel", variant="default", compact=True)
                 for choice_id, label, variant in self._choices:
-                    yield Button(label, id=choice_id, variant=variant, compact=True)  # type: ignore[arg-type]
+                    # Colour only marks what a button does; focus (Cancel first) marks the default.
+                    button = Button(label, id=choice_id, variant="default", compact=True)
+                    button.add_class(f"-{variant}")
+                    yield button
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

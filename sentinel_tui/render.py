@@ -40,6 +40,15 @@ KIND_STYLES: dict[str, str] = {
 }
 
 
+#: Short table labels for long event kinds (the detail pane shows the real kind).
+KIND_LABELS: dict[str, str] = {
+    "approval_requested": "requested",
+    "governance_error": "gov_error",
+    "fail_safe_passthrough": "passthrough",
+    "anomaly_escalated": "anomaly",
+}
+
+
 def safe(value: Any, max_len: int | None = 200, style: str = "") -> Text:
     """One line of untrusted text as a ``Text`` (escapes made visible, length capped)."""
     return Text(safe_text("" if value is None else value, max_len), style=style, end="")
@@ -152,39 +161,50 @@ def request_card(
     fold_chars: int,
     marked: bool = False,
 ) -> Text:
-    """The approval card: everything an operator needs to decide, terminal-safe."""
+    """The approval card: everything an operator needs to decide, terminal-safe.
+
+    Dense on purpose: at 80x24 the first lines must already show what is asked and why.
+    """
     text = Text(end="")
     level, why = risk_level(record, confirm_value, confirm_risk)
     text.append_text(safe(record.function, 120, "bold"))
     text.append("  ")
     text.append_text(risk_text(level))
+    text.append(f"  value {format_value(record.value_at_risk)}", style="bold")
     if marked:
         text.append("  ● marked", style="bold magenta")
     text.append("\n")
-    text.append(f"request {record.id}\n", style="dim")
-    _field(text, "agent", safe(record.agent_id or "—", 80))
-    _field(text, "value", Text(format_value(record.value_at_risk), style="bold"))
-    risk = Text(f"{level} ({why})")
-    if record.risk_explanation:
-        risk.append(" — ")
-        risk.append_text(safe(record.risk_explanation, 400))
-    _field(text, "risk", risk)
+    text.append("agent ", style="dim")
+    text.append_text(safe(record.agent_id or "—", 60))
     left = record.time_left(now)
+    text.append("  waiting ", style="dim")
+    text.append(format_age(now - record.created_at))
+    text.append("  expires ", style="dim")
     if left > 0:
-        _field(text, "expires", Text(f"in {format_age(left)}", style="bold" if left < 60 else ""))
+        text.append(f"in {format_age(left)}", style="bold yellow" if left < 60 else "")
     else:
-        _field(text, "expires", Text("overdue (expiring)", style="bold yellow"))
-    _field(text, "waiting", Text(f"{format_age(now - record.created_at)} (pid {record.pid} on ")
-           .append_text(safe(record.host, 60)).append(")"))
+        text.append("now (overdue)", style="bold yellow")
+    text.append("\n")
     rules = list(record.rule_ids) or ([record.rule_id] if record.rule_id else [])
-    _field(text, "rule", safe(", ".join(rules) if rules else "(default action)", 200))
-    _field(text, "why", safe(record.reason or "—", 500))
+    text.append("rule ", style="dim")
+    text.append_text(safe(", ".join(rules) if rules else "(default action)", 200))
+    text.append(" — ", style="dim")
+    text.append_text(safe(record.reason or "no reason given", 500))
+    text.append("\n")
     folded: list[str] = []
-    text.append("\narguments", style="bold underline")
+    text.append("arguments", style="bold underline")
     text.append(f"  digest {record.digest[:12]}\n", style="dim")
     _mapping_block(text, record.display_arguments, fold_chars, folded)
-    text.append("\ncontext\n", style="bold underline")
-    _mapping_block(text, record.context, fold_chars, folded)
+    text.append("risk ", style="dim")
+    text.append(f"{level} ({why})")
+    if record.risk_explanation:
+        text.append(" — ")
+        text.append_text(safe(record.risk_explanation, 400))
+    text.append("\n")
+    if record.context:
+        text.append("context", style="bold underline")
+        text.append(" (supplied by the agent)\n", style="dim")
+        _mapping_block(text, record.context, fold_chars, folded)
     return text
 
 

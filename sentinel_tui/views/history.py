@@ -11,7 +11,14 @@ from textual.containers import Container, VerticalScroll
 from textual.widgets import DataTable, Input, Static
 
 from sentinel.store.models import EventRecord
-from sentinel_tui.render import KIND_STYLES, event_detail, format_time, format_value, safe
+from sentinel_tui.render import (
+    KIND_LABELS,
+    KIND_STYLES,
+    event_detail,
+    format_time,
+    format_value,
+    safe,
+)
 
 if TYPE_CHECKING:
     from sentinel_tui.app import SentinelApp
@@ -51,7 +58,6 @@ class HistoryView(Container):
     def on_mount(self) -> None:
         table = self.table
         for key, label in (
-            ("seq", "#"),
             ("time", "Time"),
             ("kind", "Event"),
             ("function", "Function"),
@@ -107,13 +113,12 @@ class HistoryView(Container):
 
     def _cells(self, ev: EventRecord) -> list[Text]:
         return [
-            Text(str(ev.seq), style="dim", end=""),
             Text(format_time(ev.ts), end=""),
-            Text(ev.kind, style=KIND_STYLES.get(ev.kind, ""), end=""),
-            safe(ev.function or "—", 32),
-            safe(ev.agent_id or "—", 16),
+            Text(KIND_LABELS.get(ev.kind, ev.kind), style=KIND_STYLES.get(ev.kind, ""), end=""),
+            safe(ev.function or "—", 18),
+            safe(ev.agent_id or "—", 14),
             Text(format_value(ev.value_at_risk), justify="right", end=""),
-            safe(ev.actor or "", 28),
+            safe((ev.actor or "").split(" ")[0], 14),
         ]
 
     def _selected_seq(self) -> int | None:

@@ -28,11 +28,11 @@ class MetricsView(VerticalScroll):
     def compose(self) -> ComposeResult:
         yield Static(Text("Loading metrics…", style="dim"), id="metrics-headline")
         yield Static("", id="metrics-counts")
-        with Horizontal(id="metrics-trends"):
-            for kind in TREND_KINDS:
-                with VerticalScroll(classes="trend"):
-                    yield Label(Text(kind.replace("_", " "), style="bold"), classes="trend-label")
-                    yield Sparkline([0] * 24, id=f"spark-{kind}", summary_function=max)
+        yield Label(Text("last 24 hours, per hour", style="bold"), id="metrics-trend-title")
+        for kind in TREND_KINDS:
+            with Horizontal(classes="trend"):
+                yield Label(Text(kind.replace("_", " ")), classes="trend-label", id=f"label-{kind}")
+                yield Sparkline([0] * 24, id=f"spark-{kind}", summary_function=max)
         yield Static("", id="metrics-rules")
 
     def apply(self, m: MetricsSnapshot) -> None:
@@ -64,13 +64,9 @@ class MetricsView(VerticalScroll):
             data = m.hourly.get(kind, [0] * 24)
             spark = self.query_one(f"#spark-{kind}", Sparkline)
             spark.data = [float(x) for x in data] or [0.0]
-            label = spark.parent.query_one(".trend-label", Label) if spark.parent else None
-            if label is not None:
-                label.update(
-                    Text(end="")
-                    .append(kind.replace("_", " "), style="bold")
-                    .append(f"  {sum(data)} in 24h", style="dim")
-                )
+            self.query_one(f"#label-{kind}", Label).update(
+                Text(f"{kind.replace('_', ' '):<19}{sum(data):>6,} ", end="")
+            )
 
         rules = Text("top rules by hits\n", style="bold", end="")
         if not m.top_rules:

@@ -96,7 +96,7 @@ class RulesView(Container):
                 Text("" if rule.priority is None else str(rule.priority)),
                 Text(state),
                 Text(f"{self.hits.get(rule.id, 0):,}", justify="right"),
-                safe(rule.name or "", 40),
+                safe(rule.name or "", 60),
                 key=rule.id,
             )
 

@@ -78,10 +78,10 @@ class QueueTable(DataTable[Any]):
             Text("●" if marked else " ", style="bold magenta", end=""),
             risk_text(level),
             SortText(coarse_age(now - r.created_at), (r.created_at, r.id), end=""),
-            safe(r.agent_id or "—", 18),
-            safe(r.function, 40, "bold"),
+            safe(r.agent_id or "—", 16),
+            safe(r.function, 22, "bold"),
             Text(format_value(r.value_at_risk), justify="right", end=""),
-            safe(rule, 20),
+            safe(rule, 16),
         ]
 
     def apply(

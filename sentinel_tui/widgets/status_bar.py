@@ -55,7 +55,9 @@ class StatusBar(Widget):
     def render(self) -> Text:
         s = self.state
         width = max(20, self.size.width)
-        top = Text(" SENTINEL ", style="bold reverse", end="")
+        top = Text(end="")
+        if width >= 100:
+            top.append(" SENTINEL ", style="bold reverse")
         for name, label in VIEWS:
             top.append(" ")
             top.append(f" {label} ", style="bold reverse" if name == s.view else "dim")
@@ -63,12 +65,13 @@ class StatusBar(Widget):
         if s.readonly:
             right.append("READ-ONLY ", style="bold yellow")
         right.append("op ", style="dim")
-        right.append_text(safe(s.operator or "?", 60))
+        # The operator identity is always shown, shortened from the right if it must be.
+        room = max(8, width - top.cell_len - right.cell_len - 2)
+        right.append_text(safe(s.operator or "?", room))
         right.append(" ")
-        gap = width - top.cell_len - right.cell_len
-        if gap >= 1:
-            top.append(" " * gap)
-            top.append_text(right)
+        gap = max(1, width - top.cell_len - right.cell_len)
+        top.append(" " * gap)
+        top.append_text(right)
         bottom = Text(" ", end="")
         if s.error:
             bottom.append("✖ ", style="bold red")

@@ -1,0 +1,147 @@
+"""Render every command-center view at 120x40 to ``screenshots/`` (SVG, and PNG when possible).
+
+Usage: ``python scripts/screenshots.py [--out screenshots] [--size 120x40]`` (``make screenshots``).
+Sample data comes from :mod:`sentinel_tui.sample` in a temporary database; times are relative to
+now so the hourly trends have data. PNGs need ``rsvg-convert`` (Debian: ``librsvg2-bin``);
+without it the SVGs are kept and the script says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sentinel.store import OperatorIdentity  # noqa: E402
+from sentinel_tui.app import SentinelApp  # noqa: E402
+from sentinel_tui.config import TuiConfig  # noqa: E402
+from sentinel_tui.dialogs import DecisionDialog, HelpScreen  # noqa: E402
+from sentinel_tui.sample import seed  # noqa: E402
+
+OPERATOR = OperatorIdentity("alice", 1000, 1000, "alice", "ops-1", "10.0.0.5 52114", channel="tui")
+
+
+async def _until(pilot: Any, cond: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise RuntimeError("screen never became ready")
+        await pilot.pause(0.05)
+
+
+async def _queue(pilot: Any) -> None:
+    await pilot.press("down")
+
+
+async def _history(pilot: Any) -> None:
+    await pilot.press("2")
+    await _until(pilot, lambda: len(pilot.app.history.events) > 100)
+    await pilot.press(*["down"] * 8)
+
+
+async def _metrics(pilot: Any) -> None:
+    await pilot.press("3")
+    await _until(pilot, lambda: pilot.app._metrics is not None)
+
+
+async def _rules(pilot: Any) -> None:
+    await pilot.press("4")
+    await _until(pilot, lambda: pilot.app._metrics is not None)
+
+
+async def _confirm(pilot: Any) -> None:
+    await pilot.press("down", "a")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, DecisionDialog))
+
+
+async def _help(pilot: Any) -> None:
+    await pilot.press("question_mark")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
+
+
+SHOTS: dict[str, Callable[[Any], Awaitable[None]]] = {
+    "queue": _queue,
+    "history": _history,
+    "metrics": _metrics,
+    "rules": _rules,
+    "confirm": _confirm,
+    "help": _help,
+}
+
+
+async def shoot(name: str, home: Path, out: Path, size: tuple[int, int]) -> Path:
+    app = SentinelApp(
+        home / "sentinel.db",
+        home / "rules.yaml",
+        operator=OPERATOR,
+        tick_interval=0,
+        config=TuiConfig(bell=False, toast_new=False),
+        watch_terminal=False,
+        title="Sentinel",
+    )
+    async with app.run_test(size=size) as pilot:
+        await _until(pilot, lambda: app.queue.table.row_count >= 6 and app.status.state.operator != "")
+        await _until(pilot, lambda: app.query_one("RulesView").info is not None)  # type: ignore[attr-defined]
+        await SHOTS[name](pilot)
+        await pilot.pause(0.3)
+        path = out / f"{name}.svg"
+        app.save_screenshot(filename=path.name, path=str(out))
+    return path
+
+
+def to_png(svg: Path) -> Path | None:
+    tool = shutil.which("rsvg-convert")
+    if tool is None:
+        return None
+    # rsvg collapses runs of spaces unless told to keep them.
+    text = svg.read_text(encoding="utf-8").replace("<svg ", '<svg xml:space="preserve" ', 1)
+    fixed = svg.with_suffix(".rsvg.svg")
+    fixed.write_text(text, encoding="utf-8")
+    png = svg.with_suffix(".png")
+    try:
+        subprocess.run([tool, str(fixed), "-o", str(png)], check=True)
+    finally:
+        fixed.unlink(missing_ok=True)
+    return png
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "screenshots"))
+    parser.add_argument("--size", default="120x40")
+    args = parser.parse_args(argv)
+    cols, rows = (int(x) for x in args.size.lower().split("x"))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")
+    with tempfile.TemporaryDirectory(prefix="sentinel-shots-") as tmp:
+        home = Path(tmp)
+        seed(home / "sentinel.db", time.time(), events=400, rules_path=home / "rules.yaml", decided=12)
+        missing_png = False
+        for name in SHOTS:
+            svg = asyncio.run(shoot(name, home, out, (cols, rows)))
+            png = to_png(svg)
+            missing_png |= png is None
+            print(f"{name}: {png or svg}")
+    if missing_png:
+        print(
+            "rsvg-convert not found: kept SVG only. Install it for PNGs "
+            "(Debian/Ubuntu: apt-get install -y librsvg2-bin).",
+            file=sys.stderr,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

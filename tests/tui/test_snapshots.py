@@ -1,0 +1,141 @@
+"""SVG snapshots of every view and dialog at 80x24 and 120x40, with frozen clock, ids and data.
+
+Update with ``pytest tests/tui/test_snapshots.py --snapshot-update`` (then look at the pictures:
+``python scripts/screenshots.py`` renders the same screens to PNG).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.widgets import Input
+
+from sentinel.store import OperatorIdentity
+from sentinel_tui.app import SentinelApp
+from sentinel_tui.config import TuiConfig
+from sentinel_tui.dialogs import DecisionDialog, HelpScreen, TextScreen
+from sentinel_tui.sample import seed
+
+T0 = 1_900_000_000.0  # 2030-03-17 17:46:40 UTC; sample requests are created shortly before
+OPERATOR = OperatorIdentity("alice", 1000, 1000, "alice", "ops-1", "10.0.0.5 52114", channel="tui")
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture
+def frozen_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temp folder with a seeded database and rules file, as the current directory, in UTC."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    time.tzset()
+    seed("sentinel.db", T0, rules_path="rules.yaml")
+    yield tmp_path
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def make_app(**kwargs: Any) -> SentinelApp:
+    return SentinelApp(
+        "sentinel.db",
+        kwargs.pop("rules_path", "rules.yaml"),
+        clock=lambda: T0,
+        tick_interval=0,
+        operator=OPERATOR,
+        config=TuiConfig(bell=False, toast_new=False),
+        watch_terminal=False,
+        **kwargs,
+    )
+
+
+async def _until(pilot: Any, cond: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "screen never became ready"
+        await pilot.pause(0.05)
+
+
+async def _ready(pilot: Any) -> None:
+    app: SentinelApp = pilot.app
+    await _until(pilot, lambda: app.queue.table.row_count == 6 and app.status.state.operator != "")
+    await _until(pilot, lambda: app.query_one("RulesView").info is not None)  # type: ignore[attr-defined]
+    await pilot.pause()
+
+
+def _steps(name: str) -> Callable[[Any], Any]:
+    async def run(pilot: Any) -> None:
+        app: SentinelApp = pilot.app
+        await _ready(pilot)
+        if name == "queue":
+            await pilot.press("down")  # the HIGH risk transfer
+        elif name == "history":
+            await pilot.press("2")
+            await _until(pilot, lambda: len(app.history.events) > 100)
+            # past the six approval_requested events (their data holds the agent's pid)
+            await pilot.press(*["down"] * 7)
+        elif name == "history_filter":
+            await pilot.press("2")
+            await _until(pilot, lambda: len(app.history.events) > 100)
+            await pilot.press("slash", *"status:denied")
+            app.query_one("#history-filter", Input).cursor_blink = False
+            await _until(pilot, lambda: bool(app.history.events) and all(
+                e.kind == "denied" for e in app.history.events.values()))
+        elif name == "metrics":
+            await pilot.press("3")
+            await _until(pilot, lambda: app._metrics is not None)
+        elif name == "rules":
+            await pilot.press("4")
+            await _until(pilot, lambda: app._metrics is not None)
+        elif name == "confirm":
+            await pilot.press("down", "a")
+            await _until(pilot, lambda: isinstance(app.screen, DecisionDialog))
+        elif name == "reason":
+            await pilot.press("r")
+            await _until(pilot, lambda: isinstance(app.screen, DecisionDialog))
+        elif name == "batch":
+            await pilot.press("space", "space", "space", "D")
+            await _until(pilot, lambda: isinstance(app.screen, DecisionDialog))
+        elif name == "help":
+            await pilot.press("question_mark")
+            await _until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        elif name == "full":
+            await pilot.press("down", "down", "down", "down", "v")  # the long email
+            await _until(pilot, lambda: isinstance(app.screen, TextScreen))
+        await pilot.pause()
+
+    return run
+
+
+SCREENS = ["queue", "history", "history_filter", "metrics", "rules", "confirm", "reason", "batch", "help", "full"]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("name", SCREENS)
+def test_screen(name: str, size: tuple[int, int], frozen_env: Path, snap_compare: Any) -> None:
+    assert snap_compare(make_app(), terminal_size=size, run_before=_steps(name))
+
+
+def test_empty_queue_and_readonly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snap_compare: Any) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def run(pilot: Any) -> None:
+        await _until(pilot, lambda: pilot.app.snapshot_count >= 1 and pilot.app.status.state.operator != "")
+        await pilot.pause()
+
+    app = make_app(rules_path=None, readonly=True)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run)
+
+
+def test_ssh_session_turns_off_animation_and_ticks_coarsely(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSH_CONNECTION", "10.0.0.5 52114 10.0.0.1 22")
+    app = SentinelApp("x.db", None, config=TuiConfig())
+    assert app.animation_level == "none"
+    assert app.tick_interval >= 10
+    monkeypatch.delenv("SSH_CONNECTION")
+    monkeypatch.delenv("SSH_TTY", raising=False)
+    assert SentinelApp("x.db", None, config=TuiConfig()).tick_interval == 1.0
+    assert os.environ.get("SSH_CONNECTION") is None
