@@ -591,3 +591,44 @@ async def test_async_agent_loop_with_approval_from_the_queue(rules: Path, db: Pa
     tool_msg = next(m for m in messages if isinstance(m, ToolMessage))
     assert tool_msg.content == "async sent 8000" and tool_msg.status == "success"
     assert RAN == [("transfer_async", 8000)]
+
+
+# --- tools with a JSON-schema dict or without arguments ------------------------------------------
+
+
+def test_json_schema_tool_keeps_its_schema_and_is_governed(rules: Path, db: Path) -> None:
+    schema = {
+        "title": "transfer_json",
+        "type": "object",
+        "properties": {"amount": {"type": "integer"}, "destination": {"type": "string"}},
+        "required": ["amount", "destination"],
+    }
+
+    def run(**kw: Any) -> str:
+        RAN.append(("transfer_json", kw["amount"]))
+        return "json ran"
+
+    original = StructuredTool(
+        name="transfer_json", description="Transfer (JSON schema).", args_schema=schema, func=run
+    )
+    channel = Decider(approve=False)
+    protected = protect_tool(original, config(rules, db, channel))
+    assert convert_to_openai_tool(protected) == convert_to_openai_tool(original)
+    assert protected.invoke({"amount": 50, "destination": "A"}) == "json ran"
+    assert "not executed" in protected.invoke({"amount": 5000, "destination": "A"})
+    assert [r.parameters for r in channel.requests] == [{"amount": 5000, "destination": "A"}]
+    assert RAN == [("transfer_json", 50)]
+
+
+def test_tool_without_arguments_is_governed_by_name(rules: Path, db: Path) -> None:
+    def purge() -> str:
+        """Purge everything."""
+        RAN.append(("delete_everything", None))
+        return "purged"
+
+    protected = protect_tool(
+        StructuredTool.from_function(purge, name="delete_everything"), config(rules, db)
+    )
+    assert protected.args == {}
+    assert "Delete operations are disabled" in protected.invoke({})
+    assert RAN == []
