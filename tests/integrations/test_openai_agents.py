@@ -364,3 +364,22 @@ async def test_policy_needs_approval_callable(rules: Path, db: Path) -> None:
     assert await by_name(ctx, {"user_id": 1}, "c") is False  # blocked, not "ask someone"
     unnamed = policy_needs_approval(cfg)
     assert await unnamed(ctx, {"amount": 5}, "c") is True  # cannot tell which tool: ask
+
+
+async def test_sdk_tool_timeout_cancels_the_waiting_request(rules: Path, db: Path) -> None:
+    @function_tool(timeout=0.5)
+    async def transfer_quick(amount: int) -> str:
+        """Transfer, but give up quickly."""
+        RAN.append(("transfer_quick", amount))
+        return "quick"
+
+    tools = protect_function_tools([transfer_quick], config(rules, db))
+    model = fake_agents_model(
+        [[agents_call("transfer_quick", {"amount": 5000}, "t1")], [agents_text("gave up")]]
+    )
+    result = await Runner.run(Agent(name="payer", tools=tools, model=model), "pay")
+    assert "timed out" in outputs(result)["t1"]
+    assert RAN == []
+    (event,) = Store(db).history(HistoryFilter(kinds=("cancelled",)))
+    assert event.function == "transfer_quick"
+    assert Store(db).list_pending() == []
