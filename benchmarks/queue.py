@@ -33,6 +33,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -403,6 +404,9 @@ def bench_history(tmp: Path, rows: int) -> dict[str, object]:
                 lambda: s.history(HistoryFilter.parse("fn:transfer* value:>15000"), limit=100)
             ),
             "free_text_ms": timed(lambda: s.history(HistoryFilter.parse("agent-7"), limit=100)),
+            "rare_glob_full_scan_ms": timed(
+                lambda: s.history(HistoryFilter.parse("fn:nothing*"), limit=100)
+            ),
             "rare_function_ms": timed(
                 lambda: s.history(HistoryFilter.parse("fn:nothing_calls_this"), limit=100)
             ),
@@ -459,6 +463,7 @@ def main() -> None:
     ap.add_argument("--skip-original", action="store_true")
     ap.add_argument("--history-rows", type=int, default=300_000)
     ap.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    ap.add_argument("--only", metavar="NAMES", help="comma-separated prefixes of the runs to do")
     args = ap.parse_args()
     if args.role:
         name, *rest = args.role
@@ -476,21 +481,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sentinel-qbench-") as d:
         tmp = Path(d)
 
-        def show(name: str, value: object) -> None:
+        only = [x.strip() for x in (args.only or "").split(",") if x.strip()]
+
+        def show(name: str, thunk: Callable[[], object]) -> None:
+            if only and not any(name.startswith(o) for o in only):
+                return
+            value = thunk()
             results[name] = value
             print(f"{name:28s} {json.dumps(value, default=lambda x: round(x, 2))}", flush=True)
 
-        show("wake_latency_1_agent_ms", bench_latency(tmp, 1, 40 if q else 100, 30))
-        show("wake_latency_4_agents_ms", bench_latency(tmp, 4, 20 if q else 50, 20))
-        show("wake_latency_no_hints_ms", bench_latency(tmp, 4, 20 if q else 50, 20, hints=False))
-        show("submit_8_processes", bench_submit(tmp, 8, 250 if q else 1000))
-        show("closed_loop_8_agents", bench_closed_loop(tmp, 8, 25 if q else 100))
-        show("idle_cpu_1_wait", bench_idle(tmp, 1, 3 if q else 10))
-        show("idle_cpu_1000_waits", bench_idle(tmp, 1000, 3 if q else 10))
-        show("idle_cpu_bare_probe_floor", bench_idle_floor(tmp, 3 if q else 10))
-        show("history", bench_history(tmp, 50_000 if q else args.history_rows))
+        show("wake_latency_1_agent_ms", lambda: bench_latency(tmp, 1, 40 if q else 100, 30))
+        show("wake_latency_4_agents_ms", lambda: bench_latency(tmp, 4, 20 if q else 50, 20))
+        show(
+            "wake_latency_no_hints_ms",
+            lambda: bench_latency(tmp, 4, 20 if q else 50, 20, hints=False),
+        )
+        show("submit_8_processes", lambda: bench_submit(tmp, 8, 250 if q else 1000))
+        show("closed_loop_8_agents", lambda: bench_closed_loop(tmp, 8, 25 if q else 100))
+        show("idle_cpu_1_wait", lambda: bench_idle(tmp, 1, 3 if q else 10))
+        show("idle_cpu_1000_waits", lambda: bench_idle(tmp, 1000, 3 if q else 10))
+        show("idle_cpu_bare_probe_floor", lambda: bench_idle_floor(tmp, 3 if q else 10))
+        show("history", lambda: bench_history(tmp, 50_000 if q else args.history_rows))
         if not args.skip_original:
-            show("original_state_file_poll_2s", bench_original(tmp, 5 if q else 10, 2.0))
+            show("original_state_file_poll_2s", lambda: bench_original(tmp, 5 if q else 10, 2.0))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 

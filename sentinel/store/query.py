@@ -124,7 +124,9 @@ def _like_from_glob(glob: str) -> str:
 def _glob_clause(column: str, glob: str, params: list[Any]) -> str:
     if "*" in glob or "?" in glob:
         params.append(_like_from_glob(glob))
-        return f"{column} LIKE ? ESCAPE '\\'"
+        # Unary + stops SQLite from range-scanning the column's index and then sorting every
+        # match by seq; walking seq DESC and stopping at `limit` matches is what a page needs.
+        return f"+{column} LIKE ? ESCAPE '\\'"
     params.append(glob)
     return f"{column} = ? COLLATE NOCASE"
 
