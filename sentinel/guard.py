@@ -75,8 +75,15 @@ class GuardHook(Protocol):
     ) -> Escalation | None:
         """Return an escalation, or None. Raising is a governance error (fail_mode applies)."""
 
-    def observe(self, function: str, params: Mapping[str, Any], agent_id: str | None) -> None:
-        """Called after a call ran successfully (baselines learn only from executed calls)."""
+    def observe(
+        self, function: str, params: Mapping[str, Any], agent_id: str | None, succeeded: bool
+    ) -> None:
+        """Called after an assessed call ran (``succeeded``: it returned without raising).
+        Baselines learn only from calls that ran; limits count them."""
+
+    def abandon(self, function: str, params: Mapping[str, Any], agent_id: str | None) -> None:
+        """Called when an assessed call did not run (blocked, denied, expired, cancelled,
+        governance error), so reservations can be released."""
 
 
 @dataclass(frozen=True)
@@ -243,8 +250,10 @@ class Guard:
         """Govern one synchronous call: ``invoke()`` runs the real function."""
         record = None
         fast = False
+        assessed = False
         try:
             decision = self.decide(function, params)
+            assessed = bool(self.hooks)
             if decision.action is _ALLOW:
                 fast = self._quiet(decision)
                 if not fast:
@@ -255,8 +264,12 @@ class Guard:
                 record = _LoopThread.get().run(self._approval(function, params, decision))
                 self._check_binding(function, params, record)
         except SentinelBlockedError:
+            self._abandon(function, params, assessed)
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            self._abandon(function, params, assessed)
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt, SystemExit: not governance errors
             self._governance_failure(function, params, exc)
             return self._execute_sync(function, params, invoke, None, None)
         # The function runs outside the try: its own exceptions are never governance errors.
@@ -270,8 +283,10 @@ class Guard:
         """Govern one asynchronous call: ``await invoke()`` runs the real function."""
         record = None
         fast = False
+        assessed = False
         try:
             decision = self.decide(function, params)
+            assessed = bool(self.hooks)
             if decision.action is _ALLOW:
                 fast = self._quiet(decision)
                 if not fast:
@@ -282,8 +297,12 @@ class Guard:
                 record = await self._approval(function, params, decision)
                 self._check_binding(function, params, record)
         except SentinelBlockedError:
+            self._abandon(function, params, assessed)
             raise
-        except Exception as exc:
+        except BaseException as exc:
+            self._abandon(function, params, assessed)
+            if not isinstance(exc, Exception):
+                raise  # cancellation, KeyboardInterrupt: not governance errors
             self._governance_failure(function, params, exc)
             return await self._execute_async(function, params, invoke, None, None)
         if fast:
@@ -377,12 +396,21 @@ class Guard:
             self._get_sink().emit(event)
         except Exception as exc:  # the call already ran; never mask its own result or error
             _warn(f"could not record the outcome of {function}: {exc}")
-        if error is None and decision is not None and self.hooks:
+        if decision is not None and self.hooks:
             for hook in self.hooks:
                 try:
-                    hook.observe(function, params, self.agent_id)
+                    hook.observe(function, params, self.agent_id, error is None)
                 except Exception as exc:
                     _warn(f"{type(hook).__name__}.observe failed: {exc}")
+
+    def _abandon(self, function: str, params: dict[str, Any], assessed: bool) -> None:
+        if not assessed:
+            return
+        for hook in self.hooks:
+            try:
+                hook.abandon(function, params, self.agent_id)
+            except Exception as exc:
+                _warn(f"{type(hook).__name__}.abandon failed: {exc}")
 
     def _block(
         self, function: str, params: dict[str, Any], decision: Decision
@@ -470,6 +498,11 @@ class Guard:
         from sentinel.store.models import NewRequest
 
         context = await self._context(params)
+        # What hooks found (spend against a cap, the anomaly baseline) is context for the approver.
+        for esc in decision.escalations:
+            if esc.data:
+                context = dict(context or {})
+                context.setdefault("sentinel", {})[esc.source] = to_jsonable(esc.data)
         policy_version = decision.verdict.policy_version
         plain = to_jsonable(params)
         timeout = decision.verdict.timeout_seconds or float(self.config.timeout_seconds or 300.0)

@@ -54,6 +54,8 @@ def finalize_event(event: dict[str, Any], redactor: Redactor) -> list[dict[str, 
         params = to_jsonable(raw)
         event.setdefault("digest", digest(params))
         data.setdefault("args", redactor.redact(params))
+    if "raw_error" in data:
+        data["error"] = summarize(data.pop("raw_error"), redactor)
     if "raw_result" in event:
         data["result"] = summarize(event.pop("raw_result"), redactor)
     out = [event]
