@@ -299,8 +299,12 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _not_allowed(request: Request, exc: Exception) -> Response:
+    headers = dict(getattr(exc, "headers", None) or {})  # keeps Starlette's Allow header
     return Response(
-        b'{"error":"method not allowed"}', status_code=405, media_type="application/json"
+        b'{"error":"method not allowed"}',
+        status_code=405,
+        media_type="application/json",
+        headers=headers,
     )
 
 

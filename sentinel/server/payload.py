@@ -84,7 +84,7 @@ def new_request_from_body(data: Any, now: float | None = None) -> NewRequest:
     if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
         raise PayloadError(f"timeout_seconds must be in (0, {int(MAX_TIMEOUT)}]", "timeout_seconds")
     timeout_at = _opt_str(data, "timeout_at", 64)
-    if timeout_at:
+    if timeout_at is not None:
         left = _parse_time(timeout_at, "timeout_at") - now
         if left <= 0:
             raise PayloadError("timeout_at is in the past", "timeout_at")

@@ -1,0 +1,103 @@
+"""A real ``sentinel serve`` process on a free loopback port, and an HTTP client for it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.helpers import ROOT, python_env
+from tests.webhook.receiver import free_port
+
+ALICE = "snt_alice-operator-token-0123456789"
+BOB = "snt_bob-operator-token-0123456789ab"
+BOT = "snt_bot-agent-token-0123456789abcdef"
+SECRET = "server-test-secret"
+TOKENS_ENV = f"alice:{ALICE},bob:{BOB},bot:{BOT}:agent"
+
+
+@dataclass
+class ApiServer:
+    proc: subprocess.Popen[bytes]
+    url: str
+    db: Path
+    log: Path
+
+    def client(self, token: str | None = None, **kw: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=10, trust_env=False, **kw)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_server(
+    tmp: Path,
+    db: Path | None = None,
+    extra_env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+) -> ApiServer:
+    """Start ``python -m sentinel.cli serve`` and wait until /health answers."""
+    port = free_port()
+    db = db or tmp / "sentinel.db"
+    log = tmp / f"serve-{port}.log"
+    settings = {
+        "SENTINEL_API_TOKENS": TOKENS_ENV,
+        "SENTINEL_WEBHOOK_SECRET": SECRET,
+        "SENTINEL_HOME": str(tmp / "home"),
+        **(extra_env or {}),
+    }
+    env = python_env(**settings)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "sentinel.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                str(db),
+                *(args or []),
+            ],
+            cwd=str(ROOT),
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = ApiServer(proc, f"http://127.0.0.1:{port}", db, log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sentinel serve exited {proc.returncode}: {log.read_text()}")
+        try:
+            if httpx.get(f"{server.url}/health", timeout=1, trust_env=False).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"sentinel serve did not start: {log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    server = start_server(tmp_path_factory.mktemp("api"))
+    yield server
+    server.stop()
