@@ -120,7 +120,7 @@ def slack_payload(
                 "type": "header",
                 "text": {
                     "type": "plain_text",
-                    "text": f"Approval needed: {safe_text(rec.function, 120)}",
+                    "text": f"Approval needed: {slack_escape(rec.function, 120)}",
                 },
             },
             {

@@ -17,6 +17,7 @@ ENVIRONMENT: dict[str, str] = {
     "SENTINEL_NOTIFY_DECIDE_URL": "base URL of `sentinel serve`, shown as where to decide",
     "SENTINEL_NOTIFY_ATTEMPTS": "delivery attempts per notification (default 4)",
     "SENTINEL_NOTIFY_TIMEOUT": "seconds per delivery attempt (default 5)",
+    "SENTINEL_NOTIFY_BACKOFF": "seconds before the first retry, doubling after each (default 1)",
 }
 
 
@@ -60,17 +61,21 @@ class NotifySettings:
                     )
         attempts_raw = pick("notify_attempts", "SENTINEL_NOTIFY_ATTEMPTS")
         timeout_raw = pick("notify_timeout", "SENTINEL_NOTIFY_TIMEOUT")
+        backoff_raw = pick("notify_backoff", "SENTINEL_NOTIFY_BACKOFF")
         try:
             attempts = int(attempts_raw) if attempts_raw else 4
             timeout = float(timeout_raw) if timeout_raw else 5.0
+            backoff = float(backoff_raw) if backoff_raw else 1.0
         except ValueError:
             raise SentinelConfigError(
-                "SENTINEL_NOTIFY_ATTEMPTS must be a whole number and SENTINEL_NOTIFY_TIMEOUT a number of seconds",
+                "SENTINEL_NOTIFY_ATTEMPTS must be a whole number; SENTINEL_NOTIFY_TIMEOUT and "
+                "SENTINEL_NOTIFY_BACKOFF numbers of seconds",
                 field="notify_attempts",
             ) from None
-        if not 1 <= attempts <= 20 or not 0 < timeout <= 120:
+        if not 1 <= attempts <= 20 or not 0 < timeout <= 120 or not 0 <= backoff <= 60:
             raise SentinelConfigError(
-                "SENTINEL_NOTIFY_ATTEMPTS must be 1-20 and SENTINEL_NOTIFY_TIMEOUT 0-120 seconds",
+                "SENTINEL_NOTIFY_ATTEMPTS must be 1-20, SENTINEL_NOTIFY_TIMEOUT 0-120 seconds "
+                "and SENTINEL_NOTIFY_BACKOFF 0-60 seconds",
                 field="notify_attempts",
             )
         decide = pick("notify_decide_url", "SENTINEL_NOTIFY_DECIDE_URL")
@@ -81,6 +86,7 @@ class NotifySettings:
             decide_url=decide.rstrip("/") if decide else None,
             attempts=attempts,
             timeout=timeout,
+            backoff=backoff,
         )
 
 
