@@ -87,6 +87,23 @@ def submit(agents: Callable[..., Agent], db_path: Path) -> Callable[..., Agent]:
     return run
 
 
+@pytest.fixture
+def protected(agents: Callable[..., Agent], db_path: Path, tmp_path: Path) -> Callable[..., Agent]:
+    """Start an agent that calls a real ``@protect``-ed ``transfer_funds(**call)`` which needs
+    approval (amount > 1000 under the sample rules) and prints what the call returned or raised."""
+    from sentinel_tui.sample import SAMPLE_RULES
+
+    rules = tmp_path / "agent-rules.yaml"
+    rules.write_text(SAMPLE_RULES)
+
+    def run(**call: Any) -> Agent:
+        agent = agents("protect", str(db_path), str(rules), json.dumps(call))
+        agent.expect("CALLING")
+        return agent
+
+    return run
+
+
 def helper(*args: str) -> str:
     """Run the helper once (another operator deciding, events appended); its output."""
     out = subprocess.run(

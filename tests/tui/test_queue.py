@@ -19,30 +19,38 @@ def make_app(db_path: Path, **kwargs: object) -> SentinelApp:
     return SentinelApp(db_path, None, tick_interval=0, **kwargs)  # type: ignore[arg-type]
 
 
-async def test_card_appears_and_a_approves_the_waiting_agent(db_path, submit):
-    agent = submit({"id": RID, "function": "transfer_funds", "value": 120,
-                    "arguments": {"amount": 120, "destination": "ACC-7"}})
+async def test_card_appears_and_a_approves_the_waiting_agent(db_path, protected):
+    agent = protected(amount=5000, destination="ACC-7")  # a real @protect-ed call, waiting
     app = make_app(db_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.queue.card.request_id == RID)
+        await wait_for(pilot, lambda: app.queue.card.request_id is not None)
         card = app.queue.card.text.plain
         assert "transfer_funds" in card and "ACC-7" in card and "payments-agent" in card
-        assert "large_transfer" in card and "expires" in card
+        assert "large_transfer" in card and "expires" in card and "5,000" in card
         await pilot.press("a")
-        line = agent.expect("OUTCOME")
-    assert line.startswith(f"OUTCOME {RID} approved ")
-    assert "@" in line  # decided_by is the operator label account@host
+        line = agent.expect("RESULT", timeout=60)
+    assert line == "RESULT transferred 5000 to ACC-7"  # the function ran and returned
 
 
-async def test_d_denies_and_the_agent_sees_it(db_path, submit):
-    agent = submit({"id": RID, "value": 99999})  # high value: deny is still one key
+async def test_d_denies_and_the_agent_sees_it(db_path, protected):
+    agent = protected(amount=99_999, destination="ACC-9")  # high value: deny is still one key
+    app = make_app(db_path)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.queue.card.request_id is not None)
+        await pilot.press("d")
+        line = agent.expect("DENIED", timeout=60)
+        assert not isinstance(app.screen, DecisionDialog)
+    assert "@" in line  # SentinelDeniedError.decided_by names the operator
+
+
+async def test_store_level_waiter_sees_the_decision(db_path, submit):
+    agent = submit({"id": RID, "value": 120})
     app = make_app(db_path)
     async with app.run_test() as pilot:
         await wait_for(pilot, lambda: app.queue.card.request_id == RID)
-        await pilot.press("d")
+        await pilot.press("a")
         line = agent.expect("OUTCOME")
-        assert not isinstance(app.screen, DecisionDialog)
-    assert line.startswith(f"OUTCOME {RID} denied ")
+    assert line.startswith(f"OUTCOME {RID} approved ")
 
 
 async def test_selection_stays_on_the_same_request_while_rows_arrive_above(db_path, submit):
