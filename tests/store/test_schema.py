@@ -164,3 +164,33 @@ def test_read_only_database_refuses_writes_and_keeps_data(tmp_path: Path) -> Non
             p.chmod(0o660)
     with Store(path) as s:
         assert s.get(kept.id).id == kept.id
+
+
+def test_locked_past_busy_timeout_names_the_problem(db_path: Path) -> None:
+    with Store(db_path) as s:
+        kept = s.submit(new_request())
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        with Store(db_path, busy_timeout=0.2) as s:
+            with pytest.raises(StoreError) as info:
+                s.submit(new_request())
+            assert "is locked by another process" in str(info.value)
+            assert str(db_path) in str(info.value) and "0.2s" in str(info.value)
+            assert s.get(kept.id).id == kept.id  # reads still work (WAL)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+def test_disk_full_is_reported_and_committed_data_survives(db_path: Path) -> None:
+    with Store(db_path) as s:
+        kept = s.submit(new_request())
+        pages = s._writer.execute("PRAGMA page_count").fetchone()[0]
+        # SQLITE_FULL exactly as a full disk raises it: cap the file at its current size.
+        s._writer.execute(f"PRAGMA max_page_count = {pages}")
+        big = {"blob": "x" * 200_000}
+        with pytest.raises(StoreError, match=r"disk full: cannot write database"):
+            s.submit(new_request(arguments=big, display_arguments=big))
+        assert s.get(kept.id).status == "pending"
+        assert s.count_events() == 1 and len(s.list_pending()) == 1

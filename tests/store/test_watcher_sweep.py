@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.errors import RequestNotFound
-from sentinel.store import Store, Watcher
+from sentinel.store import Store, Watcher, hints
 from tests.helpers import PYTHON, ROOT, python_env
 from tests.store.factories import new_request, operator
 
@@ -47,12 +47,20 @@ def test_future_resolves_when_another_process_decides(store: Store) -> None:
         fut = watcher.watch(rec.id)
         time.sleep(0.05)
         assert not fut.done()  # still pending: nothing to resolve
+        hinted_before = watcher.hinted
         _decide_in_child(store.path, rec.id, "deny")
         got = fut.result(timeout=10)
         assert got.status == "denied"
         assert got.decided_by == "child-op@h2"
         assert got.decision_reason == "from another process"
         assert watcher.watching == 0  # resolved futures are dropped
+        # the deciding process sent a wake-up hint after its commit (it may land just after the
+        # data_version poll already resolved the future, so allow it a moment)
+        if hints.ENABLED:
+            deadline = time.monotonic() + 2
+            while watcher.hinted == hinted_before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert watcher.hinted > hinted_before
     finally:
         watcher.stop()
 
