@@ -11,12 +11,15 @@ import string
 from collections.abc import Callable
 from typing import Any
 
+from sentinel.config import SentinelConfig
 from sentinel.errors import (
     SentinelBlockedError,
     SentinelConfigError,
     SentinelDeniedError,
     SentinelTimeoutError,
 )
+from sentinel.guard import Guard
+from sentinel.protect import get_guard
 
 #: The text a model reads when a call was not executed. Fields: ``{tool}``, ``{reason}``,
 #: ``{status}`` (blocked / denied / expired), ``{rule_id}``, ``{request_id}``.
@@ -26,6 +29,35 @@ DEFAULT_BLOCK_MESSAGE = "{tool} not executed: {reason}. Do not retry this call."
 BlockMessage = str | Callable[[SentinelBlockedError], str] | None
 
 _FIELDS = frozenset({"tool", "reason", "status", "rule_id", "request_id"})
+
+
+def resolve_guard(
+    config: SentinelConfig | None,
+    context_fn: Callable[..., Any] | None,
+    guard: Guard | None,
+    where: str,
+) -> Guard:
+    """The guard deciding a wrapped tool's calls: the shared one for ``config`` (default
+    ``SentinelConfig()``, rules loaded now), or an explicit :class:`Guard` (custom hooks)."""
+    if guard is not None:
+        if not isinstance(guard, Guard):
+            raise SentinelConfigError(
+                f"{where}: guard must be a sentinel.guard.Guard, got {type(guard).__name__}",
+                field="guard",
+            )
+        if config is not None or context_fn is not None:
+            raise SentinelConfigError(
+                f"{where}: give either guard= or config/context_fn, not both",
+                field="guard",
+                hint="a Guard already has its config and context provider",
+            )
+        return guard
+    cfg = config if config is not None else SentinelConfig()
+    if not isinstance(cfg, SentinelConfig):
+        raise SentinelConfigError(
+            f"{where}: config must be a SentinelConfig, got {type(cfg).__name__}", field="config"
+        )
+    return get_guard(cfg, context_fn)
 
 
 def outcome(exc: SentinelBlockedError) -> str:

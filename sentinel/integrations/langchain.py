@@ -45,7 +45,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
     ) from _exc
 
 from sentinel.config import SentinelConfig
-from sentinel.errors import SentinelBlockedError, SentinelConfigError
+from sentinel.errors import SentinelBlockedError
 from sentinel.guard import Guard
 from sentinel.integrations._common import (
     DEFAULT_BLOCK_MESSAGE,
@@ -53,8 +53,8 @@ from sentinel.integrations._common import (
     block_details,
     check_block_message,
     render_block,
+    resolve_guard,
 )
-from sentinel.protect import get_guard
 
 _lc_config_param: Callable[[Callable[..., Any]], str | None] | None
 try:  # the helper LangChain itself uses to find a ``config: RunnableConfig`` parameter
@@ -326,6 +326,7 @@ def protect_tool(
     *,
     block_message: BlockMessage = None,
     raise_on_block: bool = False,
+    guard: Guard | None = None,
 ) -> ProtectedTool:
     """Return ``tool`` protected by Sentinel (the original is left untouched).
 
@@ -335,27 +336,23 @@ def protect_tool(
     context for approvers, as with ``@protect``. ``block_message`` is the text a model reads for a
     call that was not executed (template with ``{tool}``, ``{reason}``, ``{status}``,
     ``{rule_id}``, ``{request_id}``, or a callable taking the exception); ``raise_on_block=True``
-    raises the :class:`~sentinel.errors.SentinelBlockedError` instead.
+    raises the :class:`~sentinel.errors.SentinelBlockedError` instead. ``guard`` uses an existing
+    :class:`~sentinel.guard.Guard` (e.g. one built with custom hooks) instead of ``config``.
     """
     if not isinstance(tool, BaseTool):
         raise TypeError(
             f"protect_tool expects a LangChain BaseTool, got {type(tool).__name__}; "
             "use create_protected_tool for a plain function"
         )
-    cfg = config if config is not None else SentinelConfig()
-    if not isinstance(cfg, SentinelConfig):
-        raise SentinelConfigError(
-            f"protect_tool({tool.name!r}): config must be a SentinelConfig, "
-            f"got {type(cfg).__name__}",
-            field="config",
-        )
-    message = check_block_message(block_message, f"protect_tool({tool.name!r})")
+    where = f"protect_tool({tool.name!r})"
+    the_guard = resolve_guard(config, context_fn, guard, where)
+    message = check_block_message(block_message, where)
     fields: dict[str, Any] = {
         name: getattr(tool, name) for name in _COPIED_FIELDS if name in BaseTool.model_fields
     }
     fields["args_schema"] = _input_schema(tool)
     return ProtectedTool(
-        guard=get_guard(cfg, context_fn),
+        guard=the_guard,
         wrapped_tool=tool,
         block_message=message,
         raise_on_block=raise_on_block,
@@ -370,11 +367,17 @@ def protect_tools(
     *,
     block_message: BlockMessage = None,
     raise_on_block: bool = False,
+    guard: Guard | None = None,
 ) -> list[ProtectedTool]:
     """:func:`protect_tool` for each tool of ``tools`` (same config and options)."""
     return [
         protect_tool(
-            t, config, context_fn, block_message=block_message, raise_on_block=raise_on_block
+            t,
+            config,
+            context_fn,
+            block_message=block_message,
+            raise_on_block=raise_on_block,
+            guard=guard,
         )
         for t in tools
     ]
@@ -393,6 +396,7 @@ def create_protected_tool(
     parse_docstring: bool = False,
     block_message: BlockMessage = None,
     raise_on_block: bool = False,
+    guard: Guard | None = None,
     **tool_kwargs: Any,
 ) -> Any:
     """Build a protected LangChain tool from a function (sync or async).
@@ -424,7 +428,12 @@ def create_protected_tool(
             **tool_kwargs,
         )
         return protect_tool(
-            base, config, context_fn, block_message=block_message, raise_on_block=raise_on_block
+            base,
+            config,
+            context_fn,
+            block_message=block_message,
+            raise_on_block=raise_on_block,
+            guard=guard,
         )
 
     if func is None:

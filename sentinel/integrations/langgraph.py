@@ -41,6 +41,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
     ) from _exc
 
 from sentinel.config import SentinelConfig
+from sentinel.guard import Guard
 from sentinel.integrations._common import BlockMessage
 from sentinel.integrations.langchain import ProtectedTool, protect_tool
 
@@ -54,6 +55,7 @@ def protect_graph_tools(
     *,
     block_message: BlockMessage = None,
     raise_on_block: bool = False,
+    guard: Guard | None = None,
 ) -> list[ProtectedTool]:
     """Protect tools for a graph. Plain functions are turned into tools the way ``ToolNode``
     does it (``langchain_core.tools.tool``); tools already protected are kept as they are.
@@ -71,6 +73,7 @@ def protect_graph_tools(
                 context_fn,
                 block_message=block_message,
                 raise_on_block=raise_on_block,
+                guard=guard,
             )
         )
     return out
@@ -83,17 +86,23 @@ def protected_tool_node(
     *,
     block_message: BlockMessage = None,
     raise_on_block: bool = False,
+    guard: Guard | None = None,
     **tool_node_kwargs: Any,
 ) -> ToolNode:
     """A ``ToolNode`` running ``tools`` under Sentinel.
 
-    ``config``, ``context_fn``, ``block_message`` and ``raise_on_block`` are as for
+    ``config``, ``context_fn``, ``block_message``, ``raise_on_block`` and ``guard`` are as for
     :func:`~sentinel.integrations.langchain.protect_tool`; everything else (``name``,
     ``handle_tool_errors``, ``messages_key``, ``wrap_tool_call``…) goes to ``ToolNode``. With
     ``raise_on_block=True`` a rejection raises :class:`~sentinel.errors.SentinelBlockedError`,
     which ``ToolNode``'s default error handling does not catch, so the graph run stops.
     """
     protected = protect_graph_tools(
-        tools, config, context_fn, block_message=block_message, raise_on_block=raise_on_block
+        tools,
+        config,
+        context_fn,
+        block_message=block_message,
+        raise_on_block=raise_on_block,
+        guard=guard,
     )
     return ToolNode(protected, **tool_node_kwargs)

@@ -69,9 +69,9 @@ from sentinel.integrations._common import (
     BlockMessage,
     check_block_message,
     render_block,
+    resolve_guard,
 )
 from sentinel.policy import Action
-from sentinel.protect import get_guard
 
 __all__ = [
     "DEFAULT_BLOCK_MESSAGE",
@@ -165,14 +165,15 @@ class OpenAIAgentsApproval(ApprovalInterface):
         return ApprovalResult(ApprovalStatus.PENDING, request.request_id)
 
 
-def _sdk_guard(config: SentinelConfig, context_fn: Callable[..., Any] | None) -> Guard:
-    """A guard like ``get_guard(config)`` whose approval channel is the SDK's run state (one per
-    configuration, kept on it as ``get_guard`` does)."""
-    derived: SentinelConfig | None = config.__dict__.get("_sentinel_openai_agents_sdk")
+def _sdk_guard(guard: Guard) -> Guard:
+    """A guard like ``guard`` (same policy, context provider and hooks) whose approval channel is
+    the SDK's run state. One per guard, kept on it."""
+    derived: Guard | None = guard.__dict__.get("_sentinel_openai_agents_sdk")
     if derived is None:
-        derived = dataclasses.replace(config, approval_interface=OpenAIAgentsApproval())
-        config.__dict__["_sentinel_openai_agents_sdk"] = derived
-    return get_guard(derived, context_fn)
+        config = dataclasses.replace(guard.config, approval_interface=OpenAIAgentsApproval())
+        derived = Guard(config, guard.context_fn, hooks=guard.hooks)
+        guard.__dict__["_sentinel_openai_agents_sdk"] = derived
+    return derived
 
 
 # --- public API ---------------------------------------------------------------------------------
@@ -184,6 +185,7 @@ def policy_needs_approval(
     *,
     tool: FunctionTool | None = None,
     name: str | None = None,
+    guard: Guard | None = None,
 ) -> Callable[[RunContextWrapper[Any], dict[str, Any], str], Awaitable[bool]]:
     """A ``needs_approval`` callable backed by the Sentinel policy: True when the guard's decision
     for the call is *require approval*. Blocked calls answer False (nobody needs to approve
@@ -194,11 +196,9 @@ def policy_needs_approval(
     coerced with its parameter model first. :func:`protect_function_tool` with
     ``approvals="sdk"`` sets this up for you.
     """
-    cfg = _config(config, "policy_needs_approval")
+    the_guard = resolve_guard(config, context_fn, guard, "policy_needs_approval")
     arguments = _Arguments(tool) if tool is not None else None
-    return _decide_with(
-        get_guard(cfg, context_fn), arguments, name or (tool.name if tool else None)
-    )
+    return _decide_with(the_guard, arguments, name or (tool.name if tool else None))
 
 
 def protect_function_tool(
@@ -209,13 +209,15 @@ def protect_function_tool(
     approvals: Approvals = "queue",
     block_message: BlockMessage = None,
     raise_on_block: bool = False,
+    guard: Guard | None = None,
 ) -> FunctionTool:
     """Return a protected copy of ``tool`` (the original is left untouched).
 
     ``config`` defaults to ``SentinelConfig()``; its rules are loaded now. ``approvals`` is
     ``"queue"`` (wait in Sentinel's queue) or ``"sdk"`` (``needs_approval`` from the policy and the
     SDK's ``RunState`` approvals); see the module documentation. ``block_message`` and
-    ``raise_on_block`` are as for the LangChain integration.
+    ``raise_on_block`` are as for the LangChain integration; ``guard`` uses an existing
+    :class:`~sentinel.guard.Guard` instead of ``config``.
     """
     if not isinstance(tool, FunctionTool):
         raise TypeError(
@@ -223,14 +225,14 @@ def protect_function_tool(
             "use protected_function_tool to decorate a function"
         )
     where = f"protect_function_tool({tool.name!r})"
-    cfg = _config(config, where)
+    base_guard = resolve_guard(config, context_fn, guard, where)
     if approvals not in ("queue", "sdk"):
         raise SentinelConfigError(
             f"{where}: approvals must be 'queue' or 'sdk', got {approvals!r}", field="approvals"
         )
     message = check_block_message(block_message, where)
     arguments = _Arguments(tool)
-    guard = _sdk_guard(cfg, context_fn) if approvals == "sdk" else get_guard(cfg, context_fn)
+    the_guard = _sdk_guard(base_guard) if approvals == "sdk" else base_guard
 
     protected = copy.copy(tool)
     original = protected.on_invoke_tool  # bound to the copy: its error handling stays intact
@@ -241,7 +243,7 @@ def protect_function_tool(
         call_id = str(getattr(ctx, "tool_call_id", "") or "")
         token = _CALL.set((ctx, name, call_id))
         try:
-            return await guard.run_async(name, params, lambda: original(ctx, input))
+            return await the_guard.run_async(name, params, lambda: original(ctx, input))
         except SentinelBlockedError as exc:
             if raise_on_block:
                 raise
@@ -251,7 +253,7 @@ def protect_function_tool(
 
     protected.on_invoke_tool = on_invoke_tool
     if approvals == "sdk":
-        protected.needs_approval = _decide_with(guard, arguments, name)
+        protected.needs_approval = _decide_with(the_guard, arguments, name)
     return protected
 
 
@@ -263,6 +265,7 @@ def protect_function_tools(
     approvals: Approvals = "queue",
     block_message: BlockMessage = None,
     raise_on_block: bool = False,
+    guard: Guard | None = None,
 ) -> list[FunctionTool]:
     """:func:`protect_function_tool` for each tool (same config and options)."""
     return [
@@ -273,6 +276,7 @@ def protect_function_tools(
             approvals=approvals,
             block_message=block_message,
             raise_on_block=raise_on_block,
+            guard=guard,
         )
         for t in tools
     ]
@@ -286,6 +290,7 @@ def protected_function_tool(
     approvals: Approvals = "queue",
     block_message: BlockMessage = None,
     raise_on_block: bool = False,
+    guard: Guard | None = None,
     **function_tool_kwargs: Any,
 ) -> Any:
     """``@function_tool`` with Sentinel: ``@protected_function_tool(config=cfg)`` (any
@@ -301,6 +306,7 @@ def protected_function_tool(
             approvals=approvals,
             block_message=block_message,
             raise_on_block=raise_on_block,
+            guard=guard,
         )
 
     if func is None:
@@ -329,12 +335,3 @@ def _decide_with(
             return True  # the decision failed: fail secure and ask a person
 
     return needs_approval
-
-
-def _config(config: SentinelConfig | None, where: str) -> SentinelConfig:
-    cfg = config if config is not None else SentinelConfig()
-    if not isinstance(cfg, SentinelConfig):
-        raise SentinelConfigError(
-            f"{where}: config must be a SentinelConfig, got {type(cfg).__name__}", field="config"
-        )
-    return cfg

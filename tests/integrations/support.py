@@ -210,3 +210,28 @@ def fake_agents_model(turns: Sequence[Sequence[Any]]) -> Any:
             raise NotImplementedError("streaming is not scripted")
 
     return FakeAgentsModel()
+
+
+class LimitHook:
+    """A real escalation hook (what limits and anomaly detection plug in as): blocks transfers
+    above ``limit`` and learns from the calls that ran."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.observed: list[tuple[str, dict[str, Any]]] = []
+        self.abandoned: list[tuple[str, dict[str, Any]]] = []
+
+    def assess(self, function: str, params: Any, agent_id: Any, verdict: Any) -> Any:
+        from sentinel.guard import Escalation
+        from sentinel.policy import Action
+
+        amount = params.get("amount")
+        if isinstance(amount, (int, float)) and amount > self.limit:
+            return Escalation(Action.BLOCK, f"over the {self.limit:g} limit", "limit:test", 9.5)
+        return None
+
+    def observe(self, function: str, params: Any, agent_id: Any, succeeded: bool = True) -> None:
+        self.observed.append((function, dict(params)))
+
+    def abandon(self, function: str, params: Any, agent_id: Any) -> None:
+        self.abandoned.append((function, dict(params)))

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from sentinel import SentinelBlockedError, SentinelConfig, SentinelConfigError
 from sentinel.errors import SentinelDeniedError
+from sentinel.guard import Guard
 from sentinel.integrations.langchain import (
     ProtectedTool,
     create_protected_tool,
@@ -23,7 +24,13 @@ from sentinel.integrations.langchain import (
     protect_tools,
 )
 from sentinel.store import HistoryFilter, Store
-from tests.integrations.support import Decider, QueueDecider, fake_tool_model, write_rules
+from tests.integrations.support import (
+    Decider,
+    LimitHook,
+    QueueDecider,
+    fake_tool_model,
+    write_rules,
+)
 
 # --- tools of every kind --------------------------------------------------------------------
 
@@ -632,3 +639,25 @@ def test_tool_without_arguments_is_governed_by_name(rules: Path, db: Path) -> No
     assert protected.args == {}
     assert "Delete operations are disabled" in protected.invoke({})
     assert RAN == []
+
+
+# --- escalation hooks (limits, anomaly detection) apply through the same guard ----------------
+
+
+def test_escalation_hooks_apply_to_protected_tools(rules: Path, db: Path) -> None:
+    hook = LimitHook(limit=100)
+    guard = Guard(config(rules, db), hooks=[hook])
+    protected = protect_tool(transfer_funds, guard=guard)
+    out = protected.invoke(call("transfer_funds", {"amount": "500", "destination": "A"}))
+    assert out.status == "error" and "over the 100 limit" in out.content
+    assert out.artifact["sentinel"]["rule_id"] == "limit:test"
+    assert protected.invoke({"amount": 20, "destination": "A"}) == "sent 20 to A"
+    assert RAN == [("transfer_funds", 20)]
+    assert hook.observed == [("transfer_funds", {"amount": 20, "destination": "A"})]
+    assert hook.abandoned == [("transfer_funds", {"amount": 500, "destination": "A"})]
+
+
+def test_guard_and_config_together_are_refused(rules: Path, db: Path) -> None:
+    cfg = config(rules, db)
+    with pytest.raises(SentinelConfigError, match="either guard= or config"):
+        protect_tool(transfer_funds, cfg, guard=Guard(cfg))

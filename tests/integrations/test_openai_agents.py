@@ -22,6 +22,7 @@ from agents import (
 from agents.exceptions import UserError
 
 from sentinel import SentinelBlockedError, SentinelConfig, SentinelConfigError
+from sentinel.guard import Guard
 from sentinel.integrations.openai_agents import (
     OpenAIAgentsApproval,
     policy_needs_approval,
@@ -32,6 +33,7 @@ from sentinel.integrations.openai_agents import (
 from sentinel.store import HistoryFilter, Store
 from tests.integrations.support import (
     Decider,
+    LimitHook,
     QueueDecider,
     agents_call,
     agents_text,
@@ -383,3 +385,26 @@ async def test_sdk_tool_timeout_cancels_the_waiting_request(rules: Path, db: Pat
     (event,) = Store(db).history(HistoryFilter(kinds=("cancelled",)))
     assert event.function == "transfer_quick"
     assert Store(db).list_pending() == []
+
+
+async def test_escalation_hooks_apply_in_both_approval_modes(rules: Path, db: Path) -> None:
+    hook = LimitHook(limit=100)
+    guard = Guard(config(rules, db), hooks=[hook])
+    queue_tool = protect_function_tool(transfer_funds, guard=guard)
+    sdk_tool = protect_function_tool(transfer_funds, guard=guard, approvals="sdk")
+    for tool in (queue_tool, sdk_tool):
+        model = fake_agents_model(
+            [
+                [
+                    agents_call("transfer_funds", {"amount": "500", "destination": "A"}, "h1"),
+                    agents_call("transfer_funds", {"amount": 30, "destination": "A"}, "h2"),
+                ],
+                [agents_text("ok")],
+            ]
+        )
+        result = await Runner.run(Agent(name="payer", tools=[tool], model=model), "pay")
+        assert result.interruptions == []  # a block needs nobody, even in "sdk" mode
+        assert "not executed: over the 100 limit" in outputs(result)["h1"]
+        assert outputs(result)["h2"] == "sent 30 to A"
+    assert RAN == [("transfer_funds", 30), ("transfer_funds", 30)]
+    assert [p["amount"] for _, p in hook.observed] == [30, 30]
