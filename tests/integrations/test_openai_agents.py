@@ -408,3 +408,48 @@ async def test_escalation_hooks_apply_in_both_approval_modes(rules: Path, db: Pa
         assert outputs(result)["h2"] == "sent 30 to A"
     assert RAN == [("transfer_funds", 30), ("transfer_funds", 30)]
     assert [p["amount"] for _, p in hook.observed] == [30, 30]
+
+
+class _LateEscalation:
+    """A hook that flags a call only when it is assessed a second time, as when anomaly scores
+    or the rules change between the SDK's approval check and the invocation."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def assess(self, function: str, params: Any, agent_id: Any, verdict: Any) -> Any:
+        from sentinel.guard import Escalation
+        from sentinel.policy import Action
+
+        self.seen += 1
+        if self.seen >= 2:
+            return Escalation(Action.REQUIRE_APPROVAL, "unusual at invocation time", "anomaly", 8)
+        return None
+
+    def observe(self, *args: Any) -> None:
+        pass
+
+    def abandon(self, *args: Any) -> None:
+        pass
+
+
+async def test_sdk_mode_falls_back_to_the_queue_when_the_sdk_did_not_approve(
+    rules: Path, db: Path
+) -> None:
+    guard = Guard(config(rules, db), hooks=[_LateEscalation()])
+    tool = protect_function_tool(transfer_funds, guard=guard, approvals="sdk")
+    model = fake_agents_model(
+        [
+            [agents_call("transfer_funds", {"amount": 50, "destination": "A"}, "f1")],
+            [agents_text("ok")],
+        ]
+    )
+    ran_when_pending: list[Any] = []
+    with QueueDecider(
+        db, approve=True, before_decide=lambda rec: ran_when_pending.append(list(RAN))
+    ) as decider:
+        result = await Runner.run(Agent(name="payer", tools=[tool], model=model), "pay")
+    assert result.interruptions == []  # the SDK saw nothing to approve
+    assert decider.error is None and ran_when_pending == [[]]
+    assert decider.decided[0].rule_id == "anomaly"
+    assert outputs(result)["f1"] == "sent 50 to A"  # ran only after the operator's approval
