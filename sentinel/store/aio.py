@@ -244,6 +244,11 @@ class AsyncStore:
         snap: MetricsSnapshot = await self._run(ops.metrics(since, time.time()))
         return snap
 
+    async def events_after(self, after_seq: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """See :meth:`Store.events_after`."""
+        out: list[EventRecord] = await self._run(ops.events_after(after_seq, limit))
+        return out
+
     async def count_events(self) -> int:
         n: int = await self._run(ops.count_events())
         return n

@@ -323,6 +323,11 @@ def history(flt: HistoryFilter | None, before_seq: int | None, limit: int) -> Op
     return [event_from_row(r) for r in rows]
 
 
+def events_after(after_seq: int, limit: int) -> Op:
+    rows = yield Q(sql.EVENTS_AFTER, (int(after_seq), int(limit)), "all")
+    return [event_from_row(r) for r in rows]
+
+
 def count_events() -> Op:
     row = yield Q(sql.COUNT_EVENTS, (), "one")
     return int(row[0])

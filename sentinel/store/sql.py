@@ -47,6 +47,7 @@ FINISH = (
 
 LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 INSERT_EVENT = f"INSERT INTO events ({_ECOLS}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+EVENTS_AFTER = f"SELECT {_ECOLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 COUNT_EVENTS = "SELECT count(*) FROM events"
 HISTORY = f"SELECT {_ECOLS} FROM events WHERE {{where}} ORDER BY seq DESC LIMIT ?"
 

@@ -307,6 +307,11 @@ class Store:
         snap: MetricsSnapshot = self._read(ops.metrics(since, time.time()))
         return snap
 
+    def events_after(self, after_seq: int = 0, limit: int = 1000) -> list[EventRecord]:
+        """Events with ``seq > after_seq``, oldest first (for exporters and chain verification)."""
+        out: list[EventRecord] = self._read(ops.events_after(after_seq, limit))
+        return out
+
     def count_events(self) -> int:
         n: int = self._read(ops.count_events())
         return n

@@ -195,6 +195,14 @@ def test_chain_stays_linear_with_concurrent_writers(db_path: Path) -> None:
             s.close()
 
 
+def test_events_after_reads_oldest_first_in_pages(store: Store) -> None:
+    store.append_events([{"kind": "allowed", "function": f"f{i}"} for i in range(7)])
+    first = store.events_after(0, limit=3)
+    rest = store.events_after(first[-1].seq, limit=100)
+    assert [e.seq for e in first + rest] == list(range(1, 8))
+    assert store.events_after(7) == []
+
+
 def test_append_events_validates_input(store: Store) -> None:
     with pytest.raises(ValueError, match="unknown event field.*colour"):
         store.append_events([{"kind": "allowed", "colour": "red"}])
