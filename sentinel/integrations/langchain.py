@@ -115,6 +115,7 @@ class ProtectedTool(BaseTool):
 
     _guard: Guard = PrivateAttr()
     _hidden: frozenset[str] | None = PrivateAttr(default=None)
+    _plumbing: dict[bool, _Plumbing] = PrivateAttr(default_factory=dict)
 
     def __init__(self, *, guard: Guard, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -164,7 +165,9 @@ class ProtectedTool(BaseTool):
             return self._guard.run_sync(
                 self.name,
                 params,
-                lambda: _call_sync(inner, call_args, call_kwargs, config, run_manager),
+                lambda: _call_sync(
+                    inner, self._plumbing_for(False), call_args, call_kwargs, config, run_manager
+                ),
             )
         except SentinelBlockedError as exc:
             return self._rejected(exc)
@@ -182,7 +185,9 @@ class ProtectedTool(BaseTool):
             return await self._guard.run_async(
                 self.name,
                 params,
-                lambda: _call_async(inner, call_args, call_kwargs, config, run_manager),
+                lambda: _call_async(
+                    inner, self._plumbing_for(True), call_args, call_kwargs, config, run_manager
+                ),
             )
         except SentinelBlockedError as exc:
             return self._rejected(exc)
@@ -221,6 +226,14 @@ class ProtectedTool(BaseTool):
         else:  # a pydantic.v1 schema
             value = getattr(schema.parse_obj({key: args[0]}), key)
         return key, value
+
+    def _plumbing_for(self, is_async: bool) -> _Plumbing:
+        """What the wrapped tool's ``_run`` / ``_arun`` accepts, inspected once (signature and
+        type-hint inspection cost more than the rest of a governed call)."""
+        found = self._plumbing.get(is_async)
+        if found is None:
+            found = self._plumbing[is_async] = _Plumbing.of(self.wrapped_tool, is_async)
+        return found
 
     def _hidden_keys(self) -> frozenset[str]:
         """Arguments the model does not supply (runtime injections): kept from the rules."""
@@ -276,25 +289,50 @@ def _config_param(func: Callable[..., Any]) -> str | None:
     return None
 
 
+class _Plumbing:
+    """Whether a tool's ``_run`` (or ``_arun``) takes ``run_manager`` and the name of its
+    ``RunnableConfig`` parameter, decided the way ``BaseTool.run`` / ``arun`` decide it."""
+
+    __slots__ = ("config_param", "run_manager")
+
+    def __init__(self, run_manager: bool, config_param: str | None) -> None:
+        self.run_manager = run_manager
+        self.config_param = config_param
+
+    @classmethod
+    def of(cls, tool: BaseTool, is_async: bool) -> _Plumbing:
+        if is_async and type(tool)._arun is not BaseTool._arun:
+            target = tool._arun
+        else:  # BaseTool's default _arun runs _run in an executor, with _run's plumbing
+            target = tool._run
+        return cls("run_manager" in _parameters(target), _config_param(target))
+
+    def kwargs(
+        self, kwargs: dict[str, Any], config: RunnableConfig, run_manager: Any
+    ) -> dict[str, Any]:
+        call = dict(kwargs)
+        if run_manager is not None and self.run_manager:
+            call["run_manager"] = run_manager
+        if self.config_param:
+            call[self.config_param] = config
+        return call
+
+
 def _call_sync(
     tool: BaseTool,
+    plumbing: _Plumbing,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     config: RunnableConfig,
     run_manager: CallbackManagerForToolRun | None,
 ) -> Any:
     """Run the wrapped tool the way ``BaseTool.run`` would have (same plumbing arguments)."""
-    call = dict(kwargs)
-    target = tool._run
-    if run_manager is not None and "run_manager" in _parameters(target):
-        call["run_manager"] = run_manager
-    if name := _config_param(target):
-        call[name] = config
-    return tool._run(*args, **call)
+    return tool._run(*args, **plumbing.kwargs(kwargs, config, run_manager))
 
 
 async def _call_async(
     tool: BaseTool,
+    plumbing: _Plumbing,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     config: RunnableConfig,
@@ -302,13 +340,7 @@ async def _call_async(
 ) -> Any:
     """Run the wrapped tool the way ``BaseTool.arun`` would have. A tool without an async
     implementation runs in an executor (LangChain's own default for ``_arun``)."""
-    call = dict(kwargs)
-    target = tool._run if type(tool)._arun is BaseTool._arun else tool._arun
-    if run_manager is not None and "run_manager" in _parameters(target):
-        call["run_manager"] = run_manager
-    if name := _config_param(target):
-        call[name] = config
-    return await tool._arun(*args, **call)
+    return await tool._arun(*args, **plumbing.kwargs(kwargs, config, run_manager))
 
 
 def _input_schema(tool: BaseTool) -> Any:
