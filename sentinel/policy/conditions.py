@@ -164,7 +164,13 @@ class Leaf:
     def check(self, call: Call, strict: bool) -> Result:
         try:
             if self.simple:
-                value = lookup(call, self.param, self.folded[0], strict)
+                if not strict:
+                    value = call.params.get(self.param, MISSING)
+                elif call._plain or (call._plain is None and call.plain()):
+                    # every name is its own fold: exact lookup of the folded name (hot path)
+                    value = call.params.get(self.folded[0], MISSING)
+                else:
+                    value = lookup(call, self.param, self.folded[0], strict)
             else:
                 value = resolve(call, self.path, self.folded, strict, self.param)
             if self.test is None:  # exists

@@ -11,11 +11,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sentinel.policy.conditions import AllNode, Node, Template, compile_condition
+from sentinel.policy.conditions import AllNode, Leaf, Node, Template, compile_condition
 from sentinel.policy.models import Action, PolicyFile, Rule
 from sentinel.policy.regex import GlobSet, fold
 from sentinel.policy.values import (
@@ -29,6 +28,21 @@ from sentinel.policy.values import (
 from sentinel.policy.verdict import ConditionTrace, RuleMatch, RuleTrace, Verdict
 from sentinel.redact import Redactor
 
+_lazy = Verdict._lazy
+
+
+def describe_limit(limit: Any) -> str:
+    """``sum of amount ≤ 5000 per 24h by agent`` / ``at most 10 calls per 1h by agent``."""
+    per = ", ".join(limit.scopes)
+    if limit.sum is not None:
+        return f"sum of {limit.sum} at most {limit.max:g} per {limit.window} by {per}"
+    return f"at most {limit.count} call(s) per {limit.window} by {per}"
+
+
+def _order(hit: tuple[CompiledRule, str | None]) -> int:
+    return hit[0].position
+
+
 #: How many distinct (function, agent) pairs keep their candidate list cached.
 CANDIDATE_CACHE_SIZE = 4096
 
@@ -40,7 +54,7 @@ class CompiledRule:
 
     __slots__ = (
         "rule", "id", "name", "action", "strictness", "priority", "order", "shadow", "strict",
-        "globs", "agents", "cond", "template", "timeout", "_matches",
+        "globs", "agents", "cond", "template", "timeout", "_matches", "limit", "position", "leaves",
     )  # fmt: skip
 
     def __init__(self, rule: Rule, order: int, is_secret: Callable[[str], bool]) -> None:
@@ -62,11 +76,16 @@ class CompiledRule:
             if rule.conditions
             else None
         )
+        self.leaves: tuple[Leaf, ...] | None = None
+        if self.cond is not None and all(type(c) is Leaf for c in self.cond.children):
+            self.leaves = self.cond.children  # type: ignore[assignment]
         default = (
             f"Rule '{rule.id}'" + (f" ({rule.name})" if rule.name else "") + f": {rule.action}"
         )
         self.template = Template(rule.message or default, is_secret)
         self.timeout = rule.timeout_seconds
+        self.limit = rule.limit
+        self.position = 0  # index in evaluation order (set by Policy)
         # RuleMatch objects are immutable and often identical from call to call: reuse them.
         self._matches: dict[tuple[str, str | None], RuleMatch] = {}
 
@@ -91,9 +110,22 @@ class CompiledRule:
 
     def match(self, call: Call) -> tuple[bool, str | None]:
         """(matched, error). An unevaluable condition matches only for block / approval rules."""
-        if self.cond is None:
+        cond = self.cond
+        if cond is None:
             return True, None
-        r = self.cond.check(call, self.strict)
+        strict = self.strict
+        if self.leaves is not None:  # a flat list of conditions (the common case): no recursion
+            error = None
+            for leaf in self.leaves:
+                r = leaf.check(call, strict)
+                if r is False:
+                    return False, None
+                if r is not True and error is None:
+                    error = r
+            if error is None:
+                return True, None
+            return strict, error
+        r = cond.check(call, strict)
         if r is True:
             return True, None
         if r is False:
@@ -101,10 +133,21 @@ class CompiledRule:
         return self.strict, r
 
 
-@dataclass(frozen=True, slots=True)
 class _Candidates:
-    enforced: tuple[CompiledRule, ...]
-    shadow: tuple[CompiledRule, ...]
+    """The rules that can apply to one (function, agent) pair, and what to answer when none do."""
+
+    __slots__ = ("enforced", "shadow", "limits", "empty")
+
+    def __init__(
+        self,
+        enforced: tuple[CompiledRule, ...],
+        shadow: tuple[CompiledRule, ...],
+        limits: tuple[CompiledRule, ...],
+    ) -> None:
+        self.enforced = enforced
+        self.shadow = shadow
+        self.limits = limits
+        self.empty = not enforced and not shadow
 
 
 def _as_float(v: Any) -> float | None:
@@ -153,8 +196,16 @@ class Policy:
         self._redactor = Redactor(self.redact_keys)
         secret = self._redactor.is_secret_key
         self._compiled = tuple(CompiledRule(r, i, secret) for i, r in ordered)
+        for position, compiled in enumerate(self._compiled):
+            compiled.position = position
         self._active = tuple(c for c in self._compiled if c.rule.enabled)
-        self._cache: dict[tuple[str, str | None], _Candidates] = {}
+        #: Enabled limit rules (counted by :mod:`sentinel.limits`, never matched as verdicts).
+        self.limit_rules = tuple(c for c in self._active if c.limit is not None)
+        self.has_limits = bool(self.limit_rules)
+        # Without agent patterns the candidates depend on the function name alone: the cache is
+        # keyed by the raw name, so a call no rule targets costs one dict lookup.
+        self._by_agent = any(c.agents is not None for c in self._active)
+        self._cache: dict[Any, _Candidates] = {}
         self._default_reason = f"no rule matched; default action is {self.default_action.value}"
 
     def __repr__(self) -> str:
@@ -165,14 +216,17 @@ class Policy:
 
     def candidates(self, function: str, agent_id: str | None = None) -> _Candidates:
         """The enabled rules whose patterns match this function and agent (cached)."""
-        key = (function, agent_id)
+        key: Any = (function, agent_id) if self._by_agent else function
         hit = self._cache.get(key)
         if hit is not None:
             return hit
         name, agent = fold(function), fold(agent_id or "")
         chosen = [c for c in self._active if c.applies(name, agent)]
+        rules = [c for c in chosen if c.limit is None]
         hit = _Candidates(
-            tuple(c for c in chosen if not c.shadow), tuple(c for c in chosen if c.shadow)
+            tuple(c for c in rules if not c.shadow),
+            tuple(c for c in rules if c.shadow),
+            tuple(c for c in chosen if c.limit is not None),
         )
         if len(self._cache) >= CANDIDATE_CACHE_SIZE:
             self._cache.clear()  # bounded; callers with unbounded distinct names just recompute
@@ -183,52 +237,58 @@ class Policy:
         self, function: str, params: Mapping[str, Any], agent_id: str | None = None
     ) -> Verdict:
         """Decide one call. Never raises for odd parameter values: doubt matches block rules."""
-        cands = self.candidates(function, agent_id)
-        value = self._value_at_risk(params)
-        if not cands.enforced and not cands.shadow:
-            return Verdict(
-                self.default_action, None, self._default_reason, (), (), self.version, None, value
-            )
+        cands = self._cache.get((function, agent_id) if self._by_agent else function)
+        if cands is None:
+            cands = self.candidates(function, agent_id)
+        if cands.empty:
+            return _lazy(
+                self.default_action, None, self._default_reason, self.version, None,
+                None, (), (), None, params, self._value_at_risk,
+            )  # fmt: skip
         call = Call(params)
-        hits: list[tuple[CompiledRule, str | None]] = []
         best: CompiledRule | None = None
-        first_match = self.ordering == "first_match"
-        for rule in cands.enforced:
-            matched, error = rule.match(call)
-            if matched:
-                hits.append((rule, error))
-                if best is None or rule.strictness > best.strictness:
-                    best = rule
-                if first_match:
+        best_error: str | None = None
+        others: list[tuple[CompiledRule, str | None]] = []
+        if self.ordering == "first_match":
+            for rule in cands.enforced:
+                matched, error = rule.match(call)
+                if matched:
+                    best, best_error = rule, error
                     break
-        shadow: tuple[RuleMatch, ...] = ()
+        else:
+            for rule in cands.enforced:
+                matched, error = rule.match(call)
+                if matched:
+                    if best is None:
+                        best, best_error = rule, error
+                    elif rule.strictness > best.strictness:
+                        others.append((best, best_error))
+                        best, best_error = rule, error
+                    else:
+                        others.append((rule, error))
+        shadow: tuple[tuple[CompiledRule, str | None], ...] = ()
         if cands.shadow:
             shadow = tuple(
-                rule.to_match(error, call)
+                (rule, error)
                 for rule in cands.shadow
                 for matched, error in (rule.match(call),)
                 if matched
             )
         if best is None:
-            return Verdict(
-                self.default_action,
-                None,
-                self._default_reason,
-                (),
-                shadow,
-                self.version,
-                None,
-                value,
-            )
-        ordered = [h for h in hits if h[0] is best] + [h for h in hits if h[0] is not best]
-        matches = tuple(rule.to_match(error, call) for rule, error in ordered)
-        decider = matches[0]
+            return _lazy(
+                self.default_action, None, self._default_reason, self.version, None,
+                None, (), shadow, call, params, self._value_at_risk,
+            )  # fmt: skip
+        if len(others) > 1:  # keep evaluation order among the rest (the decider moved out)
+            others.sort(key=_order)
+        decider = best.to_match(best_error, call)
         reason = decider.message
-        if decider.error:
-            reason += f" (matched because a condition could not be evaluated: {decider.error})"
-        return Verdict(
-            best.action, best.id, reason, matches, shadow, self.version, best.timeout, value
-        )
+        if best_error:
+            reason += f" (matched because a condition could not be evaluated: {best_error})"
+        return _lazy(
+            best.action, best.id, reason, self.version, best.timeout,
+            decider, tuple(others), shadow, call, params, self._value_at_risk,
+        )  # fmt: skip
 
     def _value_at_risk(self, params: Mapping[str, Any]) -> float | None:
         for name in self.value_params:
@@ -279,7 +339,13 @@ class Policy:
                     note = "matched because a condition could not be evaluated"
                 elif error:
                     note = "not matched: a condition could not be evaluated (allow rules need certainty)"
-                if stopped and not rule.shadow:
+                if rule.limit is not None:
+                    lim = describe_limit(rule.limit)
+                    note = (
+                        f"limit rule ({lim}): calls it matches are counted; over the limit the "
+                        f"call escalates to {rule.action.value}" + (f"; {note}" if note else "")
+                    )
+                elif stopped and not rule.shadow:
                     note = (note + "; " if note else "") + "not consulted (first_match)"
             decided = rule.id == verdict.rule_id and not rule.shadow
             if decided and self.ordering == "first_match":

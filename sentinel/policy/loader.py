@@ -22,6 +22,7 @@ from sentinel.policy.models import (
     CaseCall,
     CaseExpect,
     Condition,
+    Limit,
     PolicyCase,
     PolicyFile,
     Rule,
@@ -268,6 +269,8 @@ def _model_at(data: dict[str, Any], path: tuple[Any, ...]) -> type | None:
     if path[0] == "rules":
         if len(path) == 2:
             return Rule
+        if len(path) == 3 and last == "limit":
+            return Limit
         if last in ("conditions", "any", "all", "not"):
             node: Any = data
             for p in path:
@@ -322,6 +325,7 @@ def _describe(err: Any, path: tuple[Any, ...], data: dict[str, Any]) -> tuple[st
         "bad_param",
         "missing_value",
         "bad_condition",
+        "bad_limit",
     ):
         return f"{ctx}: {err['msg']}" + _at(path), ctx_data.get("hint")
     if kind in _TYPE_WORDS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from decimal import Decimal
 from enum import Enum
 from typing import Annotated, Any, Literal
@@ -270,8 +271,102 @@ Patterns = (
 )
 
 
+#: Window lengths: a number of seconds, or ``30s``, ``15m``, ``1h``, ``24h``, ``7d``, ``2w``.
+_WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+#: ``per:`` words that are not parameter names.
+LIMIT_SCOPES = ("agent", "function", "global")
+
+
+def parse_window(value: Any) -> float:
+    """Seconds in a window such as ``"24h"`` (or a plain number of seconds); ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a window: {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        m = _WINDOW.match(str(value))
+        if not m:
+            raise ValueError(f"not a window: {value!r}")
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"a window must be longer than 0 seconds, got {value!r}")
+    return seconds
+
+
+class Limit(_Strict):
+    """A limit over a time window: ``{count: 10, window: 1h, per: agent}`` (rate) or
+    ``{sum: amount, max: 5000, window: 24h, per: agent}`` (cumulative). Counted per ``per``
+    scope: ``agent``, ``function``, ``global`` or parameter names (``destination``), or a list."""
+
+    count: Annotated[int, Field(gt=0)] | None = None
+    sum: Annotated[str, Field(min_length=1)] | None = None
+    max: int | float | None = None
+    window: str | int | float
+    per: str | list[Annotated[str, Field(min_length=1)]] = "agent"
+
+    @field_validator("window")
+    @classmethod
+    def _check_window(cls, v: Any) -> Any:
+        try:
+            parse_window(v)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "bad_value",
+                "{problem}",
+                {
+                    "problem": str(exc),
+                    "hint": "write e.g. 30s, 15m, 1h, 24h, 7d or a number of seconds",
+                },
+            ) from None
+        return v
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> Limit:
+        if (self.count is None) == (self.sum is None):
+            raise PydanticCustomError(
+                "bad_limit",
+                "a limit needs either `count` or `sum` (with `max`)",
+                {"hint": "write {count: 10, window: 1h} or {sum: amount, max: 5000, window: 24h}"},
+            )
+        if self.sum is not None and (
+            self.max is None or not _finite_number(self.max) or self.max < 0
+        ):
+            raise PydanticCustomError(
+                "bad_limit",
+                "a `sum` limit needs `max`: a number of at least 0",
+                {"hint": "write {sum: amount, max: 5000, window: 24h}"},
+            )
+        if self.count is not None and self.max is not None:
+            raise PydanticCustomError(
+                "bad_limit",
+                "`max` belongs to `sum` limits; a `count` limit is its own maximum",
+                {"hint": "write {count: 10, window: 1h}"},
+            )
+        if not self.scopes:
+            raise PydanticCustomError(
+                "bad_limit", "`per` must name at least one scope", {"hint": "per: agent"}
+            )
+        return self
+
+    @property
+    def seconds(self) -> float:
+        """The window in seconds."""
+        return parse_window(self.window)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """``per`` as a tuple (``agent``, ``function``, ``global`` or parameter names)."""
+        per = self.per
+        return (per,) if isinstance(per, str) else tuple(per)
+
+
 class Rule(_Strict):
-    """One rule. ``id`` is required and unique; everything else has a sensible default."""
+    """One rule. ``id`` is required and unique; everything else has a sensible default.
+
+    A rule with ``limit`` is a *limit rule*: it does not decide by matching; the calls it matches
+    are counted over the window, and a call that would exceed the limit escalates to ``action``.
+    """
 
     id: Annotated[str, Field(min_length=1, max_length=200)]
     name: str | None = None
@@ -285,6 +380,17 @@ class Rule(_Strict):
     enabled: bool = True
     mode: Literal["enforce", "shadow"] = "enforce"
     timeout_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    limit: Limit | None = None
+
+    @model_validator(mode="after")
+    def _limit_action(self) -> Rule:
+        if self.limit is not None and self.action == "allow":
+            raise PydanticCustomError(
+                "bad_limit",
+                "a limit rule's action is what happens over the limit; 'allow' would do nothing",
+                {"hint": "use action: require_approval or action: block"},
+            )
+        return self
 
     @property
     def shadow(self) -> bool:
