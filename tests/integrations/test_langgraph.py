@@ -274,3 +274,32 @@ def test_raise_on_block_stops_the_graph(rules: Path, db: Path) -> None:
     with pytest.raises(SentinelBlockedError):
         graph.invoke({"messages": [HumanMessage("delete")]})
     assert RAN == []
+
+
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+def test_prebuilt_react_agent_with_protected_tools(rules: Path, db: Path) -> None:
+    from langgraph.prebuilt import create_react_agent
+
+    channel = Decider(approve=False)
+    model = fake_tool_model(
+        [
+            tool_calls(
+                ("transfer_funds", {"amount": "5000", "destination": "ACC-9"}, "r1"),
+                ("transfer_funds", {"amount": "5", "destination": "ACC-1"}, "r2"),
+            ),
+            AIMessage(content="one of two"),
+        ]
+    )
+    agent = create_react_agent(
+        model, protect_graph_tools([transfer_funds], config(rules, db, channel))
+    )
+    result = agent.invoke({"messages": [HumanMessage("pay")]})
+    msgs = {m.tool_call_id: m for m in result["messages"] if isinstance(m, ToolMessage)}
+    assert msgs["r1"].status == "error" and "not executed: denied" in msgs["r1"].content
+    assert msgs["r2"].content == "sent 5 to ACC-1"
+    assert [r.parameters["amount"] for r in channel.requests] == [5000]
+    assert RAN == [("transfer_funds", 5)]
+    assert model.bound_tools[0]["function"]["parameters"]["properties"]["amount"] == {
+        "type": "integer"
+    }
+    assert result["messages"][-1].content == "one of two"
