@@ -235,3 +235,37 @@ class LimitHook:
 
     def abandon(self, function: str, params: Any, agent_id: Any) -> None:
         self.abandoned.append((function, dict(params)))
+
+
+class LoopProbe:
+    """Shows that an event loop keeps running while a call waits for approval: a task ticks on the
+    loop, and the deciding thread (``before_decide``) checks that it ticked while the request was
+    pending before it decides."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self.ran_while_pending: bool | None = None
+        self._task: Any = None
+
+    async def _tick(self) -> None:
+        import asyncio
+
+        while True:
+            await asyncio.sleep(0.005)
+            self.ticks += 1
+
+    def start(self) -> None:
+        import asyncio
+
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def before_decide(self, record: Any) -> None:
+        start = self.ticks
+        deadline = time.monotonic() + 5
+        while self.ticks < start + 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.ran_while_pending = self.ticks >= start + 3

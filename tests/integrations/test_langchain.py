@@ -27,6 +27,7 @@ from sentinel.store import HistoryFilter, Store
 from tests.integrations.support import (
     Decider,
     LimitHook,
+    LoopProbe,
     QueueDecider,
     fake_tool_model,
     write_rules,
@@ -403,22 +404,15 @@ async def test_ainvoke_async_tool_waits_for_the_queue_without_blocking_the_loop(
     rules: Path, db: Path
 ) -> None:
     protected = protect_tool(transfer_async, config(rules, db))
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    t = asyncio.create_task(ticker())
-    with QueueDecider(db, approve=True) as decider:
+    probe = LoopProbe()
+    probe.start()
+    with QueueDecider(db, approve=True, before_decide=probe.before_decide) as decider:
         out = await protected.ainvoke({"amount": 7000, "destination": "Z"})
-    t.cancel()
+    probe.stop()
+    assert probe.ran_while_pending is True  # the loop kept running while the call waited
     assert decider.error is None and len(decider.decided) == 1
     assert out == "async sent 7000"
     assert RAN == [("transfer_async", 7000)]
-    assert ticks > 0  # the loop kept running while the call waited
 
 
 async def test_ainvoke_of_a_sync_tool_and_a_sync_only_subclass(rules: Path, db: Path) -> None:

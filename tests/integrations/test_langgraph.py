@@ -3,7 +3,6 @@ queue and the graph resumes with the decision; rejections reach the model as too
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +20,13 @@ from sentinel import SentinelBlockedError, SentinelConfig
 from sentinel.integrations.langchain import ProtectedTool
 from sentinel.integrations.langgraph import protect_graph_tools, protected_tool_node
 from sentinel.store import Store
-from tests.integrations.support import Decider, QueueDecider, fake_tool_model, write_rules
+from tests.integrations.support import (
+    Decider,
+    LoopProbe,
+    QueueDecider,
+    fake_tool_model,
+    write_rules,
+)
 
 RAN: list[tuple[str, Any]] = []
 
@@ -183,19 +188,13 @@ async def test_async_graph_waits_without_blocking_the_loop(rules: Path, db: Path
         ]
     )
     graph = build_graph(model, protected_tool_node([transfer_async], config(rules, db)))
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    t = asyncio.create_task(ticker())
-    with QueueDecider(db, approve=True) as decider:
+    probe = LoopProbe()
+    probe.start()
+    with QueueDecider(db, approve=True, before_decide=probe.before_decide) as decider:
         result = await graph.ainvoke({"messages": [HumanMessage("pay")]})
-    t.cancel()
-    assert decider.error is None and ticks > 0
+    probe.stop()
+    assert probe.ran_while_pending is True  # the loop kept running while the call waited
+    assert decider.error is None
     assert RAN == [("transfer_async", 7000)]
     assert result["messages"][-1].content == "done"
 
