@@ -4,15 +4,75 @@ Every protected function using the same rules file shares one :class:`PolicySour
 ``source.current`` is a single attribute load, so a call always sees one whole policy: a swap
 (hot reload) replaces the reference atomically and calls in flight keep the policy they started
 with.
+
+Hot reload: with ``watch=True`` (``SentinelConfig.hot_reload``, the default) a daemon thread
+watches the file's folder (:mod:`sentinel.policy.watch`). A saved edit is loaded and validated
+(including the file's ``tests:``) and swapped in; an invalid edit leaves the last good policy in
+force, is logged once, kept in :attr:`PolicySource.last_error` / :attr:`PolicySource.problem`,
+and recorded as a ``policy_rejected`` event in every database a guard uses this file with
+(a good reload is a ``policy_loaded`` event), so another process — the command center — sees it.
+Subscribers (the command center's Rules view) get a :class:`PolicyChange` for every outcome.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import socket
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
+from sentinel.errors import PolicyError
 from sentinel.policy import Policy, load_policy
+from sentinel.policy.diff import PolicyDiff, diff_policies
+from sentinel.policy.loader import load_policy_bytes
+
+log = logging.getLogger("sentinel.policy")
+
+#: Event kinds a reload records (for ``store.history(HistoryFilter(kinds=POLICY_EVENT_KINDS))``).
+POLICY_EVENT_KINDS = ("policy_loaded", "policy_rejected")
+
+
+@dataclass(frozen=True)
+class PolicyProblem:
+    """Why the file on disk is not the policy in force: ``kind`` is ``invalid``, ``deleted`` or
+    ``unreadable``; ``line`` is set when the problem has a place in the file."""
+
+    kind: Literal["invalid", "deleted", "unreadable"]
+    file: str
+    line: int | None
+    message: str  # the full located message: "rules.yaml:6: rule 'x': … (hint: …)"
+    kept_version: str  # the version still in force
+    at: float
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """What a reload did. ``kind``: ``loaded`` (``policy`` replaced ``previous``), ``rejected``
+    (the file is invalid, deleted or unreadable; ``policy`` is the last good one, still in force)
+    or ``restored`` (the file is back to the policy in force; the earlier problem is gone)."""
+
+    kind: Literal["loaded", "rejected", "restored"]
+    path: Path
+    policy: Policy
+    previous: Policy | None
+    problem: PolicyProblem | None
+    at: float
+
+    @property
+    def diff(self) -> PolicyDiff | None:
+        """Rules added / removed / changed by a ``loaded`` change (None otherwise)."""
+        if self.kind != "loaded":
+            return None
+        return diff_policies(self.previous, self.policy)
+
+
+Subscriber = Callable[[PolicyChange], None]
 
 
 class PolicySource:
@@ -22,29 +82,243 @@ class PolicySource:
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = Path(path)
         # Raises PolicyError (a SentinelConfigError) when the file is missing or invalid.
-        self.current: Policy = load_policy(path)
-        self.last_error: str | None = None
+        self.current: Policy = load_policy(self.path)
+        self.problem: PolicyProblem | None = None
+        self._subscribers: list[Subscriber] = []
+        self._databases: set[Path] = set()
+        self._reload_lock = threading.Lock()
+        self._watcher: Any = None
+        self._logged: str | None = None  # the last problem logged (log each one once)
+        self._stores: dict[Path, Any] = {}
+
+    # -- sharing ---------------------------------------------------------------------------------
 
     @classmethod
-    def for_path(cls, path: Path, *, watch: bool = True) -> PolicySource:
-        """The shared source for ``path`` (loaded once per process)."""
-        key = Path(path).resolve()
+    def for_path(cls, path: str | os.PathLike[str], *, watch: bool = True) -> PolicySource:
+        """The shared source for ``path`` (loaded once per process; watched once when ``watch``)."""
+        given = Path(path).absolute()
+        key = given.resolve()
         with cls._lock:
             source = cls._instances.get(key)
             if source is None:
-                source = cls(key)
+                source = cls(given)
                 cls._instances[key] = source
-            return source
-
-    def swap(self, policy: Policy) -> None:
-        """Put ``policy`` in force for every later call."""
-        self.current = policy
-        self.last_error = None
+        if watch:
+            source.start_watching()
+        return source
 
     @classmethod
     def reset(cls) -> None:
-        """Forget every loaded source (tests, ``clear_wrapper_cache``)."""
+        """Stop every watcher and forget every loaded source (tests, ``clear_wrapper_cache``)."""
         with cls._lock:
+            sources = list(cls._instances.values())
             cls._instances.clear()
+        for source in sources:
+            source.stop_watching()
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def last_error(self) -> str | None:
+        """The message of the current problem (None when the file on disk is in force)."""
+        return self.problem.message if self.problem is not None else None
+
+    @property
+    def watching(self) -> bool:
+        """True while a watcher thread follows the file."""
+        return self._watcher is not None and self._watcher.alive
+
+    def swap(self, policy: Policy) -> None:
+        """Put ``policy`` in force for every later call (one reference assignment)."""
+        self.current = policy
+        self.problem = None
+        self._logged = None
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(change)`` after every reload outcome (on the watcher thread, or the
+        thread calling :meth:`reload`). Returns a function that unsubscribes."""
+        with self._reload_lock:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._reload_lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def record_events_to(self, db_path: str | os.PathLike[str]) -> None:
+        """Record reload outcomes as ``policy_loaded`` / ``policy_rejected`` events in this
+        database (every guard using the file registers its database)."""
+        with self._reload_lock:
+            self._databases.add(Path(db_path).absolute())
+
+    # -- watching -------------------------------------------------------------------------------
+
+    def start_watching(self) -> None:
+        """Start the watcher thread (idempotent; one per file per process)."""
+        with self._reload_lock:
+            if self._watcher is not None and self._watcher.alive:
+                return
+            from sentinel.policy.watch import FileWatcher
+
+            self._watcher = FileWatcher(self.path, self._on_file_event).start()
+
+    def stop_watching(self) -> None:
+        """Stop the watcher thread (it exits within ~50 ms)."""
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+
+    def _on_file_event(self) -> None:
+        self.reload()
+
+    # -- reloading ------------------------------------------------------------------------------
+
+    def reload(self) -> PolicyChange | None:
+        """Re-read the file now (the watcher calls this; the command center's ``r`` key too).
+
+        Returns what happened, or None when the file holds the policy already in force and
+        nothing was wrong before. Never raises for a bad file: the last good policy stays.
+        """
+        with self._reload_lock:
+            change = self._reload_locked()
+            subscribers = list(self._subscribers) if change is not None else []
+            databases = sorted(self._databases) if change is not None else []
+        if change is None:
+            return None
+        self._report(change, databases)
+        for callback in subscribers:
+            try:
+                callback(change)
+            except Exception:
+                log.exception("policy change subscriber %r failed", callback)
+        return change
+
+    def _reload_locked(self) -> PolicyChange | None:
+        now = time.time()
+        previous = self.current
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return self._reject(
+                "deleted",
+                None,
+                f"{self.path}: rules file deleted; the last good policy "
+                f"({previous.version[:12]}) stays in force",
+                now,
+            )
+        except OSError as exc:
+            return self._reject(
+                "unreadable",
+                None,
+                f"{self.path}: cannot read rules file ({exc.strerror or exc}); the last good "
+                f"policy ({previous.version[:12]}) stays in force",
+                now,
+            )
+        if hashlib.sha256(data).hexdigest() == previous.version:
+            if self.problem is None:
+                return None  # a touch, or another file in the folder changed
+            self.problem = None
+            self._logged = None
+            log.info("rules file %s is valid again (version %s)", self.path, previous.version[:12])
+            return PolicyChange("restored", self.path, previous, previous, None, now)
+        try:
+            policy = load_policy_bytes(data, self.path)
+        except PolicyError as exc:
+            return self._reject("invalid", exc.line, str(exc), now)
+        self.swap(policy)
+        log.info(
+            "rules reloaded from %s: version %s -> %s",
+            self.path,
+            previous.version[:12],
+            policy.version[:12],
+        )
+        return PolicyChange("loaded", self.path, policy, previous, None, now)
+
+    def _reject(
+        self,
+        kind: Literal["invalid", "deleted", "unreadable"],
+        line: int | None,
+        message: str,
+        now: float,
+    ) -> PolicyChange | None:
+        if self.problem is not None and self.problem.message == message:
+            return None  # the same problem again (another save of the same broken text)
+        self.problem = PolicyProblem(kind, str(self.path), line, message, self.current.version, now)
+        if self._logged != message:
+            self._logged = message
+            log.error("rules file rejected, keeping the last good policy: %s", message)
+        return PolicyChange("rejected", self.path, self.current, self.current, self.problem, now)
+
+    def _report(self, change: PolicyChange, databases: list[Path]) -> None:
+        """Record the change in every registered database (best effort: a reload never fails
+        because the audit database is unavailable; the log still says what happened)."""
+        if not databases:
+            return
+        event = policy_event(change)
+        for db in databases:
+            try:
+                store = self._stores.get(db)
+                if store is None:
+                    from sentinel.store import Store
+
+                    store = self._stores[db] = Store(db)
+                store.append_events([dict(event, data=dict(event["data"]))])
+            except Exception as exc:
+                log.warning("could not record %s in %s: %s", event["kind"], db, exc)
+
+
+def policy_event(change: PolicyChange) -> dict[str, Any]:
+    """The event recorded for a reload outcome (``policy_loaded`` or ``policy_rejected``)."""
+    data: dict[str, Any] = {
+        "path": str(change.path),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "rules": len(change.policy.rules),
+    }
+    if change.kind == "rejected" and change.problem is not None:
+        problem = change.problem
+        data.update(problem=problem.kind, line=problem.line, kept_version=problem.kept_version)
+        return {
+            "kind": "policy_rejected",
+            "ts": change.at,
+            "policy_version": change.policy.version,
+            "reason": problem.message,
+            "data": data,
+        }
+    if change.kind == "loaded":
+        diff = change.diff
+        assert diff is not None
+        data.update(previous_version=diff.old_version, diff=diff.to_dict())
+        reason = f"rules reloaded: {diff.summary()}"
+    else:
+        data["previous_version"] = change.policy.version
+        reason = "rules file valid again"
+    return {
+        "kind": "policy_loaded",
+        "ts": change.at,
+        "policy_version": change.policy.version,
+        "reason": reason,
+        "data": data,
+    }
+
+
+def _restart_watchers_after_fork() -> None:
+    # A forked child has no watcher threads: start fresh ones for the sources it inherited.
+    for source in list(PolicySource._instances.values()):
+        if source._watcher is not None:
+            source._watcher = None
+            source._reload_lock = threading.Lock()
+            try:
+                source.start_watching()
+            except Exception:
+                pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_watchers_after_fork)
+
+__all__ = ["POLICY_EVENT_KINDS", "PolicyChange", "PolicyProblem", "PolicySource", "policy_event"]

@@ -56,8 +56,13 @@ _TYPE_WORDS = {
 }
 
 
-def load_policy(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Policy:
-    """Load and validate a rules file (YAML, or JSON by ``.json`` suffix / a leading ``{``)."""
+def load_policy(
+    path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, run_tests: bool = True
+) -> Policy:
+    """Load and validate a rules file (YAML, or JSON by ``.json`` suffix / a leading ``{``).
+
+    ``run_tests=False`` skips the file's ``tests:`` cases (``sentinel rules test`` runs and
+    reports them itself); everything else is validated as usual."""
     path = Path(path)
     name = str(path)
     try:
@@ -71,7 +76,16 @@ def load_policy(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Poli
         raise PolicyError("is a directory, not a rules file", file=name) from None
     except OSError as exc:
         raise PolicyError(f"cannot read rules file: {exc.strerror or exc}", file=name) from None
-    return _build(data, name, path, max_bytes)
+    return _build(data, name, path, max_bytes, run_tests=run_tests)
+
+
+def load_policy_bytes(
+    data: bytes, path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, run_tests: bool = True
+) -> Policy:
+    """Load a rules file from bytes already read from ``path`` (hot reload reads once and
+    hashes the same bytes it parses)."""
+    path = Path(path)
+    return _build(data, str(path), path, max_bytes, run_tests=run_tests)
 
 
 def parse_policy(
@@ -94,7 +108,13 @@ def policy_from_data(data: dict[str, Any], source: str = "<data>") -> Policy:
 
 
 def _build(
-    raw: bytes, name: str, path: Path | None, max_bytes: int, fmt: str | None = None
+    raw: bytes,
+    name: str,
+    path: Path | None,
+    max_bytes: int,
+    fmt: str | None = None,
+    *,
+    run_tests: bool = True,
 ) -> Policy:
     if len(raw) > max_bytes:
         raise PolicyError(
@@ -120,11 +140,20 @@ def _build(
             hint='start with `rules:` (YAML) or `{"rules": [...]}` (JSON)',
         )
     model = _validate(data, lines, name)
-    return _finish(model, data, lines, name, path, hashlib.sha256(raw).hexdigest())
+    return _finish(
+        model, data, lines, name, path, hashlib.sha256(raw).hexdigest(), run_tests=run_tests
+    )
 
 
 def _finish(
-    model: PolicyFile, data: dict[str, Any], lines: Lines, name: str, path: Path | None, digest: str
+    model: PolicyFile,
+    data: dict[str, Any],
+    lines: Lines,
+    name: str,
+    path: Path | None,
+    digest: str,
+    *,
+    run_tests: bool = True,
 ) -> Policy:
     seen: dict[str, int] = {}
     for i, rule in enumerate(model.rules):
@@ -146,7 +175,8 @@ def _finish(
         policy = Policy(model, version=digest, source=path, loaded_at=time.time())
     except Exception as exc:  # compile problems the schema could not catch
         raise PolicyError(f"cannot compile rules: {exc}", file=name) from None
-    _run_cases(policy, model, lines, name)
+    if run_tests:
+        _run_cases(policy, model, lines, name)
     return policy
 
 
@@ -358,4 +388,11 @@ def _kind(value: Any) -> str:
     return kind_of(value)
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "load_policy", "parse_policy", "policy_from_data", "run_case"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "load_policy",
+    "load_policy_bytes",
+    "parse_policy",
+    "policy_from_data",
+    "run_case",
+]
