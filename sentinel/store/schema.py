@@ -115,8 +115,21 @@ BEGIN
 END;
 """
 
+# Limit counters (sentinel/store/limits.py): one row per counted call; reserved rows carry
+# hold_until, confirmed rows NULL. Indexed for "this key's rows in the window".
+_LIMITS = """
+CREATE TABLE limit_usage (
+    id         INTEGER PRIMARY KEY,
+    key        TEXT NOT NULL,               -- rule id + scope, e.g. 'daily_spend|agent=bot-1'
+    ts         REAL NOT NULL,               -- when the call was checked (window position)
+    amount     REAL NOT NULL,               -- 1 for rate limits, the summed value otherwise
+    hold_until REAL                         -- reserved until then; NULL once the call ran
+);
+CREATE INDEX limit_usage_key ON limit_usage(key, ts);
+"""
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
-MIGRATIONS: list[str] = [_V1, _V2]
+MIGRATIONS: list[str] = [_V1, _V2, _LIMITS]
+
 
 
 def schema_version() -> int:
