@@ -127,9 +127,9 @@ CREATE TABLE limit_usage (
 );
 CREATE INDEX limit_usage_key ON limit_usage(key, ts);
 """
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
 MIGRATIONS: list[str] = [_V1, _V2, _LIMITS]
-
 
 
 def schema_version() -> int:
