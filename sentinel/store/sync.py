@@ -312,6 +312,32 @@ class Store:
         out: list[EventRecord] = self._read(ops.events_after(after_seq, limit))
         return out
 
+    # --- limit counters (sentinel.limits; SQL in store/limits.py) ---------------------------
+
+    def limit_reserve(self, checks: list[Any], hold_until: float) -> list[Any]:
+        """Check limit counters and reserve this call in each, atomically (``BEGIN IMMEDIATE``).
+
+        ``checks``: :class:`~sentinel.store.limits.LimitCheck`; returns one
+        :class:`~sentinel.store.limits.LimitUsage` per check (with its reservation id)."""
+        from sentinel.store import limits
+
+        out: list[Any] = self._write(limits.reserve(checks, time.time(), hold_until))
+        return out
+
+    def limit_settle(self, reservations: list[int], confirm: bool) -> None:
+        """Confirm reservations of calls that ran, or release those of calls that did not."""
+        from sentinel.store import limits
+
+        if reservations:
+            self._write(limits.settle(reservations, confirm))
+
+    def limit_usage(self, checks: list[Any]) -> list[Any]:
+        """Read limit counters without reserving anything."""
+        from sentinel.store import limits
+
+        out: list[Any] = self._read(limits.usage(checks, time.time()))
+        return out
+
     def count_events(self) -> int:
         n: int = self._read(ops.count_events())
         return n
