@@ -771,6 +771,11 @@ def _default_hooks(config: SentinelConfig) -> list[GuardHook]:
 
         anomaly = importlib.import_module("sentinel.anomaly")
         hooks.append(anomaly.AnomalyHook.from_config(config))
+    # Limits over time windows: the hook sits in this list only while the policy in force has
+    # limit rules (hot reload adds or removes it), so guards without limits keep the fast path.
+    from sentinel.limits import attach
+
+    attach(config, hooks)
     return hooks
 
 

@@ -1,0 +1,358 @@
+"""Limits over time windows: rate limits and cumulative sums, enforced by the guard.
+
+A rule with ``limit:`` in the rules file is a *limit rule*::
+
+    - id: daily_spend
+      function_pattern: "transfer_*"
+      limit: {sum: amount, max: 5000, window: 24h, per: agent}
+      action: require_approval          # what happens to a call that would exceed the limit
+
+    - id: email_rate
+      function_pattern: send_email
+      limit: {count: 20, window: 1h, per: [agent, to]}
+      action: block
+
+Its function / agent patterns and ``conditions`` select the calls it counts. The guard's
+:class:`LimitsHook` checks each such call against the counters in the store and reserves it in
+the same write transaction (``BEGIN IMMEDIATE``: concurrent calls in any number of processes
+cannot both slip under a cap). A call that ran confirms its reservation (approved calls
+included; a call that raised still ran, so it counts); a call that did not run (blocked, denied,
+expired, cancelled, governance error) releases it. A call that would exceed the limit escalates
+to the rule's ``action`` — escalation only ever makes a verdict stricter — and the approver sees
+the spend so far, the cap and what this call would make it (``context["sentinel"]["limit:<id>"]``).
+
+:func:`remaining` gives a ``context_fn`` the allowance left. Any error while checking (the
+database unavailable, say) raises, which the guard treats as a governance error (``fail_mode``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sentinel.policy import Action, Verdict
+from sentinel.policy.evaluate import CompiledRule, Policy
+from sentinel.policy.regex import fold
+from sentinel.policy.values import MISSING, Call, NotANumber, Uneval, resolve, to_decimal
+from sentinel.store.limits import LimitCheck, LimitUsage
+
+#: A reservation stops counting this long after the approval deadline if its process never
+#: settles it (the process died between the check and the outcome).
+HOLD_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class LimitStatus:
+    """One limit as it stands for a call: for ``remaining()`` and the approver's card."""
+
+    rule_id: str
+    kind: str  # "count" | "sum"
+    param: str | None  # the summed parameter (sum limits)
+    window: str
+    scope: str  # "agent=bot-1, destination=acme"
+    used: float  # confirmed calls plus live reservations in the window
+    cap: float
+    this_call: float  # what this call adds (1 for a rate limit)
+    exceeded: bool
+
+    @property
+    def remaining(self) -> float:
+        """What is left under the cap before this call."""
+        return max(0.0, self.cap - self.used)
+
+    @property
+    def would_be(self) -> float:
+        return self.used + self.this_call
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule_id,
+            "kind": self.kind,
+            "param": self.param,
+            "window": self.window,
+            "per": self.scope,
+            "used": _num(self.used),
+            "cap": _num(self.cap),
+            "this_call": _num(self.this_call),
+            "would_be": _num(self.would_be),
+            "remaining": _num(self.remaining),
+            "exceeded": self.exceeded,
+        }
+
+    def sentence(self) -> str:
+        """``daily_spend: 4200 of 5000 amount used in 24h (agent=bot-1); this call (1000)
+        would make it 5200``."""
+        what = f"{self.param}" if self.kind == "sum" else "calls"
+        text = (
+            f"limit {self.rule_id}: {_num(self.used)} of {_num(self.cap)} {what} used in "
+            f"{self.window} ({self.scope})"
+        )
+        if self.exceeded:
+            text += f"; this call ({_num(self.this_call)}) would make it {_num(self.would_be)}"
+        return text
+
+
+def _num(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else round(x, 6)
+
+
+class _Planned:
+    """A limit rule that applies to a call, with the counter key and the amount it adds."""
+
+    __slots__ = ("rule", "key", "scope", "amount", "problem")
+
+    def __init__(self, rule: CompiledRule, key: str, scope: str, amount: float, problem: str | None):
+        self.rule = rule
+        self.key = key
+        self.scope = scope
+        self.amount = amount
+        self.problem = problem  # the amount could not be read (doubt: the limit escalates)
+
+
+def _scope_value(scope: str, function: str, agent_id: str | None, call: Call) -> str:
+    if scope == "agent":
+        return agent_id or ""
+    if scope == "function":
+        return fold(function)
+    if scope == "global":
+        return "*"
+    path = tuple(scope.split("."))
+    try:
+        value = resolve(call, path, tuple(fold(p) for p in path), True, scope)
+    except Uneval:
+        return "<ambiguous>"
+    if value is MISSING:
+        return "<missing>"
+    try:
+        return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def plan(policy: Policy, function: str, params: Mapping[str, Any], agent_id: str | None) -> list[_Planned]:
+    """The limit rules that count this call (patterns and conditions match), with their keys."""
+    rules = policy.candidates(function, agent_id).limits
+    if not rules:
+        return []
+    call = Call(params)
+    out: list[_Planned] = []
+    for rule in rules:
+        matched, _error = rule.match(call)  # limit rules read conservatively: doubt counts
+        if not matched:
+            continue
+        limit = rule.limit
+        assert limit is not None
+        parts = [f"{s}={_scope_value(s, function, agent_id, call)}" for s in limit.scopes]
+        scope = ", ".join(parts)
+        problem = None
+        if limit.sum is not None:
+            amount = 0.0
+            path = tuple(limit.sum.split("."))
+            try:
+                value = resolve(call, path, tuple(fold(p) for p in path), True, limit.sum)
+                if value is MISSING:
+                    problem = f"parameter '{limit.sum}' is missing"
+                else:
+                    amount = float(to_decimal(value))
+                    if amount < 0:
+                        problem = f"{limit.sum} is negative ({_num(amount)})"
+                        amount = 0.0
+            except (Uneval, NotANumber, OverflowError) as exc:
+                problem = f"{limit.sum}: {exc}"
+            kind = f"sum:{limit.sum}"
+        else:
+            amount = 1.0
+            kind = "count"
+        key = f"{rule.id}|{kind}|" + "&".join(parts)
+        out.append(_Planned(rule, key, scope, amount, problem))
+    return out
+
+
+def _cap(rule: CompiledRule) -> float:
+    limit = rule.limit
+    assert limit is not None
+    return float(limit.count if limit.count is not None else limit.max)  # type: ignore[arg-type]
+
+
+def _status(p: _Planned, usage: LimitUsage | None) -> LimitStatus:
+    limit = p.rule.limit
+    assert limit is not None
+    used = usage.used if usage is not None else 0.0
+    exceeded = p.problem is not None or (usage is not None and usage.exceeded)
+    return LimitStatus(
+        p.rule.id,
+        "sum" if limit.sum is not None else "count",
+        limit.sum,
+        str(limit.window),
+        p.scope,
+        used,
+        _cap(p.rule),
+        p.amount,
+        exceeded,
+    )
+
+
+# --- stores ------------------------------------------------------------------------------------
+
+_stores: dict[Path, Any] = {}
+_stores_lock = threading.Lock()
+
+
+def _store(path: Path) -> Any:
+    from sentinel.store import Store
+
+    key = Path(path).absolute()
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = Store(key)
+        return store
+
+
+# --- the guard hook ----------------------------------------------------------------------------
+
+
+class LimitsHook:
+    """Checks and reserves limit counters for each call (a :class:`sentinel.guard.GuardHook`)."""
+
+    def __init__(self, policy_source: Any, db_path: str | Path, *, approval_timeout: float = 300.0):
+        self.policy_source = policy_source
+        self.db_path = Path(db_path).absolute()
+        self.approval_timeout = float(approval_timeout)
+        # Reservations of calls between assess and their outcome, by the identity of the call's
+        # parameter dict (the guard passes the same dict to assess, observe and abandon).
+        self._pending: dict[int, tuple[Mapping[str, Any], list[int]]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, config: Any) -> LimitsHook:
+        return cls(
+            config.policy_source(),
+            config.db_path,
+            approval_timeout=float(config.timeout_seconds or 300.0),
+        )
+
+    @property
+    def active(self) -> bool:
+        """True when the policy in force has limit rules."""
+        return bool(self.policy_source.current.has_limits)
+
+    def assess(
+        self, function: str, params: Mapping[str, Any], agent_id: str | None, verdict: Verdict
+    ) -> Any:
+        from sentinel.guard import Escalation
+
+        policy: Policy = self.policy_source.current
+        if not policy.has_limits or verdict.action is Action.BLOCK:
+            return None  # a blocked call never runs: nothing to count
+        planned = plan(policy, function, params, agent_id)
+        if not planned:
+            return None
+        countable = [p for p in planned if p.problem is None]
+        usages: dict[str, LimitUsage] = {}
+        if countable:
+            checks = [LimitCheck(p.key, p.rule.limit.seconds, _cap(p.rule), p.amount) for p in countable]  # type: ignore[union-attr]
+            hold = (verdict.timeout_seconds or self.approval_timeout) + HOLD_SECONDS
+            result: list[LimitUsage] = _store(self.db_path).limit_reserve(checks, time.time() + hold)
+            with self._lock:
+                self._pending[id(params)] = (params, [u.reservation for u in result if u.reservation is not None])
+            usages = {u.key: u for u in result}
+        statuses = [_status(p, usages.get(p.key)) for p in planned]
+        data = {"limits": [s.to_dict() for s in statuses]}
+        worst: tuple[_Planned, LimitStatus] | None = None
+        for p, s in zip(planned, statuses, strict=True):
+            if s.exceeded and not p.rule.shadow:
+                if worst is None or p.rule.strictness > worst[0].rule.strictness:
+                    worst = (p, s)
+        if worst is None:
+            # Within every limit (or only shadow limits exceeded): no stricter action, but the
+            # standing of each limit is context for an approver and recorded with the call.
+            shadow = [s for p, s in zip(planned, statuses, strict=True) if s.exceeded]
+            reason = "; ".join(s.sentence() for s in statuses)
+            if shadow:
+                reason = "shadow " + reason
+            return Escalation(Action.ALLOW, reason, "limits", data=data)
+        p, s = worst
+        reason = s.sentence()
+        if p.problem is not None:
+            reason = f"limit {p.rule.id}: {p.problem}; the limit cannot be checked, so it applies"
+        return Escalation(p.rule.action, reason, f"limit:{p.rule.id}", data=data)
+
+    def observe(
+        self, function: str, params: Mapping[str, Any], agent_id: str | None, succeeded: bool
+    ) -> None:
+        # The call ran (it counts even when it raised: it may have had effects).
+        self._settle(params, confirm=True)
+
+    def abandon(self, function: str, params: Mapping[str, Any], agent_id: str | None) -> None:
+        self._settle(params, confirm=False)
+
+    def _settle(self, params: Mapping[str, Any], confirm: bool) -> None:
+        with self._lock:
+            entry = self._pending.pop(id(params), None)
+        if entry is None or entry[0] is not params or not entry[1]:
+            return
+        _store(self.db_path).limit_settle(entry[1], confirm)
+
+
+def attach(config: Any, hooks: list[Any]) -> LimitsHook:
+    """Give a guard's hook list a :class:`LimitsHook` that is present only while the policy in
+    force has limit rules (kept up to date on hot reload), so a guard without limits keeps the
+    allowed-call fast path. Also records policy reloads in the guard's database."""
+    source = config.policy_source()
+    source.record_events_to(config.db_path)
+    hook = LimitsHook.from_config(config)
+
+    def sync(_change: Any = None) -> None:
+        present = any(h is hook for h in hooks)
+        if hook.active and not present:
+            hooks.append(hook)
+        elif not hook.active and present:
+            hooks.remove(hook)
+
+    sync()
+    source.subscribe(sync)
+    return hook
+
+
+# --- for context providers ---------------------------------------------------------------------
+
+
+def status(
+    config: Any, function: str, agent_id: str | None = None, params: Mapping[str, Any] | None = None
+) -> list[LimitStatus]:
+    """Every limit that counts this call, as it stands now (nothing is reserved)."""
+    policy: Policy = config.policy_source().current
+    agent = agent_id if agent_id is not None else config.agent_id
+    planned = plan(policy, function, params or {}, agent)
+    countable = [p for p in planned if p.problem is None]
+    usages: dict[str, LimitUsage] = {}
+    if countable:
+        checks = [LimitCheck(p.key, p.rule.limit.seconds, _cap(p.rule), p.amount) for p in countable]  # type: ignore[union-attr]
+        usages = {u.key: u for u in _store(Path(config.db_path)).limit_usage(checks)}
+    return [_status(p, usages.get(p.key)) for p in planned]
+
+
+def remaining(
+    config: Any, function: str, agent_id: str | None = None, params: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The allowance left under each limit that counts this call, for a ``context_fn``::
+
+        def context(amount, destination):
+            left = sentinel.limits.remaining(config, "transfer_funds",
+                                             params={"amount": amount, "destination": destination})
+            return {"daily_limit_remaining": left["daily_spend"]["remaining"]}
+
+    Returns ``{rule_id: {"remaining", "used", "cap", "window", "per", "kind", …}}`` (empty when
+    no limit applies). ``agent_id`` defaults to the configuration's; ``params`` decides which
+    counters (``per: destination``) and conditions apply.
+    """
+    return {s.rule_id: s.to_dict() for s in status(config, function, agent_id, params)}
+
+
+__all__ = ["HOLD_SECONDS", "LimitStatus", "LimitsHook", "attach", "plan", "remaining", "status"]
