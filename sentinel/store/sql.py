@@ -51,8 +51,13 @@ EVENTS_AFTER = f"SELECT {_ECOLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 COUNT_EVENTS = "SELECT count(*) FROM events"
 HISTORY = f"SELECT {_ECOLS} FROM events WHERE {{where}} ORDER BY seq DESC LIMIT ?"
 
-#: The watcher's one query: which of the watched ids exist and what their status is.
-WATCH_STATUS = "SELECT id, status FROM requests WHERE id IN (SELECT value FROM json_each(?))"
+#: The watcher's routine query: full rows of watched ids that are no longer pending.
+WATCH_DONE = (
+    f"SELECT {_RCOLS} FROM requests "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND status != 'pending'"
+)
+#: Which of the newly watched ids exist at all (unknown ids fail their future).
+WATCH_EXISTING = "SELECT id FROM requests WHERE id IN (SELECT value FROM json_each(?))"
 
 # --- metrics ------------------------------------------------------------------------------
 # Whole hours come from event_rollup; a partial first hour (an unaligned ``since``) from events.

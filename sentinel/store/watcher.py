@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from sentinel.errors import RequestNotFound, StoreError
-from sentinel.store import hints, liveness, ops, sql
+from sentinel.store import hints, liveness, sql
+from sentinel.store.codec import request_from_row
 from sentinel.store.failures import describe
 from sentinel.store.models import RequestRecord
 from sentinel.store.paths import live_dir, resolve_path
-from sentinel.store.sync import DEFAULT_BUSY_TIMEOUT, drive, open_connection
+from sentinel.store.sync import DEFAULT_BUSY_TIMEOUT, open_connection
 
 #: Seconds between data_version probes while something is watched (hints make wake-ups faster).
 POLL_INTERVAL = 0.01
@@ -59,6 +60,8 @@ class Watcher:
         self._futures: dict[str, Future[RequestRecord]] = {}
         self._cond = threading.Condition()
         self._force = False
+        self._ids_json: str | None = None  # JSON list of watched ids, rebuilt on change
+        self._new_ids: set[str] = set()  # watched since the last check (existence not yet known)
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._lock_path: str | None = None
@@ -96,6 +99,8 @@ class Watcher:
                 fut = Future()
                 fut.set_running_or_notify_cancel()
                 self._futures[request_id] = fut
+                self._ids_json = None
+                self._new_ids.add(request_id)
             self._force = True  # check at once: the row may already be decided
             if self._lock_path != lock_path:  # first use, or a new process after fork
                 self._lock_path = lock_path
@@ -114,7 +119,9 @@ class Watcher:
     def unwatch(self, request_id: str) -> None:
         """Stop watching ``request_id`` (its future, if unresolved, is left as is)."""
         with self._cond:
-            self._futures.pop(request_id, None)
+            if self._futures.pop(request_id, None) is not None:
+                self._ids_json = None
+            self._new_ids.discard(request_id)
 
     @property
     def watching(self) -> int:
@@ -172,9 +179,7 @@ class Watcher:
                 if force or version != last_version or now - last_check >= self.fallback_interval:
                     last_version = version
                     last_check = now
-                    with cond:
-                        ids = list(self._futures)  # copied only when a check is due
-                    self._check(conn, ids)
+                    self._check(conn)
                 failures = 0
             except (sqlite3.Error, StoreError) as exc:
                 failures += 1
@@ -212,32 +217,34 @@ class Watcher:
         self.hinted += 1
         return True
 
-    def _check(self, conn: sqlite3.Connection, ids: list[str]) -> None:
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """One query for every watched id; resolve the ones that left pending."""
         self.checks += 1
-        rows = conn.execute(sql.WATCH_STATUS, (json.dumps(ids),)).fetchall()
-        status = dict(rows)
-        for request_id in ids:
-            st = status.get(request_id)
-            if st == "pending":
-                continue
-            if st is None:
+        with self._cond:
+            if self._ids_json is None:  # re-encoded only when the watched set changed
+                self._ids_json = json.dumps(list(self._futures))
+            ids_json = self._ids_json
+            new_ids, self._new_ids = self._new_ids, set()
+        if new_ids:
+            known = {r[0] for r in conn.execute(sql.WATCH_EXISTING, (json.dumps(sorted(new_ids)),))}
+            for request_id in new_ids - known:
                 self._resolve(
                     request_id,
                     exc=RequestNotFound(
                         f"no approval request with id {request_id!r} in {self.path}"
                     ),
                 )
-                continue
-            rec = drive(
-                conn, ops.get(request_id), lambda e: describe(e, str(self.path), self.busy_timeout)
-            )
-            self._resolve(request_id, rec=rec)
+        for row in conn.execute(sql.WATCH_DONE, (ids_json,)).fetchall():
+            rec = request_from_row(row)
+            self._resolve(rec.id, rec=rec)
 
     def _resolve(
         self, request_id: str, rec: RequestRecord | None = None, exc: BaseException | None = None
     ) -> None:
         with self._cond:
             fut = self._futures.pop(request_id, None)
+            if fut is not None:
+                self._ids_json = None
         if fut is None or fut.done():
             return
         if exc is not None:
@@ -249,6 +256,7 @@ class Watcher:
         with self._cond:
             futures = list(self._futures.items())
             self._futures.clear()
+            self._ids_json = None
         for _, fut in futures:
             if not fut.done():
                 fut.set_exception(exc)
