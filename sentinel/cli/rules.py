@@ -6,6 +6,10 @@ Subcommands (each a small function, so ``test`` and ``replay`` can be added alon
   file's test cases. Exit 0 when valid, 1 when not (errors on stderr).
 * ``sentinel rules explain FUNCTION key=value … [--agent ID] [--rules PATH]`` — the verdict
   for one call and, for every rule, whether and why it matched.
+* ``sentinel rules test [PATH]`` — run the file's ``tests:`` cases: each case, the rule that
+  decided it, and rule coverage (rules no case reaches). Exit 0 all pass, 1 otherwise.
+* ``sentinel rules replay NEW.yaml [--since 7d] [--db PATH] [--json]`` — what a candidate policy
+  would change for the calls recorded in the audit history.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,35 @@ def register(subparsers: Any) -> None:
     explain.add_argument("--agent", default=None, help="agent id")
     explain.add_argument("--rules", dest="path", default=None, help="rules file")
     explain.set_defaults(func=cmd_explain)
+
+    test = sub.add_parser("test", help="run a rules file's test cases and show rule coverage")
+    test.add_argument(
+        "path", nargs="?", help="rules file (default: $SENTINEL_RULES_PATH or ./rules.yaml)"
+    )
+    test.add_argument(
+        "--require-coverage",
+        action="store_true",
+        help="also fail (exit 1) when a rule is reached by no case",
+    )
+    test.set_defaults(func=cmd_test)
+
+    replay = sub.add_parser(
+        "replay", help="show what a candidate rules file would change for recorded calls"
+    )
+    replay.add_argument("path", help="the candidate rules file")
+    replay.add_argument(
+        "--since", default="7d", help="how far back: 24h, 7d, an ISO date, or 'all' (default 7d)"
+    )
+    replay.add_argument(
+        "--db",
+        default=None,
+        help="database file (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)",
+    )
+    replay.add_argument("--json", action="store_true", help="print the report as JSON")
+    replay.add_argument(
+        "--examples", type=int, default=3, help="example calls shown per group (default 3)"
+    )
+    replay.set_defaults(func=cmd_replay)
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -189,3 +223,201 @@ def _print_condition(cond: Any, indent: int) -> None:
     print(safe_text(text, 400))
     for child in cond.children:
         _print_condition(child, indent + 2)
+
+
+# --- rules test ------------------------------------------------------------------------------------
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Run the file's test cases; print each, the deciding rule, and rule coverage."""
+    from sentinel.limits import plan
+    from sentinel.policy import load_policy
+    from sentinel.policy.loader import case_label, run_case
+
+    path = default_rules_path(args.path)
+    try:
+        policy = load_policy(path, run_tests=False)  # the cases are run and reported here
+    except PolicyError as exc:
+        print(f"error: {safe_text(str(exc))}", file=sys.stderr)
+        return 1
+    cases = policy.model.tests
+    print(f"{safe_text(str(path))}: {len(cases)} test case(s), {len(policy.rules)} rule(s)")
+    reached: set[str] = set()
+    failed = 0
+    for i, case in enumerate(cases):
+        call = case.call
+        verdict = policy.evaluate(call.function, call.args, call.agent)
+        for m in (*verdict.matches, *verdict.shadow):
+            reached.add(m.rule_id)
+        for p in plan(policy, call.function, call.args, call.agent):
+            reached.add(p.rule.id)
+        problem = run_case(policy, case)
+        failed += problem is not None
+        mark = "ok  " if problem is None else "FAIL"
+        args_text = json.dumps(call.args, default=str, ensure_ascii=False)
+        who = f" [agent {call.agent}]" if call.agent else ""
+        decided = f"rule {verdict.rule_id}" if verdict.rule_id else "the default action"
+        print(
+            safe_text(
+                f"  {mark} {case_label(case, i)}: {call.function}({args_text}){who} -> "
+                f"{verdict.action.value} by {decided}",
+                400,
+            )
+        )
+        if problem is not None:
+            print(safe_text(f"       {problem}", 400))
+        extra = [m.rule_id for m in verdict.matches[1:]]
+        if extra:
+            print(safe_text(f"       also matched: {', '.join(extra)}", 400))
+        if verdict.shadow:
+            print(safe_text(f"       shadow: {', '.join(m.rule_id for m in verdict.shadow)}", 400))
+    enabled = [r for r in policy.rules if r.enabled]
+    missed = [r.id for r in enabled if r.id not in reached]
+    covered = len(enabled) - len(missed)
+    print(f"coverage: {covered}/{len(enabled)} enabled rule(s) reached by a case")
+    if missed:
+        print(safe_text("  not reached: " + ", ".join(missed), 2000))
+    disabled = [r.id for r in policy.rules if not r.enabled]
+    if disabled:
+        print(safe_text("  disabled (not counted): " + ", ".join(disabled), 2000))
+    if failed:
+        print(f"{failed} of {len(cases)} case(s) FAILED", file=sys.stderr)
+        return 1
+    if missed and args.require_coverage:
+        print(f"{len(missed)} rule(s) reached by no case", file=sys.stderr)
+        return 1
+    print("all cases pass" if cases else "no test cases (add `tests:` to the file)")
+    return 0
+
+
+# --- rules replay ----------------------------------------------------------------------------------
+
+
+def parse_since(text: str | None, now: float | None = None) -> float | None:
+    """``7d`` / ``24h`` / ``90m`` → epoch seconds that long ago; an ISO date or time as is;
+    ``all`` (or None) → None (everything)."""
+    from datetime import datetime
+
+    from sentinel.policy.models import parse_window
+
+    if text is None or text.strip().lower() in ("", "all"):
+        return None
+    now = time.time() if now is None else now
+    try:
+        return now - parse_window(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ValueError(
+            f"--since: cannot read {text!r}; write e.g. 24h, 7d, 2026-11-01 or all"
+        ) from None
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Evaluate a candidate policy against recorded calls; print what would change."""
+    from sentinel.errors import StoreError
+    from sentinel.policy import load_policy
+    from sentinel.policy.replay import replay_history
+    from sentinel.store import Store
+
+    try:
+        since = parse_since(args.since)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        policy = load_policy(args.path)
+    except PolicyError as exc:
+        print(f"error: {safe_text(str(exc))}", file=sys.stderr)
+        return 1
+    try:
+        store = Store(args.db, create=False)
+    except StoreError as exc:
+        print(f"error: {safe_text(str(exc))}", file=sys.stderr)
+        return 1
+    try:
+        report = replay_history(policy, store, since=since, examples=max(0, args.examples))
+    except StoreError as exc:
+        print(f"error: {safe_text(str(exc))}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    if args.json:
+        out = report.to_dict()
+        out["path"] = str(args.path)
+        out["db"] = str(store.path)
+        print(json.dumps(out, indent=2, default=str))
+        return 0
+    _print_replay(report, args.path, store.path)
+    return 0
+
+
+def _when(ts: float | None) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts is not None else "-"
+
+
+def _money(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}".rstrip("0").rstrip(".")
+
+
+def _print_replay(report: Any, path: str, db: Any) -> None:
+    span = "all recorded history" if report.since is None else f"since {_when(report.since)}"
+    print(
+        safe_text(f"replay of {path} (version {report.policy_version[:12]}) against {db}, {span}")
+    )
+    print(
+        f"  {report.events} decision(s) recorded ({_when(report.first_ts)} .. {_when(report.last_ts)}); "
+        f"{report.evaluated} replayed: {report.unchanged} unchanged, {report.changed} would change"
+    )
+    if report.no_arguments or report.by_hooks:
+        print(
+            f"  skipped: {report.no_arguments} without arguments, "
+            f"{report.by_hooks} escalated by limits/anomaly detection (not decided by rules)"
+        )
+    if not report.flips:
+        print("no recorded call would be decided differently")
+    else:
+        print("would change:")
+        for (before, after), (n, value) in sorted(
+            report.transitions().items(), key=lambda kv: -kv[1][0]
+        ):
+            print(f"  {before} -> {after}: {n} call(s), value at risk {_money(value)}")
+        print("by rule:")
+        rows: list[tuple[str, ...]] = [
+            ("rule", "change", "calls", "value at risk", "was decided by")
+        ]
+        for g in report.flips:
+            was = ", ".join(
+                f"{r} ({n})" for r, n in sorted(g.was_rules.items(), key=lambda kv: -kv[1])
+            )
+            rows.append(
+                (
+                    g.rule_id or "(default action)",
+                    f"{g.before} -> {g.after}",
+                    str(g.count),
+                    _money(g.value_at_risk),
+                    was,
+                )
+            )
+        _table(rows)
+        shown = [g for g in report.flips if g.examples]
+        if shown:
+            print("examples:")
+            for g in shown:
+                for ex in g.examples:
+                    agent = f" agent {ex['agent_id']}" if ex.get("agent_id") else ""
+                    print(
+                        safe_text(
+                            f"  #{ex['seq']} {_when(ex['ts'])} {ex['function']}{agent}: "
+                            f"{g.before} -> {g.after} ({g.rule_id or 'default action'})",
+                            300,
+                        )
+                    )
+    print(
+        "note: replay sees what was recorded: allowed calls only when audit_log is on (or a "
+        "shadow rule or limit looked at them); arguments are redacted."
+    )

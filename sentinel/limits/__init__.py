@@ -106,7 +106,9 @@ class _Planned:
 
     __slots__ = ("rule", "key", "scope", "amount", "problem")
 
-    def __init__(self, rule: CompiledRule, key: str, scope: str, amount: float, problem: str | None):
+    def __init__(
+        self, rule: CompiledRule, key: str, scope: str, amount: float, problem: str | None
+    ):
         self.rule = rule
         self.key = key
         self.scope = scope
@@ -134,7 +136,9 @@ def _scope_value(scope: str, function: str, agent_id: str | None, call: Call) ->
         return repr(value)
 
 
-def plan(policy: Policy, function: str, params: Mapping[str, Any], agent_id: str | None) -> list[_Planned]:
+def plan(
+    policy: Policy, function: str, params: Mapping[str, Any], agent_id: str | None
+) -> list[_Planned]:
     """The limit rules that count this call (patterns and conditions match), with their keys."""
     rules = policy.candidates(function, agent_id).limits
     if not rules:
@@ -177,6 +181,12 @@ def _cap(rule: CompiledRule) -> float:
     limit = rule.limit
     assert limit is not None
     return float(limit.count if limit.count is not None else limit.max)  # type: ignore[arg-type]
+
+
+def _check(p: _Planned) -> LimitCheck:
+    limit = p.rule.limit
+    assert limit is not None
+    return LimitCheck(p.key, limit.seconds, _cap(p.rule), p.amount)
 
 
 def _status(p: _Planned, usage: LimitUsage | None) -> LimitStatus:
@@ -256,11 +266,16 @@ class LimitsHook:
         countable = [p for p in planned if p.problem is None]
         usages: dict[str, LimitUsage] = {}
         if countable:
-            checks = [LimitCheck(p.key, p.rule.limit.seconds, _cap(p.rule), p.amount) for p in countable]  # type: ignore[union-attr]
+            checks = [_check(p) for p in countable]
             hold = (verdict.timeout_seconds or self.approval_timeout) + HOLD_SECONDS
-            result: list[LimitUsage] = _store(self.db_path).limit_reserve(checks, time.time() + hold)
+            result: list[LimitUsage] = _store(self.db_path).limit_reserve(
+                checks, time.time() + hold
+            )
             with self._lock:
-                self._pending[id(params)] = (params, [u.reservation for u in result if u.reservation is not None])
+                self._pending[id(params)] = (
+                    params,
+                    [u.reservation for u in result if u.reservation is not None],
+                )
             usages = {u.key: u for u in result}
         statuses = [_status(p, usages.get(p.key)) for p in planned]
         data = {"limits": [s.to_dict() for s in statuses]}
@@ -333,7 +348,7 @@ def status(
     countable = [p for p in planned if p.problem is None]
     usages: dict[str, LimitUsage] = {}
     if countable:
-        checks = [LimitCheck(p.key, p.rule.limit.seconds, _cap(p.rule), p.amount) for p in countable]  # type: ignore[union-attr]
+        checks = [_check(p) for p in countable]
         usages = {u.key: u for u in _store(Path(config.db_path)).limit_usage(checks)}
     return [_status(p, usages.get(p.key)) for p in planned]
 
