@@ -255,7 +255,13 @@ def openapi_document() -> dict[str, Any]:
                             "name": "limit",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 10000,
+                                "default": 100,
+                            },
+                            "description": "how many pending requests, oldest first",
                         }
                     ],
                     "responses": {

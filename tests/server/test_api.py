@@ -131,7 +131,9 @@ def test_submit_stores_a_redacted_pending_row(api: ApiServer) -> None:
     assert rec.context == {"ticket": "T-9", "auth_header": "[REDACTED]"}
     assert 55 < rec.expires_at - rec.created_at <= 60
     with api.client(ALICE) as c:
-        listed = {p["action_id"]: p for p in c.get("/approvals/pending").json()}
+        listed = {
+            p["action_id"]: p for p in c.get("/approvals/pending", params={"limit": 10000}).json()
+        }
     assert listed[rec.id]["parameters"]["password"] == "[REDACTED]"
     assert "hunter2" not in json.dumps(listed[rec.id])
 
@@ -190,7 +192,9 @@ def test_no_decision_after_expiry(api: ApiServer) -> None:
         assert c.get(f"/approval/{rid}/status").json()["status"] == "expired"
     with api.client(ALICE) as c:
         r = c.post(f"/approval/{rid}/approve")
-        assert rid not in {p["action_id"] for p in c.get("/approvals/pending").json()}
+        assert rid not in {
+            p["action_id"] for p in c.get("/approvals/pending", params={"limit": 10000}).json()
+        }
     assert r.status_code == 409 and r.json()["status"] == "expired"
     with Store(api.db) as store:
         assert store.get(rid).status == "expired"
@@ -285,3 +289,26 @@ def test_loopback_detection() -> None:
         and not is_loopback("10.0.0.1")
         and not is_loopback("example.com")
     )
+
+
+def test_the_pending_list_follows_every_change_and_pages(api: ApiServer) -> None:
+    a = submit(api)["action_id"]
+    b = submit(api)["action_id"]
+    with api.client(ALICE) as c:
+        before = [
+            p["action_id"] for p in c.get("/approvals/pending", params={"limit": 10000}).json()
+        ]
+        assert a in before and b in before and before.index(a) < before.index(b)  # oldest first
+        assert (
+            c.get("/approvals/pending", params={"limit": 10000}).json()
+            == c.get("/approvals/pending", params={"limit": 10000}).json()
+        )
+        assert c.post(f"/approval/{a}/approve").status_code == 200
+        after = [
+            p["action_id"] for p in c.get("/approvals/pending", params={"limit": 10000}).json()
+        ]
+        assert a not in after and b in after  # the cached list was rebuilt after the decision
+        assert len(c.get("/approvals/pending", params={"limit": 1}).json()) == 1
+        for bad in ("0", "10001", "abc", "-1"):
+            r = c.get("/approvals/pending", params={"limit": bad})
+            assert r.status_code == 422 and r.json()["field"] == "limit"

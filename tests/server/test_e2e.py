@@ -46,7 +46,11 @@ def wait_pending(api: ApiServer, timeout: float = 20) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     with api.client(ALICE) as c:
         while time.monotonic() < deadline:
-            rows = [r for r in c.get("/approvals/pending").json() if r["agent_id"] == "e2e-agent"]
+            rows = [
+                r
+                for r in c.get("/approvals/pending", params={"limit": 10000}).json()
+                if r["agent_id"] == "e2e-agent"
+            ]
             if rows:
                 return rows[0]
             time.sleep(0.05)
