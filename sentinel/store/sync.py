@@ -64,6 +64,10 @@ def ensure_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
             time.sleep(0.01)
 
 
+#: Connections inherited across fork(): kept referenced so they are never closed in the child.
+_INHERITED: list[sqlite3.Connection] = []
+
+
 def sweep_plan(
     rows: list[tuple[Any, ...]], now: float, grace: float
 ) -> tuple[list[tuple[str, str]], list[str], list[str]]:
@@ -142,6 +146,7 @@ class Store:
         self._durable = False
         self._closed = False
         self._caller: tuple[int, ops.Caller] | None = None
+        self._pid = os.getpid()
         try:
             self._writer = open_connection(self.path, self.busy_timeout, journal_size_limit)
             try:
@@ -161,6 +166,34 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"store for {self.path} is closed")
+        if self._pid != os.getpid():
+            self._after_fork()
+
+    def _after_fork(self) -> None:
+        """A forked child must not use its parent's SQLite connections: open its own.
+
+        The inherited ones are parked, never closed, so the child cannot disturb the parent's
+        locks or trigger a checkpoint on them (sqlite.org/howtocorrupt.html §2.6).
+        """
+        with self._lock:
+            if self._pid == os.getpid():
+                return
+            _INHERITED.extend([self._writer, *self._readers])
+            if self._dv_conn is not None:
+                _INHERITED.append(self._dv_conn)
+            self._readers = []
+            self._readers_lock = threading.Lock()
+            self._dv_lock = threading.Lock()
+            self._dv_conn = None
+            self._local = threading.local()
+            self._durable = False
+            try:
+                self._writer = open_connection(
+                    self.path, self.busy_timeout, self._journal_size_limit
+                )
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+            self._pid = os.getpid()
 
     def _write(self, op: ops.Op, *, durable: bool = False) -> Any:
         self._check_open()

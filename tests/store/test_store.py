@@ -241,3 +241,51 @@ async def test_async_store_shares_behaviour(db_path: Path) -> None:
         m = await astore.metrics()
         assert m.value_protected == 7
     sync.close()
+
+
+def test_one_store_shared_by_many_threads(store: Store) -> None:
+    errors: list[BaseException] = []
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        try:
+            for _ in range(20):
+                rec = store.submit(new_request())
+                with lock:
+                    ids.append(rec.id)
+                store.get(rec.id)
+                store.history(limit=5)
+                store.decide(rec.id, True, operator())
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(set(ids)) == 160 and store.list_pending() == []
+    assert store.count_events() == 320
+
+
+def test_forked_child_gets_its_own_connections(store: Store) -> None:
+    import os
+
+    rec = store.submit(new_request())
+    pid = os.fork()
+    if pid == 0:  # child: use the parent's Store object
+        code = 1
+        try:
+            store.decide(rec.id, False, operator("child"))
+            code = 0 if store.get(rec.id).status == "denied" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.get(rec.id).decided_by == "child@ops1"
+    store.submit(new_request())  # the parent's connections still work
+    conn = sqlite3.connect(store.path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    conn.close()
