@@ -21,7 +21,7 @@ import socket
 import sqlite3
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import ClassVar
 
@@ -181,17 +181,19 @@ class Watcher:
                     last_check = now
                     self._check(conn)
                 failures = 0
-            except (sqlite3.Error, StoreError) as exc:
+            except Exception as exc:  # never let the thread die: callers would wait in vain
                 failures += 1
                 if conn is not None:
                     conn.close()
                     conn = None
                 if failures >= 3:
-                    err = (
-                        describe(exc, str(self.path), self.busy_timeout)
-                        if isinstance(exc, sqlite3.Error)
-                        else exc
-                    )
+                    err: StoreError
+                    if isinstance(exc, sqlite3.Error):
+                        err = describe(exc, str(self.path), self.busy_timeout)
+                    elif isinstance(exc, StoreError):
+                        err = exc
+                    else:
+                        err = StoreError(f"watcher for {self.path} failed: {exc!r}")
                     self._fail_all(err)
                     failures = 0
         if conn is not None:
@@ -247,10 +249,13 @@ class Watcher:
                 self._ids_json = None
         if fut is None or fut.done():
             return
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(rec)  # type: ignore[arg-type]
+        try:
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(rec)  # type: ignore[arg-type]
+        except InvalidStateError:
+            pass  # cancelled by its owner meanwhile
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._cond:
@@ -258,5 +263,7 @@ class Watcher:
             self._futures.clear()
             self._ids_json = None
         for _, fut in futures:
-            if not fut.done():
+            try:
                 fut.set_exception(exc)
+            except InvalidStateError:
+                pass
