@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sentinel.errors import RequestNotFound
+from sentinel.errors import RequestNotFound, StoreError
 from sentinel.store import Store, Watcher, hints
 from tests.helpers import PYTHON, ROOT, python_env
 from tests.store.factories import new_request, operator
@@ -140,3 +140,15 @@ def test_sweep_expires_overdue_rows_but_spares_live_ones(db_path: Path) -> None:
         assert store.sweep() == 1
         assert store.get(overdue.id).status == "expired"
         assert store.get(live.id).status == "pending"  # this process holds its liveness lock
+
+
+def test_unreadable_database_fails_waiting_futures_with_store_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all" * 100)
+    watcher = Watcher(bad)
+    try:
+        fut = watcher.watch("some-request")
+        with pytest.raises(StoreError, match="corrupted or not a Sentinel database"):
+            fut.result(timeout=10)  # fail-secure: the waiting call is told, never left hanging
+    finally:
+        watcher.stop()
