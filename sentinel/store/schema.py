@@ -128,8 +128,52 @@ CREATE TABLE limit_usage (
 CREATE INDEX limit_usage_key ON limit_usage(key, ts);
 """
 
+# Anomaly baselines (sentinel/store/baselines.py): one row of precomputed statistics per
+# (agent, function, parameter, kind) so scoring reads a few small rows and never the history; the
+# bounded window of recent values behind a numeric row lives apart (read only when learning); the
+# values seen per string parameter (novelty) are counted per value.
+_ANOMALY = """
+CREATE TABLE anomaly_baselines (
+    agent      TEXT NOT NULL,               -- '' = no agent id
+    function   TEXT NOT NULL,
+    param      TEXT NOT NULL,               -- parameter name; '' for the call rate
+    kind       TEXT NOT NULL CHECK (kind IN ('number', 'category', 'rate')),
+    n          INTEGER NOT NULL,            -- values learned, ever
+    size       INTEGER NOT NULL,            -- values in the window / distinct values
+    weight     REAL NOT NULL,               -- effective count at updated_at (decay)
+    first_at   REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    median     REAL, mad REAL, sigma REAL, mean REAL, std REAL,
+    log_median REAL, log_sigma REAL, log_mean REAL, log_std REAL,
+    lo         REAL, hi REAL, last REAL,
+    singles    INTEGER,                     -- category: values seen exactly once
+    capped     INTEGER NOT NULL DEFAULT 0,  -- category: too many distinct values to track
+    fast       REAL, slow REAL,             -- rate: decayed call counters at updated_at
+    PRIMARY KEY (agent, function, param, kind)
+) WITHOUT ROWID;
+CREATE TABLE anomaly_windows (
+    agent    TEXT NOT NULL,
+    function TEXT NOT NULL,
+    param    TEXT NOT NULL,
+    vals     BLOB NOT NULL,                 -- float64 values, oldest first
+    times    BLOB NOT NULL,                 -- float64 epoch seconds, same order
+    UNIQUE (agent, function, param)
+);
+CREATE TABLE anomaly_values (
+    agent    TEXT NOT NULL,
+    function TEXT NOT NULL,
+    param    TEXT NOT NULL,
+    vkey     TEXT NOT NULL,                 -- digest of the value
+    shown    TEXT NOT NULL,                 -- redacted, shortened value for display
+    count    INTEGER NOT NULL,
+    first_at REAL NOT NULL,
+    last_at  REAL NOT NULL,
+    PRIMARY KEY (agent, function, param, vkey)
+) WITHOUT ROWID;
+"""
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
-MIGRATIONS: list[str] = [_V1, _V2, _LIMITS]
+MIGRATIONS: list[str] = [_V1, _V2, _LIMITS, _ANOMALY]
 
 
 def schema_version() -> int:
