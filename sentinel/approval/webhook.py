@@ -402,7 +402,7 @@ class WebhookApprovalInterface(ApprovalInterface):
         async with httpx.AsyncClient(
             follow_redirects=False, trust_env=_trust_env(self.webhook_url)
         ) as client:
-            delivered = await self._deliver(client, httpx, request, deadline, limit, warned)
+            delivered = await self._deliver(client, httpx, request, deadline, warned)
             if isinstance(delivered, ApprovalResult):
                 return delivered
             if not delivered:
@@ -415,7 +415,6 @@ class WebhookApprovalInterface(ApprovalInterface):
         httpx: Any,
         request: ApprovalRequest,
         deadline: float,
-        limit: float,
         warned: set[str],
     ) -> bool | ApprovalResult:
         """POST the request. True when delivered, False at the deadline, an ERROR result when

@@ -4,8 +4,8 @@ recorded as ``notification_failed`` events. Submitting never blocks and never ra
 from __future__ import annotations
 
 import atexit
-import concurrent.futures
 import logging
+import queue
 import random
 import threading
 import time
@@ -105,20 +105,27 @@ def send_with_retries(
 
 
 class Notifier:
-    """Delivers notifications on background threads. One per process (:meth:`shared`)."""
+    """Delivers notifications on background daemon threads. One per process (:meth:`shared`).
+
+    Daemon threads, not an executor: a process that finished its work must be able to exit even
+    when a notification target is down (an executor would keep it alive through every retry);
+    at exit, queued deliveries get a bounded grace period (:meth:`flush`).
+    """
 
     _instance: Notifier | None = None
     _lock = threading.Lock()
 
     def __init__(self, workers: int = 4) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers, thread_name_prefix="sentinel-notify"
+        self._queue: queue.SimpleQueue[tuple[Delivery, Callable[[list[dict[str, Any]]], Any]]] = (
+            queue.SimpleQueue()
         )
         self._client: Any = None
         self._client_lock = threading.Lock()
-        self._pending: set[concurrent.futures.Future[None]] = set()
-        self._pending_lock = threading.Lock()
+        self._pending = 0
+        self._idle = threading.Condition()
         self.dropped = 0
+        for n in range(workers):
+            threading.Thread(target=self._work, name=f"sentinel-notify-{n}", daemon=True).start()
 
     @classmethod
     def shared(cls) -> Notifier:
@@ -140,29 +147,35 @@ class Notifier:
         self, deliveries: list[Delivery], record_failure: Callable[[list[dict[str, Any]]], Any]
     ) -> bool:
         """Queue deliveries; returns at once. False when the backlog is full (they are dropped)."""
-        with self._pending_lock:
-            if len(self._pending) + len(deliveries) > MAX_BACKLOG:
+        with self._idle:
+            if self._pending + len(deliveries) > MAX_BACKLOG:
                 self.dropped += len(deliveries)
                 log.warning(
                     "sentinel notify: backlog full, %d notification(s) dropped", len(deliveries)
                 )
                 return False
-            for delivery in deliveries:
-                future = self._pool.submit(self._run, delivery, record_failure)
-                self._pending.add(future)
-                future.add_done_callback(self._done)
+            self._pending += len(deliveries)
+        for delivery in deliveries:
+            self._queue.put((delivery, record_failure))
         return True
 
-    def _done(self, future: concurrent.futures.Future[None]) -> None:
-        with self._pending_lock:
-            self._pending.discard(future)
+    def _work(self) -> None:
+        while True:
+            delivery, record_failure = self._queue.get()
+            try:
+                self._run(delivery, record_failure)
+            finally:
+                with self._idle:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._idle.notify_all()
 
     def _run(
         self, delivery: Delivery, record_failure: Callable[[list[dict[str, Any]]], Any]
     ) -> None:
         try:
             failure = send_with_retries(delivery, self._http())
-        except Exception as exc:  # a bug here must not kill the pool thread silently
+        except Exception as exc:  # a bug here must not kill the worker thread silently
             failure = f"{type(exc).__name__}: {exc}"
         if failure is None:
             return
@@ -194,10 +207,8 @@ class Notifier:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued delivery finished (or ``timeout``); True when none is left."""
-        with self._pending_lock:
-            pending = list(self._pending)
-        done, not_done = concurrent.futures.wait(pending, timeout=timeout)
-        return not not_done
+        with self._idle:
+            return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
 
 
 __all__ = ["Delivery", "Notifier", "build_deliveries", "send_with_retries"]

@@ -175,3 +175,35 @@ def test_a_broken_setting_is_reported_not_raised(
 ) -> None:
     monkeypatch.setenv("SENTINEL_NOTIFY_WEBHOOK", "not a url")
     assert notify_pending(None, submit(store), store) is False
+
+
+def test_a_process_exits_even_when_its_notification_target_hangs(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, python_env
+
+    code = f"""
+import uuid
+from sentinel.store import NewRequest, Store
+from sentinel.notify import notify_pending
+store = Store({str(tmp_path / "exit.db")!r})
+rec = store.submit(NewRequest(id=uuid.uuid4().hex, function="f", arguments={{}},
+                              display_arguments={{}}, digest="d" * 64, timeout_seconds=60))
+assert notify_pending(None, rec, store)
+print("queued", flush=True)
+"""
+    with Receiver(lambda *a: Reply(200, delay=120)) as rx:
+        env = python_env(SENTINEL_NOTIFY_WEBHOOK=f"{rx.url}/hook", SENTINEL_NOTIFY_TIMEOUT="60")
+        start = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=str(ROOT),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=100,
+        )
+        elapsed = time.monotonic() - start
+    assert run.returncode == 0 and "queued" in run.stdout, run.stderr
+    assert elapsed < 30  # a 3 s grace at exit, not the 4 x 60 s of retries
