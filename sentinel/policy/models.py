@@ -435,6 +435,84 @@ class PolicyCase(_Strict):
     expect: CaseExpect
 
 
+Risk = Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)]
+
+
+class AnomalyFunction(_Strict):
+    """Anomaly settings for the functions matching one glob (``anomaly.functions``); anything
+    not given falls back to the section's (and then the configuration's) value."""
+
+    enabled: bool = True
+    escalate: Risk | None = None
+    block: Risk | None = None
+    min_samples: Annotated[int, Field(ge=1)] | None = None
+    method: Literal["robust", "zscore"] | None = None
+    scale: Literal["auto", "linear"] | None = None
+    direction: Literal["both", "high", "low"] | None = None
+    ignore: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnomalyFunction:
+        _check_thresholds(self.escalate, self.block)
+        return self
+
+
+class AnomalySettings(_Strict):
+    """The optional top-level ``anomaly:`` section (see ``sentinel.anomaly``). Thresholds given
+    here override ``anomaly_escalation_threshold`` / ``anomaly_block_threshold``."""
+
+    enabled: bool = True
+    escalate: Risk | None = None
+    block: Risk | None = None
+    min_samples: Annotated[int, Field(ge=1)] = 5
+    window: Annotated[int, Field(ge=5, le=100_000)] = 1000
+    half_life: str | int | float | None = None
+    method: Literal["robust", "zscore"] = "robust"
+    scale: Literal["auto", "linear"] = "auto"
+    direction: Literal["both", "high", "low"] = "both"
+    spread_floor: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 0.1
+    novelty: bool = True
+    novelty_risk: Risk = 7.5
+    max_categories: Annotated[int, Field(ge=1, le=10_000)] = 50
+    rate: bool = True
+    rate_min_calls: Annotated[int, Field(ge=2)] = 10
+    rate_risk: Risk = 8.0
+    learn_approved: bool = False
+    ignore: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    functions: dict[Annotated[str, Field(min_length=1)], AnomalyFunction] = Field(
+        default_factory=dict
+    )
+
+    @field_validator("half_life")
+    @classmethod
+    def _check_half_life(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        try:
+            parse_window(v)
+        except ValueError as exc:
+            raise PydanticCustomError(
+                "bad_value",
+                "{problem}",
+                {"problem": str(exc), "hint": "write e.g. 12h, 7d, 30d or a number of seconds"},
+            ) from None
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnomalySettings:
+        _check_thresholds(self.escalate, self.block)
+        return self
+
+
+def _check_thresholds(escalate: float | None, block: float | None) -> None:
+    if escalate is not None and block is not None and escalate > block:
+        raise PydanticCustomError(
+            "bad_value",
+            "anomaly escalate ({escalate}) is above block ({block})",
+            {"escalate": escalate, "block": block, "hint": "escalate must be at most block"},
+        )
+
+
 class PolicyFile(_Strict):
     """The whole rules file. The original JSON format (version, default_action, rules) is valid."""
 
@@ -449,6 +527,7 @@ class PolicyFile(_Strict):
     redact_keys: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
     tests: list[PolicyCase] = Field(default_factory=list)
+    anomaly: AnomalySettings | None = None
 
 
 #: Allowed keys per model (by their spelling in the file), for "did you mean" hints.
