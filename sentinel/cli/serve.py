@@ -53,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not send SENTINEL_NOTIFY_* notifications for requests submitted over HTTP",
     )
+    p.add_argument(
+        "--notify-all",
+        action="store_true",
+        help="send SENTINEL_NOTIFY_* notifications for every new pending request in the database, "
+        "not only those submitted over HTTP (then agents need no notification settings)",
+    )
     p.set_defaults(func=handle)
 
 
@@ -101,6 +107,7 @@ def handle(args: argparse.Namespace) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             notify=not args.no_notify,
+            notify_all=args.notify_all,
         )
     except (SentinelConfigError, StoreError) as exc:
         print(f"sentinel serve: {exc}", file=sys.stderr)

@@ -67,6 +67,10 @@ class ServerSettings:
     tokens: TokenRegistry
     secret: str | None = None
     notify: Callable[[Any, Any], Any] | None = None  # (store, record) → None, must not block
+    # Notify for every new pending request in the database (not only HTTP submissions):
+    # a config-like object for notify_pending, or None.
+    notify_all: Any = None
+    watch_interval: float = 0.5
     sweep_interval: float = 5.0
     max_skew: float = 300.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -102,6 +106,7 @@ class ApprovalApi:
         self.settings = settings
         self.store = Store(settings.db_path)
         self._sweeper: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         # limit → (store data_version, valid until (epoch s), body): dashboards poll this list;
         # rebuilding 10,000 rows costs ~0.3 s, serving the same bytes again ~1 ms.
         self._pending_cache: dict[int, tuple[int, float, bytes]] = {}
@@ -238,7 +243,7 @@ class ApprovalApi:
             rec = existing  # a re-post (retry) never resets a decided request
         else:
             rec = await run_in_threadpool(self.store.submit, new)
-            if self.settings.notify is not None:
+            if self.settings.notify is not None and self.settings.notify_all is None:
                 try:
                     self.settings.notify(self.store, rec)
                 except Exception:  # notifications never fail a submission
@@ -309,13 +314,28 @@ class ApprovalApi:
             except Exception as exc:
                 log.warning("sweep failed: %s", exc)
 
+    async def _watch_forever(self) -> None:
+        """``notify_all``: announce every new pending request, whoever submitted it."""
+        from sentinel.notify.watch import PendingWatcher
+
+        watcher = await run_in_threadpool(PendingWatcher, self.store, self.settings.notify_all)
+        while True:
+            await asyncio.sleep(self.settings.watch_interval)
+            try:
+                await run_in_threadpool(watcher.poll)
+            except Exception as exc:
+                log.warning("notification watch failed: %s", exc)
+
     async def startup(self) -> None:
         if self.settings.sweep_interval > 0:
             self._sweeper = asyncio.ensure_future(self._sweep_forever())
+        if self.settings.notify_all is not None:
+            self._watcher = asyncio.ensure_future(self._watch_forever())
 
     async def shutdown(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._watcher):
+            if task is not None:
+                task.cancel()
         self.store.close()
 
 

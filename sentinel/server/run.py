@@ -46,6 +46,7 @@ def serve(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     notify: bool = True,
+    notify_all: bool = False,
     out: TextIO = sys.stderr,
 ) -> int:
     """Serve the API until interrupted. Returns the exit status."""
@@ -87,7 +88,8 @@ def serve(
         )
 
     notifier = None
-    if notify:
+    hints: Any = None
+    if notify or notify_all:
         from sentinel.notify import notify_pending
 
         hints = SimpleNamespace(
@@ -97,7 +99,13 @@ def serve(
         def notifier(store: Any, record: Any) -> None:
             notify_pending(hints, record, store)
 
-    settings = ServerSettings(db_path=Path(db_path), tokens=tokens, secret=secret, notify=notifier)
+    settings = ServerSettings(
+        db_path=Path(db_path),
+        tokens=tokens,
+        secret=secret,
+        notify=notifier,
+        notify_all=hints if notify_all else None,
+    )
     app = create_app(settings)
     print(
         f"sentinel serve: approval API on {base} (database {Path(db_path).absolute()}, "

@@ -207,3 +207,23 @@ print("queued", flush=True)
         elapsed = time.monotonic() - start
     assert run.returncode == 0 and "queued" in run.stdout, run.stderr
     assert elapsed < 30  # a 3 s grace at exit, not the 4 x 60 s of retries
+
+
+def test_the_watcher_pages_through_a_burst_and_skips_decided_requests(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentinel.identity import current_operator
+    from sentinel.notify.watch import PendingWatcher
+
+    submit(store, function="old_one")
+    with Receiver(lambda *a: Reply(200)) as rx:
+        monkeypatch.setenv("SENTINEL_NOTIFY_WEBHOOK", f"{rx.url}/hook")
+        watcher = PendingWatcher(store, page=3)
+        assert watcher.poll() == 0
+        ids = [submit(store, function=f"burst_{i}").id for i in range(7)]
+        store.decide(ids[0], True, current_operator("cli"))  # decided before the poll: skipped
+        assert watcher.poll() == 6
+        assert watcher.poll() == 0  # nothing new
+        assert Notifier.shared().flush(10)
+        names = sorted(json.loads(p.body)["request"]["function"] for p in rx.requests("POST"))
+    assert names == [f"burst_{i}" for i in range(1, 7)]
