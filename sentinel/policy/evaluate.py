@@ -18,10 +18,12 @@ from sentinel.policy.conditions import AllNode, Leaf, Node, Template, compile_co
 from sentinel.policy.models import Action, PolicyFile, Rule
 from sentinel.policy.regex import GlobSet, fold
 from sentinel.policy.values import (
+    MISSING,
     PLAIN_NAMES,
     Call,
     NotANumber,
     fold_key,
+    prepare_expected,
     remember_plain,
     to_decimal,
 )
@@ -29,6 +31,44 @@ from sentinel.policy.verdict import ConditionTrace, RuleMatch, RuleTrace, Verdic
 from sentinel.redact import Redactor
 
 _lazy = Verdict._lazy
+
+
+def _gate(leaves: tuple[Leaf, ...], strict: bool) -> tuple[str, str, int, Any] | None:
+    """A condition of the rule that can be checked inline: ``(name, folded name, kind, bound)``.
+
+    kind 0: an int value passes iff ``v > bound``; 1: iff ``v < bound``; 2: a str value passes
+    iff ``v == bound``; 3: iff ``v in bound`` (a frozenset). Other values fall back to the full
+    check, so the gate never changes a result — it only skips rules that certainly fail.
+    """
+    for leaf in leaves:
+        if not leaf.simple:
+            continue
+        op, raw = leaf.op, leaf.raw
+        name, folded = leaf.param, leaf.folded[0]
+        if op in ("gt", "gte", "lt", "lte"):
+            try:
+                t = to_decimal(raw)
+            except NotANumber:
+                continue
+            if t != t.to_integral_value():
+                continue
+            bound = int(t)
+            if op == "gt":
+                return (name, folded, 0, bound)
+            if op == "gte":
+                return (name, folded, 0, bound - 1)
+            if op == "lt":
+                return (name, folded, 1, bound)
+            return (name, folded, 1, bound + 1)
+        if op == "eq":
+            expected = prepare_expected(raw)
+            if type(expected) is str:
+                return (name, folded, 2, expected)
+        if op == "in":
+            options = [prepare_expected(x) for x in raw]
+            if options and all(type(x) is str for x in options):
+                return (name, folded, 3, frozenset(options))
+    return None
 
 
 def describe_limit(limit: Any) -> str:
@@ -54,7 +94,7 @@ class CompiledRule:
 
     __slots__ = (
         "rule", "id", "name", "action", "strictness", "priority", "order", "shadow", "strict",
-        "globs", "agents", "cond", "template", "timeout", "_matches", "limit", "position", "leaves",
+        "globs", "agents", "cond", "template", "timeout", "_matches", "limit", "position", "leaves", "gate",
     )  # fmt: skip
 
     def __init__(self, rule: Rule, order: int, is_secret: Callable[[str], bool]) -> None:
@@ -79,6 +119,7 @@ class CompiledRule:
         self.leaves: tuple[Leaf, ...] | None = None
         if self.cond is not None and all(type(c) is Leaf for c in self.cond.children):
             self.leaves = self.cond.children  # type: ignore[assignment]
+        self.gate = _gate(self.leaves, self.strict) if self.leaves else None
         default = (
             f"Rule '{rule.id}'" + (f" ({rule.name})" if rule.name else "") + f": {rule.action}"
         )
@@ -245,29 +286,58 @@ class Policy:
                 self.default_action, None, self._default_reason, self.version, None,
                 None, (), (), None, params, self._value_at_risk,
             )  # fmt: skip
-        call = Call(params)
+        call: Call | None = None  # built only when a rule needs its full check
         best: CompiledRule | None = None
         best_error: str | None = None
         others: list[tuple[CompiledRule, str | None]] = []
-        if self.ordering == "first_match":
-            for rule in cands.enforced:
-                matched, error = rule.match(call)
-                if matched:
-                    best, best_error = rule, error
+        first_match = self.ordering == "first_match"
+        plain: bool | None = None
+        for rule in cands.enforced:
+            gate = rule.gate
+            if gate is not None:
+                # One condition checked inline (no calls) when the value makes it definite: a
+                # false condition rejects the whole rule. Anything unusual takes the full path.
+                if rule.strict:
+                    if plain is None:
+                        # every name already its own fold (the usual case: one C-level check)
+                        plain = PLAIN_NAMES.issuperset(params)
+                        if not plain:
+                            call = Call(params)
+                            plain = call.plain()
+                    v = params.get(gate[1], MISSING) if plain else MISSING
+                else:
+                    v = params.get(gate[0], MISSING)
+                kind = gate[2]
+                if kind == 0:
+                    if type(v) is int and v <= gate[3]:
+                        continue
+                elif kind == 1:
+                    if type(v) is int and v >= gate[3]:
+                        continue
+                elif type(v) is str:
+                    if kind == 2:
+                        if v != gate[3]:
+                            continue
+                    elif v not in gate[3]:
+                        continue
+            if call is None:
+                call = Call(params)
+            matched, error = rule.match(call)
+            if not matched:
+                continue
+            if best is None:
+                best, best_error = rule, error
+                if first_match:
                     break
-        else:
-            for rule in cands.enforced:
-                matched, error = rule.match(call)
-                if matched:
-                    if best is None:
-                        best, best_error = rule, error
-                    elif rule.strictness > best.strictness:
-                        others.append((best, best_error))
-                        best, best_error = rule, error
-                    else:
-                        others.append((rule, error))
+            elif rule.strictness > best.strictness:
+                others.append((best, best_error))
+                best, best_error = rule, error
+            else:
+                others.append((rule, error))
         shadow: tuple[tuple[CompiledRule, str | None], ...] = ()
         if cands.shadow:
+            if call is None:
+                call = Call(params)
             shadow = tuple(
                 (rule, error)
                 for rule in cands.shadow
@@ -279,6 +349,7 @@ class Policy:
                 self.default_action, None, self._default_reason, self.version, None,
                 None, (), shadow, call, params, self._value_at_risk,
             )  # fmt: skip
+        assert call is not None  # a rule matched, so its full check built the call
         if len(others) > 1:  # keep evaluation order among the rest (the decider moved out)
             others.sort(key=_order)
         decider = best.to_match(best_error, call)
