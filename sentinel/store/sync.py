@@ -371,6 +371,64 @@ class Store:
         out: list[Any] = self._read(limits.usage(checks, time.time()))
         return out
 
+    # --- anomaly baselines (sentinel.anomaly; SQL in store/baselines.py) ---------------------
+
+    def baseline_for_call(self, agent: str, function: str) -> list[Any]:
+        """Every :class:`~sentinel.store.baselines.BaselineRow` of one (agent, function)."""
+        from sentinel.store import baselines
+
+        out: list[Any] = self._read(baselines.for_call(agent, function))
+        return out
+
+    def baseline_seen(self, agent: str, function: str, vkeys: list[str]) -> set[str]:
+        """Which of these string-value digests were seen before for this (agent, function)."""
+        from sentinel.store import baselines
+
+        out: set[str] = self._read(baselines.seen(agent, function, vkeys))
+        return out
+
+    def baseline_window(self, agent: str, function: str, param: str) -> tuple[bytes, bytes] | None:
+        """The recent-values window (float64 blobs: values, times) behind a numeric baseline."""
+        from sentinel.store import baselines
+
+        out: tuple[bytes, bytes] | None = self._read(baselines.window(agent, function, param))
+        return out
+
+    def baseline_learn(self, agent: str, function: str, plan: Any, now: float | None = None) -> None:
+        """Add a call (or a batch, :class:`~sentinel.store.baselines.LearnPlan`) to the
+        baselines in one write transaction."""
+        from sentinel.store import baselines
+
+        self._write(baselines.learn(agent, function, plan, time.time() if now is None else now))
+
+    def baseline_list(self, agent: str | None = None, function: str | None = None) -> list[Any]:
+        """Every baseline row, optionally of one agent and/or function."""
+        from sentinel.store import baselines
+
+        out: list[Any] = self._read(baselines.list_rows(agent, function))
+        return out
+
+    def baseline_top_values(
+        self, agent: str, function: str, param: str, limit: int = 5
+    ) -> list[tuple[str, int]]:
+        """The most frequent values seen for a string parameter (redacted as stored)."""
+        from sentinel.store import baselines
+
+        out: list[tuple[str, int]] = self._read(
+            baselines.top_values(agent, function, param, limit)
+        )
+        return out
+
+    def baseline_reset(
+        self, agent: str | None, function: str | None, event: dict[str, Any]
+    ) -> int:
+        """Delete matching baselines (None = any) and append ``event`` in one transaction;
+        returns the number of baseline rows removed."""
+        from sentinel.store import baselines
+
+        n: int = self._write(baselines.reset(agent, function, event, time.time()))
+        return n
+
     def count_events(self) -> int:
         n: int = self._read(ops.count_events())
         return n

@@ -1,0 +1,366 @@
+"""The guard hook: scores each call before it runs, learns from calls that ran.
+
+What enters a baseline: a call that **ran and returned** (``observe(succeeded=True)``) and was not
+itself anomalous. Blocked, denied, expired and cancelled calls never run, so they never enter; a
+call that raised does not enter either. A call the detector escalated (risk at or above the
+escalation threshold) does not enter *even when a person approved it* — repeating an anomaly
+must not make it normal — unless the policy says ``anomaly: {learn_approved: true}``. A call
+that needed approval because of a *rule* (not the detector) and was approved is learned: the
+rule, not the value, was the reason to ask.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentinel.anomaly.features import Features, extract
+from sentinel.anomaly.score import Finding, score_category, score_number, score_rate
+from sentinel.anomaly.settings import (
+    RATE_FAST_HALF_LIFE,
+    RATE_SLOW_HALF_LIFE,
+    FunctionSettings,
+    PolicySettings,
+)
+from sentinel.anomaly.stats import fold_numbers, fold_rate
+from sentinel.policy import Action, Verdict
+from sentinel.redact import Redactor
+from sentinel.store.baselines import BaselineRow, LearnPlan, SeenValue
+
+log = logging.getLogger("sentinel.anomaly")
+
+#: Recent values shown on the approver's card (the sparkline).
+SPARK_POINTS = 30
+#: Calls remembered between assess and their outcome (bounded in case a caller never reports).
+MAX_PENDING = 10_000
+
+_stores: dict[Path, Any] = {}
+_stores_lock = threading.Lock()
+
+
+def store_for(path: str | Path) -> Any:
+    """One :class:`~sentinel.store.Store` per database file in this process."""
+    from sentinel.store import Store
+
+    key = Path(path).absolute()
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            store = _stores[key] = Store(key)
+        return store
+
+
+@dataclass
+class Assessment:
+    """The detector's view of one call."""
+
+    risk: float
+    action: Action
+    findings: list[Finding]
+    features: Features
+    settings: FunctionSettings
+
+    @property
+    def scored(self) -> list[Finding]:
+        """Findings that were actually scored (not waiting for more samples)."""
+        return [f for f in self.findings if not f.cold]
+
+    @property
+    def anomalous(self) -> bool:
+        """At or above the escalation threshold."""
+        return self.risk >= self.settings.escalate
+
+    @property
+    def top(self) -> Finding | None:
+        scored = self.scored
+        return max(scored, key=lambda f: f.risk) if scored else None
+
+    @property
+    def explanation(self) -> str:
+        """The riskiest finding first, then every other finding at or above the threshold."""
+        top = self.top
+        if top is None:
+            cold = [f.explanation for f in self.findings if f.cold]
+            return "; ".join(cold) if cold else "nothing to score"
+        others = [
+            f.explanation for f in self.scored if f is not top and f.risk >= self.settings.escalate
+        ]
+        return "; ".join([top.explanation, *others])
+
+
+class _Pending:
+    __slots__ = ("params", "function", "agent", "assessment")
+
+    def __init__(self, params: Mapping[str, Any], function: str, agent: str, a: Assessment):
+        self.params = params
+        self.function = function
+        self.agent = agent
+        self.assessment = a
+
+
+class AnomalyHook:
+    """Statistical anomaly detection as a :class:`sentinel.guard.GuardHook`.
+
+    ``policy_source``: anything with ``.current`` (the policy in force; its ``anomaly:`` section
+    and ``value_params`` / ``redact_keys`` apply). ``clock``: seconds since the epoch (tests).
+    """
+
+    def __init__(
+        self,
+        policy_source: Any,
+        db_path: str | Path,
+        *,
+        escalate: float = 7.0,
+        block: float = 9.0,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.time,
+        record_events: bool = True,
+    ) -> None:
+        self.policy_source = policy_source
+        self.db_path = Path(db_path).absolute()
+        self.escalate = float(escalate)
+        self.block = float(block)
+        self.enabled = enabled
+        self.clock = clock
+        self.record_events = record_events
+        self._pending: OrderedDict[int, _Pending] = OrderedDict()
+        self._lock = threading.Lock()
+        self._resolved: tuple[str, PolicySettings, Redactor] | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> AnomalyHook:
+        """The hook for a :class:`~sentinel.config.SentinelConfig` (``anomaly_detection`` on)."""
+        if getattr(config, "anomaly_llm", False):
+            log.warning(
+                "anomaly_llm is not supported: only the statistical detector runs "
+                "(no call arguments are ever sent to a language model)"
+            )
+        return cls(
+            config.policy_source(),
+            config.db_path,
+            escalate=float(config.anomaly_escalation_threshold),
+            block=float(config.anomaly_block_threshold),
+            enabled=bool(getattr(config, "anomaly_statistical", True)),
+        )
+
+    @property
+    def store(self) -> Any:
+        return store_for(self.db_path)
+
+    # -- settings ----------------------------------------------------------------------------
+
+    def _policy(self) -> tuple[PolicySettings, Redactor]:
+        policy = self.policy_source.current
+        resolved = self._resolved
+        if resolved is None or resolved[0] != policy.version:
+            settings = PolicySettings(policy, self.escalate, self.block)
+            redactor = Redactor(getattr(policy, "redact_keys", ()) or ())
+            resolved = self._resolved = (policy.version, settings, redactor)
+        return resolved[1], resolved[2]
+
+    def settings_for(self, function: str) -> FunctionSettings:
+        """The settings that apply to ``function`` under the policy in force."""
+        return self._policy()[0].for_function(function)
+
+    # -- scoring -----------------------------------------------------------------------------
+
+    def score(
+        self, function: str, params: Mapping[str, Any], agent_id: str | None = None
+    ) -> Assessment:
+        """Score a call against the baselines without remembering or learning anything."""
+        policy_settings, redactor = self._policy()
+        settings = policy_settings.for_function(function)
+        if not settings.enabled:
+            return Assessment(0.0, Action.ALLOW, [], Features(), settings)
+        features = extract(params, settings, redactor)
+        agent = agent_id or ""
+        now = self.clock()
+        rows: dict[tuple[str, str], BaselineRow] = {
+            (r.param, r.kind): r for r in self.store.baseline_for_call(agent, function)
+        }
+        findings: list[Finding] = []
+        for param, x in features.numbers.items():
+            findings.append(score_number(param, x, rows.get((param, "number")), settings, now))
+        if features.categories:
+            ask = []
+            for c in features.categories:
+                row = rows.get((c.param, "category"))
+                if row is not None and not row.capped and row.n >= settings.min_samples:
+                    ask.append(c)
+            known = (
+                self.store.baseline_seen(agent, function, [c.vkey for c in ask]) if ask else set()
+            )
+            for c in ask:
+                f = score_category(
+                    c.param, c.shown, c.vkey in known, rows.get((c.param, "category")), settings
+                )
+                if f is not None:
+                    findings.append(f)
+        if settings.rate:
+            f = score_rate(rows.get(("", "rate")), settings, now)
+            if f is not None:
+                findings.append(f)
+        risk = max((f.risk for f in findings if not f.cold), default=0.0)
+        if risk >= settings.block:
+            action = Action.BLOCK
+        elif risk >= settings.escalate:
+            action = Action.REQUIRE_APPROVAL
+        else:
+            action = Action.ALLOW
+        return Assessment(risk, action, findings, features, settings)
+
+    def assess(
+        self, function: str, params: Mapping[str, Any], agent_id: str | None, verdict: Verdict
+    ) -> Any:
+        """Score the call; remember it until its outcome; escalate when it is anomalous."""
+        from sentinel.guard import Escalation
+
+        if not self.enabled:
+            return None
+        a = self.score(function, params, agent_id)
+        if a.features:
+            with self._lock:
+                self._pending[id(params)] = _Pending(params, function, agent_id or "", a)
+                while len(self._pending) > MAX_PENDING:
+                    self._pending.popitem(last=False)
+        if not a.scored:
+            return None
+        data = self._card(a, function, agent_id or "", verdict)
+        explanation = a.explanation
+        if a.action is Action.BLOCK:
+            reason = f"anomaly risk {a.risk:.1f} (blocks at {a.settings.block:g}): {explanation}"
+        elif a.action is Action.REQUIRE_APPROVAL:
+            reason = (
+                f"anomaly risk {a.risk:.1f} (asks for approval at {a.settings.escalate:g}): "
+                f"{explanation}"
+            )
+        else:
+            reason = f"anomaly risk {a.risk:.1f}: {explanation}"
+        if a.action.strictness > verdict.action.strictness and self.record_events:
+            self._record(function, params, agent_id, verdict, a, reason, data)
+        return Escalation(a.action, reason, "anomaly", a.risk, explanation, data)
+
+    def _card(self, a: Assessment, function: str, agent: str, verdict: Verdict) -> dict[str, Any]:
+        """``Escalation.data``: what the approver's card shows (see docs/readme/anomaly.md)."""
+        data: dict[str, Any] = {
+            "score": a.risk,
+            "action": a.action.value,
+            "escalate_at": a.settings.escalate,
+            "block_at": a.settings.block,
+            "explanation": a.explanation,
+            "findings": [f.to_dict() for f in a.findings if not f.cold],
+        }
+        numbers = [f for f in a.scored if f.kind == "number"]
+        if numbers:
+            top = max(numbers, key=lambda f: f.risk)
+            data.update(
+                param=top.param,
+                value=top.to_dict().get("value"),
+                median=top.details.get("median"),
+                n=top.details.get("n"),
+            )
+            # The recent values behind the score, only when a person or the record will see
+            # them (the allowed-call path never reads the window).
+            if a.action is not Action.ALLOW or verdict.action is Action.REQUIRE_APPROVAL:
+                window = self.store.baseline_window(agent, function, top.param)
+                if window is not None:
+                    recent = np.frombuffer(window[0], dtype=np.float64)[-SPARK_POINTS:]
+                    data["baseline"] = [int(v) if v.is_integer() else float(v) for v in recent]
+        return data
+
+    def _record(
+        self,
+        function: str,
+        params: Mapping[str, Any],
+        agent_id: str | None,
+        verdict: Verdict,
+        a: Assessment,
+        reason: str,
+        data: dict[str, Any],
+    ) -> None:
+        """An ``anomaly_escalated`` event: the detector made this call's outcome stricter."""
+        from sentinel.normalize import digest, to_jsonable
+
+        event = {
+            "kind": "anomaly_escalated",
+            "ts": self.clock(),
+            "function": function,
+            "agent_id": agent_id,
+            "digest": digest(to_jsonable(dict(params))),
+            "policy_version": verdict.policy_version,
+            "rule_id": verdict.rule_id,
+            "value_at_risk": verdict.value_at_risk,
+            "reason": reason,
+            "data": {"anomaly": data, "rule_action": verdict.action.value},
+        }
+        self.store.append_events([event])
+
+    # -- learning ----------------------------------------------------------------------------
+
+    def observe(
+        self, function: str, params: Mapping[str, Any], agent_id: str | None, succeeded: bool
+    ) -> None:
+        """The call ran: learn it if it returned and was not itself anomalous."""
+        entry = self._take(params)
+        if entry is None or not succeeded:
+            return
+        a = entry.assessment
+        if a.anomalous and not a.settings.learn_approved:
+            return  # an escalated call never becomes part of "normal" (see module docstring)
+        self.learn(entry.function, a.features, entry.agent, a.settings)
+
+    def abandon(self, function: str, params: Mapping[str, Any], agent_id: str | None) -> None:
+        """The call did not run (blocked, denied, expired, cancelled, error): forget it."""
+        self._take(params)
+
+    def _take(self, params: Mapping[str, Any]) -> _Pending | None:
+        with self._lock:
+            entry = self._pending.pop(id(params), None)
+        if entry is None or entry.params is not params:
+            return None
+        return entry
+
+    def learn(
+        self,
+        function: str,
+        features: Features,
+        agent: str,
+        settings: FunctionSettings,
+        *,
+        batch: Mapping[str, list[float]] | None = None,
+        times: list[float] | None = None,
+    ) -> None:
+        """Add one call's features (or a ``batch`` of values per parameter with their
+        ``times``: seeding and benchmarks) to the baselines."""
+        now = self.clock()
+        plan = LearnPlan(
+            numbers={p: [x] for p, x in features.numbers.items()}
+            if batch is None
+            else {p: list(v) for p, v in batch.items()},
+            times=[now] if times is None else list(times),
+            fold_number=functools.partial(
+                fold_numbers, window=settings.window, half_life=settings.half_life
+            ),
+            categories=[SeenValue(c.param, c.vkey, c.shown) for c in features.categories],
+            max_categories=settings.max_categories,
+            # A seeded batch is not a burst: only single calls feed the rate counters.
+            rate_calls=1 if (settings.rate and batch is None) else 0,
+            fold_rate=functools.partial(
+                fold_rate,
+                fast_half_life=RATE_FAST_HALF_LIFE,
+                slow_half_life=RATE_SLOW_HALF_LIFE,
+            ),
+        )
+        self.store.baseline_learn(agent, function, plan, now)
+
+
+__all__ = ["AnomalyHook", "Assessment", "store_for"]
