@@ -220,9 +220,19 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "202": _json(
-                            {"$ref": "#/components/schemas/Status"}, "stored (or already known)"
-                        ),
+                        "202": {
+                            **_json(
+                                {"$ref": "#/components/schemas/Status"},
+                                "stored (or already known)",
+                            ),
+                            "links": {
+                                op: {
+                                    "operationId": op,
+                                    "parameters": {"action_id": "$response.body#/action_id"},
+                                }
+                                for op in ("status", "approve", "deny")
+                            },
+                        },
                         "409": _json(
                             {"$ref": "#/components/schemas/Error"},
                             "action_id already used by a different request",
