@@ -125,3 +125,26 @@ def test_the_command_center_can_decide_a_webhook_request_first(
             transfer(5000)
         t.join()
         assert rx.requests("GET")  # the webhook was being polled while the TUI decided
+
+
+def test_a_webhook_that_refuses_the_request_blocks_the_call(
+    write_rules: Callable[..., Path], db_path: Path
+) -> None:
+    from sentinel import SentinelBlockedError
+
+    rules = write_rules(POLICY)
+
+    def refuse(method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
+        return Reply(401, b"bad token")
+
+    with Receiver(refuse) as rx:
+
+        @protect(config(rules, db_path, rx.url))
+        def transfer(amount: int) -> str:
+            return "sent"
+
+        with pytest.raises(SentinelBlockedError, match="401") as info:
+            transfer(5000)
+    assert info.value.request_id
+    with Store(db_path) as store:
+        assert store.get(info.value.request_id).status == "cancelled"
