@@ -10,6 +10,7 @@
                                   BEFORE_COMMIT, then sleep (to be killed mid-decision).
 ``txn-hold DB``                   BEGIN IMMEDIATE + an uncommitted event row, print IN_TXN, sleep.
 ``lock DB SECONDS``               hold BEGIN EXCLUSIVE for SECONDS, printing LOCKED / RELEASED.
+``tui-decider DB``                a headless command center pressing ``a`` forever.
 ``writer DB``                     append events in a tight loop, printing ``ACK seq`` after each
                                   commit (to be killed at random moments).
 """
@@ -115,7 +116,7 @@ def hold(db: str, rules: str) -> int:
     _say(f"CALLING {os.getpid()}")
     try:
         transfer_funds(5000, "acct-x", "hold")
-    except Exception as exc:  # noqa: BLE001 - print whatever ended the wait
+    except Exception as exc:
         _say(f"ENDED {type(exc).__name__}: {exc}")
     return 0
 
@@ -210,8 +211,37 @@ def writer(db: str) -> int:
         _say(f"ACK {seq} w{os.getpid()}-{i}")
 
 
+def tui_decider(db: str) -> int:
+    """A headless command center that approves whatever card is shown, forever."""
+    import asyncio
+
+    from sentinel_tui.app import SentinelApp
+    from sentinel_tui.config import TuiConfig
+
+    async def run() -> None:
+        app = SentinelApp(
+            db, None, tick_interval=0, watch_terminal=False,
+            config=TuiConfig(debounce=0.05, bell=False, toast_new=False),
+        )  # fmt: skip
+        async with app.run_test(size=(120, 40)) as pilot:
+            _say("TUI_READY")
+            seen = 0
+            while True:
+                if app.queue.card.request_id is not None:
+                    await pilot.press("a")
+                await pilot.pause(0.05)
+                if len(app._decided_here) != seen:
+                    seen = len(app._decided_here)
+                    _say(f"TUI_DECIDED {seen}")
+
+    asyncio.run(run())
+    return 0
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[0]
+    if cmd == "tui-decider":
+        return tui_decider(argv[1])
     if cmd == "mixed":
         return mixed(argv[1], argv[2], int(argv[3]), int(argv[4]), float(argv[5]))
     if cmd == "hold":
