@@ -234,6 +234,9 @@ def main() -> None:
             agent.kill()
         server.terminate()
         server.wait(timeout=10)
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
