@@ -135,6 +135,7 @@ class AnomalyHook:
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
         self._lock = threading.Lock()
         self._resolved: tuple[str, PolicySettings, Redactor] | None = None
+        self._store: Any = None
 
     @classmethod
     def from_config(cls, config: Any) -> AnomalyHook:
@@ -154,7 +155,10 @@ class AnomalyHook:
 
     @property
     def store(self) -> Any:
-        return store_for(self.db_path)
+        store = self._store
+        if store is None or getattr(store, "_closed", False):
+            store = self._store = store_for(self.db_path)
+        return store
 
     # -- settings ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from sentinel.anomaly.settings import RATE_FAST_HALF_LIFE, RATE_SLOW_HALF_LIFE, FunctionSettings
@@ -24,18 +24,42 @@ from sentinel.anomaly.stats import decay_factor, exposure, risk_from_deviation
 from sentinel.store.baselines import BaselineRow
 
 
-@dataclass
 class Finding:
-    """One thing the detector noticed about a call."""
+    """One thing the detector noticed about a call. ``explanation`` is a sentence, built only
+    when someone reads it (the allowed-call path usually does not)."""
 
-    kind: str  # "number" | "category" | "rate"
-    param: str
-    risk: float
-    explanation: str
-    value: Any = None
-    z: float | None = None
-    cold: bool = False  # not enough learned calls to score yet
-    details: dict[str, Any] = field(default_factory=dict)
+    __slots__ = ("kind", "param", "risk", "value", "z", "cold", "details", "_text")
+
+    def __init__(
+        self,
+        kind: str,  # "number" | "category" | "rate"
+        param: str,
+        risk: float,
+        explanation: str | Callable[[], str],
+        value: Any = None,
+        z: float | None = None,
+        *,
+        cold: bool = False,  # not enough learned calls to score yet
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.param = param
+        self.risk = risk
+        self.value = value
+        self.z = z
+        self.cold = cold
+        self.details = details if details is not None else {}
+        self._text = explanation
+
+    @property
+    def explanation(self) -> str:
+        text = self._text
+        if not isinstance(text, str):
+            text = self._text = text()
+        return text
+
+    def __repr__(self) -> str:
+        return f"Finding({self.kind}, {self.param!r}, risk={self.risk}, {self.explanation!r})"
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "param": self.param, "risk": self.risk}
@@ -94,7 +118,9 @@ def score_number(
             "number",
             param,
             0.0,
-            f"{param}: no baseline yet ({_calls(have)} learned, {settings.min_samples} needed)",
+            lambda: (
+                f"{param}: no baseline yet ({_calls(have)} learned, {settings.min_samples} needed)"
+            ),
             x,
             cold=True,
         )
@@ -148,7 +174,13 @@ def score_number(
     elif z < 0:
         risk = min(risk, settings.low_max_risk)
     return Finding(
-        "number", param, risk, _explain(param, x, z, row, settings, use_log), x, z, details=details
+        "number",
+        param,
+        risk,
+        lambda: _explain(param, x, z, row, settings, use_log),
+        x,
+        z,
+        details=details,
     )
 
 
