@@ -114,7 +114,7 @@ class ProtectedTool(BaseTool):
     """Raise :class:`~sentinel.errors.SentinelBlockedError` instead of returning a message."""
 
     _guard: Guard = PrivateAttr()
-    _hidden: frozenset[str] | None = PrivateAttr(default=None)
+    _hidden: tuple[Any, frozenset[str]] | None = PrivateAttr(default=None)
     _plumbing: dict[bool, _Plumbing] = PrivateAttr(default_factory=dict)
 
     def __init__(self, *, guard: Guard, **kwargs: Any) -> None:
@@ -237,15 +237,23 @@ class ProtectedTool(BaseTool):
 
     def _hidden_keys(self) -> frozenset[str]:
         """Arguments the model does not supply (runtime injections): kept from the rules."""
-        hidden = self._hidden
-        if hidden is None:
-            keys = set(_PLUMBING) | set(self._injected_args_keys)
-            schema = self.args_schema
-            if isinstance(schema, type):
-                visible = self.tool_call_schema
-                visible_fields = set(get_fields(visible)) if isinstance(visible, type) else set()
-                keys |= set(get_fields(schema)) - visible_fields
-            hidden = self._hidden = frozenset(keys)
+        schema = self.args_schema
+        cached = self._hidden
+        if cached is not None and cached[0] is schema:
+            return cached[1]
+        # Computed per schema object: a copy with another schema must not reuse the answer,
+        # since hiding a field the model controls would keep it from the rules.
+        keys = set(_PLUMBING) | set(self._injected_args_keys)
+        visible: set[str] = set()
+        if isinstance(schema, type):
+            call_schema = self.tool_call_schema
+            visible = set(get_fields(call_schema)) if isinstance(call_schema, type) else set()
+            keys |= set(get_fields(schema))
+        elif isinstance(schema, dict):
+            visible = set(schema.get("properties") or ())
+        # Whatever the model can fill in is never hidden, whatever its name.
+        hidden = frozenset(keys - visible)
+        self._hidden = (schema, hidden)
         return hidden
 
     def _rejected(self, exc: SentinelBlockedError) -> Any:

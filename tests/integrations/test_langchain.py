@@ -137,6 +137,8 @@ def db(tmp_path: Path) -> Path:
 
 
 def config(rules: Path, db: Path, channel: Any = "queue", **kw: Any) -> SentinelConfig:
+    # A wait that is never answered ends well within the test timeout, as an expiry.
+    kw.setdefault("timeout_seconds", 60.0)
     return SentinelConfig(
         rules_path=rules, db_path=db, approval_interface=channel, show_waiting_hint=False, **kw
     )
@@ -655,3 +657,22 @@ def test_guard_and_config_together_are_refused(rules: Path, db: Path) -> None:
     cfg = config(rules, db)
     with pytest.raises(SentinelConfigError, match="either guard= or config"):
         protect_tool(transfer_funds, cfg, guard=Guard(cfg))
+
+
+def test_a_model_visible_argument_is_never_hidden_from_the_rules(rules: Path, db: Path) -> None:
+    class Args(BaseModel):
+        amount: int
+        callbacks: str = Field(description="a model-supplied field with a plumbing name")
+
+    def run(amount: int, callbacks: str) -> str:
+        RAN.append(("transfer_odd", (amount, callbacks)))
+        return "odd ran"
+
+    original = StructuredTool.from_function(
+        run, name="transfer_odd", description="odd", args_schema=Args
+    )
+    channel = Decider(approve=True)
+    protected = protect_tool(original, config(rules, db, channel))
+    assert "callbacks" in protected.args
+    assert protected.invoke({"amount": 5000, "callbacks": "x"}) == "odd ran"
+    assert channel.requests[0].parameters == {"amount": 5000, "callbacks": "x"}

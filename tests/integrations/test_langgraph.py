@@ -67,9 +67,11 @@ def db(tmp_path: Path) -> Path:
     return tmp_path / "s.db"
 
 
-def config(rules: Path, db: Path, channel: Any = "queue") -> SentinelConfig:
+def config(rules: Path, db: Path, channel: Any = "queue", **kw: Any) -> SentinelConfig:
+    # A wait that is never answered ends well within the test timeout, as an expiry.
+    kw.setdefault("timeout_seconds", 60.0)
     return SentinelConfig(
-        rules_path=rules, db_path=db, approval_interface=channel, show_waiting_hint=False
+        rules_path=rules, db_path=db, approval_interface=channel, show_waiting_hint=False, **kw
     )
 
 
