@@ -17,27 +17,74 @@ from __future__ import annotations
 
 import atexit
 import collections
+import hashlib
+import json
+import os
+import re
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from sentinel.normalize import digest, to_jsonable
-from sentinel.redact import Redactor
+from sentinel.redact import MASK, Redactor, redact_string, safe_text
+
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
 
 FLUSH_INTERVAL = 0.05
 MAX_PENDING = 100_000
 
 
+_PLAIN = frozenset((str, int, bool, type(None)))
+_SHORT_SAFE = re.compile(r"[\x20-\x7e]{0,11}\Z")
+_SHARED = (
+    "request_id",
+    "agent_id",
+    "function",
+    "digest",
+    "policy_version",
+    "rule_id",
+    "value_at_risk",
+)
+
+
 def summarize(value: Any, redactor: Redactor, limit: int = 200) -> str:
     """A short, redacted, single-line summary of a return value or exception message."""
-    from sentinel.redact import safe_text
-
+    cls = value.__class__
+    if cls is int or cls is bool or cls is float or value is None:
+        text = repr(value)
+        if len(text) < 12:  # too short to hold a key or a card number: nothing to mask
+            return text
+    elif cls is str and _SHORT_SAFE.match(value):
+        return value  # short printable text: nothing to mask or escape
     try:
         text = value if isinstance(value, str) else repr(value)
     except Exception as exc:  # hostile __repr__
         text = f"<unrepresentable {type(value).__name__}: {type(exc).__name__}>"
     return safe_text(redactor.redact(text), limit)
+
+
+def _plain_args(raw: dict[str, Any], redactor: Redactor) -> tuple[str, dict[str, Any]] | None:
+    """Digest and redacted copy of arguments that are all plain scalars (the common case), without
+    the general normalisation; None when any value needs it. Same results as the general path."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        cls = value.__class__
+        if cls not in _PLAIN:
+            if cls is not float or value - value != 0.0:  # NaN/inf are normalised to strings
+                return None
+        if key.__class__ is not str:
+            return None
+        if redactor.is_secret_key(key) and value is not None and value != "":
+            out[key] = MASK
+        elif cls is str and len(value) >= 12:
+            out[key] = redact_string(value)
+        else:
+            out[key] = value
+    text = _CANONICAL(raw)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest(), out
 
 
 def finalize_event(event: dict[str, Any], redactor: Redactor) -> list[dict[str, Any]]:
@@ -46,35 +93,35 @@ def finalize_event(event: dict[str, Any], redactor: Redactor) -> list[dict[str, 
     A raw event may hold live objects: ``raw_params`` (the call's arguments: normalised, digested
     and redacted here) and ``then`` (a follow-up event, such as the ``executed`` outcome of an
     allowed call, which shares the call's fields). ``raw_result`` becomes a short summary.
+    The digest is over the real arguments; only the redacted copy is kept.
     """
     follow = event.pop("then", None)
     raw = event.pop("raw_params", None)
-    data = event.setdefault("data", {})
+    data = event.get("data")
+    if data is None:
+        data = event["data"] = {}
     if raw is not None:
-        params = to_jsonable(raw)
-        event.setdefault("digest", digest(params))
-        data.setdefault("args", redactor.redact(params))
+        fast = _plain_args(raw, redactor) if raw.__class__ is dict else None
+        if fast is not None:
+            if "digest" not in event:
+                event["digest"] = fast[0]
+            if "args" not in data:
+                data["args"] = fast[1]
+        else:
+            params = to_jsonable(raw)
+            event.setdefault("digest", digest(params))
+            data.setdefault("args", redactor.redact(params))
     if "raw_error" in data:
         data["error"] = summarize(data.pop("raw_error"), redactor)
     if "raw_result" in event:
         data["result"] = summarize(event.pop("raw_result"), redactor)
+    if follow is None:
+        return [event]
+    for key in _SHARED:
+        if key not in follow:
+            follow[key] = event.get(key)
     out = [event]
-    if follow is not None:
-        shared = {
-            k: event.get(k)
-            for k in (
-                "request_id",
-                "agent_id",
-                "function",
-                "digest",
-                "policy_version",
-                "rule_id",
-                "value_at_risk",
-            )
-        }
-        for key, value in shared.items():
-            follow.setdefault(key, value)
-        out.extend(finalize_event(follow, redactor))
+    out.extend(finalize_event(follow, redactor))
     return out
 
 
@@ -98,7 +145,47 @@ class EventSink:
         self._closed = False
         self.failure: str | None = None
         self.written = 0
+        # After-commit work (JSONL mirror, anchors): see attach_audit.
+        self._store: Any = None
+        self._mirrors: list[Any] = []
+        self._anchorer: Any = None
+        self._hooks_failed = False
         atexit.register(self.close)
+
+    def attach_audit(
+        self,
+        store: Any,
+        *,
+        mirror_dir: str | os.PathLike[str] | None = None,
+        signer: Any = None,
+        anchor_every: int = 1000,
+        anchor_seconds: float = 60.0,
+        anchor_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """After every committed batch, mirror the table to JSONL files in ``mirror_dir`` (catching
+        up now, after a crash) and anchor the chain head with ``signer`` every ``anchor_every``
+        events / ``anchor_seconds``. Idempotent per folder. Raises OSError when the mirror folder
+        cannot be written."""
+        from pathlib import Path
+
+        from sentinel.audit.anchors import Anchorer
+        from sentinel.audit.mirror import JsonlMirror
+
+        with self._write_lock:
+            self._store = store
+            if mirror_dir is not None:
+                folder = Path(mirror_dir).absolute()
+                if all(m.directory != folder for m in self._mirrors):
+                    mirror = JsonlMirror(folder)
+                    mirror.catch_up(store)
+                    self._mirrors.append(mirror)
+            if signer is not None and self._anchorer is None:
+                self._anchorer = Anchorer(
+                    signer,
+                    every_events=anchor_every,
+                    every_seconds=anchor_seconds,
+                    directory=None if anchor_dir is None else Path(anchor_dir),
+                )
 
     # -- public -------------------------------------------------------------------------------
 
@@ -115,10 +202,11 @@ class EventSink:
             self._start()
 
     def emit_now(self, event: dict[str, Any]) -> None:
-        """Write ``event`` before returning (after anything already queued). Raises on failure."""
+        """Write ``event`` before returning (after anything already queued). Raises on failure;
+        the event then stays queued and is written by a later flush (never dropped)."""
         with self._write_lock:
+            self._queue.append(event)
             self.flush()
-            self._write(finalize_event(event, self._redactor))
 
     def flush(self) -> None:
         """Write everything queued so far. Raises the store's error if it cannot."""
@@ -133,6 +221,8 @@ class EventSink:
                     # Put them back in order: nothing is lost.
                     self._queue.extendleft(reversed(batch))
                     raise
+            elif self._hooks_failed:
+                self._after_commit(0, strict=True)  # the mirror failed before: retry it now
 
     def close(self) -> None:
         """Flush and stop the background thread (also runs at interpreter exit)."""
@@ -144,6 +234,8 @@ class EventSink:
             thread.join(timeout=5)
         try:
             self.flush()
+            if self._anchorer is not None and self._store is not None:
+                self._anchorer.after_commit(self._store, 0, force=True)
         except Exception as exc:  # at exit there is nobody left to raise to
             self.failure = f"{type(exc).__name__}: {exc}"
 
@@ -172,8 +264,29 @@ class EventSink:
         except Exception as exc:
             self.failure = f"audit log unavailable: {type(exc).__name__}: {exc}"
             raise
-        self.failure = None
         self.written += len(batch)
+        self._after_commit(len(batch))
+
+    def _after_commit(self, n_events: int, *, strict: bool = False) -> None:
+        """Mirror and anchor what was just committed. The events are safe in the table either
+        way; a failure here is remembered (``failure``) so the guard can refuse further calls,
+        and retried by the next flush (``strict`` raises it)."""
+        if self._store is None:
+            self.failure = None
+            return
+        try:
+            for mirror in self._mirrors:
+                mirror.catch_up(self._store)
+            if self._anchorer is not None:
+                self._anchorer.after_commit(self._store, n_events)
+        except Exception as exc:
+            self._hooks_failed = True
+            self.failure = f"audit mirror unavailable: {type(exc).__name__}: {exc}"
+            if strict:
+                raise
+            return
+        self._hooks_failed = False
+        self.failure = None
 
     def _run(self) -> None:
         while True:

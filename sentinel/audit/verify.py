@@ -1,0 +1,383 @@
+"""Verifying the audit trail: the event table, the JSONL mirror and the signed anchors.
+
+What is checked, and reported with the first bad position:
+
+* **table** — from genesis (or from the newest signed prune checkpoint) every ``seq`` follows the
+  one before, every ``prev_hash`` is the previous ``hash``, every ``hash`` recomputes. A changed
+  byte, a removed, inserted or reordered event all break one of these.
+* **anchors** — each correctly signed anchor's ``(seq, hash)`` must be in the table: a truncated
+  tail (table ends before an anchor) or a history recomputed from scratch (hash differs) is
+  caught. Events deleted below a ``prune_window`` row count as tampering unless a signed
+  ``checkpoint`` records that prune.
+* **JSONL** — the same chain rules over the files in name order, each line against the table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentinel.audit.anchors import ANCHOR, CHECKPOINT, anchor_path, read_records
+from sentinel.audit.keys import Verifier
+from sentinel.audit.mirror import mirror_files, split_line
+from sentinel.store.codec import GENESIS_HASH, body_text
+
+PAGE = 20_000
+
+
+@dataclass
+class Problem:
+    """One finding. ``where`` is ``table seq N``, ``<file>:<line>`` or ``anchors:<line>``."""
+
+    where: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.what}"
+
+
+@dataclass
+class Report:
+    """The outcome of :func:`verify`: ``ok`` is False when any problem was found."""
+
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    table_events: int = 0
+    jsonl_events: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    anchors_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "problems": [{"where": p.where, "what": p.what} for p in self.problems],
+            "warnings": self.warnings,
+            "notes": self.notes,
+            "table_events": self.table_events,
+            "jsonl_events": self.jsonl_events,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "anchors_checked": self.anchors_checked,
+        }
+
+
+def _sha(prev: str, body: str) -> str:
+    return hashlib.sha256((prev + body).encode("utf-8")).hexdigest()
+
+
+class _TableWalk:
+    """Reads the table in seq order once, checking the chain, and answers hash_at(seq) for
+    increasing seqs (the JSONL check walks alongside)."""
+
+    def __init__(self, store: Any, start_seq: int, start_prev: str, report: Report) -> None:
+        self.store = store
+        self.report = report
+        self.expect_seq = start_seq
+        self.prev = start_prev
+        self.broken = False
+        self.hashes: dict[int, str] = {}
+        self._after = start_seq - 1
+        self._done = False
+
+    def run(self, anchors: dict[int, tuple[str, int]]) -> None:
+        store, report = self.store, self.report
+        expect, prev = self.expect_seq, self.prev
+        after = self._after
+        while True:
+            rows = store.event_rows(after, PAGE)
+            if not rows:
+                break
+            for row in rows:
+                seq = row[0]
+                if seq != expect:
+                    what = (
+                        f"expected seq {expect}, found {seq}: events {expect}..{seq - 1} are missing"
+                        if seq > expect
+                        else f"expected seq {expect}, found {seq}: out of order"
+                    )
+                    report.problems.append(Problem(f"table seq {seq}", what))
+                    self.broken = True
+                    return
+                if row[13] != prev:
+                    report.problems.append(
+                        Problem(
+                            f"table seq {seq}",
+                            "prev_hash does not match the previous event's hash "
+                            "(an event before it was removed, inserted, reordered or rewritten)",
+                        )
+                    )
+                    self.broken = True
+                    return
+                h = _sha(prev, body_text(*row[:14]))
+                if h != row[14]:
+                    report.problems.append(
+                        Problem(
+                            f"table seq {seq}", "hash does not match the event's contents (edited)"
+                        )
+                    )
+                    self.broken = True
+                    return
+                anchored = anchors.get(seq)
+                if anchored is not None and anchored[0] != h:
+                    report.problems.append(
+                        Problem(
+                            f"table seq {seq}",
+                            f"differs from the signed anchor (anchors line {anchored[1]}): "
+                            "the history was rewritten and its hashes recomputed",
+                        )
+                    )
+                    self.broken = True
+                    return
+                prev = h
+                expect += 1
+            report.table_events += len(rows)
+            after = rows[-1][0]
+            if len(rows) < PAGE:
+                break
+        self.expect_seq, self.prev = expect, prev
+
+
+def _load_anchors(
+    store: Any, db_id: str | None, anchor_dir: Path | None, verifier: Verifier, report: Report
+) -> tuple[dict[int, tuple[str, int]], dict[int, tuple[str, int]], Path | None]:
+    """Signed anchors and checkpoints: seq -> (hash, line)."""
+    anchors: dict[int, tuple[str, int]] = {}
+    checkpoints: dict[int, tuple[str, int]] = {}
+    if db_id is None:
+        return anchors, checkpoints, None
+    try:
+        path = anchor_path(store.path, db_id, anchor_dir)
+    except ValueError as exc:
+        report.warnings.append(str(exc))
+        return anchors, checkpoints, None
+    lines = read_records(path, db_id, verifier)
+    if not lines:
+        report.warnings.append(
+            f"no anchors for this database in {path}: a truncated tail or a fully recomputed "
+            "history cannot be detected (run `sentinel audit anchor` with a signing key)"
+        )
+    for line in lines:
+        if line.status == "unknown key" or (verifier.empty and line.record is not None):
+            report.warnings.append(
+                f"anchors:{line.line_no}: signed with {line.record and line.record.get('alg')} "
+                "but no key to check it was given (SENTINEL_AUDIT_KEY / SENTINEL_AUDIT_PUBLIC_KEY)"
+            )
+            continue
+        if not line.ok:
+            report.problems.append(
+                Problem(f"anchors:{line.line_no}", f"anchor record: {line.status}")
+            )
+            continue
+        assert line.record is not None
+        target = checkpoints if line.record.get("type") == CHECKPOINT else anchors
+        if line.record.get("type") not in (ANCHOR, CHECKPOINT):
+            report.problems.append(Problem(f"anchors:{line.line_no}", "unknown record type"))
+            continue
+        target[int(line.record["seq"])] = (str(line.record["hash"]), line.line_no)
+        report.anchors_checked += 1
+    return anchors, checkpoints, path
+
+
+def verify(
+    store: Any,
+    *,
+    jsonl_dir: str | Path | None = None,
+    anchor_dir: Path | None = None,
+    verifier: Verifier | None = None,
+    require_anchor: bool = False,
+) -> Report:
+    """Check the table, the anchors and (with ``jsonl_dir``) the mirror. See the module doc."""
+    from sentinel.audit.keys import load_verifier
+
+    verifier = load_verifier() if verifier is None else verifier
+    report = Report()
+    db_id, first, last, _last_hash, windows = store.audit_state()
+    report.first_seq, report.last_seq = first, last
+    if verifier.empty:
+        report.warnings.append(
+            "no verification key (SENTINEL_AUDIT_KEY or SENTINEL_AUDIT_PUBLIC_KEY): anchors and "
+            "prune checkpoints cannot be checked"
+        )
+    anchors, checkpoints, _path = _load_anchors(store, db_id, anchor_dir, verifier, report)
+    if require_anchor and not anchors:
+        report.problems.append(Problem("anchors", "no signed anchor for this database"))
+
+    # Where the table's chain starts: genesis, or the newest prune checkpoint.
+    start_seq, start_prev = 1, GENESIS_HASH
+    for up_to, head, _created in windows:
+        signed = checkpoints.get(int(up_to))
+        if signed is None or signed[0] != head:
+            if verifier.empty:
+                report.warnings.append(
+                    f"events up to seq {up_to} were pruned; the checkpoint cannot be checked without a key"
+                )
+            else:
+                report.problems.append(
+                    Problem(
+                        f"table seq {int(up_to) + 1}",
+                        f"events up to seq {up_to} were deleted but no signed prune checkpoint "
+                        "records it (a prune_window row written by hand)",
+                    )
+                )
+        if int(up_to) + 1 > start_seq:
+            start_seq, start_prev = int(up_to) + 1, str(head)
+    if windows:
+        report.notes.append(f"events up to seq {start_seq - 1} were pruned with a checkpoint")
+    walk = _TableWalk(store, start_seq, start_prev, report)
+    if first is not None and first < start_seq:
+        report.problems.append(
+            Problem(
+                f"table seq {first}",
+                f"event below the prune checkpoint ({start_seq - 1}) still present",
+            )
+        )
+    else:
+        walk.run(anchors)
+    end = walk.expect_seq - 1  # last good seq
+    if not walk.broken:
+        for seq, (_h, line_no) in sorted(anchors.items()):
+            if seq > end:
+                report.problems.append(
+                    Problem(
+                        f"table seq {end + 1}",
+                        f"table ends at seq {end} but the signed anchor at anchors:{line_no} "
+                        f"records seq {seq}: the tail was truncated",
+                    )
+                )
+                break
+        newest = max(anchors, default=None)
+        if newest is not None and newest < end:
+            report.notes.append(f"events after seq {newest} are not anchored yet")
+    if jsonl_dir is not None:
+        _verify_jsonl(Path(jsonl_dir), store, start_seq, start_prev, checkpoints, anchors, report)
+    return report
+
+
+def _verify_jsonl(
+    directory: Path,
+    store: Any,
+    table_start: int,
+    table_prev: str,
+    checkpoints: dict[int, tuple[str, int]],
+    anchors: dict[int, tuple[str, int]],
+    report: Report,
+) -> None:
+    files = mirror_files(directory)
+    if not files:
+        report.problems.append(Problem(str(directory), "no JSONL files"))
+        return
+    # Table hashes, read page by page alongside the files.
+    cache: dict[int, str] = {}
+    cache_after = [table_start - 1]
+    table_hash_before = {table_start - 1: table_prev}
+
+    def table_hash(seq: int) -> str | None:
+        if seq in table_hash_before:
+            return table_hash_before[seq]
+        if seq not in cache and seq > cache_after[0]:
+            cache.clear()
+            rows = store.event_rows(seq - 1, PAGE)
+            for row in rows:
+                cache[row[0]] = row[14]
+            cache_after[0] = rows[-1][0] if rows else seq
+        return cache.get(seq)
+
+    prev_seq: int | None = None
+    prev_hash = ""
+    for index, path in enumerate(files):
+        data = path.read_bytes()
+        text = data.decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        torn = lines.pop() if lines else ""
+        for no, line in enumerate(lines, 1):
+            where = f"{path.name}:{no}"
+            parts = split_line(line)
+            try:
+                if parts is None:
+                    raise ValueError
+                body, h = parts
+                event = json.loads(body)
+                seq, prev = int(event["seq"]), str(event["prev_hash"])
+            except (ValueError, KeyError, TypeError):
+                report.problems.append(Problem(where, "not an event line (edited or corrupted)"))
+                return
+            if prev_seq is None:
+                start_ok = (
+                    (seq == 1 and prev == GENESIS_HASH)
+                    or (checkpoints.get(seq - 1, ("",))[0] == prev)
+                    or (table_hash(seq - 1) == prev)
+                )
+                if not start_ok:
+                    report.problems.append(
+                        Problem(
+                            where,
+                            f"the files start at seq {seq} without a signed checkpoint before it",
+                        )
+                    )
+                    return
+            elif seq != prev_seq + 1:
+                what = (
+                    f"expected seq {prev_seq + 1}, found {seq}: events {prev_seq + 1}..{seq - 1} are missing"
+                    if seq > prev_seq + 1
+                    else f"expected seq {prev_seq + 1}, found {seq}: out of order or duplicated"
+                )
+                report.problems.append(Problem(where, what))
+                return
+            elif prev != prev_hash:
+                report.problems.append(
+                    Problem(where, "prev_hash does not match the previous line's hash")
+                )
+                return
+            if _sha(prev, body) != h:
+                report.problems.append(
+                    Problem(where, "hash does not match the line's contents (edited)")
+                )
+                return
+            in_table = table_hash(seq)
+            if in_table is not None and in_table != h:
+                report.problems.append(Problem(where, f"differs from the table's event seq {seq}"))
+                return
+            anchored = anchors.get(seq)
+            if anchored is not None and anchored[0] != h:
+                report.problems.append(
+                    Problem(where, f"differs from the signed anchor (anchors line {anchored[1]})")
+                )
+                return
+            prev_seq, prev_hash = seq, h
+            report.jsonl_events += 1
+        if torn:
+            if index == len(files) - 1:
+                report.warnings.append(
+                    f"{path.name}:{len(lines) + 1}: torn last line (a crash mid-write); the next "
+                    "mirror catch-up cuts it off and rewrites the event from the table"
+                )
+            else:
+                report.problems.append(
+                    Problem(f"{path.name}:{len(lines) + 1}", "line without an end")
+                )
+                return
+    last = report.last_seq
+    if prev_seq is not None and last is not None and prev_seq < last:
+        report.problems.append(
+            Problem(
+                f"{files[-1].name}:end",
+                f"the files end at seq {prev_seq} but the table goes to seq {last}: the files were "
+                "truncated, or the mirror is behind (`sentinel audit mirror` catches up)",
+            )
+        )
+    elif prev_seq is not None and last is not None and prev_seq > last and report.ok:
+        report.problems.append(
+            Problem(
+                f"table seq {last + 1}",
+                f"the files go to seq {prev_seq} but the table ends at {last}",
+            )
+        )
