@@ -48,6 +48,10 @@ async def drive_async(conn: aiosqlite.Connection, op: ops.Op, fail: Any) -> Any:
         q = next(op)
         while True:
             try:
+                if q.fetch == "many":  # q.params: a sequence of parameter tuples
+                    await conn.executemany(q.sql, q.params)
+                    q = op.send(None)
+                    continue
                 cur = await conn.execute(q.sql, q.params)
                 if q.fetch == "one":
                     result: Any = await cur.fetchone()
@@ -217,12 +221,11 @@ class AsyncStore:
         hints.send(waiters)
         return n
 
-    async def append_events(self, events: list[dict[str, Any]]) -> list[EventRecord]:
+    async def append_events(
+        self, events: list[dict[str, Any]], *, records: bool = True
+    ) -> list[EventRecord] | Any:
         """See :meth:`Store.append_events`."""
-        out: list[EventRecord] = await self._run(
-            ops.append_events(list(events), time.time()), durable=False
-        )
-        return out
+        return await self._run(ops.append_events(list(events), time.time(), records), durable=False)
 
     # --- reads --------------------------------------------------------------------------
 

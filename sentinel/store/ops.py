@@ -18,14 +18,13 @@ from typing import Any, Literal
 from sentinel.errors import DecisionConflict, RequestNotFound
 from sentinel.store import sql
 from sentinel.store.codec import (
-    EVENT_COLUMNS,
     GENESIS_HASH,
     dumps,
     event_from_row,
     normalize_event,
     operator_json,
     request_from_row,
-    seal_event,
+    row_hash,
 )
 from sentinel.store.models import (
     APPROVED,
@@ -42,7 +41,7 @@ from sentinel.store.models import (
 )
 from sentinel.store.query import where_clause
 
-Fetch = Literal["one", "all", "none", "rowcount"]
+Fetch = Literal["one", "all", "none", "rowcount", "many"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +69,46 @@ class Caller:
 # --- helpers --------------------------------------------------------------------------------
 
 
-def _append(events: list[dict[str, Any]]) -> Generator[Q, Any, list[dict[str, Any]]]:
-    """Chain and insert normalized events; must run inside a write transaction."""
+def _append(events: list[dict[str, Any]]) -> Generator[Q, Any, list[tuple[Any, ...]]]:
+    """Chain and insert normalized events; must run inside a write transaction.
+
+    Returns the stored rows (tuples in :data:`EVENT_COLUMNS` order). The hourly rollup is updated
+    in the same transaction with one upsert per (hour, kind, rule) of the batch.
+    """
     last = yield Q(sql.LAST_EVENT, (), "one")
     seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
-    sealed = []
-    for row in events:
+    rows: list[tuple[Any, ...]] = []
+    rollup: dict[tuple[int, str, str], list[Any]] = {}
+    for ev in events:
         seq += 1
-        full = seal_event(row, seq, prev)
-        prev = full["hash"]
-        yield Q(sql.INSERT_EVENT, tuple(full[c] for c in EVENT_COLUMNS))
-        sealed.append(full)
-    return sealed
+        body = (
+            seq,
+            ev["ts"],
+            ev["kind"],
+            ev["request_id"],
+            ev["agent_id"],
+            ev["function"],
+            ev["digest"],
+            ev["policy_version"],
+            ev["rule_id"],
+            ev["value_at_risk"],
+            ev["actor"],
+            ev["reason"],
+            ev["data"],
+            prev,
+        )
+        prev = row_hash(body)
+        rows.append((*body, prev))
+        key = (int(ev["ts"] / 3600), ev["kind"], ev["rule_id"] or "")
+        acc = rollup.get(key)
+        if acc is None:
+            rollup[key] = [1, ev["value_at_risk"] or 0.0]
+        else:
+            acc[0] += 1
+            acc[1] += ev["value_at_risk"] or 0.0
+    yield Q(sql.INSERT_EVENT, rows, "many")
+    yield Q(sql.ROLLUP_ADD, [(h, k, r, n, v) for (h, k, r), (n, v) in rollup.items()], "many")
+    return rows
 
 
 def _request_event(kind: str, rec: RequestRecord, now: float, **extra: Any) -> dict[str, Any]:
@@ -278,14 +305,72 @@ def sweep_apply(dead: list[tuple[str, str]], overdue: list[str], now: float) -> 
     return n
 
 
-def append_events(events: list[dict[str, Any]], now: float) -> Op:
+def append_events(events: list[dict[str, Any]], now: float, records: bool = True) -> Op:
     rows = [normalize_event(e, now) for e in events]
     if not rows:
-        return []
+        return [] if records else 0
     yield Q(sql.BEGIN_WRITE)
-    sealed = yield from _append(rows)
+    stored = yield from _append(rows)
     yield Q(sql.COMMIT)
-    return [event_from_row(tuple(s[c] for c in EVENT_COLUMNS)) for s in sealed]
+    if not records:
+        return stored[-1][0]
+    return [event_from_row(r) for r in stored]
+
+
+def prune(up_to_seq: int, now: float) -> Op:
+    """Record the checkpoint (seq and hash of the last pruned event) and delete events up to it.
+
+    One transaction: the delete trigger lets rows through only at or below a recorded checkpoint.
+    Returns (up_to_seq, head_hash, deleted) or None when there is no such event.
+    """
+    yield Q(sql.BEGIN_WRITE)
+    row = yield Q(sql.EVENT_HASH_AT, (int(up_to_seq),), "one")
+    if row is None:
+        yield Q(sql.ROLLBACK)
+        return None
+    yield Q(sql.INSERT_PRUNE_WINDOW, (int(up_to_seq), row[0], now))
+    deleted = yield Q(sql.DELETE_EVENTS_UPTO, (int(up_to_seq),), "rowcount")
+    yield Q(sql.COMMIT)
+    return int(up_to_seq), row[0], int(deleted)
+
+
+def audit_state() -> Op:
+    """One snapshot: (db_id, first seq, last seq, last hash, prune checkpoints oldest first)."""
+    yield Q(sql.BEGIN_READ)
+    meta = yield Q(sql.AUDIT_DB_ID, (), "one")
+    bounds = yield Q(sql.EVENT_BOUNDS, (), "one")
+    last = yield Q(sql.LAST_EVENT, (), "one")
+    windows = yield Q(sql.PRUNE_WINDOWS, (), "all")
+    yield Q(sql.COMMIT)
+    return (
+        None if meta is None else meta[0],
+        bounds[0],
+        bounds[1],
+        None if last is None else last[1],
+        [tuple(w) for w in windows],
+    )
+
+
+def event_rows(after_seq: int, limit: int) -> Op:
+    """Raw event rows (tuples in column order), oldest first: chain verification reads these."""
+    return (yield Q(sql.EVENTS_AFTER, (int(after_seq), int(limit)), "all"))
+
+
+def export_page(flt: HistoryFilter | None, after_seq: int, limit: int) -> Op:
+    """Events matching ``flt`` with seq > after_seq, oldest first."""
+    where, params = where_clause(flt, None)
+    rows = yield Q(sql.EXPORT.format(where=where), (*params, int(after_seq), int(limit)), "all")
+    return [event_from_row(r) for r in rows]
+
+
+def value_protected(since: float | None, until: float | None) -> Op:
+    """Sum of value_at_risk over the protecting kinds with since <= ts < until, and their counts."""
+    rows = yield Q(
+        sql.PROTECTED_BETWEEN,
+        (-1e300 if since is None else float(since), 1e300 if until is None else float(until)),
+        "all",
+    )
+    return {kind: (int(n), float(v or 0.0)) for kind, n, v in rows}
 
 
 # --- reads ----------------------------------------------------------------------------------

@@ -49,6 +49,24 @@ LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 INSERT_EVENT = f"INSERT INTO events ({_ECOLS}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 EVENTS_AFTER = f"SELECT {_ECOLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 COUNT_EVENTS = "SELECT count(*) FROM events"
+#: The hourly rollup, kept in the inserting transaction (one row per hour/kind/rule of a batch).
+ROLLUP_ADD = (
+    "INSERT INTO event_rollup (hour, kind, rule_id, n, value) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (hour, kind, rule_id) DO UPDATE SET n = n + excluded.n, value = value + excluded.value"
+)
+
+# --- audit (sentinel/audit) -------------------------------------------------------------------
+AUDIT_DB_ID = "SELECT value FROM audit_meta WHERE key = 'db_id'"
+EVENT_BOUNDS = "SELECT min(seq), max(seq) FROM events"
+EVENT_HASH_AT = "SELECT hash FROM events WHERE seq = ?"
+PRUNE_WINDOWS = "SELECT up_to_seq, head_hash, created_at FROM prune_window ORDER BY up_to_seq"
+INSERT_PRUNE_WINDOW = "INSERT INTO prune_window (up_to_seq, head_hash, created_at) VALUES (?, ?, ?)"
+DELETE_EVENTS_UPTO = "DELETE FROM events WHERE seq <= ?"
+EXPORT = f"SELECT {_ECOLS} FROM events WHERE {{where}} AND seq > ? ORDER BY seq LIMIT ?"
+PROTECTED_BETWEEN = (
+    "SELECT kind, count(*), sum(value_at_risk) FROM events "
+    "WHERE kind IN ('blocked', 'denied', 'expired') AND ts >= ? AND ts < ? GROUP BY kind"
+)
 HISTORY = f"SELECT {_ECOLS} FROM events WHERE {{where}} ORDER BY seq DESC LIMIT ?"
 
 #: The watcher's routine query: full rows of watched ids that are no longer pending.

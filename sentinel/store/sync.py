@@ -91,6 +91,10 @@ def drive(conn: Any, op: ops.Op, fail: Any) -> Any:
         q = next(op)
         while True:
             try:
+                if q.fetch == "many":  # q.params: a sequence of parameter tuples
+                    conn.executemany(q.sql, q.params)
+                    q = op.send(None)
+                    continue
                 cur = conn.execute(q.sql, q.params)
                 if q.fetch == "one":
                     result: Any = cur.fetchone()
@@ -307,13 +311,49 @@ class Store:
         hints.send(waiters)
         return n
 
-    def append_events(self, events: list[dict[str, Any]]) -> list[EventRecord]:
+    def append_events(
+        self, events: list[dict[str, Any]], *, records: bool = True
+    ) -> list[EventRecord] | Any:
         """Append events in one transaction, hash-chained; returns them as stored.
 
         Each dict holds EventRecord fields except seq/prev_hash/hash (``kind`` required,
-        ``ts`` defaults to now). Unknown keys raise ValueError.
+        ``ts`` defaults to now). Unknown keys raise ValueError. With ``records=False`` only the
+        last seq is returned (int; 0 for no events), which skips building records (batch writers).
         """
-        out: list[EventRecord] = self._write(ops.append_events(list(events), time.time()))
+        return self._write(ops.append_events(list(events), time.time(), records))
+
+    # --- audit (sentinel.audit) ----------------------------------------------------------------
+
+    def audit_state(self) -> tuple[Any, ...]:
+        """(db_id, first seq, last seq, last hash, prune checkpoints) in one snapshot."""
+        out: tuple[Any, ...] = self._read(ops.audit_state())
+        return out
+
+    def event_rows(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[Any, ...]]:
+        """Raw event rows (column order) with ``seq > after_seq``, oldest first."""
+        out: list[tuple[Any, ...]] = self._read(ops.event_rows(after_seq, limit))
+        return out
+
+    def export_page(
+        self, filter: HistoryFilter | None, after_seq: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Events matching ``filter`` with ``seq > after_seq``, oldest first."""
+        out: list[EventRecord] = self._read(ops.export_page(filter, after_seq, limit))
+        return out
+
+    def value_protected(
+        self, since: float | None = None, until: float | None = None
+    ) -> dict[str, tuple[int, float]]:
+        """kind -> (count, sum of value_at_risk) over blocked/denied/expired events in [since, until)."""
+        out: dict[str, tuple[int, float]] = self._read(ops.value_protected(since, until))
+        return out
+
+    def prune_events(self, up_to_seq: int) -> tuple[int, str, int] | None:
+        """Delete events with ``seq <= up_to_seq`` after recording that checkpoint (one durable
+        transaction). Returns (up_to_seq, its hash, rows deleted), or None if no such event."""
+        out: tuple[int, str, int] | None = self._write(
+            ops.prune(up_to_seq, time.time()), durable=True
+        )
         return out
 
     # --- reads --------------------------------------------------------------------------
