@@ -16,10 +16,12 @@ Subscribers (the command center's Rules view) get a :class:`PolicyChange` for ev
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +32,7 @@ from typing import Any, ClassVar, Literal
 from sentinel.errors import PolicyError
 from sentinel.policy import Policy, load_policy
 from sentinel.policy.diff import PolicyDiff, diff_policies
-from sentinel.policy.loader import load_policy_bytes
+from sentinel.policy.loader import DEFAULT_MAX_BYTES, load_policy_bytes
 
 log = logging.getLogger("sentinel.policy")
 
@@ -201,7 +203,7 @@ class PolicySource:
         now = time.time()
         previous = self.current
         try:
-            data = self.path.read_bytes()
+            data = _read_rules_file(self.path)
         except FileNotFoundError:
             return self._reject(
                 "deleted",
@@ -269,6 +271,31 @@ class PolicySource:
                 store.append_events([dict(event, data=dict(event["data"]))])
             except Exception as exc:
                 log.warning("could not record %s in %s: %s", event["kind"], db, exc)
+
+
+def _read_rules_file(path: Path) -> bytes:
+    """Read a rules file for reload: a regular file only, at most one byte over the size cap.
+
+    The path may have been swapped for a symlink to a FIFO (opening it would block the watcher
+    forever while it holds the reload lock) or to a device such as /dev/zero (reading it whole
+    would exhaust memory), so open without blocking, refuse anything but a regular file, and
+    bound the read; the loader reports an oversized file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        chunks: list[bytes] = []
+        left = DEFAULT_MAX_BYTES + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 16))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def policy_event(change: PolicyChange) -> dict[str, Any]:
