@@ -29,7 +29,7 @@ class TuiConfig:
     #: Toast when a new pending request arrives.
     toast_new: bool = True
     #: Seconds between ``data_version`` checks (cheap; real queries run only on change).
-    poll_interval: float = 0.15
+    poll_interval: float = 0.1
     #: A second decision key within this many seconds is ignored (double press decides once).
     debounce: float = 0.4
     #: Arguments longer than this (characters) are folded on the card; ``v`` shows them whole.

@@ -56,7 +56,7 @@ class DecisionDialog(ModalScreen[DialogResult | None]):
                 for choice_id, label, variant in self._choices:
                     # Colour only marks what a button does; focus (Cancel first) marks the default.
                     button = Button(label, id=choice_id, variant="default", compact=True)
-                    button.add_class(f"-{variant}")
+                    button.add_class(f"act-{variant}")
                     yield button
 
     def on_mount(self) -> None:

@@ -164,7 +164,14 @@ def serve_web(
         return 2
     key = key or os.environ.get("SENTINEL_WEB_KEY") or secrets.token_urlsafe(24)
     server = _make_server(app_command(db_path, rules_path, readonly, keymap_path), port, key, out)
-    server.serve()
+    try:
+        server.serve()
+    except OSError as exc:  # the port is taken, typically
+        print(
+            f"sentinel tui --web: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}",
+            file=out,
+        )
+        return 1
     return 0
 
 

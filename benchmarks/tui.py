@@ -1,0 +1,293 @@
+"""Command-center performance (prints figures; never run as a test).
+
+1. submit → card: an agent process submits a request; time until the app shows its card
+   (p50/p95 over N requests, one at a time; each is denied afterwards so the next one is the card).
+   Agent and app share CLOCK_MONOTONIC (system-wide on Linux).
+2. startup → first painted queue: ``python -m sentinel_tui`` in a real pseudo-terminal, from
+   spawn until the card of a pending request has been written to the terminal.
+3. big database: 10,000 pending requests and 1,000,000 history events. Key press → answered
+   (cursor move, view switch, history filter), and the app's resident memory.
+
+    python benchmarks/tui.py [--samples 30] [--events 1000000] [--pending 10000]
+
+The big database is built once under .bench/ and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import pty
+import select
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+# benchmarks/queue.py would shadow the standard library's ``queue``: drop this folder.
+sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(ROOT))
+
+AGENT_CODE = r"""
+import sys, time, uuid
+from sentinel.store import NewRequest, Store
+store = Store(sys.argv[1])
+for line in sys.stdin:
+    rid = uuid.uuid4().hex
+    t0 = time.monotonic()
+    store.submit(NewRequest(id=rid, function="transfer_funds", arguments={"amount": 2500},
+        display_arguments={"amount": 2500, "destination": "ACC-1"}, digest="ab" * 32,
+        timeout_seconds=600, agent_id="bench-agent", rule_id="large_transfer",
+        reason="bench", value_at_risk=2500.0))
+    print(rid, t0, flush=True)
+"""
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo = int(k)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def env() -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    e["PYTHONPATH"] = str(ROOT)
+    e["TEXTUAL_ANIMATIONS"] = "none"
+    return e
+
+
+# --- 1 ---------------------------------------------------------------------------------------
+
+
+async def submit_to_card(samples: int) -> list[float]:
+    from sentinel.identity import current_operator
+    from sentinel.store import Store
+    from sentinel_tui.app import SentinelApp
+    from sentinel_tui.config import TuiConfig
+
+    tmp = Path(tempfile.mkdtemp(prefix="sentinel-bench-tui-"))
+    db = tmp / "sentinel.db"
+    Store(db).close()
+    agent = subprocess.Popen(
+        [sys.executable, "-c", AGENT_CODE, str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True, env=env(),
+    )
+    decider = Store(db)
+    op = current_operator("tui")
+    app = SentinelApp(db, None, tick_interval=0, config=TuiConfig(bell=False, toast_new=False),
+                      watch_terminal=False)
+    out: list[float] = []
+    assert agent.stdin is not None and agent.stdout is not None
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.snapshot_count == 0:
+            await pilot.pause(0.01)
+        for _ in range(samples + 2):
+            agent.stdin.write("go\n")
+            agent.stdin.flush()
+            rid, t0 = agent.stdout.readline().split()
+            while app.queue.card.request_id != rid:
+                await pilot.pause(0.002)
+            await pilot.pause()  # let the frame with the card be composed
+            out.append(time.monotonic() - float(t0))
+            decider.decide(rid, False, op, reason="bench")
+            while app.queue.card.request_id is not None:
+                await pilot.pause(0.005)
+    agent.stdin.close()
+    agent.wait(timeout=10)
+    return out[2:]  # the first two include warm-up (imports in the agent, first queries)
+
+
+# --- 2 ---------------------------------------------------------------------------------------
+
+
+def startup(db: Path, needle: bytes, runs: int = 3) -> list[float]:
+    import fcntl
+    import struct
+    import termios
+
+    times = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        pid, fd = pty.fork()
+        if pid == 0:
+            e = env()
+            e["TERM"] = "xterm-256color"
+            os.execve(sys.executable, [sys.executable, "-m", "sentinel_tui", "--db", str(db)], e)
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        buf = bytearray()
+        took = None
+        while time.monotonic() - t0 < 30:
+            r, _, _ = select.select([fd], [], [], 0.05)
+            if r:
+                try:
+                    buf.extend(os.read(fd, 65536))
+                except OSError:
+                    break
+            if needle in buf:
+                took = time.monotonic() - t0
+                break
+        os.write(fd, b"q")
+        time.sleep(0.5)
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(pid, 0)
+        os.close(fd)
+        if took is None:
+            raise RuntimeError("the queue never appeared")
+        times.append(took)
+    return times
+
+
+# --- 3 ---------------------------------------------------------------------------------------
+
+
+def build_big(path: Path, pending: int, events: int) -> None:
+    from sentinel.store import NewRequest, Store
+
+    if path.exists():
+        return
+    tmp = path.with_suffix(".building")
+    for p in tmp.parent.glob(tmp.name + "*"):
+        p.unlink()
+    t0 = time.monotonic()
+    kinds = ["allowed", "allowed", "allowed", "approved", "denied", "blocked", "expired"]
+    with Store(tmp) as store:
+        batch = 20_000
+        for start in range(0, events, batch):
+            store.append_events([
+                {"kind": kinds[i % len(kinds)], "function": f"tool_{i % 50}",
+                 "agent_id": f"agent-{i % 20}", "value_at_risk": float(i % 9000),
+                 "request_id": uuid.uuid4().hex, "ts": time.time() - (events - i) * 0.5,
+                 "actor": "alice@ops-1" if i % 7 in (3, 4) else None}
+                for i in range(start, min(events, start + batch))
+            ])
+        now = time.time()
+        for i in range(pending):
+            store.submit(NewRequest(
+                id=uuid.uuid4().hex, function=f"tool_{i % 50}", arguments={"amount": i},
+                display_arguments={"amount": i}, digest="cd" * 32, timeout_seconds=86_400 * 30,
+                agent_id=f"agent-{i % 20}", rule_id="bench", reason="bench",
+                value_at_risk=float(i), created_at=now - (pending - i),
+            ))
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(tmp) + suffix)
+        if src.exists():
+            src.rename(Path(str(path) + suffix))
+    print(f"  built {path} ({pending:,} pending, {events:,} events) in {time.monotonic() - t0:.0f} s")
+
+
+async def answered(app: Any, key: str, cond: Any, timeout: float = 10.0) -> float:
+    """Seconds from a key event reaching the app to ``cond()`` holding on the main thread
+    (the frame showing it follows within one refresh interval, 1/60 s)."""
+    t = time.monotonic()
+    app.simulate_key(key)
+    while not cond():
+        if time.monotonic() - t > timeout:
+            raise RuntimeError(f"key {key!r} was not answered")
+        await asyncio.sleep(0.0005)
+    return time.monotonic() - t
+
+
+async def big_keys(db: Path) -> dict[str, Any]:
+    import psutil
+
+    from sentinel_tui.app import SentinelApp
+    from sentinel_tui.config import TuiConfig
+
+    proc = psutil.Process()
+    app = SentinelApp(db, None, tick_interval=0, config=TuiConfig(bell=False, toast_new=False),
+                      watch_terminal=False)
+    res: dict[str, Any] = {}
+    t0 = time.monotonic()
+    async with app.run_test(size=(120, 40)) as pilot:
+        while app.queue.table.row_count == 0:
+            await pilot.pause(0.01)
+        await pilot.pause()
+        res["first_queue_s"] = time.monotonic() - t0
+        res["rows"] = app.queue.table.row_count
+        moves = []
+        for _ in range(30):
+            before = app.queue.card.request_id
+            moves.append(await answered(app, "down", lambda b=before: app.queue.card.request_id != b))
+            await pilot.pause(0.02)
+        res["move_ms"] = (statistics.median(moves) * 1000, max(moves) * 1000)
+        switches = []
+        for key, view in (("2", "history"), ("3", "metrics"), ("1", "queue"), ("4", "rules"), ("1", "queue")):
+            switches.append(await answered(app, key, lambda v=view: app.current_view == v))
+            await pilot.pause(0.3)
+        res["switch_ms"] = (statistics.median(switches) * 1000, max(switches) * 1000)
+        await pilot.press("2")
+        t = time.monotonic()
+        while len(app.history.events) < app.config.history_page:
+            await pilot.pause(0.005)
+        res["history_first_page_ms"] = (time.monotonic() - t) * 1000
+        filters = []
+        for text in ("status:denied", "fn:tool_7", "value:>8000", "agent:agent-3 status:approved"):
+            await pilot.press("slash")
+            t = time.monotonic()
+            app.history.filter_input.value = text
+            while app.history.query_text != text or app.history.loading:
+                await pilot.pause(0.002)
+            filters.append(time.monotonic() - t)
+            await pilot.press("enter")
+        res["filter_ms"] = [round(f * 1000) for f in filters]
+        await pilot.press("slash", "escape")  # clear the filter
+        while app.history.query_text or app.history.loading:
+            await pilot.pause(0.005)
+        t = time.monotonic()
+        await pilot.press("ctrl+end")
+        while app.history.loading or len(app.history.events) <= app.config.history_page:
+            await pilot.pause(0.002)
+        res["next_page_ms"] = (time.monotonic() - t) * 1000
+        res["rss_mb"] = proc.memory_info().rss / 2**20
+    return res
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="command-center benchmarks")
+    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--pending", type=int, default=10_000)
+    args = parser.parse_args()
+    os.environ["TEXTUAL_ANIMATIONS"] = "none"
+
+    lat = asyncio.run(submit_to_card(args.samples))
+    print(f"submit → card on screen: p50 {pct(lat, .5) * 1000:.0f} ms, p95 {pct(lat, .95) * 1000:.0f} ms, "
+          f"max {max(lat) * 1000:.0f} ms (n={len(lat)}; target p50 ≤ 300 ms)")
+
+    from sentinel_tui.sample import seed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "sentinel.db"
+        seed(db, time.time())
+        st = startup(db, b"deploy_service")
+    print(f"startup → first painted queue (pty, incl. Python start): median {statistics.median(st):.2f} s, "
+          f"runs {[round(s, 2) for s in st]} (target ≤ 1.5 s)")
+
+    big = ROOT / ".bench" / f"tui-{args.pending}p-{args.events}e.db"
+    big.parent.mkdir(exist_ok=True)
+    build_big(big, args.pending, args.events)
+    st_big = startup(big, b"tool_", runs=1)
+    print(f"startup with {args.pending:,} pending / {args.events:,} events (pty): {st_big[0]:.2f} s")
+    r = asyncio.run(big_keys(big))
+    print(f"big database, in-process: first queue {r['first_queue_s']:.2f} s with {r['rows']:,} rows")
+    print(f"  cursor move → new card: median {r['move_ms'][0]:.1f} ms, max {r['move_ms'][1]:.1f} ms")
+    print(f"  view switch: median {r['switch_ms'][0]:.1f} ms, max {r['switch_ms'][1]:.1f} ms")
+    print(f"  history first page: {r['history_first_page_ms']:.0f} ms; next page (keyset): {r['next_page_ms']:.0f} ms")
+    print(f"  history filter → results (ms): {r['filter_ms']}")
+    print(f"  resident memory: {r['rss_mb']:.0f} MB (target < 300 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
