@@ -676,3 +676,28 @@ def test_a_model_visible_argument_is_never_hidden_from_the_rules(rules: Path, db
     assert "callbacks" in protected.args
     assert protected.invoke({"amount": 5000, "callbacks": "x"}) == "odd ran"
     assert channel.requests[0].parameters == {"amount": 5000, "callbacks": "x"}
+
+
+def test_context_provider_gets_the_coerced_arguments(rules: Path, db: Path) -> None:
+    seen: list[Any] = []
+
+    async def balance(amount: int, **_: Any) -> dict[str, Any]:
+        seen.append(amount)
+        return {"balance": 10_000, "after": 10_000 - amount}
+
+    channel = Decider(approve=True)
+    protected = protect_tool(transfer_funds, config(rules, db, channel), balance)
+    assert protected.invoke({"amount": "2500", "destination": "A"}) == "sent 2500 to A"
+    assert seen == [2500]
+    assert channel.requests[0].context == {"balance": 10_000, "after": 7500}
+
+
+def test_fail_safe_lets_the_call_run_when_governance_fails(rules: Path, db: Path) -> None:
+    def broken(**_: Any) -> dict[str, Any]:
+        raise RuntimeError("context store down")
+
+    protected = protect_tool(
+        transfer_funds, config(rules, db, Decider(True), fail_mode="safe"), broken
+    )
+    assert protected.invoke({"amount": 5000, "destination": "A"}) == "sent 5000 to A"
+    assert RAN == [("transfer_funds", 5000)]
