@@ -311,10 +311,10 @@ def _verify_jsonl(
                 report.problems.append(Problem(where, "not an event line (edited or corrupted)"))
                 return
             if prev_seq is None:
-                start_ok = (
-                    (seq == 1 and prev == GENESIS_HASH)
-                    or (checkpoints.get(seq - 1, ("",))[0] == prev)
-                    or (table_hash(seq - 1) == prev)
+                # Files start at genesis or right after a signed prune checkpoint; anything else
+                # means older files were removed without a prune.
+                start_ok = (seq == 1 and prev == GENESIS_HASH) or (
+                    checkpoints.get(seq - 1, ("",))[0] == prev
                 )
                 if not start_ok:
                     report.problems.append(
