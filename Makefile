@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := dev,langchain,serve,web,signing
+EXTRAS := dev,langchain,langgraph,openai-agents,serve,web,signing
 
 .PHONY: demo test setup lint typecheck pytest screenshots bench clean system-deps
 
@@ -40,8 +40,10 @@ screenshots: setup
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librsvg2-bin) >/dev/null; }
 	$(PY) scripts/screenshots.py
 
+# Run as modules (python -m benchmarks.NAME): benchmarks/queue.py must not shadow the stdlib queue.
 bench: setup
-	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in benchmarks/[a-z]*.py; do n=$$(basename $$b .py); echo "== benchmarks.$$n"; \
+	  $(PY) -m benchmarks.$$n || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench

@@ -228,8 +228,20 @@ class Guard:
         sync_wrapper.__sentinel_guard__ = self  # type: ignore[attr-defined]
         return sync_wrapper
 
+    def preview(self, function: str, params: Mapping[str, Any]) -> Decision:
+        """What :meth:`decide` would say, leaving nothing behind: hooks that reserve something in
+        ``assess`` (limits) are told at once that the call will not run."""
+        decision = self.decide(function, params)
+        for hook in self.hooks:
+            try:
+                hook.abandon(function, params, self.agent_id)
+            except Exception as exc:
+                _warn(f"{type(hook).__name__}.abandon failed: {exc}")
+        return decision
+
     def decide(self, function: str, params: Mapping[str, Any]) -> Decision:
-        """Evaluate the policy and the hooks for a call, without acting on it."""
+        """Evaluate the policy and the hooks for a call, without acting on it. Hooks may reserve
+        capacity (limits) until the guard reports the outcome; use :meth:`preview` to only ask."""
         policy = self.policy_source.current
         verdict = policy.evaluate(function, params, self.agent_id)
         if not self.hooks:

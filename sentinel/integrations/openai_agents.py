@@ -330,7 +330,7 @@ def _decide_with(
             return True
         try:
             values = arguments.coerce(dict(params)) if arguments is not None else dict(params)
-            return guard.decide(function, values).action is Action.REQUIRE_APPROVAL
+            return guard.preview(function, values).action is Action.REQUIRE_APPROVAL
         except Exception:
             return True  # the decision failed: fail secure and ask a person
 

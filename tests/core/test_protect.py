@@ -374,3 +374,30 @@ def test_positional_args_and_kwargs_are_visible_to_rules(rules: Path, db_path: P
 
     with pytest.raises(SentinelDeniedError):
         transfer(amount=5000, destination="x")
+
+
+def test_preview_releases_what_hooks_reserved(rules: Path, db_path: Path) -> None:
+    from sentinel.guard import Guard
+
+    calls: list[str] = []
+
+    class Recorder:
+        def assess(self, function, params, agent_id, verdict):  # noqa: ANN001, ANN201
+            calls.append("assess")
+
+        def observe(self, function, params, agent_id, succeeded):  # noqa: ANN001, ANN201
+            calls.append("observe")
+
+        def abandon(self, function, params, agent_id):  # noqa: ANN001, ANN201
+            calls.append("abandon")
+
+    guard = Guard(config(rules, db_path), hooks=[Recorder()])
+    assert guard.preview("transfer", {"amount": 5000, "destination": "x"}).action.value == "require_approval"
+    assert calls == ["assess", "abandon"]
+    calls.clear()
+    with pytest.raises(SentinelBlockedError):
+        guard.run_sync("delete_user", {"user_id": 1}, lambda: None)
+    assert calls == ["assess", "abandon"]
+    calls.clear()
+    assert guard.run_sync("transfer", {"amount": 5, "destination": "x"}, lambda: "ran") == "ran"
+    assert calls == ["assess", "observe"]
