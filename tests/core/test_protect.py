@@ -382,13 +382,13 @@ def test_preview_releases_what_hooks_reserved(rules: Path, db_path: Path) -> Non
     calls: list[str] = []
 
     class Recorder:
-        def assess(self, function, params, agent_id, verdict):  # noqa: ANN001, ANN201
+        def assess(self, function, params, agent_id, verdict):
             calls.append("assess")
 
-        def observe(self, function, params, agent_id, succeeded):  # noqa: ANN001, ANN201
+        def observe(self, function, params, agent_id, succeeded):
             calls.append("observe")
 
-        def abandon(self, function, params, agent_id):  # noqa: ANN001, ANN201
+        def abandon(self, function, params, agent_id):
             calls.append("abandon")
 
     guard = Guard(config(rules, db_path), hooks=[Recorder()])
