@@ -208,6 +208,11 @@ def request_card(
     return text
 
 
+#: Characters of one value shown in the full view: enough to review anything a person can read,
+#: while a 10 MB argument cannot freeze the app while it is laid out (the digest binds the rest).
+FULL_VIEW_CHARS = 100_000
+
+
 def full_arguments(record: RequestRecord) -> Text:
     """Every argument and the context, unfolded (still redacted and escaped)."""
     text = Text(end="")
@@ -217,11 +222,11 @@ def full_arguments(record: RequestRecord) -> Text:
     for key, value in (record.display_arguments or {}).items():
         text.append_text(safe(key, 200, "bold cyan"))
         text.append(":\n")
-        text.append(safe_text(pretty_value(value), None, multiline=True))
+        text.append(safe_text(pretty_value(value), FULL_VIEW_CHARS, multiline=True))
         text.append("\n\n")
     if record.context:
         text.append("context\n", style="bold underline")
-        text.append(safe_text(pretty_value(redact(record.context)), None, multiline=True))
+        text.append(safe_text(pretty_value(redact(record.context)), FULL_VIEW_CHARS, multiline=True))
         text.append("\n")
     return text
 
