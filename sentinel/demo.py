@@ -113,6 +113,9 @@ def run_agent(
         agent_id=f"{kind}-agent",
         timeout_seconds=600,
         show_waiting_hint=False,
+        # Record allowed calls too, so History and Metrics show everything the agents did.
+        audit_log=True,
+        audit_log_dir=db.parent / "audit",
     )
     tools = build_tools(config)
     out_lock = threading.Lock()
