@@ -188,25 +188,23 @@ class AnomalyHook:
         features = extract(params, settings, redactor)
         agent = agent_id or ""
         now = self.clock()
-        rows: dict[tuple[str, str], BaselineRow] = {
-            (r.param, r.kind): r for r in self.store.baseline_for_call(agent, function)
-        }
+        store = self.store
+        known: set[str] = set()
+        if features.categories:
+            # One query: the statistics and whether each string value was seen before.
+            found, known = store.baseline_for_call_seen(
+                agent, function, {c.param: c.vkey for c in features.categories}
+            )
+        else:
+            found = store.baseline_for_call(agent, function)
+        rows: dict[tuple[str, str], BaselineRow] = {(r.param, r.kind): r for r in found}
         findings: list[Finding] = []
         for param, x in features.numbers.items():
             findings.append(score_number(param, x, rows.get((param, "number")), settings, now))
-        if features.categories:
-            ask = []
-            for c in features.categories:
-                row = rows.get((c.param, "category"))
-                if row is not None and not row.capped and row.n >= settings.min_samples:
-                    ask.append(c)
-            known = (
-                self.store.baseline_seen(agent, function, [c.vkey for c in ask]) if ask else set()
-            )
-            for c in ask:
-                f = score_category(
-                    c.param, c.shown, c.vkey in known, rows.get((c.param, "category")), settings
-                )
+        for c in features.categories:
+            row = rows.get((c.param, "category"))
+            if row is not None and not row.capped and row.n >= settings.min_samples:
+                f = score_category(c.param, c.shown, c.param in known, row, settings)
                 if f is not None:
                     findings.append(f)
         if settings.rate:
@@ -238,6 +236,10 @@ class AnomalyHook:
                     self._pending.popitem(last=False)
         if not a.scored:
             return None
+        if a.action is Action.ALLOW and verdict.action is Action.ALLOW:
+            # Nobody sees a card for this call: the event records the score, and the sentences
+            # and baseline are not worth building on the allowed-call path.
+            return Escalation(Action.ALLOW, f"anomaly risk {a.risk:.1f}", "anomaly", a.risk)
         data = self._card(a, function, agent_id or "", verdict)
         explanation = a.explanation
         if a.action is Action.BLOCK:

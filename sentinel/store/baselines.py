@@ -37,6 +37,14 @@ _COLS = ", ".join(_KEY + STAT_COLUMNS)
 _STATS = ", ".join(("param", "kind") + STAT_COLUMNS)
 
 SELECT_FOR_CALL = f"SELECT {_STATS} FROM anomaly_baselines WHERE agent = ? AND function = ?"
+#: The same, with a flag per category row: is this call's value (``vkey``) already known?
+SELECT_FOR_CALL_SEEN = (
+    f"SELECT {', '.join('b.' + c for c in ('param', 'kind') + STAT_COLUMNS)}, "
+    "(b.kind = 'category' AND EXISTS (SELECT 1 FROM anomaly_values v WHERE v.agent = b.agent "
+    "AND v.function = b.function AND v.param = b.param AND v.vkey = j.value)) "
+    "FROM anomaly_baselines b LEFT JOIN json_each(?) j ON j.key = b.param "
+    "WHERE b.agent = ? AND b.function = ?"
+)
 SELECT_ONE = (
     f"SELECT {_STATS} FROM anomaly_baselines "
     "WHERE agent = ? AND function = ? AND param = ? AND kind = ?"
@@ -170,6 +178,19 @@ def for_call(agent: str, function: str) -> Op:
     return [_row(r, agent, function) for r in rows]
 
 
+def for_call_seen(agent: str, function: str, vkeys: dict[str, str]) -> Op:
+    """:func:`for_call` plus, in the same query, whether each string parameter's value
+    (``{param: vkey}``) was seen before: returns ``(rows, {params whose value is known})``."""
+    rows = yield Q(SELECT_FOR_CALL_SEEN, (json.dumps(vkeys), agent, function), "all")
+    out = []
+    known = set()
+    for r in rows:
+        out.append(_row(r[:-1], agent, function))
+        if r[-1]:
+            known.add(r[0])
+    return out, known
+
+
 def seen(agent: str, function: str, vkeys: Sequence[str]) -> Op:
     """The subset of ``vkeys`` already seen for this (agent, function)."""
     if not vkeys:
@@ -285,6 +306,7 @@ __all__ = [
     "RateFold",
     "SeenValue",
     "for_call",
+    "for_call_seen",
     "learn",
     "list_rows",
     "reset",

@@ -420,6 +420,18 @@ class Store:
         out: list[Any] = self._read(baselines.for_call(agent, function))
         return out
 
+    def baseline_for_call_seen(
+        self, agent: str, function: str, vkeys: dict[str, str]
+    ) -> tuple[list[Any], set[str]]:
+        """:meth:`baseline_for_call` plus which parameters' values (``{param: digest}``) were
+        seen before, in one query."""
+        from sentinel.store import baselines
+
+        out: tuple[list[Any], set[str]] = self._read(
+            baselines.for_call_seen(agent, function, vkeys)
+        )
+        return out
+
     def baseline_seen(self, agent: str, function: str, vkeys: list[str]) -> set[str]:
         """Which of these string-value digests were seen before for this (agent, function)."""
         from sentinel.store import baselines
