@@ -189,8 +189,21 @@ CREATE TABLE audit_meta (
 INSERT INTO audit_meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
 """
 
+# Limit totals (sentinel/store/limits.py): the running count and sum of each counter's rows, kept
+# by the same statements that add and remove rows, so a check reads one row however many calls
+# the window holds. limit_usage.hold_until is no longer used (a reservation counts until released).
+_LIMIT_TOTALS = """
+CREATE TABLE limit_totals (
+    key   TEXT PRIMARY KEY,
+    total REAL NOT NULL,
+    n     INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO limit_totals (key, total, n)
+    SELECT key, sum(amount), count(*) FROM limit_usage GROUP BY key;
+"""
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
-MIGRATIONS: list[str] = [_V1, _V2, _LIMITS, _ANOMALY, _AUDIT]
+MIGRATIONS: list[str] = [_V1, _V2, _LIMITS, _ANOMALY, _AUDIT, _LIMIT_TOTALS]
 
 
 def schema_version() -> int:
