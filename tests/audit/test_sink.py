@@ -1,0 +1,122 @@
+"""The event sink: batched events reach the table and the mirror; when the audit trail cannot be
+written, calls are refused under fail_mode="secure" and nothing is lost."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from sentinel import SentinelBlockedError, SentinelConfig, protect
+from sentinel.audit import attach
+from sentinel.audit.sink import EventSink, finalize_event
+from sentinel.audit.verify import verify
+from sentinel.normalize import digest, to_jsonable
+from sentinel.protect import get_guard
+from sentinel.redact import Redactor
+from sentinel.store import Store
+
+
+@pytest.mark.parametrize("sync", [True, False], ids=["audit_sync", "batched"])
+def test_an_unwritable_mirror_blocks_the_next_calls_and_loses_nothing(
+    write_rules, db_path: Path, tmp_path: Path, anchors: Path, sync: bool
+) -> None:
+    logs = tmp_path / "logs"
+    config = SentinelConfig(
+        rules_path=write_rules("rules: []\n"),
+        db_path=db_path,
+        audit_log=True,
+        audit_log_dir=logs,
+        audit_sync=sync,
+    )
+
+    @protect(config)
+    def transfer(amount: int) -> int:
+        return amount
+
+    guard = get_guard(config, None)
+    attach(guard)
+    assert transfer(1) == 1
+    shutil.rmtree(logs)  # the audit folder disappears mid-run
+    assert transfer(2) == 2  # its events are committed; the mirror write fails after the commit
+    if sync:
+        with pytest.raises(OSError):
+            guard.flush()  # flush says the trail cannot be written
+    else:
+        guard.flush()  # what the background writer does within 50 ms (keeps the failure)
+    with pytest.raises(SentinelBlockedError, match="audit mirror unavailable"):
+        transfer(3)
+    with pytest.raises(SentinelBlockedError):
+        transfer(4)
+    logs.mkdir()
+    assert transfer(5) == 5  # the folder is back: the mirror catches up, calls run again
+    guard.flush()
+    with Store(db_path) as store:
+        report = verify(store, jsonl_dir=logs)
+        kinds = [r[2] for r in store.event_rows(0, 100)]
+    assert report.ok, report.problems
+    assert report.jsonl_events == report.table_events
+    assert kinds.count("governance_error") == 2  # both refusals are on record
+    assert kinds.count("executed") == 3  # calls 1, 2 and 5 ran
+
+
+def test_batched_events_are_written_within_the_flush_interval_and_at_exit(
+    write_rules, db_path: Path
+) -> None:
+    config = SentinelConfig(rules_path=write_rules("rules: []\n"), db_path=db_path, audit_log=True)
+
+    @protect(config)
+    def transfer(amount: int) -> int:
+        return amount
+
+    for i in range(20):
+        transfer(i)
+    deadline = time.monotonic() + 5
+    with Store(db_path) as store:
+        while store.count_events() < 40 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert store.count_events() == 40
+
+
+def test_the_fast_path_gives_the_same_digest_and_redaction_as_the_general_one() -> None:
+    redactor = Redactor(["tenant"])
+    params = {
+        "amount": 12.5,
+        "to": "acme",
+        "password": "x",
+        "tenant": "T-1",
+        "note": "card 4111 1111 1111 1111 and Bearer abcdefghijk0123",
+        "n": None,
+        "ok": True,
+    }
+    fast = finalize_event({"kind": "allowed", "raw_params": dict(params)}, redactor)[0]
+    slow_params = to_jsonable(params)
+    assert fast["digest"] == digest(slow_params)
+    assert fast["data"]["args"] == redactor.redact(slow_params)
+    # A value that needs normalising takes the general path and gets the same treatment.
+    odd = finalize_event(
+        {"kind": "allowed", "raw_params": {"x": float("nan"), "y": b"\x00"}}, redactor
+    )[0]
+    assert odd["digest"] == digest(to_jsonable({"x": float("nan"), "y": b"\x00"}))
+
+
+def test_emit_now_keeps_an_event_it_could_not_write() -> None:
+    written: list[list[dict]] = []
+    failing = [True]
+
+    def writer(batch: list[dict]) -> None:
+        if failing[0]:
+            raise OSError("disk full")
+        written.append(batch)
+
+    sink = EventSink(writer, sync=True)
+    with pytest.raises(OSError):
+        sink.emit_now({"kind": "blocked", "function": "rm"})
+    assert sink.failure and "disk full" in sink.failure
+    failing[0] = False
+    sink.flush()
+    assert [e["kind"] for e in written[0]] == ["blocked"]
+    assert sink.failure is None
+    sink.close()
