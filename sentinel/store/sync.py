@@ -387,22 +387,25 @@ class Store:
 
     # --- limit counters (sentinel.limits; SQL in store/limits.py) ---------------------------
 
-    def limit_reserve(self, checks: list[Any], hold_until: float) -> list[Any]:
+    def limit_reserve(self, checks: list[Any]) -> list[Any]:
         """Check limit counters and reserve this call in each, atomically (``BEGIN IMMEDIATE``).
 
         ``checks``: :class:`~sentinel.store.limits.LimitCheck`; returns one
-        :class:`~sentinel.store.limits.LimitUsage` per check (with its reservation id)."""
+        :class:`~sentinel.store.limits.LimitUsage` per check (with its reservation id). A
+        reservation counts for the whole window unless released."""
         from sentinel.store import limits
 
-        out: list[Any] = self._write(limits.reserve(checks, time.time(), hold_until))
+        out: list[Any] = self._write(limits.reserve(checks, time.time()))
         return out
 
-    def limit_settle(self, reservations: list[int], confirm: bool) -> None:
-        """Confirm reservations of calls that ran, or release those of calls that did not."""
+    def limit_release(self, reservations: list[int]) -> int:
+        """Release reservations of calls that did not run; returns how many were removed."""
         from sentinel.store import limits
 
-        if reservations:
-            self._write(limits.settle(reservations, confirm))
+        if not reservations:
+            return 0
+        n: int = self._write(limits.release(reservations))
+        return n
 
     def limit_usage(self, checks: list[Any]) -> list[Any]:
         """Read limit counters without reserving anything."""
