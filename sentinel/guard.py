@@ -539,14 +539,16 @@ class Guard:
             policy_version=policy_version,
             channel=self.config.channel_name,
         )
+        # Build the channel first: a misconfigured channel blocks the call before any row exists.
+        channel = self._channel()
         store = _store_for(Path(self.config.db_path or ""))
         deadline = time.monotonic() + timeout
         record = await asyncio.to_thread(store.submit, new)
-        channel = self.config.approval_interface
-        if channel == "queue" and self.config.show_waiting_hint:
+        _notify_pending(self.config, record, store)
+        if channel is None and self.config.show_waiting_hint:
             _hint(record)
         try:
-            record = await self._await_decision(store, record, new, context, deadline)
+            record = await self._await_decision(store, record, new, context, deadline, channel)
         except asyncio.CancelledError:
             await asyncio.shield(
                 asyncio.to_thread(store.cancel, record.id, "the waiting call was cancelled")
@@ -555,13 +557,18 @@ class Guard:
         return self._interpret(function, record)
 
     async def _await_decision(
-        self, store: Any, record: Any, new: Any, context: Any, deadline: float
+        self,
+        store: Any,
+        record: Any,
+        new: Any,
+        context: Any,
+        deadline: float,
+        channel: ApprovalInterface | None,
     ) -> Any:
         watcher = _watcher_for(Path(self.config.db_path or ""))
         row_future: asyncio.Future[Any] = asyncio.wrap_future(watcher.watch(record.id))
         waiting: set[asyncio.Future[Any]] = {row_future}
         channel_task: asyncio.Future[ApprovalResult] | None = None
-        channel = self._channel()
         if channel is not None:
             request = ApprovalRequest(
                 function_name=new.function,
@@ -824,6 +831,15 @@ def _channel_operator(channel: str, approved_by: str | None) -> Any:
     if approved_by and approved_by != operator.account:
         operator = replace(operator, display_name=approved_by)
     return operator
+
+
+def _notify_pending(config: SentinelConfig, record: Any, store: Any) -> None:
+    """Tell people something waits (configured notifications; returns at once, never raises)."""
+    try:
+        from sentinel.notify import notify_pending
+    except ImportError:  # pragma: no cover - part of the package
+        return
+    notify_pending(config, record, store)
 
 
 def _new_id() -> str:

@@ -10,9 +10,12 @@ from typing import Any
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", metavar="PATH", help="approval database (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)")
-    parser.add_argument("--rules", metavar="PATH", help="rules file shown in the Rules view (default: $SENTINEL_RULES)")
+    parser.add_argument("--rules", metavar="PATH", help="rules file shown in the Rules view (default: $SENTINEL_RULES_PATH, else ./rules.yaml when present)")
     parser.add_argument("--readonly", action="store_true", help="observer mode: nothing can be approved or denied")
     parser.add_argument("--keymap", metavar="FILE", help="settings and key remapping (TOML; default $SENTINEL_HOME/tui.toml or ~/.config/sentinel/tui.toml)")
+    from sentinel.cli.tui_web import add_web_arguments
+
+    add_web_arguments(parser)
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +34,10 @@ def handle(args: argparse.Namespace) -> int:
 
     from sentinel.errors import SentinelError
 
+    if getattr(args, "web", False):
+        from sentinel.cli.tui_web import handle_web
+
+        return handle_web(args)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         print("sentinel tui: needs an interactive terminal (stdin and stdout must be a TTY)", file=sys.stderr)
         return 2
@@ -39,7 +46,9 @@ def handle(args: argparse.Namespace) -> int:
     except ImportError as exc:  # pragma: no cover - textual is a core dependency
         print(f"sentinel tui: the command center is not available: {exc}", file=sys.stderr)
         return 2
-    rules = args.rules or os.environ.get("SENTINEL_RULES") or None
+    rules = args.rules or os.environ.get("SENTINEL_RULES_PATH") or None
+    if rules is None and os.path.exists("rules.yaml"):
+        rules = "rules.yaml"
     try:
         return run_app(db_path=args.db, rules_path=rules, readonly=args.readonly, keymap_path=args.keymap)
     except SentinelError as exc:
