@@ -33,8 +33,9 @@ _TAIL_CHUNK = 1 << 16
 
 
 def line_of(row: tuple[Any, ...]) -> str:
-    """The JSONL line of a stored event row (with its newline)."""
-    body = body_text(*row[:14])
+    """The JSONL line of a stored event row (with its newline). A row fresh from the store's
+    append carries its canonical body text as a 16th element."""
+    body = row[15] if len(row) > 15 else body_text(*row[:14])
     return f'{body[:-1]},"hash":"{row[14]}"}}\n'
 
 
@@ -83,16 +84,22 @@ class JsonlMirror:
         self._lock = threading.Lock()
         self.written = 0
 
-    def catch_up(self, store: Any) -> int:
+    def catch_up(self, store: Any, rows: list[tuple[Any, ...]] | None = None) -> int:
         """Append every event of ``store`` not yet in the files. Returns how many were written.
 
-        Raises OSError when the folder cannot be written (removed, read-only, disk full)."""
+        ``rows``: stored rows the caller just committed (seq order); used as they are when they
+        continue the files exactly, which saves reading them back. Raises OSError when the folder
+        cannot be written (removed, read-only, disk full)."""
         with self._lock:
             fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 last_seq, last_day = self._tail()
                 n = 0
+                if rows and rows[0][0] == last_seq + 1:
+                    last_day = self._append(rows, last_day)
+                    last_seq = rows[-1][0]
+                    n += len(rows)
                 while True:
                     rows = store.event_rows(last_seq, PAGE)
                     if not rows:

@@ -259,15 +259,23 @@ class EventSink:
                 return batch
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
+        rows = None
         try:
-            self._writer(batch)
+            if self._store is not None:
+                # Attached: write straight to the store and keep the stored rows for the mirror
+                # (no records built, no re-reading).
+                rows = self._store.append_events(batch, records=False)
+            else:
+                self._writer(batch)
         except Exception as exc:
             self.failure = f"audit log unavailable: {type(exc).__name__}: {exc}"
             raise
         self.written += len(batch)
-        self._after_commit(len(batch))
+        self._after_commit(len(batch), rows=rows)
 
-    def _after_commit(self, n_events: int, *, strict: bool = False) -> None:
+    def _after_commit(
+        self, n_events: int, *, strict: bool = False, rows: list[Any] | None = None
+    ) -> None:
         """Mirror and anchor what was just committed. The events are safe in the table either
         way; a failure here is remembered (``failure``) so the guard can refuse further calls,
         and retried by the next flush (``strict`` raises it)."""
@@ -276,7 +284,7 @@ class EventSink:
             return
         try:
             for mirror in self._mirrors:
-                mirror.catch_up(self._store)
+                mirror.catch_up(self._store, rows)
             if self._anchorer is not None:
                 self._anchorer.after_commit(self._store, n_events)
         except Exception as exc:

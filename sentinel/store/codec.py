@@ -107,14 +107,6 @@ _enc = json.encoder.encode_basestring  # what json.dumps(ensure_ascii=False) use
 _frepr = float.__repr__  # what json.dumps uses for float
 
 
-def _s(value: str | None) -> str:
-    return "null" if value is None else _enc(value)
-
-
-def _f(value: float | None) -> str:
-    return "null" if value is None else _frepr(value)
-
-
 def body_text(
     seq: int,
     ts: float,
@@ -138,12 +130,18 @@ def body_text(
     text is itself canonical), about five times cheaper: the hash chain is computed and verified
     with this. Arguments are in column order, so ``body_text(*row[:14])`` works on a row tuple.
     """
+    e = _enc  # inline conditionals: a helper call per field would cost more than the encoding
     return (
-        f'{{"actor":{_s(actor)},"agent_id":{_s(agent_id)},"data":{data},"digest":{_s(digest)},'
-        f'"function":{_s(function)},"kind":{_enc(kind)},"policy_version":{_s(policy_version)},'
-        f'"prev_hash":{_enc(prev_hash)},"reason":{_s(reason)},"request_id":{_s(request_id)},'
-        f'"rule_id":{_s(rule_id)},"seq":{int(seq)},"ts":{_frepr(float(ts))},'
-        f'"value_at_risk":{_f(None if value_at_risk is None else float(value_at_risk))}}}'
+        f'{{"actor":{"null" if actor is None else e(actor)},'
+        f'"agent_id":{"null" if agent_id is None else e(agent_id)},"data":{data},'
+        f'"digest":{"null" if digest is None else e(digest)},'
+        f'"function":{"null" if function is None else e(function)},"kind":{e(kind)},'
+        f'"policy_version":{"null" if policy_version is None else e(policy_version)},'
+        f'"prev_hash":{e(prev_hash)},"reason":{"null" if reason is None else e(reason)},'
+        f'"request_id":{"null" if request_id is None else e(request_id)},'
+        f'"rule_id":{"null" if rule_id is None else e(rule_id)},"seq":{int(seq)},'
+        f'"ts":{_frepr(ts if ts.__class__ is float else float(ts))},"value_at_risk":'
+        f"{'null' if value_at_risk is None else _frepr(value_at_risk if value_at_risk.__class__ is float else float(value_at_risk))}}}"
     )
 
 

@@ -8,6 +8,7 @@ other than through their arguments.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Generator, Sequence
@@ -19,12 +20,12 @@ from sentinel.errors import DecisionConflict, RequestNotFound
 from sentinel.store import sql
 from sentinel.store.codec import (
     GENESIS_HASH,
+    body_text,
     dumps,
     event_from_row,
     normalize_event,
     operator_json,
     request_from_row,
-    row_hash,
 )
 from sentinel.store.models import (
     APPROVED,
@@ -72,8 +73,9 @@ class Caller:
 def _append(events: list[dict[str, Any]]) -> Generator[Q, Any, list[tuple[Any, ...]]]:
     """Chain and insert normalized events; must run inside a write transaction.
 
-    Returns the stored rows (tuples in :data:`EVENT_COLUMNS` order). The hourly rollup is updated
-    in the same transaction with one upsert per (hour, kind, rule) of the batch.
+    Returns the stored rows: tuples in :data:`EVENT_COLUMNS` order followed by the canonical body
+    text the hash covers (the JSONL mirror's line). The hourly rollup is updated in the same
+    transaction with one upsert per (hour, kind, rule) of the batch.
     """
     last = yield Q(sql.LAST_EVENT, (), "one")
     seq, prev = (last[0], last[1]) if last else (0, GENESIS_HASH)
@@ -97,8 +99,9 @@ def _append(events: list[dict[str, Any]]) -> Generator[Q, Any, list[tuple[Any, .
             ev["data"],
             prev,
         )
-        prev = row_hash(body)
-        rows.append((*body, prev))
+        text = body_text(*body)
+        prev = hashlib.sha256((prev + text).encode("utf-8")).hexdigest()
+        rows.append((*body, prev, text))
         key = (int(ev["ts"] / 3600), ev["kind"], ev["rule_id"] or "")
         acc = rollup.get(key)
         if acc is None:
@@ -106,7 +109,7 @@ def _append(events: list[dict[str, Any]]) -> Generator[Q, Any, list[tuple[Any, .
         else:
             acc[0] += 1
             acc[1] += ev["value_at_risk"] or 0.0
-    yield Q(sql.INSERT_EVENT, rows, "many")
+    yield Q(sql.INSERT_EVENT, [r[:15] for r in rows], "many")
     yield Q(sql.ROLLUP_ADD, [(h, k, r, n, v) for (h, k, r), (n, v) in rollup.items()], "many")
     return rows
 
@@ -308,13 +311,13 @@ def sweep_apply(dead: list[tuple[str, str]], overdue: list[str], now: float) -> 
 def append_events(events: list[dict[str, Any]], now: float, records: bool = True) -> Op:
     rows = [normalize_event(e, now) for e in events]
     if not rows:
-        return [] if records else 0
+        return []
     yield Q(sql.BEGIN_WRITE)
     stored = yield from _append(rows)
     yield Q(sql.COMMIT)
     if not records:
-        return stored[-1][0]
-    return [event_from_row(r) for r in stored]
+        return stored
+    return [event_from_row(r[:15]) for r in stored]
 
 
 def prune(up_to_seq: int, now: float) -> Op:

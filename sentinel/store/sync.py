@@ -317,8 +317,9 @@ class Store:
         """Append events in one transaction, hash-chained; returns them as stored.
 
         Each dict holds EventRecord fields except seq/prev_hash/hash (``kind`` required,
-        ``ts`` defaults to now). Unknown keys raise ValueError. With ``records=False`` only the
-        last seq is returned (int; 0 for no events), which skips building records (batch writers).
+        ``ts`` defaults to now). Unknown keys raise ValueError. With ``records=False`` the stored
+        rows come back instead (tuples in column order plus the canonical body text), which skips
+        building records (batch writers: the audit sink hands them to the JSONL mirror).
         """
         return self._write(ops.append_events(list(events), time.time(), records))
 
