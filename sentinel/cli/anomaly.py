@@ -48,7 +48,7 @@ def _line(v: Any) -> str:
             known = ", ".join(f"'{safe_text(s, 40)}' ×{c}" for s, c in v.known_values)
             known = f"{v.size:,} known values: {known}"
         return f"{who}  {safe_text(v.param, 40)} (text): {v.n:,} learned; {known}"
-    rate = "-" if v.per_minute is None else f"{v.per_minute:.3g} calls a minute"
+    rate = "not known yet" if v.per_minute is None else f"{v.per_minute:.3g} calls a minute"
     return f"{who}  call rate: {v.n:,} calls learned; usual {rate}"
 
 
