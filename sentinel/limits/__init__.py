@@ -15,9 +15,10 @@ A rule with ``limit:`` in the rules file is a *limit rule*::
 Its function / agent patterns and ``conditions`` select the calls it counts. The guard's
 :class:`LimitsHook` checks each such call against the counters in the store and reserves it in
 the same write transaction (``BEGIN IMMEDIATE``: concurrent calls in any number of processes
-cannot both slip under a cap). A call that ran confirms its reservation (approved calls
-included; a call that raised still ran, so it counts); a call that did not run (blocked, denied,
-expired, cancelled, governance error) releases it. A call that would exceed the limit escalates
+cannot both slip under a cap). The reservation counts for the whole window: a call that ran
+(approved ones included; one that raised still ran) needs nothing more written, and so does one
+whose process died before reporting an outcome (doubt never lowers protection); a call that did
+not run (blocked, denied, expired, cancelled, governance error) releases it. A call that would exceed the limit escalates
 to the rule's ``action`` — escalation only ever makes a verdict stricter — and the approver sees
 the spend so far, the cap and what this call would make it (``context["sentinel"]["limit:<id>"]``).
 
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +41,6 @@ from sentinel.policy.regex import fold
 from sentinel.policy.values import MISSING, Call, NotANumber, Uneval, resolve, to_decimal
 from sentinel.store.limits import LimitCheck, LimitUsage
 
-#: A reservation stops counting this long after the approval deadline if its process never
-#: settles it (the process died between the check and the outcome).
-HOLD_SECONDS = 3600.0
-
 
 @dataclass(frozen=True)
 class LimitStatus:
@@ -55,7 +51,7 @@ class LimitStatus:
     param: str | None  # the summed parameter (sum limits)
     window: str
     scope: str  # "agent=bot-1, destination=acme"
-    used: float  # confirmed calls plus live reservations in the window
+    used: float  # every call counted in the window (reserved calls included)
     cap: float
     this_call: float  # what this call adds (1 for a rate limit)
     exceeded: bool
@@ -209,19 +205,18 @@ def _status(p: _Planned, usage: LimitUsage | None) -> LimitStatus:
 
 # --- stores ------------------------------------------------------------------------------------
 
-_stores: dict[Path, Any] = {}
-_stores_lock = threading.Lock()
+
+#: Calls between assess and their outcome remembered at most (see LimitsHook._pending).
+MAX_PENDING = 10_000
 
 
 def _store(path: Path) -> Any:
-    from sentinel.store import Store
+    # The guard's store for this database: one write connection per process, so a limit check
+    # never waits on this process's own event writer (two connections would contend for the
+    # database's write lock, and SQLite's busy handler sleeps in milliseconds).
+    from sentinel.guard import _store_for
 
-    key = Path(path).absolute()
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = Store(key)
-        return store
+    return _store_for(Path(path))
 
 
 # --- the guard hook ----------------------------------------------------------------------------
@@ -236,8 +231,9 @@ class LimitsHook:
         self.approval_timeout = float(approval_timeout)
         # Reservations of calls between assess and their outcome, by the identity of the call's
         # parameter dict (the guard passes the same dict to assess, observe and abandon).
-        self._pending: dict[int, tuple[Mapping[str, Any], list[int]]] = {}
+        self._pending: dict[int, tuple[Mapping[str, Any], list[Any]]] = {}
         self._lock = threading.Lock()
+        self._store: Any = None
 
     @classmethod
     def from_config(cls, config: Any) -> LimitsHook:
@@ -267,27 +263,36 @@ class LimitsHook:
         usages: dict[str, LimitUsage] = {}
         if countable:
             checks = [_check(p) for p in countable]
-            hold = (verdict.timeout_seconds or self.approval_timeout) + HOLD_SECONDS
-            result: list[LimitUsage] = _store(self.db_path).limit_reserve(
-                checks, time.time() + hold
-            )
+            store = self._store
+            if store is None:
+                store = self._store = _store(self.db_path)
+            result: list[LimitUsage] = store.limit_reserve(checks)
             with self._lock:
+                if len(self._pending) >= MAX_PENDING:
+                    # Calls the guard never reported back (it may skip hooks on a fast path):
+                    # their reservations simply stay counted; forget the oldest bookkeeping.
+                    for stale in list(self._pending)[: MAX_PENDING // 10]:
+                        del self._pending[stale]
                 self._pending[id(params)] = (
                     params,
                     [u.reservation for u in result if u.reservation is not None],
                 )
             usages = {u.key: u for u in result}
         statuses = [_status(p, usages.get(p.key)) for p in planned]
-        data = {"limits": [s.to_dict() for s in statuses]}
         worst: tuple[_Planned, LimitStatus] | None = None
+        shadow = []
         for p, s in zip(planned, statuses, strict=True):
-            if s.exceeded and not p.rule.shadow:
-                if worst is None or p.rule.strictness > worst[0].rule.strictness:
+            if s.exceeded:
+                if p.rule.shadow:
+                    shadow.append(s)
+                elif worst is None or p.rule.strictness > worst[0].rule.strictness:
                     worst = (p, s)
+        if worst is None and not shadow and verdict.action is Action.ALLOW:
+            return None  # allowed and within every limit: nothing to add (the call is counted)
+        data = {"limits": [s.to_dict() for s in statuses]}
         if worst is None:
-            # Within every limit (or only shadow limits exceeded): no stricter action, but the
-            # standing of each limit is context for an approver and recorded with the call.
-            shadow = [s for p, s in zip(planned, statuses, strict=True) if s.exceeded]
+            # Within every enforced limit: no stricter action, but the standing of each limit is
+            # context for an approver, and a shadow limit's overrun is recorded with the call.
             reason = "; ".join(s.sentence() for s in statuses)
             if shadow:
                 reason = "shadow " + reason
@@ -301,18 +306,18 @@ class LimitsHook:
     def observe(
         self, function: str, params: Mapping[str, Any], agent_id: str | None, succeeded: bool
     ) -> None:
-        # The call ran (it counts even when it raised: it may have had effects).
-        self._settle(params, confirm=True)
+        """The call ran: its reservation already counts for the whole window (even when the
+        call raised: it may have had effects), so there is nothing to write — forget it."""
+        with self._lock:
+            self._pending.pop(id(params), None)
 
     def abandon(self, function: str, params: Mapping[str, Any], agent_id: str | None) -> None:
-        self._settle(params, confirm=False)
-
-    def _settle(self, params: Mapping[str, Any], confirm: bool) -> None:
+        """The call did not run: release its reservations."""
         with self._lock:
             entry = self._pending.pop(id(params), None)
         if entry is None or entry[0] is not params or not entry[1]:
             return
-        _store(self.db_path).limit_settle(entry[1], confirm)
+        _store(self.db_path).limit_release(entry[1])
 
 
 def attach(config: Any, hooks: list[Any]) -> LimitsHook:
@@ -370,4 +375,4 @@ def remaining(
     return {s.rule_id: s.to_dict() for s in status(config, function, agent_id, params)}
 
 
-__all__ = ["HOLD_SECONDS", "LimitStatus", "LimitsHook", "attach", "plan", "remaining", "status"]
+__all__ = ["LimitStatus", "LimitsHook", "attach", "plan", "remaining", "status"]

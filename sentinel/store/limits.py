@@ -1,9 +1,16 @@
 """SQL for limit counters (rate and cumulative limits over time windows).
 
-One row per counted call: ``amount`` is 1 for a rate limit and the summed parameter for a
-cumulative one. A call's row is *reserved* when the guard checks it (so concurrent calls see it
-and cannot both slip under a cap), *confirmed* when the call ran, and deleted when it did not. A
-reservation whose process died stops counting at ``hold_until``.
+Each counter is kept in ``limit_totals`` as up to :data:`BUCKETS` + 1 rows: the window is cut
+into 60 slices and each row holds the calls (``n``) and their sum (``total``; 1 per call for a
+rate limit) checked during one slice, under the key ``<counter>\\x1f<slice number>``. A check
+reads one short primary-key range and adds to one row, so it costs the same whatever the window
+holds. The window slides by slices: a call stops counting between one window and one window plus
+a slice (1/60th) after it — never early, so a cap is never exceeded by rounding.
+
+A call is *reserved* when the guard checks it: it counts from then on, so concurrent calls see it
+and cannot both slip under a cap. It stays counted for the whole window (a call that ran —
+approved ones included — and a call whose process died before reporting an outcome both count:
+doubt never lowers protection) unless the guard *releases* it because the call did not run.
 
 Check-and-reserve runs under ``BEGIN IMMEDIATE``: the database's write lock serialises every
 process's checks, so exactly as many calls pass as the cap allows.
@@ -11,24 +18,32 @@ process's checks, so exactly as many calls pass as the cap allows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sentinel.store import sql
 from sentinel.store.ops import Op, Q
 
-# The table (schema.MIGRATIONS step "limit counters"):
-#   limit_usage(id, key, ts, amount, hold_until), index (key, ts).
+#: Slices per window.
+BUCKETS = 60
+#: Separator between a counter's key and its slice number (JSON-quoted values never contain it).
+_SEP = "\x1f"
 
-USAGE = (
-    "SELECT count(*), coalesce(sum(amount), 0) FROM limit_usage "
-    "WHERE key = ? AND ts > ? AND (hold_until IS NULL OR hold_until > ?)"
+USAGE = "SELECT sum(total), sum(n), max(key) FROM limit_totals WHERE key >= ? AND key <= ?"
+ADD = (
+    "INSERT INTO limit_totals (key, total, n) VALUES (?, ?, 1) "
+    "ON CONFLICT (key) DO UPDATE SET total = total + excluded.total, n = n + 1"
 )
-RESERVE = "INSERT INTO limit_usage (key, ts, amount, hold_until) VALUES (?, ?, ?, ?) RETURNING id"
-#: Rows that can never count again: out of the window, or reservations whose holder is gone.
-PRUNE = "DELETE FROM limit_usage WHERE key = ? AND (ts <= ? OR (hold_until IS NOT NULL AND hold_until <= ?))"
-CONFIRM = "UPDATE limit_usage SET hold_until = NULL WHERE id IN (SELECT value FROM json_each(?))"
-RELEASE = "DELETE FROM limit_usage WHERE id IN (SELECT value FROM json_each(?))"
+#: Slices that have left the window (run once per counter per slice).
+PRUNE = "DELETE FROM limit_totals WHERE key >= ? AND key < ?"
+#: A released call leaves its slice; an emptied slice is reset exactly (no float drift).
+RELEASE = (
+    "UPDATE limit_totals SET n = n - 1, total = CASE WHEN n <= 1 THEN 0 ELSE total - ? END "
+    "WHERE key = ? AND n > 0"
+)
+#: Relative tolerance when comparing a running float total with a cap (a sum of 0.1s drifts).
+_EPSILON = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +58,8 @@ class LimitCheck:
 
 @dataclass(frozen=True, slots=True)
 class LimitUsage:
-    """A counter as seen by one call: ``used`` before it (confirmed calls plus live
-    reservations), ``calls`` counted, whether this call exceeds the cap, and its reservation."""
+    """A counter as seen by one call: ``used`` before it, ``calls`` counted, whether this call
+    exceeds the cap, and its reservation (pass it to :func:`release` if the call does not run)."""
 
     key: str
     used: float
@@ -52,7 +67,7 @@ class LimitUsage:
     cap: float
     amount: float
     exceeded: bool
-    reservation: int | None = None
+    reservation: tuple[str, float] | None = None
 
     @property
     def remaining(self) -> float:
@@ -60,15 +75,32 @@ class LimitUsage:
         return max(0.0, self.cap - self.used)
 
 
-def _usage(check: LimitCheck, now: float) -> Op:
-    row = yield Q(USAGE, (check.key, now - check.window, now), "one")
-    calls, used = int(row[0]), float(row[1])
-    return LimitUsage(
-        check.key, used, calls, check.cap, check.amount, used + check.amount > check.cap
+def _slice_key(key: str, number: int) -> str:
+    return f"{key}{_SEP}{number:012d}"
+
+
+def _range(check: LimitCheck, now: float) -> tuple[str, str, str, int]:
+    width = check.window / BUCKETS
+    current = math.floor(now / width)
+    first = current - BUCKETS  # the oldest slice still (partly) inside the window
+    return _slice_key(check.key, first), _slice_key(check.key, current), check.key, current
+
+
+def _exceeds(used: float, amount: float, cap: float) -> bool:
+    return used + amount > cap + _EPSILON * max(1.0, abs(cap))
+
+
+def _usage(check: LimitCheck, low: str, high: str) -> Op:
+    row = yield Q(USAGE, (low, high), "one")
+    used = max(0.0, float(row[0] or 0.0))
+    calls = max(0, int(row[1] or 0))
+    usage = LimitUsage(
+        check.key, used, calls, check.cap, check.amount, _exceeds(used, check.amount, check.cap)
     )
+    return usage, row[2]
 
 
-def reserve(checks: Sequence[LimitCheck], now: float, hold_until: float) -> Op:
+def reserve(checks: Sequence[LimitCheck], now: float) -> Op:
     """Check every counter and reserve this call in all of them, in one write transaction.
 
     Reserves even where the call exceeds a cap: it may still run (an approver can allow it), and
@@ -76,9 +108,11 @@ def reserve(checks: Sequence[LimitCheck], now: float, hold_until: float) -> Op:
     yield Q(sql.BEGIN_WRITE)
     out: list[LimitUsage] = []
     for check in checks:
-        yield Q(PRUNE, (check.key, now - check.window, now))
-        usage = yield from _usage(check, now)
-        row = yield Q(RESERVE, (check.key, now, check.amount, hold_until), "one")
+        low, high, key, current = _range(check, now)
+        usage, newest = yield from _usage(check, low, high)
+        if newest != high:  # first call in this slice: drop the slices that left the window
+            yield Q(PRUNE, (key + _SEP, low))
+        yield Q(ADD, (high, check.amount))
         out.append(
             LimitUsage(
                 usage.key,
@@ -87,29 +121,30 @@ def reserve(checks: Sequence[LimitCheck], now: float, hold_until: float) -> Op:
                 usage.cap,
                 usage.amount,
                 usage.exceeded,
-                int(row[0]),
-            )
+                (high, check.amount),
+            )  # fmt: skip
         )
     yield Q(sql.COMMIT)
     return out
 
 
-def settle(reservations: Sequence[int], confirm: bool) -> Op:
-    """Confirm (the calls ran: they count until they leave the window) or release reservations."""
-    import json
-
+def release(reservations: Sequence[tuple[str, float]]) -> Op:
+    """Take calls that did not run (blocked, denied, expired, cancelled) out of their slices."""
     yield Q(sql.BEGIN_WRITE)
-    yield Q(CONFIRM if confirm else RELEASE, (json.dumps([int(r) for r in reservations]),))
+    for slice_key, amount in reservations:
+        yield Q(RELEASE, (float(amount), slice_key))
     yield Q(sql.COMMIT)
-    return None
+    return len(reservations)
 
 
 def usage(checks: Sequence[LimitCheck], now: float) -> Op:
     """Read the counters without reserving (``sentinel.limits.remaining``)."""
     out: list[LimitUsage] = []
     for check in checks:
-        out.append((yield from _usage(check, now)))
+        low, high, _key, _current = _range(check, now)
+        found, _newest = yield from _usage(check, low, high)
+        out.append(found)
     return out
 
 
-__all__ = ["LimitCheck", "LimitUsage", "reserve", "settle", "usage"]
+__all__ = ["BUCKETS", "LimitCheck", "LimitUsage", "release", "reserve", "usage"]

@@ -189,9 +189,9 @@ CREATE TABLE audit_meta (
 INSERT INTO audit_meta (key, value) VALUES ('db_id', lower(hex(randomblob(16))));
 """
 
-# Limit totals (sentinel/store/limits.py): the running count and sum of each counter's rows, kept
-# by the same statements that add and remove rows, so a check reads one row however many calls
-# the window holds. limit_usage.hold_until is no longer used (a reservation counts until released).
+# Limit totals (sentinel/store/limits.py): each limit counter as up to 61 rows, one per 1/60th of
+# its window (count and sum of the calls checked in that slice), so a check reads one short key
+# range however many calls the window holds. Supersedes limit_usage (step 3), which stays unused.
 _LIMIT_TOTALS = """
 CREATE TABLE limit_totals (
     key   TEXT PRIMARY KEY,

@@ -392,15 +392,15 @@ class Store:
         """Check limit counters and reserve this call in each, atomically (``BEGIN IMMEDIATE``).
 
         ``checks``: :class:`~sentinel.store.limits.LimitCheck`; returns one
-        :class:`~sentinel.store.limits.LimitUsage` per check (with its reservation id). A
+        :class:`~sentinel.store.limits.LimitUsage` per check (with its reservation). A
         reservation counts for the whole window unless released."""
         from sentinel.store import limits
 
         out: list[Any] = self._write(limits.reserve(checks, time.time()))
         return out
 
-    def limit_release(self, reservations: list[int]) -> int:
-        """Release reservations of calls that did not run; returns how many were removed."""
+    def limit_release(self, reservations: list[Any]) -> int:
+        """Release reservations (``LimitUsage.reservation``) of calls that did not run."""
         from sentinel.store import limits
 
         if not reservations:
