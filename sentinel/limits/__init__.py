@@ -174,15 +174,11 @@ def plan(
 
 
 def _cap(rule: CompiledRule) -> float:
-    limit = rule.limit
-    assert limit is not None
-    return float(limit.count if limit.count is not None else limit.max)  # type: ignore[arg-type]
+    return rule.limit_cap
 
 
 def _check(p: _Planned) -> LimitCheck:
-    limit = p.rule.limit
-    assert limit is not None
-    return LimitCheck(p.key, limit.seconds, _cap(p.rule), p.amount)
+    return LimitCheck(p.key, p.rule.limit_seconds, p.rule.limit_cap, p.amount)
 
 
 def _status(p: _Planned, usage: LimitUsage | None) -> LimitStatus:
@@ -208,6 +204,12 @@ def _status(p: _Planned, usage: LimitUsage | None) -> LimitStatus:
 
 #: Calls between assess and their outcome remembered at most (see LimitsHook._pending).
 MAX_PENDING = 10_000
+
+
+def _escalation() -> Any:
+    from sentinel.guard import Escalation  # the guard imports this module: import late
+
+    return Escalation
 
 
 def _store(path: Path) -> Any:
@@ -251,8 +253,6 @@ class LimitsHook:
     def assess(
         self, function: str, params: Mapping[str, Any], agent_id: str | None, verdict: Verdict
     ) -> Any:
-        from sentinel.guard import Escalation
-
         policy: Policy = self.policy_source.current
         if not policy.has_limits or verdict.action is Action.BLOCK:
             return None  # a blocked call never runs: nothing to count
@@ -296,12 +296,12 @@ class LimitsHook:
             reason = "; ".join(s.sentence() for s in statuses)
             if shadow:
                 reason = "shadow " + reason
-            return Escalation(Action.ALLOW, reason, "limits", data=data)
+            return _escalation()(Action.ALLOW, reason, "limits", data=data)
         p, s = worst
         reason = s.sentence()
         if p.problem is not None:
             reason = f"limit {p.rule.id}: {p.problem}; the limit cannot be checked, so it applies"
-        return Escalation(p.rule.action, reason, f"limit:{p.rule.id}", data=data)
+        return _escalation()(p.rule.action, reason, f"limit:{p.rule.id}", data=data)
 
     def observe(
         self, function: str, params: Mapping[str, Any], agent_id: str | None, succeeded: bool

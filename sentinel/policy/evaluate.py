@@ -94,7 +94,7 @@ class CompiledRule:
 
     __slots__ = (
         "rule", "id", "name", "action", "strictness", "priority", "order", "shadow", "strict",
-        "globs", "agents", "cond", "template", "timeout", "_matches", "limit", "position", "leaves", "gate",
+        "globs", "agents", "cond", "template", "timeout", "_matches", "limit", "position", "leaves", "gate", "limit_seconds", "limit_cap",
     )  # fmt: skip
 
     def __init__(self, rule: Rule, order: int, is_secret: Callable[[str], bool]) -> None:
@@ -126,6 +126,12 @@ class CompiledRule:
         self.template = Template(rule.message or default, is_secret)
         self.timeout = rule.timeout_seconds
         self.limit = rule.limit
+        # parsed once: a limit check reads them on every call it counts
+        self.limit_seconds = rule.limit.seconds if rule.limit is not None else 0.0
+        self.limit_cap = 0.0
+        if rule.limit is not None:
+            cap = rule.limit.count if rule.limit.count is not None else rule.limit.max
+            self.limit_cap = float(cap or 0)
         self.position = 0  # index in evaluation order (set by Policy)
         # RuleMatch objects are immutable and often identical from call to call: reuse them.
         self._matches: dict[tuple[str, str | None], RuleMatch] = {}
