@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sentinel.store import sql
 from sentinel.store.codec import normalize_event
@@ -92,9 +92,9 @@ DELETE_WINDOWS = f"DELETE FROM anomaly_windows WHERE {_FILTER}"
 DELETE_VALUES = f"DELETE FROM anomaly_values WHERE {_FILTER}"
 
 
-@dataclass(frozen=True, slots=True)
-class BaselineRow:
-    """One baseline's statistics as stored (see the schema comments for each column)."""
+class BaselineRow(NamedTuple):
+    """One baseline's statistics as stored (see the schema comments for each column). A named
+    tuple: built for every scored call, and tuples are the cheapest thing to build."""
 
     param: str
     kind: str  # "number" | "category" | "rate"
@@ -124,7 +124,7 @@ class BaselineRow:
 
     def values(self) -> tuple[Any, ...]:
         """The statistic columns, in :data:`STAT_COLUMNS` order."""
-        return tuple(getattr(self, c) for c in STAT_COLUMNS)
+        return tuple(self[2 : 2 + len(STAT_COLUMNS)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +168,13 @@ class LearnPlan:
 
 
 def _row(r: Sequence[Any], agent: str = "", function: str = "") -> BaselineRow:
-    # Positional: this runs for every scored call (keyword construction costs twice as much).
-    return BaselineRow(*(*r, agent, function))
+    return BaselineRow._make((*r, agent, function))
+
+
+def rows_for_call(rows: list[Any], agent: str, function: str) -> list[BaselineRow]:
+    """Rows of :data:`SELECT_FOR_CALL` as :class:`BaselineRow` (the store's fast path)."""
+    make = BaselineRow._make
+    return [make((*r, agent, function)) for r in rows]
 
 
 def for_call(agent: str, function: str) -> Op:
@@ -182,13 +187,14 @@ def for_call_seen(agent: str, function: str, vkeys: dict[str, str]) -> Op:
     """:func:`for_call` plus, in the same query, whether each string parameter's value
     (``{param: vkey}``) was seen before: returns ``(rows, {params whose value is known})``."""
     rows = yield Q(SELECT_FOR_CALL_SEEN, (json.dumps(vkeys), agent, function), "all")
-    out = []
-    known = set()
-    for r in rows:
-        out.append(_row(r[:-1], agent, function))
-        if r[-1]:
-            known.add(r[0])
-    return out, known
+    return rows_seen(rows, agent, function)
+
+
+def rows_seen(rows: list[Any], agent: str, function: str) -> tuple[list[BaselineRow], set[str]]:
+    """Rows of :data:`SELECT_FOR_CALL_SEEN`: the baselines and the parameters whose value is
+    already known."""
+    make = BaselineRow._make
+    return [make((*r[:-1], agent, function)) for r in rows], {r[0] for r in rows if r[-1]}
 
 
 def seen(agent: str, function: str, vkeys: Sequence[str]) -> Op:

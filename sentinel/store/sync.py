@@ -418,23 +418,40 @@ class Store:
     # --- anomaly baselines (sentinel.anomaly; SQL in store/baselines.py) ---------------------
 
     def baseline_for_call(self, agent: str, function: str) -> list[Any]:
-        """Every :class:`~sentinel.store.baselines.BaselineRow` of one (agent, function)."""
-        from sentinel.store import baselines
+        """Every :class:`~sentinel.store.baselines.BaselineRow` of one (agent, function).
 
-        out: list[Any] = self._read(baselines.for_call(agent, function))
-        return out
+        The scoring hot path: one statement on this thread's reader, without the generic
+        operation driver (same statement as ``baselines.for_call``)."""
+        from sentinel.store.baselines import SELECT_FOR_CALL, rows_for_call
+
+        if self._closed:
+            raise StoreError(f"store for {self.path} is closed")
+        try:
+            rows = self._reader().execute(SELECT_FOR_CALL, (agent, function)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        return rows_for_call(rows, agent, function)
 
     def baseline_for_call_seen(
         self, agent: str, function: str, vkeys: dict[str, str]
     ) -> tuple[list[Any], set[str]]:
         """:meth:`baseline_for_call` plus which parameters' values (``{param: digest}``) were
         seen before, in one query."""
-        from sentinel.store import baselines
+        import json
 
-        out: tuple[list[Any], set[str]] = self._read(
-            baselines.for_call_seen(agent, function, vkeys)
-        )
-        return out
+        from sentinel.store.baselines import SELECT_FOR_CALL_SEEN, rows_seen
+
+        if self._closed:
+            raise StoreError(f"store for {self.path} is closed")
+        try:
+            rows = (
+                self._reader()
+                .execute(SELECT_FOR_CALL_SEEN, (json.dumps(vkeys), agent, function))
+                .fetchall()
+            )
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        return rows_seen(rows, agent, function)
 
     def baseline_seen(self, agent: str, function: str, vkeys: list[str]) -> set[str]:
         """Which of these string-value digests were seen before for this (agent, function)."""
@@ -450,7 +467,9 @@ class Store:
         out: tuple[bytes, bytes] | None = self._read(baselines.window(agent, function, param))
         return out
 
-    def baseline_learn(self, agent: str, function: str, plan: Any, now: float | None = None) -> None:
+    def baseline_learn(
+        self, agent: str, function: str, plan: Any, now: float | None = None
+    ) -> None:
         """Add a call (or a batch, :class:`~sentinel.store.baselines.LearnPlan`) to the
         baselines in one write transaction."""
         from sentinel.store import baselines
@@ -470,14 +489,10 @@ class Store:
         """The most frequent values seen for a string parameter (redacted as stored)."""
         from sentinel.store import baselines
 
-        out: list[tuple[str, int]] = self._read(
-            baselines.top_values(agent, function, param, limit)
-        )
+        out: list[tuple[str, int]] = self._read(baselines.top_values(agent, function, param, limit))
         return out
 
-    def baseline_reset(
-        self, agent: str | None, function: str | None, event: dict[str, Any]
-    ) -> int:
+    def baseline_reset(self, agent: str | None, function: str | None, event: dict[str, Any]) -> int:
         """Delete matching baselines (None = any) and append ``event`` in one transaction;
         returns the number of baseline rows removed."""
         from sentinel.store import baselines
