@@ -363,3 +363,45 @@ def test_limit_rules_never_decide_a_verdict_themselves() -> None:
     assert verdict.action.value == "allow" and verdict.rule_id is None
     trace = policy.explain("f", {})[0]
     assert "limit rule" in trace.note and not trace.decided
+
+
+def test_calls_leave_the_window(write_rules: Callable[..., Path], db_path: Path) -> None:
+    rules = write_rules(
+        """
+        rules:
+          - id: burst
+            function_pattern: ping
+            limit: {count: 2, window: 1s, per: global}
+            action: block
+        """
+    )
+
+    @protect(cfg(rules, db_path))
+    def ping() -> str:
+        return "pong"
+
+    assert [ping(), ping()] == ["pong", "pong"]
+    with pytest.raises(SentinelBlockedError):
+        ping()
+    # A call stops counting between one window and one window plus a slice (1/60th) later.
+    time.sleep(1.1)
+    assert ping() == "pong"
+
+
+def test_remaining_for_a_context_provider_and_without_any_limit(
+    write_rules: Callable[..., Path], db_path: Path
+) -> None:
+    config = cfg(write_rules(SPEND), db_path)
+
+    @protect(config)
+    def transfer(amount: float) -> str:
+        return "sent"
+
+    assert remaining(config, "read_file") == {}  # no limit counts this function
+    before = remaining(config, "transfer", params={"amount": 1})["daily_spend"]
+    assert before["remaining"] == 5000 and before["used"] == 0 and before["per"] == "agent=bot-1"
+    transfer(1234.5)
+    after = remaining(config, "transfer", params={"amount": 1})["daily_spend"]
+    assert after["remaining"] == 3765.5
+    other = remaining(config, "transfer", agent_id="bot-2", params={"amount": 1})
+    assert other["daily_spend"]["remaining"] == 5000  # per agent
