@@ -15,7 +15,6 @@ What is checked, and reported with the first bad position:
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -262,6 +261,106 @@ def verify(
     return report
 
 
+def _seq_prev(body: str) -> tuple[int, str]:
+    """``seq`` and ``prev_hash`` of a canonical event body without parsing all of it.
+
+    Both keys sort after ``data``, and a string value cannot contain an unescaped quote, so the
+    last occurrence of each key is the top-level one. Whatever is read here is only trusted once
+    the hash over the whole body checks out."""
+    i = body.rfind(',"prev_hash":"')
+    j = body.rfind(',"seq":')
+    if i < 0 or j < 0:
+        raise ValueError("not an event")
+    prev = body[i + 14 : i + 78]
+    end = body.find(",", j + 7)
+    if len(prev) != 64 or end < 0:
+        raise ValueError("not an event")
+    return int(body[j + 7 : end]), prev
+
+
+def _verify_file(
+    fh: Any,
+    path: Path,
+    state: list[Any],
+    table_hash: Any,
+    checkpoints: dict[int, tuple[str, int]],
+    anchors: dict[int, tuple[str, int]],
+    report: Report,
+) -> tuple[int, bool] | None:
+    """Check one mirror file, continuing the chain in ``state`` ([last seq, last hash]).
+    Returns (lines read, whether the last one is torn), or None after a problem."""
+    prev_seq, prev_hash = state
+    no = 0
+    for no, raw in enumerate(fh, 1):
+        if not raw.endswith("\n"):
+            state[:] = [prev_seq, prev_hash]
+            return no, True
+        line = raw[:-1]
+        parts = split_line(line)
+
+        try:
+            if parts is None:
+                raise ValueError
+            body, h = parts
+            seq, prev = _seq_prev(body)
+        except (ValueError, KeyError, TypeError):
+            report.problems.append(
+                Problem(f"{path.name}:{no}", "not an event line (edited or corrupted)")
+            )
+            return None
+        if prev_seq is None:
+            # Files start at genesis or right after a signed prune checkpoint; anything else
+            # means older files were removed without a prune.
+            start_ok = (seq == 1 and prev == GENESIS_HASH) or (
+                checkpoints.get(seq - 1, ("",))[0] == prev
+            )
+            if not start_ok:
+                report.problems.append(
+                    Problem(
+                        f"{path.name}:{no}",
+                        f"the files start at seq {seq} without a signed checkpoint before it",
+                    )
+                )
+                return None
+        elif seq != prev_seq + 1:
+            what = (
+                f"expected seq {prev_seq + 1}, found {seq}: events {prev_seq + 1}..{seq - 1} are missing"
+                if seq > prev_seq + 1
+                else f"expected seq {prev_seq + 1}, found {seq}: out of order or duplicated"
+            )
+            report.problems.append(Problem(f"{path.name}:{no}", what))
+            return None
+        elif prev != prev_hash:
+            report.problems.append(
+                Problem(f"{path.name}:{no}", "prev_hash does not match the previous line's hash")
+            )
+            return None
+        if _sha(prev, body) != h:
+            report.problems.append(
+                Problem(f"{path.name}:{no}", "hash does not match the line's contents (edited)")
+            )
+            return None
+        in_table = table_hash(seq)
+        if in_table is not None and in_table != h:
+            report.problems.append(
+                Problem(f"{path.name}:{no}", f"differs from the table's event seq {seq}")
+            )
+            return None
+        anchored = anchors.get(seq)
+        if anchored is not None and anchored[0] != h:
+            report.problems.append(
+                Problem(
+                    f"{path.name}:{no}",
+                    f"differs from the signed anchor (anchors line {anchored[1]})",
+                )
+            )
+            return None
+        prev_seq, prev_hash = seq, h
+        report.jsonl_events += 1
+    state[:] = [prev_seq, prev_hash]
+    return no, False
+
+
 def _verify_jsonl(
     directory: Path,
     store: Any,
@@ -291,80 +390,23 @@ def _verify_jsonl(
             cache_after[0] = rows[-1][0] if rows else seq
         return cache.get(seq)
 
-    prev_seq: int | None = None
-    prev_hash = ""
+    state: list[Any] = [None, ""]  # last seq and hash, carried from file to file
     for index, path in enumerate(files):
-        data = path.read_bytes()
-        text = data.decode("utf-8", errors="replace")
-        lines = text.split("\n")
-        torn = lines.pop() if lines else ""
-        for no, line in enumerate(lines, 1):
-            where = f"{path.name}:{no}"
-            parts = split_line(line)
-            try:
-                if parts is None:
-                    raise ValueError
-                body, h = parts
-                event = json.loads(body)
-                seq, prev = int(event["seq"]), str(event["prev_hash"])
-            except (ValueError, KeyError, TypeError):
-                report.problems.append(Problem(where, "not an event line (edited or corrupted)"))
-                return
-            if prev_seq is None:
-                # Files start at genesis or right after a signed prune checkpoint; anything else
-                # means older files were removed without a prune.
-                start_ok = (seq == 1 and prev == GENESIS_HASH) or (
-                    checkpoints.get(seq - 1, ("",))[0] == prev
-                )
-                if not start_ok:
-                    report.problems.append(
-                        Problem(
-                            where,
-                            f"the files start at seq {seq} without a signed checkpoint before it",
-                        )
-                    )
-                    return
-            elif seq != prev_seq + 1:
-                what = (
-                    f"expected seq {prev_seq + 1}, found {seq}: events {prev_seq + 1}..{seq - 1} are missing"
-                    if seq > prev_seq + 1
-                    else f"expected seq {prev_seq + 1}, found {seq}: out of order or duplicated"
-                )
-                report.problems.append(Problem(where, what))
-                return
-            elif prev != prev_hash:
-                report.problems.append(
-                    Problem(where, "prev_hash does not match the previous line's hash")
-                )
-                return
-            if _sha(prev, body) != h:
-                report.problems.append(
-                    Problem(where, "hash does not match the line's contents (edited)")
-                )
-                return
-            in_table = table_hash(seq)
-            if in_table is not None and in_table != h:
-                report.problems.append(Problem(where, f"differs from the table's event seq {seq}"))
-                return
-            anchored = anchors.get(seq)
-            if anchored is not None and anchored[0] != h:
-                report.problems.append(
-                    Problem(where, f"differs from the signed anchor (anchors line {anchored[1]})")
-                )
-                return
-            prev_seq, prev_hash = seq, h
-            report.jsonl_events += 1
+        with open(path, encoding="utf-8", errors="replace", newline="\n") as fh:
+            checked = _verify_file(fh, path, state, table_hash, checkpoints, anchors, report)
+        if checked is None:
+            return
+        no, torn = checked
         if torn:
             if index == len(files) - 1:
                 report.warnings.append(
-                    f"{path.name}:{len(lines) + 1}: torn last line (a crash mid-write); the next "
+                    f"{path.name}:{no}: torn last line (a crash mid-write); the next "
                     "mirror catch-up cuts it off and rewrites the event from the table"
                 )
             else:
-                report.problems.append(
-                    Problem(f"{path.name}:{len(lines) + 1}", "line without an end")
-                )
+                report.problems.append(Problem(f"{path.name}:{no}", "line without an end"))
                 return
+    prev_seq = state[0]
     last = report.last_seq
     if prev_seq is not None and last is not None and prev_seq < last:
         report.problems.append(
