@@ -223,7 +223,7 @@ async def big_keys(db: Path) -> dict[str, Any]:
         res["move_ms"] = (statistics.median(moves) * 1000, max(moves) * 1000)
         switches = []
         for key, view in (("2", "history"), ("3", "metrics"), ("1", "queue"), ("4", "rules"), ("1", "queue")):
-            switches.append(await answered(app, key, lambda v=view: app.current_view == v))
+            switches.append(await answered(app, key, lambda v=view: app.status.state.view == v))
             await pilot.pause(0.3)
         res["switch_ms"] = (statistics.median(switches) * 1000, max(switches) * 1000)
         await pilot.press("2")

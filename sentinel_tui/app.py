@@ -194,6 +194,8 @@ class SentinelApp(App[int]):
         self._load_identity()
         self._poll_loop()
         self.load_policy()
+        if self.config.watch_rules and self.data.rules_path is not None:
+            self._watch_rules()
 
     # --- terminal loss -------------------------------------------------------------------------
 
@@ -316,6 +318,20 @@ class SentinelApp(App[int]):
         """(Re)load and validate the rules file. A file watcher can call this for hot reload."""
         self.post_message(PolicyLoaded(self.data.load_policy()))
 
+    @work(exclusive=True, group="rules-watch", exit_on_error=False)
+    async def _watch_rules(self) -> None:
+        """Reload the rules file when it changes (the Posting pattern). The folder is watched,
+        not the file: editors save by writing a new file and renaming it over the old one."""
+        from watchfiles import awatch
+
+        path = self.data.rules_path
+        if path is None:
+            return
+        folder = path.resolve().parent
+        async for changes in awatch(folder, debounce=300, recursive=False):
+            if any(Path(changed).name == path.name for _, changed in changes):
+                self.load_policy()
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             err = event.worker.error
@@ -427,7 +443,14 @@ class SentinelApp(App[int]):
 
     def on_policy_loaded(self, msg: PolicyLoaded) -> None:
         info = msg.info
-        self.query_one(RulesView).apply(info)
+        view = self.query_one(RulesView)
+        before = view.info
+        view.apply(info)
+        if info is not None and info.valid and before is not None and before.version != info.version:
+            self.notify(
+                f"Rules reloaded: version {info.version[:12] if info.version else '?'}, {len(info.rules)} rules",
+                markup=False,
+            )
         if info is not None and not info.valid:
             self.notify(
                 safe_text(info.error or "invalid", 300),

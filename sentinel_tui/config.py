@@ -34,10 +34,15 @@ class TuiConfig:
     debounce: float = 0.4
     #: Arguments longer than this (characters) are folded on the card; ``v`` shows them whole.
     fold_chars: int = 240
-    #: Most pending requests loaded into the table.
-    pending_limit: int = 2_000
+    #: Most pending requests fetched per change (counts and the oldest age come from these).
+    pending_limit: int = 10_000
+    #: Most rows in the queue table (the newest ones): a 10,000-row DataTable costs the UI
+    #: thread O(rows) work on every change, and nobody reads past a few hundred.
+    table_rows: int = 500
     #: History rows fetched per page (keyset paging).
     history_page: int = 200
+    #: Reload the rules file shown in the Rules view when it changes on disk.
+    watch_rules: bool = True
     #: Textual theme name (``ansi-dark`` suits 16-colour consoles).
     theme: str = "textual-dark"
     #: Binding id → key(s), e.g. ``{"queue.approve": "y"}``; applied with ``App.set_keymap``.
@@ -61,10 +66,12 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "confirm_risk": (int, float),
     "bell": (bool,),
     "toast_new": (bool,),
+    "watch_rules": (bool,),
     "poll_interval": (int, float),
     "debounce": (int, float),
     "fold_chars": (int,),
     "pending_limit": (int,),
+    "table_rows": (int,),
     "history_page": (int,),
     "theme": (str,),
 }
@@ -102,7 +109,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>") -> TuiConfig:
                 file=source,
                 field=key,
             )
-        if types != (bool,) and types != (str,) and value < 0:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise SentinelConfigError(f"{key} must not be negative", file=source, field=key)
         values[key] = value
     return TuiConfig(**values)

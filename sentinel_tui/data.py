@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.errors import DecisionConflict, SentinelError
+from sentinel.store import Store
 from sentinel.store.models import (
     EventRecord,
     HistoryFilter,
@@ -94,7 +95,7 @@ class DataSource:
     ):
         self._db_arg = Path(db_path) if db_path is not None else None
         self.rules_path = Path(rules_path) if rules_path is not None else None
-        self._store: Any = None
+        self._store: Store | None = None
         self._lock = threading.Lock()
         self._operator = operator
         self._clock = clock
@@ -109,11 +110,9 @@ class DataSource:
         return Path(default_db_path())
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         with self._lock:
             if self._store is None:
-                from sentinel.store import Store
-
                 self._store = Store(self._db_arg)
             return self._store
 
@@ -132,14 +131,14 @@ class DataSource:
         return list(self.store.list_pending(limit=limit))
 
     def get(self, request_id: str) -> RequestRecord:
-        return self.store.get(request_id)  # type: ignore[no-any-return]
+        return self.store.get(request_id)
 
     def parse_filter(self, text: str) -> HistoryFilter:
         """Operator filter text → HistoryFilter (raises ValueError/SentinelError on bad syntax)."""
         text = text.strip()
         if not text:
             return HistoryFilter()
-        return HistoryFilter.parse(text)  # type: ignore[attr-defined,no-any-return]
+        return HistoryFilter.parse(text)
 
     def history(
         self, flt: HistoryFilter, before_seq: int | None, limit: int
@@ -147,7 +146,7 @@ class DataSource:
         return list(self.store.history(flt, before_seq=before_seq, limit=limit))
 
     def metrics(self) -> MetricsSnapshot:
-        return self.store.metrics()  # type: ignore[no-any-return]
+        return self.store.metrics()
 
     # --- decisions -----------------------------------------------------------------------------
 
@@ -190,7 +189,7 @@ class DataSource:
             )
         default = getattr(policy, "default_action", None)
         return PolicyInfo(
-            path=Path(policy.source) if getattr(policy, "source", None) else self.rules_path,
+            path=Path(policy.source) if policy.source is not None else self.rules_path,
             version=str(policy.version),
             loaded_at=self._clock(),  # when the command center loaded it (frozen in tests)
             rules=tuple(_rule_row(i + 1, r) for i, r in enumerate(policy.rules)),

@@ -38,6 +38,7 @@ class QueueView(Container):
         super().__init__(**kwargs)
         self.records: dict[str, RequestRecord] = {}
         self.marked: set[str] = set()
+        self.total = 0
 
     @property
     def sapp(self) -> SentinelApp:
@@ -69,14 +70,26 @@ class QueueView(Container):
     def apply(self, rows: list[RequestRecord]) -> None:
         """Show exactly ``rows`` (the pending requests); keep the selection on the same request."""
         app = self.sapp
+        self.total = len(rows)
+        limit = app.config.table_rows
+        if limit and len(rows) > limit:
+            # The store lists oldest first; the table keeps the newest (what just arrived).
+            rows = sorted(rows, key=lambda r: (r.created_at, r.id))[-limit:]
         self.records = {r.id: r for r in rows}
         self.marked &= set(self.records)
         self.table.apply(
             rows, app.clock(), self.marked, app.config.confirm_value, app.config.confirm_risk
         )
-        n = len(rows)
-        self.table.border_title = f"Pending {n}" + (f" · {len(self.marked)} marked" if self.marked else "")
+        self._retitle()
         self.sync_card(force=True)
+
+    def _retitle(self) -> None:
+        title = f"Pending {self.total:,}"
+        if self.total > len(self.records):
+            title += f" · newest {len(self.records):,} shown"
+        if self.marked:
+            title += f" · {len(self.marked)} marked"
+        self.table.border_title = title
 
     def sync_card(self, force: bool = False) -> None:
         """Point the card at the table's selected request (refreshing it when ``force``)."""
@@ -128,9 +141,7 @@ class QueueView(Container):
         else:
             self.marked.add(rid)
         self.table.set_mark(rid, rid in self.marked)
-        self.table.border_title = f"Pending {len(self.records)}" + (
-            f" · {len(self.marked)} marked" if self.marked else ""
-        )
+        self._retitle()
         self.render_card(self.card.record)
         # Marking moves on, as in htop: space space space marks a run of requests.
         self.table.action_cursor_down()
@@ -139,7 +150,7 @@ class QueueView(Container):
         for rid in list(self.marked):
             self.table.set_mark(rid, False)
         self.marked.clear()
-        self.table.border_title = f"Pending {len(self.records)}"
+        self._retitle()
         self.render_card(self.card.record)
 
     def action_approve_marked(self) -> None:

@@ -112,7 +112,7 @@ def helper(*args: str) -> str:
     return out.stdout + out.stderr
 
 
-async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 15.0) -> None:
+async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 40.0) -> None:
     """Let the app run until ``cond()`` holds (fails the test after ``timeout``)."""
     deadline = time.monotonic() + timeout
     while not cond():

@@ -52,7 +52,7 @@ def make_app(**kwargs: Any) -> SentinelApp:
     )
 
 
-async def _until(pilot: Any, cond: Callable[[], bool], timeout: float = 10.0) -> None:
+async def _until(pilot: Any, cond: Callable[[], bool], timeout: float = 40.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "screen never became ready"

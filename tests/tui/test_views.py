@@ -94,6 +94,11 @@ async def test_rules_view_shows_policy_and_reports_invalid_file(db_path: Path, t
             "block_deletes", "large_transfer", "external_email", "prod_deploy"]
         assert app.status.state.policy_version == view.info.version
         await pilot.press("4")
+        first = view.info.version
+        rules.write_text(SAMPLE_RULES.replace("Deletes are disabled", "Deletes are off"))
+        # The file is watched: the new version shows without pressing anything.
+        await wait_for(pilot, lambda: view.info is not None and view.info.version != first)
+        assert any("Rules reloaded" in m for m in notifications(app))
         rules.write_text(SAMPLE_RULES.replace("action: block", "action: explode"))
         await pilot.press("r")
         await wait_for(pilot, lambda: view.info is not None and not view.info.valid)
