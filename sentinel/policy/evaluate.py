@@ -416,6 +416,21 @@ class Policy:
                     note = "matched because a condition could not be evaluated"
                 elif error:
                     note = "not matched: a condition could not be evaluated (allow rules need certainty)"
+                elif rule.cond is None:
+                    note = "no conditions: matches every call it targets"
+                elif not matched:
+                    note = "a condition does not hold"
+                if (
+                    matched
+                    and rule.limit is None
+                    and not rule.shadow
+                    and verdict.rule_id not in (None, rule.id)
+                    and not stopped
+                ):
+                    how = "it came first" if self.ordering == "first_match" else "strictest wins"
+                    note = (note + "; " if note else "") + f"rule {verdict.rule_id} decided ({how})"
+                if rule.shadow and matched:
+                    note = (note + "; " if note else "") + "shadow: recorded, not enforced"
                 if rule.limit is not None:
                     lim = describe_limit(rule.limit)
                     note = (

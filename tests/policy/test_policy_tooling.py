@@ -312,3 +312,31 @@ def test_agent_patterns_still_select_rules_per_agent() -> None:
     assert policy.evaluate("x", {}, "intern-1").action is Action.BLOCK
     assert policy.evaluate("x", {}, "admin").action is Action.ALLOW
     assert policy.evaluate("x", {}, "intern-2").action is Action.BLOCK
+
+
+def test_explain_says_why_for_every_rule() -> None:
+    policy = parse_policy(
+        textwrap.dedent(
+            """
+            rules:
+              - {id: big, function_pattern: "t*", action: require_approval,
+                 conditions: [{param: amount, operator: gt, value: 10}]}
+              - {id: open, function_pattern: "*", action: allow}
+              - {id: trial, function_pattern: "*", action: block, mode: shadow}
+              - {id: off, function_pattern: "*", action: block, enabled: false}
+              - {id: dels, function_pattern: "delete*", action: block}
+              - {id: cap, function_pattern: "t*", action: block, limit: {count: 1, window: 1h}}
+            """
+        )
+    )
+    notes = {t.rule_id: t.note for t in policy.explain("transfer", {"amount": 50})}
+    assert (
+        notes["open"]
+        == "no conditions: matches every call it targets; rule big decided (strictest wins)"
+    )
+    assert "shadow: recorded, not enforced" in notes["trial"]
+    assert notes["off"] == "disabled"
+    assert notes["dels"] == "function name does not match"
+    assert notes["cap"].startswith("limit rule (at most 1 call(s) per 1h by agent)")
+    small = {t.rule_id: t.note for t in policy.explain("transfer", {"amount": 5})}
+    assert small["big"] == "a condition does not hold"
