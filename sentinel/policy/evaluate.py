@@ -183,7 +183,7 @@ class CompiledRule:
 class _Candidates:
     """The rules that can apply to one (function, agent) pair, and what to answer when none do."""
 
-    __slots__ = ("enforced", "shadow", "limits", "empty")
+    __slots__ = ("enforced", "shadow", "limits", "empty", "reject", "reject_strict")
 
     def __init__(
         self,
@@ -195,6 +195,20 @@ class _Candidates:
         self.shadow = shadow
         self.limits = limits
         self.empty = not enforced and not shadow
+        # When every rule is gated by a threshold on the same parameter (``amount gt …`` in
+        # each): one comparison rejects them all at once. ``reject`` = (name, kind, bound).
+        self.reject: tuple[str, int, int] | None = None
+        self.reject_strict = False
+        rules = enforced + shadow
+        gates = [r.gate for r in rules]
+        if rules and all(g is not None and g[2] in (0, 1) for g in gates):
+            names = {(g[0], g[1], g[2]) for g in gates if g is not None}
+            if len(names) == 1:
+                name, folded, kind = next(iter(names))
+                if name == folded:  # exact and folded lookups agree on a plain call
+                    bounds = [g[3] for g in gates if g is not None]
+                    self.reject = (name, kind, min(bounds) if kind == 0 else max(bounds))
+                    self.reject_strict = any(r.strict for r in rules)
 
 
 def _as_float(v: Any) -> float | None:
@@ -292,6 +306,18 @@ class Policy:
                 self.default_action, None, self._default_reason, self.version, None,
                 None, (), (), None, params, self._value_at_risk,
             )  # fmt: skip
+        reject = cands.reject
+        if reject is not None:
+            v = params.get(reject[0], MISSING)
+            if (
+                type(v) is int
+                and (v <= reject[2] if reject[1] == 0 else v >= reject[2])
+                and (not cands.reject_strict or PLAIN_NAMES.issuperset(params))
+            ):
+                return _lazy(
+                    self.default_action, None, self._default_reason, self.version, None,
+                    None, (), (), None, params, self._value_at_risk,
+                )  # fmt: skip
         call: Call | None = None  # built only when a rule needs its full check
         best: CompiledRule | None = None
         best_error: str | None = None
