@@ -93,7 +93,6 @@ class PolicySource:
         self._reload_lock = threading.Lock()
         self._watcher: Any = None
         self._logged: str | None = None  # the last problem logged (log each one once)
-        self._stores: dict[Path, Any] = {}
 
     # -- sharing ---------------------------------------------------------------------------------
 
@@ -263,12 +262,9 @@ class PolicySource:
         event = policy_event(change)
         for db in databases:
             try:
-                store = self._stores.get(db)
-                if store is None:
-                    from sentinel.store import Store
+                from sentinel.guard import _store_for  # the process's one connection per db
 
-                    store = self._stores[db] = Store(db)
-                store.append_events([dict(event, data=dict(event["data"]))])
+                _store_for(db).append_events([dict(event, data=dict(event["data"]))])
             except Exception as exc:
                 log.warning("could not record %s in %s: %s", event["kind"], db, exc)
 
