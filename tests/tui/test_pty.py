@@ -133,3 +133,34 @@ def test_closed_terminal_ends_the_app(db_path: Path) -> None:
             os.waitpid(pid, 0)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def test_e_opens_the_rules_file_in_the_editor_and_the_app_resumes(db_path: Path, tmp_path: Path) -> None:
+    from sentinel_tui.sample import SAMPLE_RULES
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SAMPLE_RULES)
+    env = _env()
+    # The "editor" appends a YAML comment to the file it is given, then exits.
+    env["EDITOR"] = "sh -c 'echo \"# edited by the operator\" >> \"$0\"'"
+    env.pop("VISUAL", None)
+    pid, fd = _spawn(["-m", "sentinel_tui", "--db", str(db_path), "--rules", str(rules)], env)
+    out = bytearray()
+    try:
+        assert _read_until(fd, out, b"pending", 30)
+        os.write(fd, b"4")
+        assert _read_until(fd, out, b"valid, 4 rules", 30), out[-1500:]
+        os.write(fd, b"e")
+        deadline = time.monotonic() + 30
+        while "# edited by the operator" not in rules.read_text() and time.monotonic() < deadline:
+            _read_until(fd, out, b"\x00never", 0.1)
+        assert "# edited by the operator" in rules.read_text()
+        os.write(fd, b"q")
+        assert _wait_exit(pid, 15) is not None, "the app did not resume after the editor"
+    finally:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        os.close(fd)
