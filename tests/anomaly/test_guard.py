@@ -305,10 +305,8 @@ def test_detection_errors_follow_fail_mode(write_rules: Callable[..., Path], db_
         transfer(60)
     safe = make_transfer(cfg(rules, db_path, fail_mode="safe"))
     assert safe(60) == 60
-    with Store(db_path) as store:
-        assert kinds(db_path, "fail_safe_passthrough")
-        assert kinds(db_path, "governance_error")
-        del store
+    assert kinds(db_path, "governance_error")
+    assert kinds(db_path, "fail_safe_passthrough")
 
 
 def test_decay_lets_old_behaviour_fade(write_rules: Callable[..., Path], db_path: Path) -> None:
@@ -335,3 +333,38 @@ def test_decay_lets_old_behaviour_fade(write_rules: Callable[..., Path], db_path
     now[0] += 2 * 86400  # two half-lives: 5 calls now weigh 1.25, under min_samples
     fresh = hook.score("transfer", {"amount": 5000}, "a")
     assert fresh.risk == 0.0 and fresh.findings[0].cold
+
+
+def test_a_burst_of_calls_against_the_agents_own_rate(
+    write_rules: Callable[..., Path], db_path: Path
+) -> None:
+    from sentinel.anomaly import AnomalyHook
+    from sentinel.guard import Guard
+
+    # Let a burst block (by default it only asks a person) so the test needs no operator.
+    rules = write_rules("anomaly: {rate_risk: 10, escalate: 7, block: 7}\nrules: []\n")
+    config = cfg(rules, db_path, timeout_seconds=2)
+    now = [1_000_000.0]
+    hook = AnomalyHook(config.policy_source(), db_path, clock=lambda: now[0])
+    guard = Guard(config, hooks=[hook])
+
+    def ping(host: str) -> str:
+        return host
+
+    protected = guard.wrap(ping)
+    for _ in range(60):  # one call a minute for an hour
+        protected("db1")
+        now[0] += 60
+    outcomes = []
+    for _ in range(30):  # then a call a second
+        try:
+            protected("db1")
+            outcomes.append("ran")
+        except SentinelBlockedError as exc:
+            assert "call rate: about" in str(exc) and "against this agent's usual" in str(exc)
+            outcomes.append("blocked")
+        now[0] += 1
+    assert outcomes[:5] == ["ran"] * 5  # a few quick calls are not a burst
+    assert outcomes[-1] == "blocked"
+    (rate,) = [v for v in describe(db_path, "ping") if v.kind == "rate"]
+    assert rate.n == 60 + outcomes.count("ran")  # blocked calls are not counted as usual
