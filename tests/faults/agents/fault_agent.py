@@ -240,7 +240,7 @@ def writer(db: str) -> int:
     i = 0
     while True:
         i += 1
-        seq = store.append_events([{"kind": "allowed", "function": f"w{os.getpid()}-{i}"}], records=False)
+        seq = store.append_events([{"kind": "allowed", "function": f"w{os.getpid()}-{i}"}])[-1].seq
         _say(f"ACK {seq} w{os.getpid()}-{i}")
 
 
