@@ -256,7 +256,20 @@ class AnomalyHook:
         return Escalation(a.action, reason, "anomaly", a.risk, explanation, data)
 
     def _card(self, a: Assessment, function: str, agent: str, verdict: Verdict) -> dict[str, Any]:
-        """``Escalation.data``: what the approver's card shows (see docs/readme/anomaly.md)."""
+        """``Escalation.data``: what the approver's card shows, as
+        ``request.context["sentinel"]["anomaly"]`` (and ``data["anomaly"]`` of the
+        ``anomaly_escalated`` event)::
+
+            {"score": 10.0, "action": "block" | "require_approval" | "allow",
+             "escalate_at": 7.0, "block_at": 9.0,
+             "explanation": "amount 5,000 is 493 MADs above the median 70 of the last 5 calls …",
+             "param": "amount", "value": 5000, "median": 70, "n": 5,   # riskiest number, if any
+             "baseline": [50, 60, 70, 80, 90],   # its last ≤ 30 learned values, oldest first
+             "findings": [{"kind": "number" | "category" | "rate", "param", "risk",
+                           "explanation", "value", "z", …}]}
+
+        ``param`` / ``value`` / ``median`` / ``n`` / ``baseline`` are absent when no numeric
+        parameter was scored (a first-seen value or a burst alone)."""
         data: dict[str, Any] = {
             "score": a.risk,
             "action": a.action.value,
