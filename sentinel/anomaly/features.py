@@ -37,6 +37,8 @@ class Category:
 class Features:
     numbers: dict[str, float] = field(default_factory=dict)
     categories: list[Category] = field(default_factory=list)
+    #: Numeric parameters that are NaN or infinite: never learned, scored against the baseline.
+    nonfinite: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(self.numbers or self.categories)
@@ -66,6 +68,13 @@ def _numeric_string(text: str) -> float | None:
         return None
 
 
+def _nonfinite_string(text: str) -> bool:
+    try:
+        return not Decimal(text.strip()).is_finite()
+    except (InvalidOperation, ValueError):
+        return False
+
+
 def extract(params: Mapping[str, Any], settings: FunctionSettings, redactor: Redactor) -> Features:
     """The features of one call's (top-level) parameters."""
     out = Features()
@@ -80,6 +89,12 @@ def extract(params: Mapping[str, Any], settings: FunctionSettings, redactor: Red
         if x is None and isinstance(value, str) and folded in settings.value_params:
             # A money parameter sent as text ("5000") is still a money parameter.
             x = _numeric_string(value)
+            if x is None and _nonfinite_string(value):
+                out.nonfinite[name] = value.strip()[:20]
+                continue
+        if x is None and isinstance(value, (float, Decimal)) and not isinstance(value, bool):
+            out.nonfinite[name] = str(value)
+            continue
         if x is not None:
             out.numbers[name] = x
             seen += 1

@@ -24,7 +24,14 @@ from typing import Any
 import numpy as np
 
 from sentinel.anomaly.features import Features, extract
-from sentinel.anomaly.score import Finding, score_category, score_number, score_rate
+from sentinel.anomaly.score import (
+    Finding,
+    effective_count,
+    fmt,
+    score_category,
+    score_number,
+    score_rate,
+)
 from sentinel.anomaly.settings import (
     RATE_FAST_HALF_LIFE,
     RATE_SLOW_HALF_LIFE,
@@ -201,6 +208,22 @@ class AnomalyHook:
         findings: list[Finding] = []
         for param, x in features.numbers.items():
             findings.append(score_number(param, x, rows.get((param, "number")), settings, now))
+        for param, shown in features.nonfinite.items():
+            row = rows.get((param, "number"))
+            if row is not None and effective_count(row, settings, now) >= settings.min_samples:
+                # NaN or infinity where this parameter has always been a number: no baseline
+                # can call that normal, and comparisons against it are meaningless.
+                findings.append(
+                    Finding(
+                        "number",
+                        param,
+                        10.0,
+                        f"{param} {shown} is not a finite number (the last {row.size:,} calls "
+                        f"had numbers, median {fmt(float(row.median or 0.0))})",
+                        shown,
+                        details={"median": row.median, "n": row.size},
+                    )
+                )
         for c in features.categories:
             row = rows.get((c.param, "category"))
             if row is not None and not row.capped and row.n >= settings.min_samples:

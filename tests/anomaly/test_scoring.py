@@ -168,3 +168,19 @@ def test_scoring_reads_no_history(tmp_path: Path) -> None:
     assert len(vals) == 200 * 8
     assert hook.score("f", {"amount": 55.0}, "a").risk < 7
     assert hook.score("f", {"amount": 55.0 * 200}, "a").risk >= 9
+
+
+def test_nan_or_infinity_where_a_number_was_learned_scores_the_maximum(tmp_path: Path) -> None:
+    class Source:
+        current = parse_policy("rules: []\n")
+
+    hook = AnomalyHook(Source(), tmp_path / "s.db", clock=lambda: NOW)
+    s = hook.settings_for("transfer")
+    hook.learn(
+        "transfer", Features(), "a", s, batch={"amount": [50, 60, 70, 80, 90]}, times=[NOW] * 5
+    )
+    for bad in (math.nan, math.inf, -math.inf, "NaN", "Infinity"):
+        a = hook.score("transfer", {"amount": bad}, "a")
+        assert a.risk == 10.0, bad
+        assert "is not a finite number" in a.explanation
+    assert hook.score("transfer", {"other": math.nan}, "a").risk == 0.0  # no baseline: no opinion
