@@ -333,7 +333,13 @@ def report(args: argparse.Namespace, work: Path, db: Path, samples: list[Any], t
             if a is None or b is None:
                 continue
             peak = max(s[1].get(name) or 0 for s in warm)
-            print(f"  {name:15} {a:7.1f} -> {b:7.1f}  ({b - a:+.1f} MB, {100 * (b - a) / a:+.1f} %), peak {peak:.1f}")
+            # The path in between (quarters of the measured span) tells a plateau from a leak.
+            path = [warm[min(len(warm) - 1, k * (len(warm) - 1) // 4)][1].get(name) for k in range(5)]
+            steps = " ".join(f"{x:.1f}" for x in path if x is not None)
+            print(
+                f"  {name:15} {a:7.1f} -> {b:7.1f}  ({b - a:+.1f} MB, {100 * (b - a) / a:+.1f} %), "
+                f"peak {peak:.1f}; by quarter: {steps}"
+            )
     print(f"correctness: {'OK' if not problems else f'{len(problems)} PROBLEMS'}")
     for p in problems[:20]:
         print("  ", p)
