@@ -50,20 +50,14 @@ SPARK_POINTS = 30
 #: Calls remembered between assess and their outcome (bounded in case a caller never reports).
 MAX_PENDING = 10_000
 
-_stores: dict[Path, Any] = {}
-_stores_lock = threading.Lock()
-
 
 def store_for(path: str | Path) -> Any:
-    """One :class:`~sentinel.store.Store` per database file in this process."""
-    from sentinel.store import Store
+    """The guard's store for this database: one write connection per process, so learning a
+    call never waits on this process's own event writer (two connections would contend for
+    the database's write lock, and SQLite's busy handler sleeps in milliseconds)."""
+    from sentinel.guard import _store_for
 
-    key = Path(path).absolute()
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = Store(key)
-        return store
+    return _store_for(Path(path))
 
 
 @dataclass
