@@ -120,3 +120,23 @@ def test_emit_now_keeps_an_event_it_could_not_write() -> None:
     assert [e["kind"] for e in written[0]] == ["blocked"]
     assert sink.failure is None
     sink.close()
+
+
+def test_an_anchor_that_cannot_be_written_warns_but_does_not_block(
+    write_rules, db_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SENTINEL_AUDIT_KEY", "k")
+    monkeypatch.setenv("SENTINEL_ANCHOR_DIR", str(db_path.parent / "anchors"))  # refused: inside
+    config = SentinelConfig(
+        rules_path=write_rules("rules: []\n"), db_path=db_path, audit_log=True, audit_sync=True
+    )
+
+    @protect(config)
+    def transfer(amount: int) -> int:
+        return amount
+
+    attach(get_guard(config, None))
+    assert [transfer(i) for i in range(3)] == [0, 1, 2]
+    warnings = [r.getMessage() for r in caplog.records if "could not anchor" in r.getMessage()]
+    assert len(warnings) == 1 and "inside the database folder" in warnings[0]
+    assert get_guard(config, None)._get_sink().failure is None
