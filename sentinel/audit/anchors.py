@@ -170,7 +170,9 @@ class Anchorer:
             self._pending += n_events
             now = time.monotonic()
             due = self._pending >= self.every_events or now - self._last >= self.every_seconds
-            if not (force or due) or self._pending == 0:
+            # force (at exit): anchor whatever the head is now, including events the store wrote
+            # itself (decisions, expiries) that this counter never saw.
+            if not force and (not due or self._pending == 0):
                 return
             write_anchor(store, self.signer, self.directory)
             self._pending = 0

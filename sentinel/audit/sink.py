@@ -236,6 +236,10 @@ class EventSink:
             thread.join(timeout=5)
         try:
             self.flush()
+            if self._store is not None:
+                # Events the store wrote itself since the last batch (a denial, an expiry) reach
+                # the mirror and the anchor too.
+                self._after_commit(0, strict=True)
             if self._anchorer is not None and self._store is not None:
                 self._anchorer.after_commit(self._store, 0, force=True)
         except Exception as exc:  # at exit there is nobody left to raise to

@@ -125,3 +125,62 @@ def test_a_crash_between_commit_and_mirror_loses_nothing(
     assert after.jsonl_events == 6
     text = "".join(p.read_text() for p in mirror_files(logs))
     assert text.count("\n") == 6 and '"agent_id":nu{' not in text
+
+
+DENIED_LAST = textwrap.dedent(
+    """
+    import sys, threading, time
+    from sentinel import SentinelConfig, SentinelDeniedError, protect
+    from sentinel.audit import attach
+    from sentinel.identity import current_operator
+    from sentinel.protect import get_guard
+    from sentinel.store import Store
+
+    rules, db, logs = sys.argv[1], sys.argv[2], sys.argv[3]
+    cfg = SentinelConfig(rules_path=rules, db_path=db, audit_log=True, audit_log_dir=logs,
+                         hot_reload=False)
+
+    @protect(cfg)
+    def pay(amount):
+        return amount
+
+    attach(get_guard(cfg, None))
+    pay(1)
+
+    def operator():
+        with Store(db) as store:
+            while not store.list_pending():
+                time.sleep(0.01)
+            store.decide(store.list_pending()[0].id, False, current_operator("cli"), "no")
+
+    threading.Thread(target=operator).start()
+    try:
+        pay(500)
+    except SentinelDeniedError:
+        print("denied", flush=True)
+    """
+)
+
+
+def test_events_the_store_writes_last_reach_the_mirror_and_the_anchor_at_exit(
+    write_rules, db_path: Path, tmp_path: Path, anchors: Path
+) -> None:
+    rules = write_rules(
+        "rules:\n  - {id: big, function_pattern: pay, action: require_approval,"
+        " conditions: [{param: amount, operator: gt, value: 100}]}\n"
+    )
+    logs = tmp_path / "logs"
+    out = subprocess.run(
+        [PYTHON, "-c", DENIED_LAST, str(rules), str(db_path), str(logs)],
+        env=python_env(SENTINEL_AUDIT_KEY=KEY, SENTINEL_ANCHOR_DIR=str(anchors)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == "denied", out.stderr
+    last = mirror_files(logs)[-1].read_text().splitlines()[-1]
+    assert '"kind":"denied"' in last
+    with Store(db_path) as store:
+        report = verify(store, jsonl_dir=logs, require_anchor=True)
+    assert report.ok, report.problems
+    assert not any("not anchored" in n for n in report.notes), report.notes
