@@ -154,7 +154,11 @@ def plan(
             amount = 0.0
             path = tuple(limit.sum.split("."))
             try:
-                value = resolve(call, path, tuple(fold(p) for p in path), True, limit.sum)
+                value = (
+                    params.get(limit.sum, MISSING) if type(params.get(limit.sum)) is int else None
+                )
+                if value is None or value is MISSING:  # not a plain int under its exact name
+                    value = resolve(call, path, tuple(fold(p) for p in path), True, limit.sum)
                 if value is MISSING:
                     problem = f"parameter '{limit.sum}' is missing"
                 else:
@@ -278,6 +282,12 @@ class LimitsHook:
                     [u.reservation for u in result if u.reservation is not None],
                 )
             usages = {u.key: u for u in result}
+        if (
+            verdict.action is Action.ALLOW
+            and all(p.problem is None for p in planned)
+            and not any(u.exceeded for u in usages.values())
+        ):
+            return None  # allowed and within every limit: nothing to add (the call is counted)
         statuses = [_status(p, usages.get(p.key)) for p in planned]
         worst: tuple[_Planned, LimitStatus] | None = None
         shadow = []

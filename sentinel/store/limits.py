@@ -109,20 +109,17 @@ def reserve(checks: Sequence[LimitCheck], now: float) -> Op:
     out: list[LimitUsage] = []
     for check in checks:
         low, high, key, current = _range(check, now)
-        usage, newest = yield from _usage(check, low, high)
-        if newest != high:  # first call in this slice: drop the slices that left the window
+        row = yield Q(USAGE, (low, high), "one")
+        if row[2] != high:  # first call in this slice: drop the slices that left the window
             yield Q(PRUNE, (key + _SEP, low))
         yield Q(ADD, (high, check.amount))
+        used = max(0.0, float(row[0] or 0.0))
+        exceeded = _exceeds(used, check.amount, check.cap)
+        calls = max(0, int(row[1] or 0))
         out.append(
             LimitUsage(
-                usage.key,
-                usage.used,
-                usage.calls,
-                usage.cap,
-                usage.amount,
-                usage.exceeded,
-                (high, check.amount),
-            )  # fmt: skip
+                check.key, used, calls, check.cap, check.amount, exceeded, (high, check.amount)
+            )
         )
     yield Q(sql.COMMIT)
     return out
