@@ -305,3 +305,17 @@ def test_a_call_in_flight_keeps_the_policy_it_started_with(
         blocked = store.history(HistoryFilter(kinds=("blocked",)))
     assert allowed[0].policy_version == first
     assert blocked[0].policy_version == source.current.version
+
+
+def test_a_fifo_in_place_of_the_file_is_rejected_without_hanging(
+    write_rules: Callable[..., Path],
+) -> None:
+    rules = write_rules(BLOCK)
+    source = SentinelConfig(rules_path=rules, hot_reload=False).policy_source()
+    good = source.current
+    rules.unlink()
+    os.mkfifo(rules)
+    change = source.reload()  # would block forever reading a FIFO
+    assert change is not None and change.kind == "rejected"
+    assert "not a regular file" in (source.last_error or "")
+    assert source.current is good
