@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -66,7 +68,12 @@ def load_policy(
     path = Path(path)
     name = str(path)
     try:
-        with path.open("rb") as fh:
+        # O_NONBLOCK: a FIFO in place of the rules file must not hang start-up (it is refused
+        # below, as is any device: only a regular file is a rules file).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode) and not path.is_dir():
+                raise PolicyError("not a regular file (a FIFO, socket or device?)", file=name)
             data = fh.read(max_bytes + 1)
     except FileNotFoundError:
         raise PolicyError(
