@@ -315,3 +315,29 @@ def test_an_invalid_reload_never_replaces_the_policy_in_force(tmp_path, case):
     change = src.reload()
     assert change is not None and change.kind == "rejected"
     assert src.current is before and src.problem is not None and src.problem.line is not None
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_start_up_with_a_fifo_or_device_as_rules_file_fails_fast(tmp_path, kind):
+    path = tmp_path / "rules.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/zero", path)
+    done: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            load_policy(path)
+        except BaseException as exc:
+            done.append(exc)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(3)
+    try:
+        assert not t.is_alive(), f"loading a {kind} as the rules file never returned"
+        assert isinstance(done[0], PolicyError) and "regular file" in str(done[0])
+    finally:
+        if t.is_alive() and kind == "fifo":
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
