@@ -80,7 +80,11 @@ class JsonlMirror:
     def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.directory = Path(directory).absolute()
         self.fsync = fsync
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            pass  # reported by the first catch_up, which the sink turns into a failure
+
         self._lock = threading.Lock()
         self.written = 0
 

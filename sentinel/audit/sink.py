@@ -94,8 +94,12 @@ def finalize_event(event: dict[str, Any], redactor: Redactor) -> list[dict[str, 
     A raw event may hold live objects: ``raw_params`` (the call's arguments: normalised, digested
     and redacted here) and ``then`` (a follow-up event, such as the ``executed`` outcome of an
     allowed call, which shares the call's fields). ``raw_result`` becomes a short summary.
-    The digest is over the real arguments; only the redacted copy is kept.
+    The digest is over the real arguments; only the redacted copy is kept. ``_redactor`` (a
+    :class:`Redactor`) overrides the sink's redactor for this event and its follow-up.
     """
+    # A guard may name the redactor of the policy in force for this call (hot reload can change
+    # redact_keys; guards sharing this sink may have different policies).
+    redactor = event.pop("_redactor", None) or redactor
     follow = event.pop("then", None)
     raw = event.pop("raw_params", None)
     data = event.get("data")
@@ -121,6 +125,8 @@ def finalize_event(event: dict[str, Any], redactor: Redactor) -> list[dict[str, 
     for key in _SHARED:
         if key not in follow:
             follow[key] = event.get(key)
+    if "_redactor" not in follow:
+        follow["_redactor"] = redactor
     out = [event]
     out.extend(finalize_event(follow, redactor))
     return out
@@ -166,8 +172,8 @@ class EventSink:
     ) -> None:
         """After every committed batch, mirror the table to JSONL files in ``mirror_dir`` (catching
         up now, after a crash) and anchor the chain head with ``signer`` every ``anchor_every``
-        events / ``anchor_seconds``. Idempotent per folder. Raises OSError when the mirror folder
-        cannot be written."""
+        events / ``anchor_seconds``. Idempotent per folder. A mirror folder that cannot be written
+        sets :attr:`failure` (it is retried by every flush)."""
         from pathlib import Path
 
         from sentinel.audit.anchors import Anchorer
@@ -178,9 +184,11 @@ class EventSink:
             if mirror_dir is not None:
                 folder = Path(mirror_dir).absolute()
                 if all(m.directory != folder for m in self._mirrors):
-                    mirror = JsonlMirror(folder)
-                    mirror.catch_up(store)
-                    self._mirrors.append(mirror)
+                    self._mirrors.append(JsonlMirror(folder))
+                    # Catch up now (after a crash, the files may be behind). A folder that cannot
+                    # be written becomes this sink's failure: the guard refuses calls under
+                    # fail_mode="secure" until it can.
+                    self._after_commit(0)
             if signer is not None and self._anchorer is None:
                 self._anchorer = Anchorer(
                     signer,

@@ -140,3 +140,38 @@ def test_an_anchor_that_cannot_be_written_warns_but_does_not_block(
     warnings = [r.getMessage() for r in caplog.records if "could not anchor" in r.getMessage()]
     assert len(warnings) == 1 and "inside the database folder" in warnings[0]
     assert get_guard(config, None)._get_sink().failure is None
+
+
+def test_a_guard_can_name_the_redactor_of_the_policy_in_force_per_event() -> None:
+    sink_redactor, policy_redactor = Redactor(), Redactor(["tenant"])
+    raw = {
+        "kind": "allowed",
+        "raw_params": {"tenant": "T-1", "n": 1},
+        "_redactor": policy_redactor,
+        "then": {"kind": "executed", "raw_result": "tenant T-1", "data": {}},
+    }
+    allowed, executed = finalize_event(raw, sink_redactor)
+    assert allowed["data"]["args"] == {"tenant": "[REDACTED]", "n": 1}
+    assert "_redactor" not in allowed and "_redactor" not in executed
+
+
+def test_a_mirror_folder_that_cannot_be_created_blocks_calls(
+    write_rules, db_path: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the log folder should be")
+    config = SentinelConfig(
+        rules_path=write_rules("rules: []\n"),
+        db_path=db_path,
+        audit_log=True,
+        audit_log_dir=blocker / "logs",
+    )
+
+    @protect(config)
+    def transfer(amount: int) -> int:
+        return amount
+
+    sink = attach(get_guard(config, None))
+    assert sink.failure and "audit mirror unavailable" in sink.failure
+    with pytest.raises(SentinelBlockedError, match="audit mirror unavailable"):
+        transfer(1)
