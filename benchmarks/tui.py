@@ -221,16 +221,20 @@ async def big_keys(db: Path) -> dict[str, Any]:
             moves.append(await answered(app, "down", lambda b=before: app.queue.card.request_id != b))
             await pilot.pause(0.02)
         res["move_ms"] = (statistics.median(moves) * 1000, max(moves) * 1000)
+        t = time.monotonic()
+        app.simulate_key("2")
+        while len(app.history.events) < app.config.history_page:
+            await asyncio.sleep(0.001)
+        res["history_first_page_ms"] = (time.monotonic() - t) * 1000
+        await pilot.press("1")
+        await pilot.pause(0.3)
         switches = []
         for key, view in (("2", "history"), ("3", "metrics"), ("1", "queue"), ("4", "rules"), ("1", "queue")):
             switches.append(await answered(app, key, lambda v=view: app.status.state.view == v))
             await pilot.pause(0.3)
         res["switch_ms"] = (statistics.median(switches) * 1000, max(switches) * 1000)
         await pilot.press("2")
-        t = time.monotonic()
-        while len(app.history.events) < app.config.history_page:
-            await pilot.pause(0.005)
-        res["history_first_page_ms"] = (time.monotonic() - t) * 1000
+        await pilot.pause(0.3)
         filters = []
         for text in ("status:denied", "fn:tool_7", "value:>8000", "agent:agent-3 status:approved"):
             await pilot.press("slash")
@@ -240,6 +244,7 @@ async def big_keys(db: Path) -> dict[str, Any]:
                 await pilot.pause(0.002)
             filters.append(time.monotonic() - t)
             await pilot.press("enter")
+            await pilot.pause(0.3)
         res["filter_ms"] = [round(f * 1000) for f in filters]
         await pilot.press("slash", "escape")  # clear the filter
         while app.history.query_text or app.history.loading:
@@ -283,7 +288,8 @@ def main() -> int:
     print(f"big database, in-process: first queue {r['first_queue_s']:.2f} s with {r['rows']:,} rows")
     print(f"  cursor move → new card: median {r['move_ms'][0]:.1f} ms, max {r['move_ms'][1]:.1f} ms")
     print(f"  view switch: median {r['switch_ms'][0]:.1f} ms, max {r['switch_ms'][1]:.1f} ms")
-    print(f"  history first page: {r['history_first_page_ms']:.0f} ms; next page (keyset): {r['next_page_ms']:.0f} ms")
+    print(f"  history: key 2 → first page shown {r['history_first_page_ms']:.0f} ms; "
+          f"ctrl+end → next page (keyset) {r['next_page_ms']:.0f} ms")
     print(f"  history filter → results (ms): {r['filter_ms']}")
     print(f"  resident memory: {r['rss_mb']:.0f} MB (target < 300 MB)")
     return 0

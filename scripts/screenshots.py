@@ -46,7 +46,7 @@ async def _queue(pilot: Any) -> None:
 
 async def _history(pilot: Any) -> None:
     await pilot.press("2")
-    await _until(pilot, lambda: len(pilot.app.history.events) > 100)
+    await _until(pilot, lambda: len(pilot.app.history.events) >= 100)
     await pilot.press(*["down"] * 8)
 
 

@@ -40,7 +40,7 @@ class TuiConfig:
     #: thread O(rows) work on every change, and nobody reads past a few hundred.
     table_rows: int = 500
     #: History rows fetched per page (keyset paging).
-    history_page: int = 200
+    history_page: int = 100
     #: Reload the rules file shown in the Rules view when it changes on disk.
     watch_rules: bool = True
     #: Textual theme name (``ansi-dark`` suits 16-colour consoles).

@@ -11,6 +11,7 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
+from sentinel.redact import safe_text, shorten
 from sentinel_tui.render import format_age, safe
 
 VIEWS = (("queue", "1 Queue"), ("history", "2 History"), ("metrics", "3 Metrics"), ("rules", "4 Rules"))
@@ -67,7 +68,7 @@ class StatusBar(Widget):
         right.append("op ", style="dim")
         # The operator identity is always shown, shortened from the right if it must be.
         room = max(8, width - top.cell_len - right.cell_len - 2)
-        right.append_text(safe(s.operator or "?", room))
+        right.append(shorten(safe_text(s.operator or "?"), room))
         right.append(" ")
         gap = max(1, width - top.cell_len - right.cell_len)
         top.append(" " * gap)

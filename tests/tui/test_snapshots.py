@@ -74,12 +74,12 @@ def _steps(name: str) -> Callable[[Any], Any]:
             await pilot.press("down")  # the HIGH risk transfer
         elif name == "history":
             await pilot.press("2")
-            await _until(pilot, lambda: len(app.history.events) > 100)
+            await _until(pilot, lambda: len(app.history.events) >= 100)
             # past the six approval_requested events (their data holds the agent's pid)
             await pilot.press(*["down"] * 7)
         elif name == "history_filter":
             await pilot.press("2")
-            await _until(pilot, lambda: len(app.history.events) > 100)
+            await _until(pilot, lambda: len(app.history.events) >= 100)
             await pilot.press("slash", *"status:denied")
             app.query_one("#history-filter", Input).cursor_blink = False
             await _until(pilot, lambda: bool(app.history.events) and all(
