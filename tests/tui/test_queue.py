@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from textual.widgets import Button
 
 from sentinel.store import Store
@@ -186,3 +187,18 @@ async def test_pause_counts_arrivals_and_resume_applies_them(db_path, submit):
         assert "PAUSED +2 new" in str(app.status.render())
         await pilot.press("p")
         assert app.queue.table.row_count == 2
+
+
+@pytest.mark.parametrize("bell", [True, False])
+async def test_new_request_rings_the_bell_unless_turned_off(db_path, submit, bell):
+    from sentinel_tui.config import TuiConfig
+
+    app = SentinelApp(db_path, None, tick_interval=0, config=TuiConfig(bell=bell))
+    rings: list[int] = []
+    app.bell = lambda: rings.append(1)  # type: ignore[method-assign]  # Textual's bell
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.snapshot_count >= 1)
+        submit({"id": RID, "value": 10})
+        await wait_for(pilot, lambda: RID in app.queue.records)
+        await wait_for(pilot, lambda: any("New approval request" in n.title for n in app._notifications))
+    assert len(rings) == (1 if bell else 0)
