@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sentinel.approval.base import (
     ApprovalInterface,
@@ -86,9 +86,8 @@ class GuardHook(Protocol):
         governance error), so reservations can be released."""
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What the guard decided for one call, before acting on it."""
+class Decision(NamedTuple):
+    """What the guard decided for one call, before acting on it. (A tuple: built on every call.)"""
 
     action: Action
     verdict: Verdict
@@ -267,7 +266,11 @@ class Guard:
             decision = self.decide(function, params)
             assessed = bool(self.hooks)
             if decision.action is _ALLOW:
-                fast = self._quiet(decision)
+                fast = (
+                    not self.record_allowed
+                    and not decision.escalations
+                    and not decision.verdict.shadow
+                )
                 if not fast:
                     self._check_sink()
             elif decision.action is _BLOCK:
@@ -285,8 +288,16 @@ class Guard:
             self._governance_failure(function, params, exc)
             return self._execute_sync(function, params, invoke, None, None)
         # The function runs outside the try: its own exceptions are never governance errors.
-        if fast:
-            return invoke()  # allowed, nothing to record: the fast path
+        if fast:  # allowed, nothing to record
+            if not self.hooks:
+                return invoke()
+            try:
+                result = invoke()
+            except BaseException:
+                self._observe(function, params, False)
+                raise
+            self._observe(function, params, True)
+            return result
         return self._execute_sync(function, params, invoke, decision, record)
 
     async def run_async(
@@ -300,7 +311,11 @@ class Guard:
             decision = self.decide(function, params)
             assessed = bool(self.hooks)
             if decision.action is _ALLOW:
-                fast = self._quiet(decision)
+                fast = (
+                    not self.record_allowed
+                    and not decision.escalations
+                    and not decision.verdict.shadow
+                )
                 if not fast:
                     self._check_sink()
             elif decision.action is _BLOCK:
@@ -317,13 +332,24 @@ class Guard:
                 raise  # cancellation, KeyboardInterrupt: not governance errors
             self._governance_failure(function, params, exc)
             return await self._execute_async(function, params, invoke, None, None)
-        if fast:
-            return await invoke()
+        if fast:  # allowed, nothing to record
+            if not self.hooks:
+                return await invoke()
+            try:
+                result = await invoke()
+            except BaseException:
+                self._observe(function, params, False)
+                raise
+            self._observe(function, params, True)
+            return result
         return await self._execute_async(function, params, invoke, decision, record)
 
-    def _quiet(self, decision: Decision) -> bool:
-        """An allowed call with nothing to record or learn from runs without bookkeeping."""
-        return not self.record_allowed and not self.hooks and not decision.verdict.shadow
+    def _observe(self, function: str, params: dict[str, Any], succeeded: bool) -> None:
+        for hook in self.hooks:
+            try:
+                hook.observe(function, params, self.agent_id, succeeded)
+            except Exception as exc:
+                _warn(f"{type(hook).__name__}.observe failed: {exc}")
 
     # -- acting -------------------------------------------------------------------------------
 
@@ -409,11 +435,7 @@ class Guard:
         except Exception as exc:  # the call already ran; never mask its own result or error
             _warn(f"could not record the outcome of {function}: {exc}")
         if decision is not None and self.hooks:
-            for hook in self.hooks:
-                try:
-                    hook.observe(function, params, self.agent_id, error is None)
-                except Exception as exc:
-                    _warn(f"{type(hook).__name__}.observe failed: {exc}")
+            self._observe(function, params, error is None)
 
     def _abandon(self, function: str, params: dict[str, Any], assessed: bool) -> None:
         if not assessed:

@@ -103,3 +103,9 @@ def test_cli_version_runs() -> None:
     )
     assert out.returncode == 0
     assert out.stdout.strip() == f"sentinel {sentinel.__version__}"
+
+
+def test_protect_is_the_function_even_after_submodule_import() -> None:
+    code = "import sentinel.protect, sentinel.integrations._common; from sentinel import protect; print(callable(protect) and protect.__module__)"
+    out = subprocess.run([PYTHON, "-c", code], env=python_env(), capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "sentinel.protect"
