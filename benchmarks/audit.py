@@ -127,7 +127,10 @@ def overhead_table(n: int, skip_original: bool) -> None:
             python = overhead.ensure_original()
             if python is not None:
                 rows.append(
-                    ("agentic-sentinel 0.1.0, audit_log=True", run_child(str(python), tmpdir, n, "original"))
+                    (
+                        "agentic-sentinel 0.1.0, audit_log=True",
+                        run_child(str(python), tmpdir, n, "original"),
+                    )
                 )
     print(f"Allowed-call overhead with auditing, 20-rule policy, best of 5 x {n:,} calls")
     print("(µs per call minus the undecorated function)")
@@ -183,7 +186,9 @@ def verify_bench(events: int) -> None:
                 records=False,
             )
         gen = time.perf_counter() - t0
-        print(f"\ngenerated {events:,} events in {gen:.1f} s ({gen / events * 1e6:.1f} µs per event)")
+        print(
+            f"\ngenerated {events:,} events in {gen:.1f} s ({gen / events * 1e6:.1f} µs per event)"
+        )
         t0 = time.perf_counter()
         report = verify(store)
         took = time.perf_counter() - t0
