@@ -419,6 +419,7 @@ class Guard:
             if decision is not None and record is None:
                 # Allowed without approval: one queued item carries both events.
                 event = self._base_event("allowed", function, params, decision)
+                event["ts"] = outcome["ts"] - duration_ms / 1000.0  # when it was decided
                 event["then"] = outcome
             else:
                 event = outcome
@@ -539,6 +540,7 @@ class Guard:
                 context.setdefault("sentinel", {})[esc.source] = to_jsonable(esc.data)
         policy_version = decision.verdict.policy_version
         plain = to_jsonable(params)
+        shown = self._redact(plain)
         timeout = decision.verdict.timeout_seconds or float(self.config.timeout_seconds or 300.0)
         rule_ids = tuple(m.rule_id for m in decision.verdict.matches)
         if decision.rule_id and decision.rule_id not in rule_ids:
@@ -546,8 +548,9 @@ class Guard:
         new = NewRequest(
             id=_new_id(),
             function=function,
-            arguments=plain,
-            display_arguments=self._redact(plain),
+            # The real values are never stored: the digest binds them, the call runs with them.
+            arguments=shown,
+            display_arguments=shown,
             digest=digest(plain),
             timeout_seconds=timeout,
             agent_id=self.agent_id,
@@ -738,6 +741,7 @@ class Guard:
             "policy_version": verdict.policy_version,
             "value_at_risk": verdict.value_at_risk,
             "raw_params": dict(params),
+            "_redactor": self._current_redactor(),
         }
         if verdict.shadow or decision.escalations:
             data: dict[str, Any] = {}
@@ -773,6 +777,11 @@ class Guard:
                         sync=bool(self.config.audit_sync),
                     )
                     _sinks[key] = sink
+            # Outside the lock: wiring the JSONL mirror and anchors opens the store, which takes
+            # the same (non-reentrant) lock.
+            from sentinel.audit import attach_config
+
+            attach_config(sink, self.config, path)
             self._sink = sink
         return sink
 

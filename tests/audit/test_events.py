@@ -299,11 +299,6 @@ def test_no_secret_is_written_to_the_database_or_the_mirror(
     assert "[REDACTED]" in failed.data["error"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="requests.arguments keeps the real values of calls waiting for approval "
-    "(store contract 'as sent, for execution'; guard passes arguments=plain) - reported to the lead",
-)
 def test_no_secret_of_an_approval_request_is_written_to_the_database(
     write_rules: Callable[..., Path], db_path: Path, tmp_path: Path, anchors: Path
 ) -> None:
