@@ -155,6 +155,8 @@ def test_e_opens_the_rules_file_in_the_editor_and_the_app_resumes(db_path: Path,
         while "# edited by the operator" not in rules.read_text() and time.monotonic() < deadline:
             _read_until(fd, out, b"\x00never", 0.1)
         assert "# edited by the operator" in rules.read_text()
+        # Resumed: the app reloads the edited file and says so on screen.
+        assert _read_until(fd, out, b"Rules reloaded", 30), out[-1500:]
         os.write(fd, b"q")
         assert _wait_exit(pid, 15) is not None, "the app did not resume after the editor"
     finally:
