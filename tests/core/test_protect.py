@@ -74,16 +74,13 @@ def config(rules: Path, db: Path, **kw: Any) -> SentinelConfig:
 def events(db: Path) -> list[Any]:
     from sentinel.store import Store
 
-    store = Store(db)
-    for guard_sink in _sinks():
-        guard_sink.flush()
-    return list(reversed(store.history(None, limit=1000)))
-
-
-def _sinks() -> list[Any]:
     from sentinel import guard
 
-    return list(guard._sinks.values())
+    store = Store(db)
+    for (path, _sync), sink in list(guard._sinks.items()):
+        if path == db.absolute():
+            sink.flush()
+    return list(reversed(store.history(None, limit=1000)))
 
 
 def test_allowed_sync_call_runs_and_is_recorded(rules: Path, db_path: Path) -> None:
