@@ -212,6 +212,8 @@ class Guard:
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 params = binder.bind(args, kwargs)
+                if self._plainly_allowed(name, params):
+                    return await func(*args, **kwargs)
                 return await self.run_async(name, params, lambda: func(*args, **kwargs))
 
             async_wrapper.__signature__ = binder.signature  # type: ignore[attr-defined]
@@ -221,11 +223,26 @@ class Guard:
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             params = binder.bind(args, kwargs)
+            if self._plainly_allowed(name, params):
+                return func(*args, **kwargs)
             return self.run_sync(name, params, lambda: func(*args, **kwargs))
 
         sync_wrapper.__signature__ = binder.signature  # type: ignore[attr-defined]
         sync_wrapper.__sentinel_guard__ = self  # type: ignore[attr-defined]
         return sync_wrapper
+
+    def _plainly_allowed(self, function: str, params: Mapping[str, Any]) -> bool:
+        """True when the policy allows the call outright and nothing needs recording or
+        assessing: the common case, decided without building a Decision. Anything else —
+        including an error while evaluating — goes the full way through run_sync/run_async,
+        which evaluates again and handles errors by ``fail_mode``."""
+        if self.hooks or self.record_allowed:
+            return False
+        try:
+            verdict = self.policy_source.current.evaluate(function, params, self.agent_id)
+        except Exception:
+            return False
+        return verdict.action is _ALLOW and not verdict.shadow
 
     def preview(self, function: str, params: Mapping[str, Any]) -> Decision:
         """What :meth:`decide` would say, leaving nothing behind: hooks that reserve something in

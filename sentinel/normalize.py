@@ -84,6 +84,11 @@ class Binder:
         """Map a call's arguments to ``{name: value}`` (defaults filled, ``self`` left out)."""
         if self._fast:
             names = self._pos_names
+            if not kwargs and len(args) == len(names):  # every argument given by position
+                out = dict(zip(names, args, strict=True))
+                if self._skip_first:
+                    del out[names[0]]
+                return out
             if len(args) > len(names):
                 raise TypeError(
                     f"takes {len(names)} positional arguments but {len(args)} were given"

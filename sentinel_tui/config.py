@@ -22,8 +22,10 @@ class TuiConfig:
 
     #: Approvals at or above this value at risk ask for confirmation (Cancel is the default).
     confirm_value: float = 10_000.0
-    #: Approvals at or above this risk score (0..1) ask for confirmation.
-    confirm_risk: float = 0.7
+    #: Approvals at or above this risk score (the store's 0–10 scale; 7 is the anomaly
+    #: detector's escalation threshold) ask for confirmation. A value of 1 or less is read as the
+    #: old 0..1 fraction (0.7 → 7).
+    confirm_risk: float = 7.0
     #: Ring the terminal bell when a new pending request arrives.
     bell: bool = True
     #: Toast when a new pending request arrives.

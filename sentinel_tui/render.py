@@ -18,6 +18,7 @@ from rich.text import Text
 
 from sentinel.redact import redact, safe_text
 from sentinel.store.models import EventRecord, RequestRecord
+from sentinel_tui.render_guard import anomaly_of, guard_notes, guard_section, rendered_keys
 
 #: Risk levels: word, glyph, style. Never colour alone: the word and glyph carry the meaning.
 RISK_LEVELS: dict[str, tuple[str, str]] = {
@@ -37,6 +38,9 @@ KIND_STYLES: dict[str, str] = {
     "failed": "red",
     "governance_error": "bold red",
     "approval_requested": "cyan",
+    "notification_failed": "bold red",
+    "policy_rejected": "bold red",
+    "policy_loaded": "cyan",
 }
 
 
@@ -46,6 +50,9 @@ KIND_LABELS: dict[str, str] = {
     "governance_error": "gov_error",
     "fail_safe_passthrough": "passthrough",
     "anomaly_escalated": "anomaly",
+    "notification_failed": "notify failed",
+    "policy_loaded": "rules loaded",
+    "policy_rejected": "rules invalid",
 }
 
 
@@ -54,26 +61,50 @@ def safe(value: Any, max_len: int | None = 200, style: str = "") -> Text:
     return Text(safe_text("" if value is None else value, max_len), style=style, end="")
 
 
+#: The anomaly detector's scale (0–10) and its default thresholds: at 7 an allowed call needs
+#: approval, at 9 it is blocked (``anomaly_escalation_threshold`` / ``anomaly_block_threshold``).
+RISK_MAX = 10.0
+RISK_ESCALATE = 7.0
+RISK_BLOCK = 9.0
+_LEVEL_ORDER = {"LOW": 0, "MED": 1, "HIGH": 2}
+
+
+def risk_threshold(confirm_risk: float) -> float:
+    """``confirm_risk`` on the store's 0–10 scale (a setting of 1 or less is read as the old
+    0..1 fraction, so a ``tui.toml`` written for it keeps its meaning)."""
+    return confirm_risk * RISK_MAX if 0 < confirm_risk <= 1 else confirm_risk
+
+
 def risk_level(
     record: RequestRecord, confirm_value: float, confirm_risk: float
 ) -> tuple[str, str]:
-    """(level, why). The anomaly score when present, else the value at risk against the
-    confirmation threshold (so a queue without anomaly scoring still ranks big transfers)."""
+    """(level, why): the higher of the risk-score level and the value-at-risk level.
+
+    The store's ``risk_score`` is the anomaly detector's 0–10: at or above ``confirm_risk``
+    (default 7, the escalation threshold) it is HIGH, from half of that MED. The value at risk
+    against ``confirm_value`` ranks big transfers too, so a huge but ordinary-looking transfer is
+    never LOW."""
+    levels: list[tuple[str, str]] = []
     score = record.risk_score
     if score is not None:
-        norm = score / 100.0 if score > 1 else score
-        if norm >= confirm_risk:
-            return "HIGH", f"risk score {score:.2f}"
-        if norm >= confirm_risk / 2:
-            return "MED", f"risk score {score:.2f}"
-        return "LOW", f"risk score {score:.2f}"
+        high = risk_threshold(confirm_risk)
+        why = f"risk {score:.1f}/10"
+        if score >= high:
+            levels.append(("HIGH", why))
+        elif score >= high / 2:
+            levels.append(("MED", why))
+        else:
+            levels.append(("LOW", why))
     value = record.value_at_risk
     if value is not None and confirm_value > 0:
         if value >= confirm_value:
-            return "HIGH", f"value ≥ {format_value(confirm_value)}"
-        if value >= confirm_value / 10:
-            return "MED", f"value ≥ {format_value(confirm_value / 10)}"
-    return "LOW", "no risk score; low value"
+            levels.append(("HIGH", f"value ≥ {format_value(confirm_value)}"))
+        elif value >= confirm_value / 10:
+            levels.append(("MED", f"value ≥ {format_value(confirm_value / 10)}"))
+    if not levels:
+        return "LOW", "no risk score; low value"
+    best = max(levels, key=lambda lv: _LEVEL_ORDER[lv[0]])
+    return best if score is None or best[1].startswith("risk") else (best[0], f"{best[1]}; {levels[0][1]}")
 
 
 def risk_text(level: str) -> Text:
@@ -191,21 +222,44 @@ def request_card(
     text.append(" — ", style="dim")
     text.append_text(safe(record.reason or "no reason given", 500))
     text.append("\n")
+    guard = guard_section(record.context, safe)
+    if guard.plain:
+        # The anomaly score, its baseline and limit standings come before the arguments: at
+        # 80x24 they must be on screen without scrolling.
+        text.append_text(guard)
     folded: list[str] = []
     text.append("arguments", style="bold underline")
     text.append(f"  digest {record.digest[:12]}\n", style="dim")
     _mapping_block(text, record.display_arguments, fold_chars, folded)
-    text.append("risk ", style="dim")
-    text.append(f"{level} ({why})")
-    if record.risk_explanation:
-        text.append(" — ")
-        text.append_text(safe(record.risk_explanation, 400))
-    text.append("\n")
-    if record.context:
+    if anomaly_of(record.context) is None:
+        text.append("risk ", style="dim")
+        text.append(f"{level} ({why})")
+        if record.risk_explanation:
+            text.append(" — ")
+            text.append_text(safe(record.risk_explanation, 400))
+        text.append("\n")
+    context = _context_rest(record.context)
+    if context:
         text.append("context", style="bold underline")
         text.append(" (supplied by the agent)\n", style="dim")
-        _mapping_block(text, record.context, fold_chars, folded)
+        _mapping_block(text, context, fold_chars, folded)
     return text
+
+
+def _context_rest(context: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The context without what :func:`guard_section` already showed readably."""
+    if not context:
+        return {}
+    shown = rendered_keys(context)
+    if not shown:
+        return dict(context)
+    rest = dict(context)
+    notes = {k: v for k, v in guard_notes(context).items() if k not in shown}
+    if notes:
+        rest["sentinel"] = notes
+    else:
+        rest.pop("sentinel", None)
+    return rest
 
 
 #: Characters of one value shown in the full view: enough to review anything a person can read,

@@ -47,6 +47,22 @@ rules:
 """
 
 
+#: What the anomaly detector attaches to an escalated call (``sentinel/anomaly/hook.py``'s card
+#: data): a 12,000 transfer against a baseline of a few thousand, above the escalation threshold.
+ANOMALY: dict[str, Any] = {
+    "score": 8.2, "action": "require_approval", "escalate_at": 7.0, "block_at": 9.0,
+    "explanation": "amount 12,000 is 8.2 MADs above the median 2,400 of the last 12 calls",
+    "param": "amount", "value": 12000, "median": 2400, "n": 12,
+    "baseline": [1800, 2600, 2400, 3100, 2000, 2750, 2200, 2400, 1500, 2900, 2500, 2300],
+    "findings": [
+        {"kind": "number", "param": "amount", "risk": 8.2, "value": 12000, "z": 8.2,
+         "explanation": "amount 12,000 is 8.2 MADs above the median 2,400 of the last 12 calls"},
+        {"kind": "category", "param": "destination", "risk": 5.0, "value": "ACC-9999",
+         "explanation": "destination ACC-9999 was never seen before (12 calls, 3 values)"},
+    ],
+}
+
+
 def sample_id(n: int) -> str:
     return hashlib.sha256(f"sentinel-sample-{n}".encode()).hexdigest()[:32]
 
@@ -92,9 +108,13 @@ def pending_specs(now: float) -> list[dict[str, Any]]:
             "id": sample_id(5), "function": "transfer_funds", "agent_id": "payments-agent",
             "arguments": {"amount": 12000, "destination": "ACC-9999", "memo": "payroll"},
             "rule_id": "large_transfer", "reason": "Transfer of 12000 to ACC-9999 needs approval",
-            "value_at_risk": 12000.0, "age": 75, "risk_score": 0.82,
-            "risk_explanation": "amount is 9.6x this agent's 30-day median; new destination",
-            "context": {"balance": 25000, "daily_limit_remaining": 8000},
+            "value_at_risk": 12000.0, "age": 75, "risk_score": 8.2,
+            "risk_explanation": ANOMALY["explanation"],
+            "context": {"balance": 25000, "sentinel": {"anomaly": ANOMALY, "limit:daily_spend": {
+                "limits": [{"rule": "daily_spend", "kind": "sum", "param": "amount", "window": "24h",
+                            "per": "agent=payments-agent", "used": 4200, "cap": 20000,
+                            "this_call": 12000, "would_be": 16200, "remaining": 15800,
+                            "exceeded": False}]}}},
         },
         {
             "id": sample_id(6), "function": "send_email", "agent_id": "email-agent",
