@@ -209,7 +209,7 @@ def limit_line(status: Mapping[str, Any], safe: Any) -> Text:
     )
     text.append("limit ", style="dim")
     text.append_text(safe(status.get("rule") or "?", 40, "bold"))
-    text.append("  ")
+    text.append(" ")
     if used is None or cap is None:
         text.append("(no figures)", style="dim")
         return text

@@ -5,6 +5,9 @@
 ``protect DB RULES SPEC`` call a ``@protect``-ed function that needs approval; print
                           ``RESULT <value>`` or ``DENIED <decided_by>`` / ``BLOCKED <reason>``.
 ``decide DB ID approve|deny ACCOUNT``  decide as another operator (prints ``DECIDED`` or ``CONFLICT``).
+``anomaly DB RULES AMOUNT``  with anomaly detection on, make five ordinary transfers (50 … 90,
+                          they form the baseline), then one of AMOUNT, which the detector escalates
+                          to approval; prints ``CALLING`` and then what it returned or raised.
 ``events DB SPEC_JSON``   append audit events (list of dicts), print ``EVENTS <n>``.
 """
 
@@ -78,6 +81,33 @@ def protect_call(db: str, rules: str, spec: dict[str, Any]) -> int:
     return 0
 
 
+def anomaly_call(db: str, rules: str, amount: float) -> int:
+    from sentinel.config import SentinelConfig
+    from sentinel.errors import SentinelBlockedError, SentinelDeniedError
+    from sentinel.protect import protect
+
+    # block_at 10: an outlier escalates to approval (a person decides) instead of being blocked.
+    config = SentinelConfig(
+        rules_path=rules, db_path=db, agent_id="payments-agent", timeout_seconds=120,
+        show_waiting_hint=False, anomaly_detection=True, anomaly_block_threshold=10.0,
+    )
+
+    @protect(config)
+    def transfer_funds(amount: float, destination: str) -> str:
+        return f"transferred {amount} to {destination}"
+
+    for usual in (50, 60, 70, 80, 90):
+        transfer_funds(amount=usual, destination="ACC-1001")
+    print("CALLING", flush=True)
+    try:
+        print(f"RESULT {transfer_funds(amount=amount, destination='ACC-1001')}", flush=True)
+    except SentinelDeniedError as exc:
+        print(f"DENIED {exc.decided_by}", flush=True)
+    except SentinelBlockedError as exc:
+        print(f"BLOCKED {exc.reason}", flush=True)
+    return 0
+
+
 def decide(db: str, request_id: str, verdict: str, account: str) -> int:
     from sentinel.errors import DecisionConflict
     from sentinel.store import OperatorIdentity, Store
@@ -106,6 +136,8 @@ def main(argv: list[str]) -> int:
         return submit(db, json.loads(argv[2]))
     if cmd == "protect":
         return protect_call(db, argv[2], json.loads(argv[3]))
+    if cmd == "anomaly":
+        return anomaly_call(db, argv[2], float(argv[3]))
     if cmd == "decide":
         return decide(db, argv[2], argv[3], argv[4])
     if cmd == "events":
