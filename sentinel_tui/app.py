@@ -45,8 +45,11 @@ from sentinel_tui.messages import (
     Decided,
     HistoryPage,
     MetricsReady,
+    NotificationsFailed,
     PolicyLoaded,
     QueueSnapshot,
+    ReplayReady,
+    Swept,
 )
 from sentinel_tui.render import format_time, format_value, full_arguments, risk_level, safe
 from sentinel_tui.views.history import HistoryView
@@ -56,6 +59,8 @@ from sentinel_tui.views.rules import RulesView
 from sentinel_tui.widgets.status_bar import StatusBar
 
 VIEW_IDS = ("queue", "history", "metrics", "rules")
+#: Event kinds that raise a toast when they arrive.
+NOTIFY_KINDS = ("notification_failed",)
 HELP_INTRO = (
     "a/d approve or deny the request on the card (the one you are reading). Big approvals ask "
     "first; Cancel is the default. space marks, A/D decide the marked ones. p pauses live "
@@ -101,6 +106,7 @@ class SentinelApp(App[int]):
         poll: bool = True,
         watch_terminal: bool = True,
         operator: OperatorIdentity | None = None,
+        sweep_interval: float = 2.0,
     ) -> None:
         """
         Args:
@@ -114,6 +120,9 @@ class SentinelApp(App[int]):
             poll: watch the database for changes (tests of static screens may turn it off
                 after the first load).
             operator: who decides (default: the OS identity of this process).
+            sweep_interval: seconds between store sweeps (requests of dead agent processes
+                become ``cancelled``, overdue ones ``expired``); 0 disables. Read-only
+                observers never sweep (they write nothing).
         """
         super().__init__()
         self.config = config if config is not None else load_config(keymap_path)
@@ -127,6 +136,7 @@ class SentinelApp(App[int]):
             tick_interval = 10.0 if self.ssh else 1.0
         self.tick_interval = tick_interval
         self.poll_enabled = poll
+        self.sweep_interval = sweep_interval
         self.watch_terminal = watch_terminal
         if title:
             self.title = title
@@ -147,6 +157,8 @@ class SentinelApp(App[int]):
         self._operator_label = ""
         self._terminal_gone = False
         self.snapshot_count = 0  # for tests and benchmarks: QueueSnapshots applied
+        self._policy_problem: str | None = None  # the invalid edit last told about
+        self._stop_sweep = threading.Event()
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -190,10 +202,15 @@ class SentinelApp(App[int]):
         if not self.is_headless and self.watch_terminal:
             self._install_terminal_guards()
 
+    def on_unmount(self) -> None:
+        self._stop_sweep.set()  # let the sweeper thread end now rather than after its wait
+
     def _start(self) -> None:
         self._load_identity()
         self._poll_loop()
         self.load_policy()
+        if not self.readonly and self.sweep_interval > 0:
+            self._sweep_loop()
         if self.config.watch_rules and self.data.rules_path is not None:
             self._watch_rules()
 
@@ -264,10 +281,18 @@ class SentinelApp(App[int]):
         last: int | None = None
         known: dict[str, RequestRecord] = {}
         failing = False
+        notified: int | None = None  # newest notification_failed seen (older ones are history)
         while not worker.is_cancelled:
             try:
                 version = self.data.data_version()
+                if notified is None:
+                    notified = self.data.latest_seq(NOTIFY_KINDS)
                 if version != last or self._poll_now.is_set():
+                    if last is not None:
+                        failed = self.data.events_since(NOTIFY_KINDS, notified)
+                        if failed:
+                            notified = failed[-1].seq
+                            self.post_message(NotificationsFailed(failed))
                     self._poll_now.clear()
                     rows = self.data.pending(self.config.pending_limit)
                     ids = {r.id for r in rows}
@@ -292,6 +317,21 @@ class SentinelApp(App[int]):
                 return
             self._poll_now.wait(self.config.poll_interval)
 
+    @work(thread=True, exclusive=True, group="sweep", exit_on_error=False)
+    def _sweep_loop(self) -> None:
+        """Every ``sweep_interval`` seconds: requests whose agent process died become
+        ``cancelled`` (and leave the queue with a toast naming why), overdue ones ``expired``."""
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._stop_sweep.is_set():
+            try:
+                changed = self.data.sweep()
+            except Exception as exc:  # the poll loop reports database trouble; try again later
+                self.post_message(DataError("sweep", f"{type(exc).__name__}: {exc}"))
+                changed = 0
+            if changed:
+                self.post_message(Swept(changed))
+            self._stop_sweep.wait(self.sweep_interval)
+
     @work(thread=True, group="decide", exit_on_error=False)
     def _decide(self, ids: list[str], approve: bool, reason: str | None, batch: bool) -> None:
         outcomes: list[DecisionOutcome] = [self.data.decide(i, approve, reason) for i in ids]
@@ -314,9 +354,23 @@ class SentinelApp(App[int]):
         self.post_message(MetricsReady(self.data.metrics()))
 
     @work(thread=True, exclusive=True, group="policy", exit_on_error=False)
-    def load_policy(self) -> None:
-        """(Re)load and validate the rules file. A file watcher can call this for hot reload."""
-        self.post_message(PolicyLoaded(self.data.load_policy()))
+    def load_policy(self, manual: bool = False) -> None:
+        """(Re)load and validate the rules file (the folder watcher calls this on a change,
+        ``r`` with ``manual``). Exclusive: one load at a time, so the last good policy and the
+        diff kept in :class:`DataSource` are never raced."""
+        self.post_message(PolicyLoaded(self.data.load_policy(), manual))
+
+    @work(thread=True, exclusive=True, group="replay", exit_on_error=False)
+    def replay_rules(self, window: float) -> None:
+        """``R``: replay the rules file on disk against the last ``window`` seconds of history."""
+        try:
+            info = self.data.replay(self.clock() - window)
+        except Exception as exc:
+            from sentinel_tui.data import ReplayInfo
+
+            path = self.data.rules_path or Path("?")
+            info = ReplayInfo(path, None, None, None, None, error=f"{type(exc).__name__}: {exc}")
+        self.post_message(ReplayReady(info))
 
     @work(exclusive=True, group="rules-watch", exit_on_error=False)
     async def _watch_rules(self) -> None:
@@ -345,6 +399,34 @@ class SentinelApp(App[int]):
 
     def on_data_error(self, msg: DataError) -> None:
         self.status.set(error=msg.error or None)
+
+    def on_swept(self, msg: Swept) -> None:
+        self._poll_now.set()  # the next poll shows them leaving (and _tell_gone says why)
+
+    def on_notifications_failed(self, msg: NotificationsFailed) -> None:
+        for ev in msg.events[-3:]:  # a burst of failures is three toasts, not thirty
+            text = Text(end="")
+            text.append_text(safe(ev.reason or "a notification could not be delivered", 200))
+            if ev.function:
+                text.append(" — request ")
+                text.append_text(safe(ev.function, 60))
+                if ev.request_id:
+                    text.append(f" ({ev.request_id[:8]})")
+            self.notify(text.plain, title="Notification failed", severity="error", markup=False, timeout=8)
+        if len(msg.events) > 3:
+            self.notify(
+                f"{len(msg.events) - 3} more notification failures (History: status:notification_failed)",
+                severity="error", markup=False,
+            )
+        if self.current_view == "history":
+            self.history.reload()
+
+    def on_replay_ready(self, msg: ReplayReady) -> None:
+        self.query_one(RulesView).apply_replay(msg.info)
+        info = msg.info
+        if info is not None and info.report is not None:
+            self.notify(f"Replay: {info.report.changed:,} of {info.report.events:,} decisions would change",
+                        markup=False, timeout=3)
 
     def on_queue_snapshot(self, msg: QueueSnapshot) -> None:
         rows = msg.rows
@@ -377,7 +459,8 @@ class SentinelApp(App[int]):
             elif rec.decision_reason:
                 what.append(": ")
                 what.append_text(safe(rec.decision_reason, 80))
-            self.notify(what.plain, title="Decided elsewhere", severity="warning", markup=False)
+            title = {"cancelled": "Cancelled", "expired": "Expired"}.get(rec.status, "Decided elsewhere")
+            self.notify(what.plain, title=title, severity="warning", markup=False)
 
     def _announce(self, new: list[RequestRecord]) -> None:
         if self.config.bell:
@@ -414,6 +497,7 @@ class SentinelApp(App[int]):
             arrived_while_paused=self.arrived_while_paused,
             policy_version=version,
             policy_valid=policy is None or policy.valid,
+            policy_error=policy.problem.message if policy is not None and policy.problem else None,
         )
 
     def _data_changed(self) -> None:
@@ -446,15 +530,27 @@ class SentinelApp(App[int]):
         view = self.query_one(RulesView)
         before = view.info
         view.apply(info)
-        if info is not None and info.valid and before is not None and before.version != info.version:
+        if info is None:
+            self._update_status()
+            return
+        was_problem = self._policy_problem
+        self._policy_problem = info.error
+        if info.valid and before is not None and before.version != info.version:
+            summary = f" ({info.diff.summary()})" if info.diff is not None else ""
             self.notify(
-                f"Rules reloaded: version {info.version[:12] if info.version else '?'}, {len(info.rules)} rules",
+                f"Rules reloaded: version {info.version[:12] if info.version else '?'}, "
+                f"{len(info.rules)} rules{summary}",
                 markup=False,
             )
-        if info is not None and not info.valid:
+        elif info.valid and was_problem:
+            self.notify("Rules file valid again.", markup=False)
+        elif info.valid and msg.manual:
+            self.notify(f"Rules file valid, unchanged ({len(info.rules)} rules).", markup=False, timeout=3)
+        if not info.valid and (msg.manual or info.error != was_problem):
+            # Once per distinct problem (the status bar and the Rules view keep showing it).
             self.notify(
                 safe_text(info.error or "invalid", 300),
-                title="Rules file invalid",
+                title="Rules file invalid" + (" — last good policy kept" if info.version else ""),
                 severity="error",
                 markup=False,
             )

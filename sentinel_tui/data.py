@@ -10,11 +10,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentinel.errors import DecisionConflict, SentinelError
+from sentinel.errors import DecisionConflict, PolicyError, SentinelError
+from sentinel.policy.diff import PolicyDiff, diff_policies
+from sentinel.policy.replay import ReplayReport
 from sentinel.store import Store
 from sentinel.store.models import (
     EventRecord,
@@ -41,8 +43,24 @@ class RuleRow:
 
 
 @dataclass(frozen=True)
+class PolicyProblemInfo:
+    """Why the file on disk is not the policy shown: the file, the line (when known), what."""
+
+    file: str
+    line: int | None
+    what: str
+    message: str  # the full located message (file:line: what (hint: …))
+
+
+@dataclass(frozen=True)
 class PolicyInfo:
-    """The policy file as loaded (or the reason it could not be)."""
+    """The policy file as loaded.
+
+    When the file on disk is invalid, ``error`` / ``problem`` say why and ``rules``,
+    ``version`` and ``policy`` are still those of the last good policy (None before any good
+    load): an invalid edit never replaces what is shown. ``diff`` is the last change between
+    two good policies (kept while a later edit is invalid), ``changed_at`` when it was seen.
+    """
 
     path: Path | None
     version: str | None
@@ -50,10 +68,27 @@ class PolicyInfo:
     rules: tuple[RuleRow, ...]
     default_action: str | None
     error: str | None = None  # validation failure (file:line: message)
+    problem: PolicyProblemInfo | None = None
+    diff: PolicyDiff | None = None
+    changed_at: float | None = None
+    policy: Any = field(default=None, compare=False, repr=False)  # sentinel.policy.Policy
 
     @property
     def valid(self) -> bool:
         return self.error is None and self.version is not None
+
+
+@dataclass(frozen=True)
+class ReplayInfo:
+    """What the rules file on disk would change against the recorded history."""
+
+    path: Path
+    active_version: str | None
+    candidate_version: str | None
+    since: float | None
+    report: ReplayReport | None
+    error: str | None = None
+    same_as_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -99,6 +134,11 @@ class DataSource:
         self._lock = threading.Lock()
         self._operator = operator
         self._clock = clock
+        # Policy state, touched only by the app's single (exclusive) policy worker.
+        self._good: Any = None  # the last valid Policy
+        self._loaded_at: float | None = None
+        self._diff: PolicyDiff | None = None
+        self._changed_at: float | None = None
 
     @property
     def db_path(self) -> Path:
@@ -148,6 +188,24 @@ class DataSource:
     def metrics(self) -> MetricsSnapshot:
         return self.store.metrics()
 
+    def latest_seq(self, kinds: tuple[str, ...]) -> int:
+        """The newest event's sequence number among ``kinds`` (0 when there is none)."""
+        rows = self.store.history(HistoryFilter(kinds=kinds), before_seq=None, limit=1)
+        return int(rows[0].seq) if rows else 0
+
+    def events_since(self, kinds: tuple[str, ...], after_seq: int, limit: int = 50) -> list[EventRecord]:
+        """Events of ``kinds`` newer than ``after_seq``, oldest first (at most ``limit``, the
+        newest ones)."""
+        rows = self.store.history(HistoryFilter(kinds=kinds), before_seq=None, limit=limit)
+        return [e for e in reversed(rows) if e.seq > after_seq]
+
+    # --- housekeeping --------------------------------------------------------------------------
+
+    def sweep(self) -> int:
+        """Cancel requests whose agent process died and expire overdue ones (the store's
+        sweeper; safe from any number of processes). Returns how many changed."""
+        return int(self.store.sweep())
+
     # --- decisions -----------------------------------------------------------------------------
 
     def operator(self) -> OperatorIdentity:
@@ -170,28 +228,81 @@ class DataSource:
     # --- policy --------------------------------------------------------------------------------
 
     def load_policy(self) -> PolicyInfo | None:
-        """Load and validate the rules file; an invalid file is reported, not raised."""
+        """Load and validate the rules file; an invalid file is reported, not raised.
+
+        The last good policy stays what is shown while the file is invalid, and a good load
+        that changed the version is compared with the previous good one (``diff``). Called
+        only from the app's single policy worker (``exclusive``), so the state kept here is
+        not raced."""
         if self.rules_path is None:
             return None
-        try:
-            from sentinel.policy import load_policy
-        except ImportError as exc:
-            return PolicyInfo(
-                self.rules_path, None, time.time(), (), None, error=f"policy engine unavailable: {exc}"
-            )
+        from sentinel.policy import load_policy
+
+        now = self._clock()
         try:
             policy = load_policy(self.rules_path)
-        except SentinelError as exc:
-            return PolicyInfo(self.rules_path, None, self._clock(), (), None, error=str(exc))
-        except OSError as exc:
-            return PolicyInfo(
-                self.rules_path, None, self._clock(), (), None, error=f"{self.rules_path}: {exc}"
+        except (SentinelError, OSError) as exc:
+            return self._rejected(exc, now)
+        previous = self._good
+        if previous is None or previous.version != policy.version:
+            if previous is not None:
+                self._diff = diff_policies(previous, policy)
+                self._changed_at = now
+            self._good = policy
+            self._loaded_at = now  # when the command center loaded it (frozen in tests)
+        return self._info(policy, None)
+
+    def _rejected(self, exc: BaseException, now: float) -> PolicyInfo:
+        path = str(self.rules_path)
+        if isinstance(exc, PolicyError):
+            what = getattr(exc, "message", None) or str(exc)
+            hint = getattr(exc, "hint", None)
+            if hint:
+                what = f"{what} (hint: {hint})"
+            problem = PolicyProblemInfo(
+                str(getattr(exc, "file", None) or path), getattr(exc, "line", None), what, str(exc)
             )
+        elif isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+            problem = PolicyProblemInfo(path, None, f"cannot read the file ({reason})", f"{path}: {reason}")
+        else:
+            problem = PolicyProblemInfo(path, None, str(exc), str(exc))
+        return self._info(self._good, problem)
+
+    def _info(self, policy: Any, problem: PolicyProblemInfo | None) -> PolicyInfo:
+        error = problem.message if problem is not None else None
+        if policy is None:
+            return PolicyInfo(self.rules_path, None, self._clock(), (), None, error=error, problem=problem)
         default = getattr(policy, "default_action", None)
         return PolicyInfo(
             path=Path(policy.source) if policy.source is not None else self.rules_path,
             version=str(policy.version),
-            loaded_at=self._clock(),  # when the command center loaded it (frozen in tests)
+            loaded_at=self._loaded_at,
             rules=tuple(_rule_row(i + 1, r) for i, r in enumerate(policy.rules)),
             default_action=str(getattr(default, "value", default)) if default else None,
+            error=error,
+            problem=problem,
+            diff=self._diff,
+            changed_at=self._changed_at,
+            policy=policy,
+        )
+
+    def replay(self, since: float | None) -> ReplayInfo:
+        """Replay the rules file as it is on disk now (maybe not yet the policy shown) against
+        the decisions recorded since ``since``: what would change."""
+        from sentinel.policy import parse_policy
+        from sentinel.policy.replay import replay_history
+
+        path = self.rules_path
+        if path is None:
+            raise SentinelError("no rules file (start with --rules PATH)")
+        active = self._good.version if self._good is not None else None
+        try:
+            text = path.read_text(encoding="utf-8")
+            candidate = parse_policy(text, str(path))
+        except (SentinelError, OSError, UnicodeDecodeError) as exc:
+            return ReplayInfo(path, active, None, since, None, error=str(exc))
+        report = replay_history(candidate, self.store, since=since)
+        return ReplayInfo(
+            path, active, candidate.version, since, report, same_as_active=candidate.version == active
         )

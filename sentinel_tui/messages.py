@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from sentinel.store.models import EventRecord, MetricsSnapshot, RequestRecord
-from sentinel_tui.data import DecisionOutcome, PolicyInfo
+from sentinel_tui.data import DecisionOutcome, PolicyInfo, ReplayInfo
 
 
 class QueueSnapshot(Message):
@@ -51,9 +51,34 @@ class MetricsReady(Message):
 class PolicyLoaded(Message):
     """The rules file was (re)loaded; ``info.error`` says why it is invalid."""
 
-    def __init__(self, info: PolicyInfo | None) -> None:
+    def __init__(self, info: PolicyInfo | None, manual: bool = False) -> None:
         super().__init__()
         self.info = info
+        self.manual = manual  # the operator asked (``r``): say the outcome even if unchanged
+
+
+class ReplayReady(Message):
+    """The rules file on disk was replayed against history (``info.error``: it could not be)."""
+
+    def __init__(self, info: ReplayInfo | None) -> None:
+        super().__init__()
+        self.info = info
+
+
+class NotificationsFailed(Message):
+    """New ``notification_failed`` events (oldest first)."""
+
+    def __init__(self, events: list[EventRecord]) -> None:
+        super().__init__()
+        self.events = events
+
+
+class Swept(Message):
+    """The sweeper cancelled or expired ``count`` requests (they leave the queue on the next poll)."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__()
+        self.count = count
 
 
 class DataError(Message):

@@ -27,6 +27,7 @@ class StatusState:
     oldest_age: float | None = None
     policy_version: str | None = None
     policy_valid: bool = True
+    policy_error: str | None = None  # an invalid edit of the rules file (until fixed)
     operator: str = ""
     readonly: bool = False
     error: str | None = None
@@ -34,6 +35,14 @@ class StatusState:
 
 def _shorten_path(path: str, width: int) -> str:
     return path if len(path) <= width else "…" + path[-(width - 1) :]
+
+
+def _strip_dir(message: str) -> str:
+    """``/long/path/rules.yaml:6: what`` → ``rules.yaml:6: what`` (the Rules view has the path)."""
+    head, sep, rest = message.partition(": ")
+    if sep and "/" in head:
+        return head.rsplit("/", 1)[1] + sep + rest
+    return message
 
 
 class StatusBar(Widget):
@@ -74,6 +83,13 @@ class StatusBar(Widget):
         top.append(" " * gap)
         top.append_text(right)
         bottom = Text(" ", end="")
+        if s.policy_error:
+            # First on the line: an invalid edit must be seen even at 80 columns.
+            bottom.append("✖ rules: ", style="bold red")
+            room = 44 if width < 100 else 90
+            shown = safe_text(_strip_dir(s.policy_error), None)
+            bottom.append(shown if len(shown) <= room else shown[: room - 1] + "…", style="bold red")
+            bottom.append(" │ ")
         if s.error:
             bottom.append("✖ ", style="bold red")
             bottom.append_text(safe(s.error, 70, "bold red"))

@@ -19,11 +19,16 @@ from sentinel.store import OperatorIdentity
 from sentinel_tui.app import SentinelApp
 from sentinel_tui.config import TuiConfig
 from sentinel_tui.dialogs import DecisionDialog, HelpScreen, TextScreen
-from sentinel_tui.sample import seed
+from sentinel_tui.sample import SAMPLE_RULES, seed
+from sentinel_tui.views.rules import RulesView
 
 T0 = 1_900_000_000.0  # 2030-03-17 17:46:40 UTC; sample requests are created shortly before
 OPERATOR = OperatorIdentity("alice", 1000, 1000, "alice", "ops-1", "10.0.0.5 52114", channel="tui")
 SIZES = [(80, 24), (120, 40)]
+#: The sample rules with a lower transfer threshold and one more rule (the "rules_changed" screen).
+EDITED_RULES = SAMPLE_RULES.replace("value: 1000}", "value: 100}") + (
+    "  - id: night_reports\n    function_pattern: read_report\n    action: require_approval\n"
+)
 
 
 @pytest.fixture
@@ -90,6 +95,24 @@ def _steps(name: str) -> Callable[[Any], Any]:
         elif name == "rules":
             await pilot.press("4")
             await _until(pilot, lambda: app._metrics is not None)
+        elif name == "rules_changed":
+            # An edit on disk (reloaded by the folder watcher), then R: the diff and the replay.
+            await pilot.press("4")
+            await _until(pilot, lambda: app._metrics is not None)
+            view = app.query_one(RulesView)
+            first = view.info.version if view.info else None
+            Path("rules.yaml").write_text(EDITED_RULES)
+            await _until(pilot, lambda: view.info is not None and view.info.version != first)
+            await pilot.press("R")
+            await _until(pilot, lambda: view.replay is not None)
+            app.clear_notifications()
+        elif name == "rules_invalid":
+            await pilot.press("4")
+            await _until(pilot, lambda: app._metrics is not None)
+            view = app.query_one(RulesView)
+            Path("rules.yaml").write_text(SAMPLE_RULES.replace("action: block", "action: blok"))
+            await _until(pilot, lambda: view.info is not None and view.info.problem is not None)
+            app.clear_notifications()
         elif name == "confirm":
             await pilot.press("down", "a")
             await _until(pilot, lambda: isinstance(app.screen, DecisionDialog))
@@ -110,7 +133,7 @@ def _steps(name: str) -> Callable[[Any], Any]:
     return run
 
 
-SCREENS = ["queue", "history", "history_filter", "metrics", "rules", "confirm", "reason", "batch", "help", "full"]
+SCREENS = ["queue", "history", "history_filter", "metrics", "rules", "rules_changed", "rules_invalid", "confirm", "reason", "batch", "help", "full"]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
