@@ -27,7 +27,7 @@ from sentinel.store import OperatorIdentity  # noqa: E402
 from sentinel_tui.app import SentinelApp  # noqa: E402
 from sentinel_tui.config import TuiConfig  # noqa: E402
 from sentinel_tui.dialogs import DecisionDialog, HelpScreen  # noqa: E402
-from sentinel_tui.sample import seed  # noqa: E402
+from sentinel_tui.sample import SAMPLE_RULES, seed  # noqa: E402
 
 OPERATOR = OperatorIdentity("alice", 1000, 1000, "alice", "ops-1", "10.0.0.5 52114", channel="tui")
 
@@ -70,6 +70,24 @@ async def _help(pilot: Any) -> None:
     await _until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
 
 
+async def _rules_changed(pilot: Any) -> None:
+    """The rules file edited on disk (the watcher reloads it), then ``R``: diff and replay."""
+    app = pilot.app
+    await pilot.press("4")
+    await _until(pilot, lambda: app._metrics is not None)
+    view = app.query_one("RulesView")
+    first = view.info.version
+    rules = app.data.rules_path
+    rules.write_text(
+        SAMPLE_RULES.replace("value: 1000}", "value: 100}")
+        + "  - id: night_reports\n    function_pattern: read_report\n    action: require_approval\n"
+    )
+    await _until(pilot, lambda: view.info is not None and view.info.version != first)
+    await pilot.press("R")
+    await _until(pilot, lambda: view.replay is not None)
+    app.clear_notifications()
+
+
 SHOTS: dict[str, Callable[[Any], Awaitable[None]]] = {
     "queue": _queue,
     "history": _history,
@@ -77,6 +95,7 @@ SHOTS: dict[str, Callable[[Any], Awaitable[None]]] = {
     "rules": _rules,
     "confirm": _confirm,
     "help": _help,
+    "rules_changed": _rules_changed,  # last: it edits the shared rules file
 }
 
 

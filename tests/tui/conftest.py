@@ -21,13 +21,13 @@ AGENT = str(Path(__file__).with_name("agent_proc.py"))
 class Agent:
     """A running agent process; its stdout lines are collected by a reader thread."""
 
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
             [PYTHON, AGENT, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=python_env(),
+            env=python_env(**(env or {})),
             text=True,
         )
         self.lines: queue.Queue[str] = queue.Queue()
@@ -64,8 +64,8 @@ class Agent:
 def agents() -> Iterator[Callable[..., Agent]]:
     started: list[Agent] = []
 
-    def start(*args: str) -> Agent:
-        agent = Agent(list(args))
+    def start(*args: str, env: dict[str, str] | None = None) -> Agent:
+        agent = Agent(list(args), env)
         started.append(agent)
         return agent
 
@@ -96,8 +96,8 @@ def protected(agents: Callable[..., Agent], db_path: Path, tmp_path: Path) -> Ca
     rules = tmp_path / "agent-rules.yaml"
     rules.write_text(SAMPLE_RULES)
 
-    def run(**call: Any) -> Agent:
-        agent = agents("protect", str(db_path), str(rules), json.dumps(call))
+    def run(env: dict[str, str] | None = None, **call: Any) -> Agent:
+        agent = agents("protect", str(db_path), str(rules), json.dumps(call), env=env)
         agent.expect("CALLING")
         return agent
 
