@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
-from sentinel.store import OperatorIdentity
+from sentinel.store import OperatorIdentity, Store
 from sentinel_tui.app import SentinelApp
 from sentinel_tui.config import TuiConfig
 from sentinel_tui.dialogs import DecisionDialog, HelpScreen, TextScreen
@@ -25,6 +25,12 @@ from sentinel_tui.views.rules import RulesView
 T0 = 1_900_000_000.0  # 2030-03-17 17:46:40 UTC; sample requests are created shortly before
 OPERATOR = OperatorIdentity("alice", 1000, 1000, "alice", "ops-1", "10.0.0.5 52114", channel="tui")
 SIZES = [(80, 24), (120, 40)]
+NOTIFY_FAILED = {
+    "kind": "notification_failed", "ts": T0, "request_id": "7e3de98aa2d0" + "0" * 20,
+    "agent_id": "payments-agent", "function": "transfer_funds", "rule_id": "large_transfer",
+    "reason": "slack notification failed: HTTP 503 after 4 attempts",
+    "data": {"target": "slack", "host": "hooks.example.com", "attempts": 4, "error": "HTTP 503"},
+}
 #: The sample rules with a lower transfer threshold and one more rule (the "rules_changed" screen).
 EDITED_RULES = SAMPLE_RULES.replace("value: 1000}", "value: 100}") + (
     "  - id: night_reports\n    function_pattern: read_report\n    action: require_approval\n"
@@ -113,6 +119,11 @@ def _steps(name: str) -> Callable[[Any], Any]:
             Path("rules.yaml").write_text(SAMPLE_RULES.replace("action: block", "action: blok"))
             await _until(pilot, lambda: view.info is not None and view.info.problem is not None)
             app.clear_notifications()
+        elif name == "notify_failed":
+            # What sentinel/notify records when a webhook cannot be delivered, arriving live.
+            with Store("sentinel.db") as store:
+                store.append_events([NOTIFY_FAILED])
+            await _until(pilot, lambda: any(n.title == "Notification failed" for n in app._notifications))
         elif name == "confirm":
             await pilot.press("down", "a")
             await _until(pilot, lambda: isinstance(app.screen, DecisionDialog))
@@ -133,7 +144,8 @@ def _steps(name: str) -> Callable[[Any], Any]:
     return run
 
 
-SCREENS = ["queue", "history", "history_filter", "metrics", "rules", "rules_changed", "rules_invalid", "confirm", "reason", "batch", "help", "full"]
+SCREENS = ["queue", "history", "history_filter", "metrics", "rules", "rules_changed", "rules_invalid",
+           "notify_failed", "confirm", "reason", "batch", "help", "full"]
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
