@@ -72,9 +72,8 @@ def config(rules: Path, db: Path, **kw: Any) -> SentinelConfig:
 
 
 def events(db: Path) -> list[Any]:
-    from sentinel.store import Store
-
     from sentinel import guard
+    from sentinel.store import Store
 
     store = Store(db)
     for (path, _sync), sink in list(guard._sinks.items()):
