@@ -234,23 +234,26 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     for key, value in lines:
         print(f"{key.rjust(width)}: {value}")
     print("arguments (redacted):")
-    print(
-        safe_text(
-            json.dumps(rec.display_arguments, indent=2, ensure_ascii=False, default=str),
-            20000,
-            multiline=True,
-        )
-    )
+    _print_mapping(rec.display_arguments)
     if rec.context:
         print("context:")
-        print(
-            safe_text(
-                json.dumps(rec.context, indent=2, ensure_ascii=False, default=str),
-                20000,
-                multiline=True,
-            )
-        )
+        _print_mapping(rec.context)
     return 0
+
+
+#: Longest rendering of one argument in ``sentinel show`` (each value is cut on its own, so one
+#: huge argument can never hide the others).
+_VALUE_LIMIT = 2000
+
+
+def _print_mapping(values: Any) -> None:
+    if not isinstance(values, dict):
+        print("  " + safe_text(json.dumps(values, ensure_ascii=False, default=str), _VALUE_LIMIT))
+        return
+    for key, value in values.items():
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        name = json.dumps(str(key), ensure_ascii=False)
+        print(f"  {safe_text(name, 80)}: {safe_text(shown, _VALUE_LIMIT)}")
 
 
 def _decide(approve: bool) -> Any:

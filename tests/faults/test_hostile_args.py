@@ -80,12 +80,6 @@ def test_audit_binds_the_full_arguments_by_digest(hostile):
     verify_chain(store)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: `sentinel show` cuts the whole arguments JSON at 20,000 characters, so one "
-    "huge argument (sorted first) hides the others (here `to`, the destination) from the operator; "
-    "each value should be shortened on its own",
-)
 def test_cli_show_names_every_argument_even_after_a_huge_one(hostile):
     db, store, rec, agent = hostile
     show = cli("show", rec.id, db=db)
