@@ -124,3 +124,13 @@ def prepare(path: Path, *, create: bool) -> bool:
 def live_dir(db_path: Path) -> Path:
     """Folder of the per-process liveness lock files (``<db folder>/live``)."""
     return db_path.parent / "live"
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the database file, or None when it does not exist. A change means the
+    file was deleted or replaced under us: connections still open write to the old inode."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)

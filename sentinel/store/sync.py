@@ -22,7 +22,7 @@ from sentinel.store.models import (
     OperatorIdentity,
     RequestRecord,
 )
-from sentinel.store.paths import live_dir, prepare, resolve_path
+from sentinel.store.paths import file_identity, live_dir, prepare, resolve_path
 from sentinel.store.schema import migrate
 
 #: Default seconds a connection waits for another writer before giving up.
@@ -161,8 +161,48 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
+        self._identity = file_identity(self.path)
 
     # --- plumbing -----------------------------------------------------------------------
+
+    def _check_identity(self) -> None:
+        """Refuse to write into a database file that was deleted or replaced while open.
+
+        SQLite keeps writing to the unlinked inode, where no operator can see anything. The
+        store reopens the path (creating and migrating a new database when it is gone) and raises
+        for this operation, so the caller is blocked with a reason; the next one works again.
+        """
+        if file_identity(self.path) == self._identity:
+            return
+        with self._lock:
+            if file_identity(self.path) == self._identity:
+                return
+            old = [self._writer, *self._readers]
+            if self._dv_conn is not None:
+                old.append(self._dv_conn)
+            self._readers = []
+            self._local = threading.local()
+            self._dv_conn = None
+            self._durable = False
+            for conn in old:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            try:
+                prepare(self.path, create=True)
+                self._writer = open_connection(
+                    self.path, self.busy_timeout, self._journal_size_limit
+                )
+                ensure_wal(self._writer, self.busy_timeout)
+                migrate(self._writer, str(self.path))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+            self._identity = file_identity(self.path)
+        raise StoreError(
+            f"the database file {self.path} was deleted or replaced while in use; it has been "
+            "reopened, and what was written to the old file is gone"
+        )
 
     def _fail(self, exc: BaseException) -> StoreError:
         return describe(exc, str(self.path), self.busy_timeout)
@@ -201,6 +241,7 @@ class Store:
 
     def _write(self, op: ops.Op, *, durable: bool = False) -> Any:
         self._check_open()
+        self._check_identity()
         with self._lock:
             if durable != self._durable:
                 # synchronous is per connection: FULL fsyncs a decision before anyone can see it.

@@ -30,7 +30,7 @@ from sentinel.store import hints, liveness, sql
 from sentinel.store.codec import request_from_row
 from sentinel.store.failures import describe
 from sentinel.store.models import RequestRecord
-from sentinel.store.paths import live_dir, resolve_path
+from sentinel.store.paths import file_identity, live_dir, resolve_path
 from sentinel.store.sync import DEFAULT_BUSY_TIMEOUT, open_connection
 
 #: Seconds between data_version probes while something is watched (hints make wake-ups faster).
@@ -150,6 +150,7 @@ class Watcher:
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
+        identity: tuple[int, int] | None = None
         last_version: int | None = None
         last_check = 0.0
         failures = 0
@@ -174,8 +175,19 @@ class Watcher:
             try:
                 if conn is None:
                     conn = open_connection(self.path, self.busy_timeout)
+                    identity = file_identity(self.path)
                 version = conn.execute(sql.DATA_VERSION).fetchone()[0]
                 now = monotonic()
+                if (
+                    now - last_check >= self.fallback_interval
+                    and file_identity(self.path) != identity
+                ):
+                    # The file was deleted or replaced: reconnect to what is at the path now.
+                    conn.close()
+                    conn = open_connection(self.path, self.busy_timeout)
+                    identity = file_identity(self.path)
+                    version = conn.execute(sql.DATA_VERSION).fetchone()[0]
+                    force = True
                 if force or version != last_version or now - last_check >= self.fallback_interval:
                     last_version = version
                     last_check = now

@@ -178,12 +178,6 @@ def test_read_only_database_blocks_with_a_reason_then_recovers(readonly_view, ru
     _works_again(transfer, ran, db)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a Store keeps writing to the unlinked inode after its database file is deleted "
-    "(sentinel/store/sync.py never re-checks the file's identity): events are lost and approval "
-    "requests are invisible to operators until they expire",
-)
 def test_database_deleted_while_in_use_is_noticed(tmp_path, rules):
     db = tmp_path / "db" / "sentinel.db"
     transfer, ran = _functions(db, rules, timeout=4)
