@@ -174,6 +174,17 @@ class PolicySource:
             watcher.stop()
 
     def _on_file_event(self) -> None:
+        # A file written in place, in pieces, can be valid YAML halfway through (cut right after
+        # `action: allow`, a rule loses its conditions). Load only once the file has stopped
+        # changing for SETTLE_SECONDS; an atomic rename settles at once.
+        last = _stamp(self.path)
+        deadline = time.monotonic() + SETTLE_GIVE_UP
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_SECONDS)
+            now = _stamp(self.path)
+            if now == last:
+                break
+            last = now
         self.reload()
 
     # -- reloading ------------------------------------------------------------------------------
@@ -343,5 +354,19 @@ def _restart_watchers_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_restart_watchers_after_fork)
+
+#: Seconds a rules file must stay unchanged before a watched edit is loaded.
+SETTLE_SECONDS = 0.5
+#: Load anyway after this long (a file that never stops changing is validated as it is).
+SETTLE_GIVE_UP = 10.0
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
 
 __all__ = ["POLICY_EVENT_KINDS", "PolicyChange", "PolicyProblem", "PolicySource", "policy_event"]

@@ -113,12 +113,6 @@ rules:
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FINDING: an in-place save observed between two writes can be valid YAML; cut right "
-    "after `action: allow` it loads an allow rule without its conditions (every transfer "
-    "allowed) until the rest arrives; the reloader takes any parseable content at once",
-)
 def test_slow_in_place_save_never_puts_a_weaker_policy_in_force(tmp_path):
     path = tmp_path / "rules" / "guarded.yaml"
     path.parent.mkdir()
