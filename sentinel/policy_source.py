@@ -92,6 +92,7 @@ class PolicySource:
         self._databases: set[Path] = set()
         self._reload_lock = threading.Lock()
         self._watcher: Any = None
+        self._settled_stamp: tuple[int, int, int] | None = None
         self._logged: str | None = None  # the last problem logged (log each one once)
 
     # -- sharing ---------------------------------------------------------------------------------
@@ -165,6 +166,7 @@ class PolicySource:
                 return
             from sentinel.policy.watch import FileWatcher
 
+            self._settled_stamp = _stamp(self.path)
             self._watcher = FileWatcher(self.path, self._on_file_event).start()
 
     def stop_watching(self) -> None:
@@ -175,16 +177,25 @@ class PolicySource:
 
     def _on_file_event(self) -> None:
         # A file written in place, in pieces, can be valid YAML halfway through (cut right after
-        # `action: allow`, a rule loses its conditions). Load only once the file has stopped
-        # changing for SETTLE_SECONDS; an atomic rename settles at once.
+        # `action: allow`, a rule loses its conditions). Load an in-place edit only once the file
+        # has stopped changing for SETTLE_SECONDS. A file renamed into place (a new inode: how
+        # editors and ConfigMaps save) was complete before it appeared and loads at once.
+        previous = self._settled_stamp
         last = _stamp(self.path)
-        deadline = time.monotonic() + SETTLE_GIVE_UP
+        renamed = last is not None and previous is not None and last[2] != previous[2]
+        need = SETTLE_STEP if renamed else SETTLE_SECONDS
+        stable_since = time.monotonic()
+        deadline = stable_since + SETTLE_GIVE_UP
         while time.monotonic() < deadline:
-            time.sleep(SETTLE_SECONDS)
+            time.sleep(SETTLE_STEP)
             now = _stamp(self.path)
-            if now == last:
+            if now != last:
+                renamed = now is not None and last is not None and now[2] != last[2]
+                need = SETTLE_STEP if renamed else SETTLE_SECONDS
+                last, stable_since = now, time.monotonic()
+            elif time.monotonic() - stable_since >= need:
                 break
-            last = now
+        self._settled_stamp = last
         self.reload()
 
     # -- reloading ------------------------------------------------------------------------------
@@ -355,8 +366,10 @@ def _restart_watchers_after_fork() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_restart_watchers_after_fork)
 
-#: Seconds a rules file must stay unchanged before a watched edit is loaded.
+#: Seconds a rules file edited in place must stay unchanged before it is loaded.
 SETTLE_SECONDS = 0.5
+#: Polling step of that wait (and the whole wait for a file renamed into place).
+SETTLE_STEP = 0.05
 #: Load anyway after this long (a file that never stops changing is validated as it is).
 SETTLE_GIVE_UP = 10.0
 
