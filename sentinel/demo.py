@@ -116,6 +116,9 @@ def run_agent(
         # Record allowed calls too, so History and Metrics show everything the agents did.
         audit_log=True,
         audit_log_dir=db.parent / "audit",
+        # Baselines per agent: after a few ordinary calls, an outlier gets a risk score on its
+        # card (or is blocked outright).
+        anomaly_detection=True,
     )
     tools = build_tools(config)
     out_lock = threading.Lock()
