@@ -434,7 +434,9 @@ class SentinelApp(App[int]):
         first = not self._have_snapshot
         self._have_snapshot = True
         new = [r for r in rows if r.id not in self._seen]
-        self._seen.update(r.id for r in rows)
+        # Only what is pending now: a decided request never comes back, and a set of every id
+        # ever seen would grow for as long as the app runs.
+        self._seen = {r.id for r in rows}
         self._rows = rows
         self._tell_gone(msg.gone)
         if new and not first:
@@ -449,6 +451,7 @@ class SentinelApp(App[int]):
     def _tell_gone(self, gone: Iterable[RequestRecord]) -> None:
         for rec in gone:
             if rec.id in self._decided_here:
+                self._decided_here.discard(rec.id)  # told once; keep the set small
                 continue
             what = Text(end="")
             what.append_text(safe(rec.function, 60))

@@ -7,6 +7,14 @@ import sqlite3
 from sentinel.errors import StoreError
 
 
+def _read_only_place(path: str) -> bool:
+    """True when the database's folder exists but cannot be written (read-only mount, mode)."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    return os.path.isdir(folder) and not os.access(folder, os.W_OK)
+
+
 def describe(exc: BaseException, path: str, busy_timeout: float) -> StoreError:
     """A :class:`StoreError` for a sqlite3 / OS error on database ``path``."""
     text = str(exc)
@@ -23,6 +31,8 @@ def describe(exc: BaseException, path: str, busy_timeout: float) -> StoreError:
         msg = f"disk full: cannot write database {path} ({text})"
     elif "not a database" in low or "malformed" in low or "corrupt" in low:
         msg = f"database {path} is corrupted or not a Sentinel database ({text})"
+    elif "unable to open" in low and _read_only_place(path):
+        msg = f"database {path} is on a read-only file system or folder: cannot record anything"
     elif "unable to open" in low:
         msg = f"cannot open database {path} ({text}; check that the folder exists and is writable)"
     elif "no such table" in low:
