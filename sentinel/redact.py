@@ -18,6 +18,9 @@ from typing import Any
 
 MASK = "[REDACTED]"
 
+#: Longest string kept in a redacted copy (stored requests, events, what people see).
+MAX_KEPT_CHARS = 65_536
+
 #: Parameter names whose values are always masked (matched case-insensitively, anywhere in the key).
 DEFAULT_SECRET_KEYS: tuple[str, ...] = (
     "password",
@@ -105,8 +108,15 @@ class Redactor:
         return hit
 
     def redact(self, value: Any) -> Any:
-        """A copy of ``value`` with secrets masked. Never mutates its input."""
+        """A copy of ``value`` with secrets masked. Never mutates its input.
+
+        Strings longer than :data:`MAX_KEPT_CHARS` are cut (with a note of how much): the stored
+        and shown copies stay small while the digest, computed over the real arguments, still
+        binds every byte."""
         if isinstance(value, str):
+            if len(value) > MAX_KEPT_CHARS:
+                cut = len(value) - MAX_KEPT_CHARS
+                return redact_string(value[:MAX_KEPT_CHARS]) + f"… [+{cut:,} chars not kept]"
             return redact_string(value)
         if isinstance(value, Mapping):
             out: dict[str, Any] = {}

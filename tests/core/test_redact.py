@@ -54,3 +54,12 @@ def test_safe_text_shortens_huge_values_quickly() -> None:
 def test_safe_text_multiline_keeps_newlines_only() -> None:
     assert safe_text("a\nb\rc", multiline=True) == "a\nb\\rc"
     assert safe_text("a\nb") == "a\\nb"
+
+
+def test_huge_strings_are_cut_in_redacted_copies() -> None:
+    from sentinel.redact import MAX_KEPT_CHARS
+
+    out = redact({"blob": "x" * 10_000_000, "to": "ACC-1"})
+    assert len(out["blob"]) < MAX_KEPT_CHARS + 100
+    assert out["blob"].endswith("chars not kept]") and "+9,934,464" in out["blob"]
+    assert out["to"] == "ACC-1"

@@ -74,9 +74,13 @@ def test_audit_binds_the_full_arguments_by_digest(hostile):
     db, store, rec, agent = hostile
     events = [e for e in all_events(store) if e.request_id == rec.id]
     assert [e.kind for e in events] == ["approval_requested"]
-    full = store.get(rec.id).arguments
-    assert len(full["blob"]) == 10_000_000  # the request keeps what was sent
-    assert events[0].digest == rec.digest == digest(to_jsonable(full))
+    from tests.faults.agents.fault_agent import EVIL
+
+    sent = {"amount": 5000, "to": EVIL, "memo": {"nested": EVIL, EVIL: [EVIL]}, "blob": "A" * 10_000_000}
+    # The stored copy keeps a bounded prefix of the 10 MB value; the digest binds all of it.
+    kept = store.get(rec.id).arguments["blob"]
+    assert len(kept) < 70_000 and kept.endswith("chars not kept]")
+    assert events[0].digest == rec.digest == digest(to_jsonable(sent))
     verify_chain(store)
 
 
@@ -112,7 +116,7 @@ async def test_command_center_neutralises_and_still_decides(hostile):
         await pilot.pause(0.2)
         body = app.screen._body.plain  # the full view: every argument, each value capped
         assert "\nto:\n" in body and "\nmemo:\n" in body and "\nblob:\n" in body
-        assert "(+9,9" in body  # the 10 MB value is cut, and says by how much
+        assert "+9,934,464 chars not kept" in body  # the 10 MB value is cut, and says by how much
         assert len(body) < 1_000_000
         _clean(body, "full view")
         await pilot.press("escape")
