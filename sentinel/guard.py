@@ -274,40 +274,46 @@ class Guard:
                 action, reason, rule_id = esc.action, esc.reason, esc.source
         return Decision(action, verdict, reason, rule_id, tuple(escalations))
 
+    def _classify(self, function: str, params: dict[str, Any]) -> tuple[Decision, bool]:
+        """Decide, raise for a block, and say whether an allowed call can take the fast path
+        (nothing escalated, nothing to record)."""
+        decision = self.decide(function, params)
+        if decision.action is _ALLOW:
+            fast = (
+                not self.record_allowed and not decision.escalations and not decision.verdict.shadow
+            )
+            if not fast:
+                self._check_sink()
+            return decision, fast
+        if decision.action is _BLOCK:
+            raise self._block(function, params, decision)
+        return decision, False
+
+    def _stopped(self, function: str, params: dict[str, Any], exc: BaseException) -> None:
+        """Governance ended without running the call: release what hooks hold, then re-raise a
+        block or an interruption, or apply ``fail_mode`` to a governance error (returns only
+        when the call may run under ``fail_mode="safe"``)."""
+        if self.hooks:
+            self._abandon(function, params, True)
+        if isinstance(exc, SentinelBlockedError) or not isinstance(exc, Exception):
+            raise exc
+        self._governance_failure(function, params, exc)
+
     def run_sync(self, function: str, params: dict[str, Any], invoke: Callable[[], T]) -> T:
         """Govern one synchronous call: ``invoke()`` runs the real function."""
         record = None
-        fast = False
-        assessed = False
         try:
-            decision = self.decide(function, params)
-            assessed = bool(self.hooks)
-            if decision.action is _ALLOW:
-                fast = (
-                    not self.record_allowed
-                    and not decision.escalations
-                    and not decision.verdict.shadow
-                )
-                if not fast:
-                    self._check_sink()
-            elif decision.action is _BLOCK:
-                raise self._block(function, params, decision)
-            else:
+            decision, fast = self._classify(function, params)
+            if decision.action is _APPROVE:
                 record = _LoopThread.get().run(self._approval(function, params, decision))
                 self._check_binding(function, params, record)
-        except SentinelBlockedError:
-            self._abandon(function, params, assessed)
-            raise
         except BaseException as exc:
-            self._abandon(function, params, assessed)
-            if not isinstance(exc, Exception):
-                raise  # KeyboardInterrupt, SystemExit: not governance errors
-            self._governance_failure(function, params, exc)
+            self._stopped(function, params, exc)
             return self._execute_sync(function, params, invoke, None, None)
         # The function runs outside the try: its own exceptions are never governance errors.
-        if fast:  # allowed, nothing to record
-            if not self.hooks:
-                return invoke()
+        if fast and not self.hooks:
+            return invoke()
+        if fast:  # allowed, nothing to record; hooks still learn that it ran
             try:
                 result = invoke()
             except BaseException:
@@ -322,36 +328,17 @@ class Guard:
     ) -> T:
         """Govern one asynchronous call: ``await invoke()`` runs the real function."""
         record = None
-        fast = False
-        assessed = False
         try:
-            decision = self.decide(function, params)
-            assessed = bool(self.hooks)
-            if decision.action is _ALLOW:
-                fast = (
-                    not self.record_allowed
-                    and not decision.escalations
-                    and not decision.verdict.shadow
-                )
-                if not fast:
-                    self._check_sink()
-            elif decision.action is _BLOCK:
-                raise self._block(function, params, decision)
-            else:
+            decision, fast = self._classify(function, params)
+            if decision.action is _APPROVE:
                 record = await self._approval(function, params, decision)
                 self._check_binding(function, params, record)
-        except SentinelBlockedError:
-            self._abandon(function, params, assessed)
-            raise
         except BaseException as exc:
-            self._abandon(function, params, assessed)
-            if not isinstance(exc, Exception):
-                raise  # cancellation, KeyboardInterrupt: not governance errors
-            self._governance_failure(function, params, exc)
+            self._stopped(function, params, exc)
             return await self._execute_async(function, params, invoke, None, None)
-        if fast:  # allowed, nothing to record
-            if not self.hooks:
-                return await invoke()
+        if fast and not self.hooks:
+            return await invoke()
+        if fast:
             try:
                 result = await invoke()
             except BaseException:

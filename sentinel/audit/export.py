@@ -13,27 +13,12 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from sentinel.redact import Redactor
+from sentinel.store.codec import EVENT_COLUMNS
 from sentinel.store.models import PROTECTING_KINDS, EventRecord, HistoryFilter
 
 FORMATS = ("jsonl", "csv")
-CSV_COLUMNS = (
-    "seq",
-    "time",
-    "ts",
-    "kind",
-    "request_id",
-    "agent_id",
-    "function",
-    "digest",
-    "policy_version",
-    "rule_id",
-    "value_at_risk",
-    "actor",
-    "reason",
-    "data",
-    "prev_hash",
-    "hash",
-)
+#: The event's columns with a readable UTC time after ``seq``.
+CSV_COLUMNS = (EVENT_COLUMNS[0], "time", *EVENT_COLUMNS[1:])
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
