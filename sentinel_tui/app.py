@@ -451,7 +451,6 @@ class SentinelApp(App[int]):
     def _tell_gone(self, gone: Iterable[RequestRecord]) -> None:
         for rec in gone:
             if rec.id in self._decided_here:
-                self._decided_here.discard(rec.id)  # told once; keep the set small
                 continue
             what = Text(end="")
             what.append_text(safe(rec.function, 60))
