@@ -1,6 +1,6 @@
 """Value semantics shared by conditions: numbers, equality, parameter paths.
 
-Decisions (documented in docs/readme/rules.md):
+Decisions (documented in README.md, "Rules"):
 
 * **Numbers.** ``int``, ``float``, ``Decimal`` and numeric strings compare by their decimal value:
   ``"5000" > 100``, ``" 5e3 "`` is 5000, ``Decimal("0.1") == 0.1``. A float is read as the

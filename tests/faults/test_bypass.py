@@ -2,7 +2,7 @@
 calls (numeric strings, NaN, ±inf, -0.0, huge ints, bools, None, nested dicts and lists, Unicode
 look-alike function and parameter names, extra positional arguments), and the verdict is compared
 with a small reference evaluator written here from the documented semantics
-(``../shared/DESIGN.md``, docs/readme/rules.md):
+(``../shared/DESIGN.md``, README.md, "Rules"):
 
 * a function pattern is a case-insensitive glob over NFKC + case-folded names;
 * ``block`` / ``require_approval`` rules find a parameter under any name that folds to the same

@@ -146,7 +146,7 @@ def test_truncated_file_keeps_the_last_good_policy(source):
 
 def test_every_prefix_of_a_policy_fails_or_loads_only_whole_rules_of_the_file():
     """A truncation that falls on a rule boundary is itself a valid, smaller policy (the loader
-    cannot know text is missing; see docs/readme/faults.md). What must hold: no prefix loads a
+    cannot know text is missing; see README.md, "Faults and abuse"). What must hold: no prefix loads a
     rule that is not in the full file, and no rule changes its action."""
     full = {r.id: r for r in parse_policy(B).rules}
     loaded = 0
