@@ -132,10 +132,15 @@ def assert_decided_once(store: Store, db: Path, allow_pending: Iterable[str] = (
     return {rid: s for rid, (s, _a) in rows.items()}
 
 
+#: Every child started by a test; tests/faults/conftest.py kills what a failed test left running.
+LIVE: list[Proc] = []
+
+
 class Proc:
     """A child Python process whose stdout lines are collected by a reader thread."""
 
     def __init__(self, args: list[str], script: str = AGENT, **env: str) -> None:
+        LIVE.append(self)
         self.proc = subprocess.Popen(
             [PYTHON, script, *args],
             stdout=subprocess.PIPE,
