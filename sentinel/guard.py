@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
-import os
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from sentinel.approval.base import (
     ApprovalRequest,
     ApprovalResult,
     ApprovalStatus,
+    new_request_id,
 )
 from sentinel.audit.sink import EventSink
 from sentinel.config import SentinelConfig
@@ -550,7 +550,7 @@ class Guard:
         if decision.rule_id and decision.rule_id not in rule_ids:
             rule_ids = (decision.rule_id, *rule_ids)
         new = NewRequest(
-            id=_new_id(),
+            id=new_request_id(),
             function=function,
             # The real values are never stored: the digest binds them, the call runs with them.
             arguments=shown,
@@ -877,12 +877,6 @@ def _notify_pending(config: SentinelConfig, record: Any, store: Any) -> None:
     notify_pending(config, record, store)
 
 
-def _new_id() -> str:
-    from sentinel.approval.base import new_request_id
-
-    return new_request_id()
-
-
 def _hint(record: Any) -> None:
     short = record.id[:8]
     left = max(0, int(record.expires_at - time.time()))
@@ -901,10 +895,6 @@ def _warn(message: str) -> None:
     import logging
 
     logging.getLogger("sentinel").warning(message)
-
-
-def _pid() -> int:
-    return os.getpid()
 
 
 __all__ = ["Decision", "Escalation", "Guard", "GuardHook"]
