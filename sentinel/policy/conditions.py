@@ -195,50 +195,48 @@ class Leaf:
         return ConditionTrace(self.text, result, None, actual)
 
 
-class AllNode:
+class _GroupNode:
+    """Members combined with three-valued logic: ``decisive`` is the member result that settles
+    the group at once (False for ``all``, True for ``any``); otherwise the first error wins over
+    the group's default (the opposite of ``decisive``)."""
+
+    __slots__ = ("children",)
+    decisive: bool
+    label: str
+
+    def __init__(self, children: tuple[Node, ...]) -> None:
+        self.children = children
+
+    def check(self, call: Call, strict: bool) -> Result:
+        decisive = self.decisive
+        error: str | None = None
+        for child in self.children:
+            r = child.check(call, strict)
+            if r is decisive:
+                return decisive
+            if error is None and isinstance(r, str):  # an error message, not True/False
+                error = r
+        return error if error is not None else not decisive
+
+    def trace(self, call: Call, strict: bool) -> ConditionTrace:
+        kids = tuple(c.trace(call, strict) for c in self.children)
+        return _group_trace(self.label, self.check(call, strict), kids)
+
+
+class AllNode(_GroupNode):
     """Every member must hold (an empty ``all`` holds)."""
 
-    __slots__ = ("children",)
-
-    def __init__(self, children: tuple[Node, ...]) -> None:
-        self.children = children
-
-    def check(self, call: Call, strict: bool) -> Result:
-        error: str | None = None
-        for child in self.children:
-            r = child.check(call, strict)
-            if r is False:
-                return False
-            if r is not True and error is None:
-                error = r
-        return error if error is not None else True
-
-    def trace(self, call: Call, strict: bool) -> ConditionTrace:
-        kids = tuple(c.trace(call, strict) for c in self.children)
-        return _group_trace("all of", self.check(call, strict), kids)
+    __slots__ = ()
+    decisive = False
+    label = "all of"
 
 
-class AnyNode:
+class AnyNode(_GroupNode):
     """At least one member must hold."""
 
-    __slots__ = ("children",)
-
-    def __init__(self, children: tuple[Node, ...]) -> None:
-        self.children = children
-
-    def check(self, call: Call, strict: bool) -> Result:
-        error: str | None = None
-        for child in self.children:
-            r = child.check(call, strict)
-            if r is True:
-                return True
-            if r is not False and error is None:
-                error = r
-        return error if error is not None else False
-
-    def trace(self, call: Call, strict: bool) -> ConditionTrace:
-        kids = tuple(c.trace(call, strict) for c in self.children)
-        return _group_trace("any of", self.check(call, strict), kids)
+    __slots__ = ()
+    decisive = True
+    label = "any of"
 
 
 class NotNode:
