@@ -32,11 +32,17 @@ AGENT = textwrap.dedent(
     def transfer(amount, destination):
         return f"moved {amount} to {destination}"
 
+    out = threading.Lock()
+
+    def say(line):
+        with out:  # two threads report: keep each line whole
+            print(line, flush=True)
+
     def call(amount, dest):
         try:
-            print("RESULT", transfer(amount, dest), flush=True)
+            say(f"RESULT {transfer(amount, dest)}")
         except SentinelBlockedError as exc:
-            print("STOPPED", type(exc).__name__, exc.reason, flush=True)
+            say(f"STOPPED {type(exc).__name__} {exc.reason}")
 
     calls = [(5000, "ACC-1"), (90000, "ATTACKER")][: int(sys.argv[4])]
     threads = [threading.Thread(target=call, args=c) for c in calls]
