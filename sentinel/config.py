@@ -202,8 +202,16 @@ class SentinelConfig:
                 field="anomaly_llm_provider",
             )
 
-        db = self.db_path if self.db_path is not None else None
-        self.db_path = Path(db) if db is not None else default_db_path()
+        # A URL or other non-path value is refused here, before anything is created.
+        from sentinel.store.paths import DatabaseValueError, parse_db_value
+
+        try:
+            if self.db_path is not None:
+                self.db_path = parse_db_value(self.db_path, source="db_path")
+            else:
+                self.db_path = default_db_path()
+        except DatabaseValueError as exc:
+            raise SentinelConfigError(str(exc), field="db_path") from exc
 
         self.webhook_url = self.webhook_url or _env("SENTINEL_WEBHOOK_URL")
         self.webhook_status_url = self.webhook_status_url or _env("SENTINEL_STATUS_URL")

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 from sentinel.errors import StoreError
+
+
+class DatabaseValueError(StoreError, ValueError):
+    """A database value (``SENTINEL_DB``, ``--db``, ``db_path``) that is not a usable path."""
 
 #: Mode of the folder holding the database (owner and group only).
 DIR_MODE = 0o770
@@ -28,11 +33,69 @@ _UNSAFE_FS = (
 )
 
 
+#: What a database value may be; named in every rejection.
+DB_ACCEPTED = "a file path (e.g. ./.sentinel/sentinel.db) or sqlite:///absolute/path.db"
+
+#: URL schemes with a backend behind them. A PostgreSQL backend plugs in here
+#: (``"postgresql": ...``) when it exists; until then its URLs are rejected by name.
+_BACKENDS: dict[str, str] = {"sqlite": "SQLite"}
+_NOT_YET = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL"}
+
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def _masked(value: str) -> str:
+    """``value`` with any ``user:password@`` password replaced by ``***``."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@]*):[^/@]*@", r"\1:***@", value)
+
+
+def parse_db_value(value: str | os.PathLike[str], *, source: str = "database") -> Path:
+    """The SQLite file path that ``value`` names, or :class:`DatabaseValueError`.
+
+    Accepts a plain path or ``sqlite:///path``. Any other URL (``postgresql://``,
+    ``mysql://``, ``https://`` ...) or a ``name:`` value is refused *before* anything is
+    created, so a mistyped value never becomes a folder named after a connection string.
+    ``source`` says where the value came from (``SENTINEL_DB``, ``--db``, ``db_path``).
+    """
+    text = os.fspath(value)
+    if isinstance(text, bytes):  # pragma: no cover - PathLike[bytes] is not accepted
+        text = text.decode()
+    if not text.strip():
+        raise DatabaseValueError(f"{source} is empty; expected {DB_ACCEPTED}")
+    match = _URL.match(text)
+    if match:
+        scheme = match.group(1).lower()
+        base = scheme.split("+", 1)[0]
+        if base == "sqlite":
+            rest = text[match.end():]
+            if not rest.startswith("/") or rest in ("/", ""):
+                raise DatabaseValueError(
+                    f"{source} {_masked(text)!r}: sqlite URLs need an absolute path "
+                    f"(sqlite:///path/to/file.db); expected {DB_ACCEPTED}"
+                )
+            return Path("/" + rest.lstrip("/"))
+        if base in _NOT_YET:
+            raise DatabaseValueError(
+                f"{source} {_masked(text)!r}: {_NOT_YET[base]} is not supported yet; "
+                f"expected {DB_ACCEPTED}"
+            )
+        raise DatabaseValueError(
+            f"{source} {_masked(text)!r}: {scheme}:// is not a supported database; "
+            f"expected {DB_ACCEPTED}"
+        )
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:(?![\\/])", text) and "/" not in text.split(":", 1)[0]:
+        # "postgresql:host/db", "mysql:..." - a URL without slashes, not a file name.
+        raise DatabaseValueError(
+            f"{source} {_masked(text)!r} looks like a URL, not a path; expected {DB_ACCEPTED}"
+        )
+    return Path(text).expanduser()
+
+
 def default_db_path() -> Path:
     """``$SENTINEL_DB``, else ``$SENTINEL_HOME/sentinel.db``, else ``./.sentinel/sentinel.db``."""
     explicit = os.environ.get("SENTINEL_DB")
     if explicit:
-        return Path(explicit).expanduser()
+        return parse_db_value(explicit, source="SENTINEL_DB")
     home = os.environ.get("SENTINEL_HOME")
     if home:
         return Path(home).expanduser() / "sentinel.db"
@@ -41,7 +104,9 @@ def default_db_path() -> Path:
 
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:
     """The absolute database path for ``path`` (``None`` = :func:`default_db_path`)."""
-    return Path(os.path.abspath(os.fspath(default_db_path() if path is None else path)))
+    if path is None:
+        return Path(os.path.abspath(default_db_path()))
+    return Path(os.path.abspath(parse_db_value(path)))
 
 
 def filesystem_type(path: Path) -> str | None:
