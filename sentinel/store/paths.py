@@ -36,17 +36,20 @@ _UNSAFE_FS = (
 #: What a database value may be; named in every rejection.
 DB_ACCEPTED = "a file path (e.g. ./.sentinel/sentinel.db) or sqlite:///absolute/path.db"
 
-#: URL schemes with a backend behind them. A PostgreSQL backend plugs in here
-#: (``"postgresql": ...``) when it exists; until then its URLs are rejected by name.
-_BACKENDS: dict[str, str] = {"sqlite": "SQLite"}
+#: URL schemes known to be database backends that are not built yet, refused by name. A
+#: PostgreSQL backend plugs in where ``parse_db_value`` accepts ``sqlite``.
 _NOT_YET = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL"}
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+#: ``postgresql:host/db``, ``mysql:x``: a scheme of two or more characters and a colon not
+#: followed by a slash is a URL without slashes, not a file name.
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:(?![\\/])")
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@]*):[^/@]*@")
 
 
 def _masked(value: str) -> str:
     """``value`` with any ``user:password@`` password replaced by ``***``."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@]*):[^/@]*@", r"\1:***@", value)
+    return _PASSWORD.sub(r"\1:***@", value)
 
 
 def parse_db_value(value: str | os.PathLike[str], *, source: str = "database") -> Path:
@@ -58,8 +61,6 @@ def parse_db_value(value: str | os.PathLike[str], *, source: str = "database") -
     ``source`` says where the value came from (``SENTINEL_DB``, ``--db``, ``db_path``).
     """
     text = os.fspath(value)
-    if isinstance(text, bytes):  # pragma: no cover - PathLike[bytes] is not accepted
-        text = text.decode()
     if not text.strip():
         raise DatabaseValueError(f"{source} is empty; expected {DB_ACCEPTED}")
     match = _URL.match(text)
@@ -68,7 +69,7 @@ def parse_db_value(value: str | os.PathLike[str], *, source: str = "database") -
         base = scheme.split("+", 1)[0]
         if base == "sqlite":
             rest = text[match.end():]
-            if not rest.startswith("/") or rest in ("/", ""):
+            if not rest.startswith("/") or not rest.strip("/"):
                 raise DatabaseValueError(
                     f"{source} {_masked(text)!r}: sqlite URLs need an absolute path "
                     f"(sqlite:///path/to/file.db); expected {DB_ACCEPTED}"
@@ -83,8 +84,7 @@ def parse_db_value(value: str | os.PathLike[str], *, source: str = "database") -
             f"{source} {_masked(text)!r}: {scheme}:// is not a supported database; "
             f"expected {DB_ACCEPTED}"
         )
-    if re.match(r"^[A-Za-z][A-Za-z0-9+.\-]+:(?![\\/])", text) and "/" not in text.split(":", 1)[0]:
-        # "postgresql:host/db", "mysql:..." - a URL without slashes, not a file name.
+    if _URL_LIKE.match(text):
         raise DatabaseValueError(
             f"{source} {_masked(text)!r} looks like a URL, not a path; expected {DB_ACCEPTED}"
         )
