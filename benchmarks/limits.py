@@ -57,7 +57,7 @@ def measure(fn: Any, n: int, flush: Any, rounds: int = 5) -> tuple[float, float]
 
 def setup(folder: Path, text: str) -> tuple[Any, Any]:
     from sentinel import SentinelConfig, protect
-    from sentinel.guard import _sinks
+    from sentinel.runtime import _sinks
 
     folder.mkdir()
     rules = folder / "rules.yaml"
@@ -100,7 +100,7 @@ def main() -> None:
 
         Guard._quiet = quiet  # type: ignore[method-assign]
         print("(what-if: Guard._quiet ignores hooks that did not escalate)")
-    from sentinel.guard import _store_for
+    from sentinel.runtime import store_for as _store_for
     from sentinel.store.limits import LimitCheck
 
     with tempfile.TemporaryDirectory() as tmp:

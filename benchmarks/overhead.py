@@ -91,7 +91,7 @@ CHILD = textwrap.dedent(
         "async_protected": best(async_loop(patransfer)),
     }
     if variant == "ours":
-        from sentinel import guard
+        from sentinel import runtime as guard
         c0 = time.process_time()
         for s in guard._sinks.values():
             s.flush()

@@ -54,7 +54,6 @@ def _new(timeout: float = 600.0):  # type: ignore[no-untyped-def]
         id=uuid.uuid4().hex,
         function="transfer_funds",
         arguments={"amount": 2500, "to": "acct-42", "memo": "invoice 991"},
-        display_arguments={"amount": 2500, "to": "acct-42", "memo": "invoice 991"},
         digest="ab" * 32,
         timeout_seconds=timeout,
         agent_id=f"bench-{os.getpid()}",

@@ -1,10 +1,12 @@
 """How fast a saved rules edit reaches running agent processes, and what an idle watcher costs.
 
 Starts N agent processes (default 4) that call a protected function in a loop; the parent saves
-edits the way editors do (write a temporary file, rename it over the rules file) and each agent
-reports when its next call first runs under the new policy version. Prints the latency from the
-rename to that call, per edit: the slowest process and the median. Then measures the CPU an idle
-process with a watcher uses over a few seconds (it should be ~0).
+edits the way editors do (write a temporary file, rename it over the rules file), then in place
+(open, write, close: the file must then stay the same for the settle window before it is
+trusted complete), and each agent reports when its next call first runs under the new policy
+version. Prints the latency from the complete save (the rename, or the close) to that call, per
+edit: the slowest process and the median. Then measures the CPU an idle process with a watcher
+uses over a few seconds (it should be ~0).
 
     python benchmarks/reload.py [--agents 4] [--edits 5]
 """
@@ -77,11 +79,19 @@ def env() -> dict[str, str]:
 
 
 def save(path: Path, text: str) -> float:
+    """An atomic save (editors): returns when the new file was renamed into place."""
     tmp = path.with_name(path.name + ".swp")
     tmp.write_text(textwrap.dedent(text).lstrip())
     t = time.time()
     os.replace(tmp, path)
     return t
+
+
+def save_in_place(path: Path, text: str) -> float:
+    """An in-place save (``cat >``, some editors): returns when the file was closed."""
+    with open(path, "w") as fh:
+        fh.write(textwrap.dedent(text).lstrip())
+    return time.time()
 
 
 def main() -> None:
@@ -100,8 +110,10 @@ def main() -> None:
                 [sys.executable, "-c", AGENT, str(rules), str(db), f"agent-{i}"],
                 env=env(),
                 stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # widening warnings (each edit replaces the rule)
                 text=True,
                 bufsize=1,
+                cwd=ROOT,  # `python -c` imports from the current folder first
             )
             for i in range(args.agents)
         ]
@@ -111,24 +123,27 @@ def main() -> None:
                 if p.stdout.readline().strip() != "ready":
                     raise SystemExit("an agent failed to start")
             print(f"{args.agents} agent processes calling a protected function in a loop")
-            worst: list[float] = []
-            for n in range(1, args.edits + 1):
-                time.sleep(0.3)
-                t0 = save(rules, RULES.format(n=n))
-                lat = []
-                for p in procs:
-                    assert p.stdout is not None
-                    ts, _version = p.stdout.readline().split()
-                    lat.append((float(ts) - t0) * 1000)
-                worst.append(max(lat))
+            for label, saver in (("atomic save (rename)", save), ("in-place save", save_in_place)):
+                worst: list[float] = []
+                print(f"{label}:")
+                for n in range(1, args.edits + 1):
+                    time.sleep(0.3)
+                    t0 = saver(rules, RULES.format(n=f"{label[:2]}{n}"))
+                    lat = []
+                    for p in procs:
+                        assert p.stdout is not None
+                        ts, _version = p.stdout.readline().split()
+                        lat.append((float(ts) - t0) * 1000)
+                    worst.append(max(lat))
+                    print(
+                        f"  edit {n}: slowest process {max(lat):6.1f} ms, median "
+                        f"{statistics.median(lat):6.1f} ms  ({', '.join(f'{x:.0f}' for x in lat)})"
+                    )
                 print(
-                    f"  edit {n}: slowest process {max(lat):6.1f} ms, median "
-                    f"{statistics.median(lat):6.1f} ms  ({', '.join(f'{x:.0f}' for x in lat)})"
+                    f"{label} -> next call under the new policy in every process: worst "
+                    f"{max(worst):.1f} ms, median {statistics.median(worst):.1f} ms over "
+                    f"{args.edits} edits"
                 )
-            print(
-                f"saved edit -> next call under the new policy in every process: worst "
-                f"{max(worst):.1f} ms over {args.edits} edits (target <= 1000 ms)"
-            )
         finally:
             for p in procs:
                 p.kill()

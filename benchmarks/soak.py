@@ -19,7 +19,12 @@ Measured and printed at the end:
 * correctness: every request final with exactly one final event, callers' outcomes equal their
   rows, and the audit chain recomputed from genesis.
 
-    python benchmarks/soak.py [--minutes 60] [--agents 4] [--deciders 2] [--rate 20]
+    python benchmarks/soak.py [--minutes 60] [--agents 4] [--deciders 2] [--rate 20] [--trace-tui]
+
+``--trace-tui``: the command center runs ``tracemalloc`` (25 frames) and writes snapshots and
+object counts by type to the working folder at warm-up end, every ``--trace-every`` minutes and at
+the end; the report adds the top 15 growth sites and the object types that grew (reported only;
+tracemalloc itself costs memory, so compare RSS slopes between traced and untraced runs).
 
 Exit status 1 when a correctness check fails (latency and memory are reported, not enforced).
 """
@@ -149,9 +154,30 @@ def decider(db: str, out: str, stop: str, seed: int) -> None:
             time.sleep(0.005)
 
 
-def tui(db: str, stop: str) -> None:
+def tui(db: str, stop: str, trace: str = "", warm_up: float = 0.0, every: float = 0.0) -> None:
+    """The headless command center; with ``trace`` (a folder), tracemalloc snapshots and Python
+    object counts by type are written there at the end of warm-up, every ``every`` seconds after
+    it, and at the end (``tui-warm.*``, ``tui-NNNs.*``, ``tui-end.*``)."""
+    if trace:
+        import tracemalloc
+
+        tracemalloc.start(25)
     from sentinel_tui.app import SentinelApp
     from sentinel_tui.config import TuiConfig
+
+    def dump(tag: str) -> None:
+        import gc
+        import tracemalloc
+
+        gc.collect()
+        types = Counter(type(o).__qualname__ for o in gc.get_objects())
+        Path(trace, f"tui-{tag}.types.json").write_text(json.dumps(types))
+        # The traced Python heap next to RSS: a flat heap under a rising RSS points at C memory
+        # (SQLite page caches, malloc arenas) or at tracemalloc's own snapshots.
+        heap, peak = tracemalloc.get_traced_memory()
+        mem = {"traced": heap, "traced_peak": peak, "rss_mb": rss_mb(os.getpid())}
+        Path(trace, f"tui-{tag}.mem.json").write_text(json.dumps(mem))
+        tracemalloc.take_snapshot().dump(str(Path(trace, f"tui-{tag}.snap")))
 
     async def run() -> None:
         app = SentinelApp(
@@ -159,13 +185,54 @@ def tui(db: str, stop: str) -> None:
             config=TuiConfig(bell=False, toast_new=False),
         )  # fmt: skip
         rng = random.Random(1)
+        started = time.monotonic()
+        next_dump = warm_up if trace else float("inf")
         async with app.run_test(size=(120, 40)) as pilot:
             while not os.path.exists(stop):
                 if app.queue.card.request_id is not None:
                     await pilot.press("a" if rng.random() < 0.6 else "d")
                 await pilot.pause(1.0)
+                if (t := time.monotonic() - started) >= next_dump:
+                    dump("warm" if next_dump == warm_up else f"{int(t):05d}s")
+                    next_dump = t + every if every > 0 else float("inf")
+            if trace:
+                dump("end")
 
     asyncio.run(run())
+
+
+def trace_report(work: Path) -> None:
+    """Top growth sites and object-type growth in the command center, warm-up end -> end."""
+    import tracemalloc
+
+    a, b = work / "tui-warm.snap", work / "tui-end.snap"
+    if not (a.exists() and b.exists()):
+        print("trace: no warm-up/end snapshots (the run was shorter than the warm-up?)")
+        return
+    # Drop tracemalloc's own bookkeeping and the import machinery (one-off, not growth).
+    keep = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap*>")]
+    first = tracemalloc.Snapshot.load(str(a)).filter_traces(keep)
+    last = tracemalloc.Snapshot.load(str(b)).filter_traces(keep)
+    total = sum(s.size for s in last.statistics("filename")) - sum(s.size for s in first.statistics("filename"))
+    print(f"trace (command center, tracemalloc 25 frames), warm-up -> end: traced {total / 1e6:+.2f} MB")
+    mems = sorted(work.glob("tui-*.mem.json"), key=lambda f: (f.stem != "tui-warm.mem", f.stem == "tui-end.mem", f.stem))
+    print("  traced heap / RSS at each snapshot: " + ", ".join(
+        f"{f.name[4:-9]} {(m := json.loads(f.read_text()))['traced'] / 1e6:.2f}/{m['rss_mb'] or 0:.1f} MB" for f in mems
+    ))
+    print("  top 15 growth sites (by line):")
+    for st in last.compare_to(first, "lineno")[:15]:
+        fr = st.traceback[0]
+        print(f"    {st.size_diff / 1024:+9.1f} KiB {st.count_diff:+7d} blocks  {fr.filename}:{fr.lineno}")
+    print("  top 5 growth tracebacks (innermost project/library frames):")
+    for st in last.compare_to(first, "traceback")[:5]:
+        frames = [f for f in st.traceback if "/sentinel" in f.filename or "textual" in f.filename or "rich" in f.filename]
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in list(reversed(frames))[:6]) or str(st.traceback[0])
+        print(f"    {st.size_diff / 1024:+9.1f} KiB {st.count_diff:+7d} blocks  {where}")
+    ta = Counter(json.loads((work / "tui-warm.types.json").read_text()))
+    tb = Counter(json.loads((work / "tui-end.types.json").read_text()))
+    grown = sorted(((tb[k] - ta[k], k) for k in tb.keys() | ta.keys()), reverse=True)[:15]
+    print(f"  Python objects {sum(ta.values())} -> {sum(tb.values())}; growth by type: "
+          + ", ".join(f"{k} {d:+d}" for d, k in grown if d > 0))
 
 
 # --- the driver ------------------------------------------------------------------------------------
@@ -180,6 +247,11 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def warm_up_of(seconds: float) -> float:
+    """Warm-up (imports, caches, first pages of SQLite): 10 % of the run, at least 30 s."""
+    return max(seconds * 0.1, 30.0) if seconds > 60 else seconds * 0.5
 
 
 def pct(values: list[float], q: float) -> float:
@@ -232,23 +304,29 @@ def drive(args: argparse.Namespace) -> int:
         spawn("decider", str(db), str(work / f"decider-{k}.txt"), str(stop_deciders), str(100 + k))
         for k in range(args.deciders)
     ]
-    center = spawn("tui", str(db), str(stop_deciders))
     seconds = args.minutes * 60.0
+    trace = ("--trace", str(work), str(warm_up_of(seconds)), str(args.trace_every * 60.0)) if args.trace_tui else ()
+    center = spawn("tui", str(db), str(stop_deciders), *trace)
     step = min(10.0, max(1.0, seconds / 30))
     samples: list[tuple[float, dict[str, float | None]]] = []
     started = time.monotonic()
     print(f"soak: {args.minutes:g} min, {args.agents} agents at {args.rate:g} calls/s, "
           f"{args.deciders} deciders, 1 headless command center; files in {work}", flush=True)
+    csv = open(work / "rss.csv", "w")  # written as it goes: a long run can be read while it runs
+    csv.write("seconds," + ",".join([*(f"agent-{i}" for i in range(len(agents))), "command-center"]) + "\n")
     while (elapsed := time.monotonic() - started) < seconds:
         row = {f"agent-{i}": rss_mb(p.pid) for i, p in enumerate(agents)}
         row["command-center"] = rss_mb(center.pid)
         samples.append((elapsed, row))
+        csv.write(f"{elapsed:.1f}," + ",".join("" if v is None else f"{v:.1f}" for v in row.values()) + "\n")
+        csv.flush()
         dead = [p.args for p in [*agents, *deciders, center] if p.poll() is not None]
         if dead:
             print(f"a role exited early: {dead}", file=sys.stderr)
             break
         time.sleep(step)
     total = time.monotonic() - started
+    csv.close()
     stop.write_text("stop")  # agents finish their call in flight; deciders keep deciding until then
     for p in agents:
         try:
@@ -322,8 +400,7 @@ def report(args: argparse.Namespace, work: Path, db: Path, samples: list[Any], t
               f"p50 {p50:.2f} ms ({'ok' if p50 <= 5 else 'MISS'} <= 5), "
               f"p99 {p99:.2f} ms ({'ok' if p99 <= 20 else 'MISS'} <= 20), max {max(latencies):.1f} ms, "
               f"mean {statistics.fmean(latencies):.2f} ms")
-    # Warm-up (imports, caches, first pages of SQLite): 10 % of the run, at least 30 s.
-    warm_up = max(total * 0.1, 30.0) if total > 60 else total * 0.5
+    warm_up = warm_up_of(total)
     warm = [s for s in samples if s[0] >= warm_up] or samples
     if warm:
         first, last = warm[0][1], warm[-1][1]
@@ -336,10 +413,15 @@ def report(args: argparse.Namespace, work: Path, db: Path, samples: list[Any], t
             # The path in between (quarters of the measured span) tells a plateau from a leak.
             path = [warm[min(len(warm) - 1, k * (len(warm) - 1) // 4)][1].get(name) for k in range(5)]
             steps = " ".join(f"{x:.1f}" for x in path if x is not None)
+            # Least-squares slope over the measured span: a leak is a steady climb, not a step.
+            pts = [(t / 60.0, v) for t, r in warm if (v := r.get(name)) is not None]
+            slope = statistics.linear_regression([p[0] for p in pts], [p[1] for p in pts]).slope if len(pts) > 2 else 0.0
             print(
                 f"  {name:15} {a:7.1f} -> {b:7.1f}  ({b - a:+.1f} MB, {100 * (b - a) / a:+.1f} %), "
-                f"peak {peak:.1f}; by quarter: {steps}"
+                f"peak {peak:.1f}, slope {slope:+.3f} MB/min ({60 * slope:+.1f} MB/h); by quarter: {steps}"
             )
+    if args.trace_tui:
+        trace_report(work)
     print(f"correctness: {'OK' if not problems else f'{len(problems)} PROBLEMS'}")
     for p in problems[:20]:
         print("  ", p)
@@ -353,6 +435,8 @@ def main(argv: list[str]) -> int:
             agent(rest[0], rest[1], rest[2], rest[3], int(rest[4]), float(rest[5]))
         elif role == "decider":
             decider(rest[0], rest[1], rest[2], int(rest[3]))
+        elif rest[2:3] == ["--trace"]:
+            tui(rest[0], rest[1], rest[3], float(rest[4]), float(rest[5]))
         else:
             tui(rest[0], rest[1])
         return 0
@@ -361,6 +445,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--agents", type=int, default=4, help="agent processes (default 4)")
     p.add_argument("--deciders", type=int, default=2, help="decider processes (default 2)")
     p.add_argument("--rate", type=float, default=20.0, help="calls per second per agent (default 20)")
+    p.add_argument("--trace-tui", action="store_true",
+                   help="run tracemalloc in the command center; print top growth sites and object-type growth")
+    p.add_argument("--trace-every", type=float, default=10.0,
+                   help="with --trace-tui, also snapshot every N minutes after warm-up (default 10)")
     p.add_argument("--dir", help="working folder (default: a new temporary folder)")
     return drive(p.parse_args(argv))
 

@@ -9,15 +9,17 @@ allowed. Importing this module reads nothing and changes nothing (no ``.env`` lo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sentinel.errors import SentinelConfigError
+from sentinel.risk import RISK_BLOCK, RISK_ESCALATE
 
 if TYPE_CHECKING:
     from sentinel.approval.base import ApprovalInterface
     from sentinel.policy import Policy
+    from sentinel.policy_source import PolicySource
 
 #: Every environment variable Sentinel reads, with the field it sets and what it means.
 ENVIRONMENT: dict[str, str] = {
@@ -103,8 +105,8 @@ class SentinelConfig:
     anomaly_llm: bool = False
     anomaly_llm_provider: str = "openai"
     anomaly_llm_model: str = "gpt-4o-mini"
-    anomaly_escalation_threshold: float = 7.0
-    anomaly_block_threshold: float = 9.0
+    anomaly_escalation_threshold: float = RISK_ESCALATE
+    anomaly_block_threshold: float = RISK_BLOCK
     # Added by Sentinel (not in 0.1.0):
     db_path: Path | str | None = None
     audit_sync: bool | None = None
@@ -116,7 +118,6 @@ class SentinelConfig:
     webhook_secret: str | None = None
     webhook_timeout: float | None = None
     webhook_poll_interval: float | None = None
-    _policy_source: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         rules = self.rules_path if self.rules_path is not None else _env("SENTINEL_RULES_PATH")
@@ -231,14 +232,13 @@ class SentinelConfig:
         """The policy currently in force for this configuration (loaded on first use)."""
         return self.policy_source().current
 
-    def policy_source(self) -> Any:
-        """The shared :class:`~sentinel.policy.source.PolicySource` for ``rules_path``."""
-        if self._policy_source is None:
-            from sentinel.policy_source import PolicySource
+    def policy_source(self) -> PolicySource:
+        """The process's shared :class:`~sentinel.policy_source.PolicySource` for ``rules_path``
+        (looked up in the process registry, not kept here: a configuration holds settings, no
+        live objects, so it can be copied, compared and printed)."""
+        from sentinel.policy_source import PolicySource
 
-            assert isinstance(self.rules_path, Path)
-            self._policy_source = PolicySource.for_path(self.rules_path, watch=self.hot_reload)
-        return self._policy_source
+        return PolicySource.for_path(Path(self.rules_path or "rules.yaml"), watch=self.hot_reload)
 
     @property
     def channel_name(self) -> str:

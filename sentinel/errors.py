@@ -154,6 +154,24 @@ class RequestNotFound(StoreError):
     """No approval request has the given id."""
 
 
+class AmbiguousRequestId(RequestNotFound):
+    """An id prefix matches more than one request; ``candidates`` lists (some of) them.
+
+    A subclass of :class:`RequestNotFound` so that every caller that handles "no such request"
+    also refuses an ambiguous prefix (never picks one of the candidates).
+    """
+
+    def __init__(self, prefix: str, candidates: list[str], more: bool = False) -> None:
+        self.prefix = prefix
+        self.candidates = list(candidates)
+        self.more = more
+        listed = ", ".join(self.candidates) + (", ..." if more else "")
+        super().__init__(
+            f"request id prefix {prefix!r} is ambiguous: it matches {listed}; "
+            "type more characters of the id"
+        )
+
+
 class DecisionConflict(SentinelError):
     """The request is no longer pending: someone decided it first, or it expired.
 
@@ -163,3 +181,17 @@ class DecisionConflict(SentinelError):
     def __init__(self, message: str, record: Any = None) -> None:
         self.record = record
         super().__init__(message)
+
+
+class DecisionNotTrusted(SentinelError):
+    """A decision's signature does not prove that a trusted operator made exactly this decision.
+
+    ``reason`` is one of ``malformed``, ``unknown_key``, ``revoked``, ``operator_mismatch``,
+    ``mismatch`` (the signed fields differ: request id, digest, verdict, times, role or groups)
+    and ``expired`` (decided after the request's expiry); the message says which, and how.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"decision not signed by a trusted operator: {detail}")

@@ -19,10 +19,9 @@ import inspect
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from sentinel.approval.base import (
     ApprovalInterface,
@@ -31,7 +30,8 @@ from sentinel.approval.base import (
     ApprovalStatus,
     new_request_id,
 )
-from sentinel.audit.sink import EventSink
+from sentinel.arguments import CallArguments
+from sentinel.audit.sink import EventSink, GuardEvent, allowed_record, executed_record
 from sentinel.config import SentinelConfig
 from sentinel.errors import (
     DecisionConflict,
@@ -39,71 +39,33 @@ from sentinel.errors import (
     SentinelDeniedError,
     SentinelError,
     SentinelTimeoutError,
+    StoreError,
 )
-from sentinel.normalize import Binder, digest, to_jsonable
-from sentinel.policy import Action, Verdict
+from sentinel.normalize import Binder, to_jsonable
+from sentinel.policy import Action
+from sentinel.policy.values import fold_key
 from sentinel.redact import Redactor, safe_text
+from sentinel.runtime import (
+    Decision,
+    Escalation,
+    GovernedCall,
+    GuardHook,
+    HookSet,
+    _shared_lock,
+    _sinks,
+    _store_for,
+    _watcher_for,
+    async_store_for,
+    close_shared,
+)
+from sentinel.store import AsyncStore, Store
+from sentinel.store.models import NewRequest, OperatorIdentity, RequestRecord
 
 T = TypeVar("T")
 
 _ALLOW = Action.ALLOW
 _BLOCK = Action.BLOCK
 _APPROVE = Action.REQUIRE_APPROVAL
-
-
-# --- escalation hooks ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Escalation:
-    """A hook's opinion about a call: an action (only stricter ones have any effect) and why."""
-
-    action: Action
-    reason: str
-    source: str  # "anomaly", "limit:<rule id>", …
-    risk_score: float | None = None
-    explanation: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-class GuardHook(Protocol):
-    """Something that can make a verdict stricter (limits, anomaly detection) and learns from
-    calls that actually ran."""
-
-    def assess(
-        self, function: str, params: Mapping[str, Any], agent_id: str | None, verdict: Verdict
-    ) -> Escalation | None:
-        """Return an escalation, or None. Raising is a governance error (fail_mode applies)."""
-
-    def observe(
-        self, function: str, params: Mapping[str, Any], agent_id: str | None, succeeded: bool
-    ) -> None:
-        """Called after an assessed call ran (``succeeded``: it returned without raising).
-        Baselines learn only from calls that ran; limits count them."""
-
-    def abandon(self, function: str, params: Mapping[str, Any], agent_id: str | None) -> None:
-        """Called when an assessed call did not run (blocked, denied, expired, cancelled,
-        governance error), so reservations can be released."""
-
-
-class Decision(NamedTuple):
-    """What the guard decided for one call, before acting on it. (A tuple: built on every call.)"""
-
-    action: Action
-    verdict: Verdict
-    reason: str
-    rule_id: str | None
-    escalations: tuple[Escalation, ...] = ()
-
-    @property
-    def risk_score(self) -> float | None:
-        scores = [e.risk_score for e in self.escalations if e.risk_score is not None]
-        return max(scores) if scores else None
-
-    @property
-    def risk_explanation(self) -> str | None:
-        parts = [e.explanation or e.reason for e in self.escalations]
-        return "; ".join(parts) if parts else None
 
 
 # --- the private event loop for sync callers --------------------------------------------------
@@ -148,31 +110,6 @@ class _LoopThread:
             raise
 
 
-# --- stores and sinks are per database, shared by every guard in the process ------------------
-
-_stores: dict[Path, Any] = {}
-_sinks: dict[tuple[Path, bool], EventSink] = {}
-_shared_lock = threading.Lock()
-
-
-def _store_for(path: Path) -> Any:
-    from sentinel.store import Store
-
-    key = Path(path).absolute()
-    with _shared_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = Store(key)
-            _stores[key] = store
-        return store
-
-
-def _watcher_for(path: Path) -> Any:
-    from sentinel.store import Watcher
-
-    return Watcher.for_path(Path(path).absolute())
-
-
 # --- the guard -------------------------------------------------------------------------------------
 
 
@@ -184,36 +121,72 @@ class Guard:
         config: SentinelConfig,
         context_fn: Callable[..., Any] | None = None,
         *,
-        hooks: list[GuardHook] | None = None,
+        hooks: Iterable[GuardHook] | HookSet | None = None,
     ) -> None:
         self.config = config
         self.context_fn = context_fn
         self._context_binder = _context_binder(context_fn)
         self.policy_source = config.policy_source()  # loads the rules now: errors surface early
-        self.hooks: list[GuardHook] = list(hooks) if hooks is not None else _default_hooks(config)
+        if isinstance(hooks, HookSet):
+            self.hook_set = hooks  # shared with the guard it was derived from
+        elif hooks is not None:
+            self.hook_set = HookSet(hooks)  # exactly these (no limits unless passed)
+        else:
+            self.hook_set = _default_hooks(config)
         self._sink: EventSink | None = None
         self._redactor: Redactor | None = None
         self._redactor_version: str | None = None
+        self._plan_resets: list[Callable[[], None]] = []
         self.agent_id = config.agent_id
-        #: Allowed calls (and their outcomes) are recorded when ``audit_log`` is on; blocks,
-        #: approvals, errors and the outcome of approved calls are always recorded.
         self.record_allowed = bool(config.audit_log)
 
     # -- public entry points ------------------------------------------------------------------
 
     def wrap(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Return ``func`` protected by this guard (sync or async, methods included)."""
+        """Return ``func`` protected by this guard (sync or async, methods included).
+
+        Each wrapper keeps a *plan* (see :func:`_plan_for`): what the policy in force says about
+        this function before any argument is seen, so a plainly allowed call costs one attribute
+        read (``source.current``, compared with the policy the plan was made for), at most one
+        comparison, and no allocation. The plan is rebuilt when another policy is in force.
+        Everything the plan cannot answer takes the full path through run_sync/run_async."""
         import functools
 
         binder = Binder(func)
         name = func.__name__
+        source = self.policy_source
+        plan: tuple[Any, ...] = _NO_PLAN
+
+        def replan() -> tuple[Any, ...]:
+            nonlocal plan
+            plan = _plan_for(self, source.current, name, binder)
+            return plan
+
+        def forget() -> None:
+            nonlocal plan
+            plan = _NO_PLAN
+
+        self._plan_resets.append(forget)
+
         if inspect.iscoroutinefunction(func):
 
             @functools.wraps(func)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                params = binder.bind(args, kwargs)
-                if self._plainly_allowed(name, params):
-                    return await func(*args, **kwargs)
+                policy, kind, index, size, gname, below, bound, strict = plan
+                if source.current is not policy:
+                    policy, kind, index, size, gname, below, bound, strict = replan()
+                if kind:  # a plan is only made when the policy brings no hooks
+                    if kind == _PLAN_ALLOW:
+                        return await func(*args, **kwargs)
+                    if kind == _PLAN_GATE and not kwargs and len(args) == size:
+                        v = args[index]
+                        if type(v) is int and (v <= bound if below else v >= bound):
+                            return await func(*args, **kwargs)
+                    params = binder.bind(args, kwargs)
+                    if self._plainly_allowed(name, params):
+                        return await func(*args, **kwargs)
+                else:
+                    params = binder.bind(args, kwargs)
                 return await self.run_async(name, params, lambda: func(*args, **kwargs))
 
             async_wrapper.__signature__ = binder.signature  # type: ignore[attr-defined]
@@ -222,14 +195,56 @@ class Guard:
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            params = binder.bind(args, kwargs)
-            if self._plainly_allowed(name, params):
-                return func(*args, **kwargs)
+            policy, kind, index, size, gname, below, bound, strict = plan
+            if source.current is not policy:
+                policy, kind, index, size, gname, below, bound, strict = replan()
+            if kind:  # a plan is only made when the policy brings no hooks
+                if kind == _PLAN_ALLOW:
+                    return func(*args, **kwargs)
+                if kind == _PLAN_GATE and not kwargs and len(args) == size:
+                    v = args[index]
+                    if type(v) is int and (v <= bound if below else v >= bound):
+                        return func(*args, **kwargs)
+                params = binder.bind(args, kwargs)
+                if self._plainly_allowed(name, params):
+                    return func(*args, **kwargs)
+            else:
+                params = binder.bind(args, kwargs)
             return self.run_sync(name, params, lambda: func(*args, **kwargs))
 
         sync_wrapper.__signature__ = binder.signature  # type: ignore[attr-defined]
         sync_wrapper.__sentinel_guard__ = self  # type: ignore[attr-defined]
         return sync_wrapper
+
+    @property
+    def hooks(self) -> tuple[GuardHook, ...]:
+        """The escalation hooks for the policy in force now (see :class:`HookSet`)."""
+        return self.hook_set(self.policy_source.current)
+
+    @property
+    def agent_id(self) -> str | None:
+        """The agent this guard acts for (rules can target agents, so plans depend on it)."""
+        return self._agent_id
+
+    @agent_id.setter
+    def agent_id(self, value: str | None) -> None:
+        self._agent_id = value
+        self._forget_plans()
+
+    @property
+    def record_allowed(self) -> bool:
+        """Allowed calls (and their outcomes) are recorded when ``audit_log`` is on; blocks,
+        approvals, errors and the outcome of approved calls are always recorded."""
+        return self._record_allowed
+
+    @record_allowed.setter
+    def record_allowed(self, value: bool) -> None:
+        self._record_allowed = bool(value)
+        self._forget_plans()
+
+    def _forget_plans(self) -> None:
+        for forget in self._plan_resets:
+            forget()  # plans depend on it: every wrapper makes a new one on its next call
 
     def _plainly_allowed(self, function: str, params: Mapping[str, Any]) -> bool:
         """True when the policy allows the call outright and nothing needs recording or
@@ -247,25 +262,33 @@ class Guard:
     def preview(self, function: str, params: Mapping[str, Any]) -> Decision:
         """What :meth:`decide` would say, leaving nothing behind: hooks that reserve something in
         ``assess`` (limits) are told at once that the call will not run."""
-        decision = self.decide(function, params)
-        for hook in self.hooks:
-            try:
-                hook.abandon(function, params, self.agent_id)
-            except Exception as exc:
-                _warn(f"{type(hook).__name__}.abandon failed: {exc}")
-        return decision
+        call = GovernedCall(function, params, self.agent_id)
+        try:
+            return self._decide(call)
+        finally:
+            self._abandon(call)
 
     def decide(self, function: str, params: Mapping[str, Any]) -> Decision:
         """Evaluate the policy and the hooks for a call, without acting on it. Hooks may reserve
-        capacity (limits) until the guard reports the outcome; use :meth:`preview` to only ask."""
+        capacity (limits) for the call; use :meth:`preview` to only ask."""
+        return self._decide(GovernedCall(function, params, self.agent_id))
+
+    def _decide(self, call: GovernedCall) -> Decision:
+        """:meth:`decide` for a call token: the hooks that assess it are kept on it, so its
+        outcome reaches exactly them (a reload meanwhile changes the hooks of later calls)."""
+        function, params = call.function, call.params
         policy = self.policy_source.current
-        verdict = policy.evaluate(function, params, self.agent_id)
-        if not self.hooks:
+        raw = params.raw if params.__class__ is CallArguments else params  # a dict reads faster
+        verdict = policy.evaluate(function, raw, self.agent_id)
+        hooks = self.hook_set(policy)  # the hooks of the policy this call is decided under
+        if not hooks:
             return Decision(verdict.action, verdict, verdict.reason, verdict.rule_id)
         action, reason, rule_id = verdict.action, verdict.reason, verdict.rule_id
         escalations: list[Escalation] = []
-        for hook in self.hooks:
-            esc = hook.assess(function, params, self.agent_id, verdict)
+        for i, hook in enumerate(hooks):
+            # Before assess: one that raises part-way may have reserved something to release.
+            call.hooks = hooks[: i + 1]
+            esc = hook.assess(call, verdict)
             if esc is None:
                 continue
             escalations.append(esc)
@@ -274,10 +297,11 @@ class Guard:
                 action, reason, rule_id = esc.action, esc.reason, esc.source
         return Decision(action, verdict, reason, rule_id, tuple(escalations))
 
-    def _classify(self, function: str, params: dict[str, Any]) -> tuple[Decision, bool]:
+    def _classify(self, call: GovernedCall) -> tuple[Decision, bool]:
         """Decide, raise for a block, and say whether an allowed call can take the fast path
         (nothing escalated, nothing to record)."""
-        decision = self.decide(function, params)
+        decision = self._decide(call)
+        function, params = call.function, call.params
         if decision.action is _ALLOW:
             fast = (
                 not self.record_allowed and not decision.escalations and not decision.verdict.shadow
@@ -289,69 +313,79 @@ class Guard:
             raise self._block(function, params, decision)
         return decision, False
 
-    def _stopped(self, function: str, params: dict[str, Any], exc: BaseException) -> None:
+    def _stopped(self, call: GovernedCall, exc: BaseException) -> None:
         """Governance ended without running the call: release what hooks hold, then re-raise a
         block or an interruption, or apply ``fail_mode`` to a governance error (returns only
         when the call may run under ``fail_mode="safe"``)."""
-        if self.hooks:
-            self._abandon(function, params, True)
+        self._abandon(call)
         if isinstance(exc, SentinelBlockedError) or not isinstance(exc, Exception):
             raise exc
-        self._governance_failure(function, params, exc)
+        self._governance_failure(call.function, dict(call.params), exc)
 
-    def run_sync(self, function: str, params: dict[str, Any], invoke: Callable[[], T]) -> T:
+    def run_sync(self, function: str, params: Mapping[str, Any], invoke: Callable[[], T]) -> T:
         """Govern one synchronous call: ``invoke()`` runs the real function."""
-        record = None
+        record = pre = None
+        params = CallArguments.of(params)  # one value for the call's arguments, from here on
+        call = GovernedCall(function, params, self.agent_id)
         try:
-            decision, fast = self._classify(function, params)
+            decision, fast = self._classify(call)
             if decision.action is _APPROVE:
                 record = _LoopThread.get().run(self._approval(function, params, decision))
                 self._check_binding(function, params, record)
+            elif not fast:
+                pre = self._record_allowed_call(function, params, decision)
         except BaseException as exc:
-            self._stopped(function, params, exc)
-            return self._execute_sync(function, params, invoke, None, None)
+            self._stopped(call, exc)
+            return self._execute_sync(call, invoke, None, None)
         # The function runs outside the try: its own exceptions are never governance errors.
-        if fast and not self.hooks:
+        if fast and not call.hooks:
             return invoke()
         if fast:  # allowed, nothing to record; hooks still learn that it ran
             try:
                 result = invoke()
             except BaseException:
-                self._observe(function, params, False)
+                self._observe(call, False)
                 raise
-            self._observe(function, params, True)
+            self._observe(call, True)
             return result
-        return self._execute_sync(function, params, invoke, decision, record)
+        return self._execute_sync(call, invoke, decision, record, pre)
 
     async def run_async(
-        self, function: str, params: dict[str, Any], invoke: Callable[[], Awaitable[T]]
+        self, function: str, params: Mapping[str, Any], invoke: Callable[[], Awaitable[T]]
     ) -> T:
         """Govern one asynchronous call: ``await invoke()`` runs the real function."""
-        record = None
+        record = pre = None
+        params = CallArguments.of(params)  # one value for the call's arguments, from here on
+        call = GovernedCall(function, params, self.agent_id)
         try:
-            decision, fast = self._classify(function, params)
+            decision, fast = self._classify(call)
             if decision.action is _APPROVE:
                 record = await self._approval(function, params, decision)
                 self._check_binding(function, params, record)
+            elif not fast:
+                pre = self._record_allowed_call(function, params, decision)
         except BaseException as exc:
-            self._stopped(function, params, exc)
-            return await self._execute_async(function, params, invoke, None, None)
-        if fast and not self.hooks:
+            self._stopped(call, exc)
+            return await self._execute_async(call, invoke, None, None)
+        if fast and not call.hooks:
             return await invoke()
         if fast:
             try:
                 result = await invoke()
             except BaseException:
-                self._observe(function, params, False)
+                self._observe(call, False)
                 raise
-            self._observe(function, params, True)
+            self._observe(call, True)
             return result
-        return await self._execute_async(function, params, invoke, decision, record)
+        return await self._execute_async(call, invoke, decision, record, pre)
 
-    def _observe(self, function: str, params: dict[str, Any], succeeded: bool) -> None:
-        for hook in self.hooks:
+    @staticmethod
+    def _observe(call: GovernedCall, succeeded: bool) -> None:
+        """The call ran: tell the hooks that assessed it (and only them, once)."""
+        hooks, call.hooks = call.hooks, ()
+        for hook in hooks:
             try:
-                hook.observe(function, params, self.agent_id, succeeded)
+                hook.observe(call, succeeded)
             except Exception as exc:
                 _warn(f"{type(hook).__name__}.observe failed: {exc}")
 
@@ -359,103 +393,138 @@ class Guard:
 
     def _execute_sync(
         self,
-        function: str,
-        params: dict[str, Any],
+        call: GovernedCall,
         invoke: Callable[[], T],
         decision: Decision | None,
         record: Any,
+        pre: list[Any] | None = None,
     ) -> T:
         start = time.perf_counter()
         try:
             result = invoke()
         except BaseException as exc:
-            self._record_outcome(function, params, decision, record, start, None, exc)
+            self._record_outcome(call, decision, record, start, None, exc, pre)
             raise
-        self._record_outcome(function, params, decision, record, start, result, None)
+        self._record_outcome(call, decision, record, start, result, None, pre)
         return result
 
     async def _execute_async(
         self,
-        function: str,
-        params: dict[str, Any],
+        call: GovernedCall,
         invoke: Callable[[], Awaitable[T]],
         decision: Decision | None,
         record: Any,
+        pre: list[Any] | None = None,
     ) -> T:
         start = time.perf_counter()
         try:
             result = await invoke()
         except BaseException as exc:
-            self._record_outcome(function, params, decision, record, start, None, exc)
+            self._record_outcome(call, decision, record, start, None, exc, pre)
             raise
-        self._record_outcome(function, params, decision, record, start, result, None)
+        self._record_outcome(call, decision, record, start, result, None, pre)
         return result
 
     def _record_outcome(
         self,
-        function: str,
-        params: dict[str, Any],
+        call: GovernedCall,
         decision: Decision | None,
         record: Any,
         start: float,
         result: Any,
         error: BaseException | None,
+        pre: list[Any] | None = None,
     ) -> None:
-        duration_ms = (time.perf_counter() - start) * 1000.0
+        function, params = call.function, call.params
+        if error is None and pre is not None:
+            # The common audited case: raw fields to the sink; the event is built on its writer
+            # thread (same event, same hash).
+            seconds = time.perf_counter() - start
+            try:
+                self._get_sink().emit(
+                    executed_record(pre, time.time(), seconds, result, self._current_redactor())
+                )
+            except Exception as exc:  # the call already ran; never mask its own result
+                _warn(f"could not record the outcome of {function}: {exc}")
+            if decision is not None:
+                self._observe(call, True)
+            return
+        duration_ms = round((time.perf_counter() - start) * 1000.0, 3)
+        redactor = self._current_redactor()
         if error is None:
-            outcome: dict[str, Any] = {
-                "kind": "executed",
-                "ts": time.time(),
-                "raw_result": result,
-                "data": {"duration_ms": round(duration_ms, 3)},
-            }
+            event = GuardEvent(
+                "executed", time.time(), data={"duration_ms": duration_ms}, result=result,
+                redactor=redactor,
+            )  # fmt: skip
         else:
-            outcome = {
-                "kind": "failed",
-                "ts": time.time(),
-                "data": {
-                    "duration_ms": round(duration_ms, 3),
-                    "error_type": type(error).__name__,
-                    "raw_error": str(error),
-                },
-            }
+            event = GuardEvent(
+                "failed",
+                time.time(),
+                data={"duration_ms": duration_ms, "error_type": type(error).__name__},
+                error=str(error),
+                redactor=redactor,
+            )
+        if pre is not None:
+            # Allowed without approval: the `allowed` event was recorded before the call ran;
+            # the outcome takes the call's fields (digest, rule, agent) from it when both are
+            # finalised (on the writer thread, in order), not on the caller's.
+            event.outcome_of = pre
+        else:
+            event.function = function
+            event.agent_id = self.agent_id
+            event.arguments = CallArguments.of(params)
+            if record is not None:
+                event.request_id = record.id
+                event.digest = record.digest
+                event.policy_version = record.policy_version
+                event.rule_id = record.rule_id
+                event.value_at_risk = record.value_at_risk
         try:
-            if decision is not None and record is None:
-                # Allowed without approval: one queued item carries both events.
-                event = self._base_event("allowed", function, params, decision)
-                event["ts"] = outcome["ts"] - duration_ms / 1000.0  # when it was decided
-                event["then"] = outcome
-            else:
-                event = outcome
-                event["function"] = function
-                event["agent_id"] = self.agent_id
-                event["raw_params"] = dict(params)
-                if record is not None:
-                    event["request_id"] = record.id
-                    event["digest"] = record.digest
-                    event["policy_version"] = record.policy_version
-                    event["rule_id"] = record.rule_id
-                    event["value_at_risk"] = record.value_at_risk
             self._get_sink().emit(event)
         except Exception as exc:  # the call already ran; never mask its own result or error
             _warn(f"could not record the outcome of {function}: {exc}")
-        if decision is not None and self.hooks:
-            self._observe(function, params, error is None)
+        if decision is not None:
+            self._observe(call, error is None)
 
-    def _abandon(self, function: str, params: dict[str, Any], assessed: bool) -> None:
-        if not assessed:
-            return
-        for hook in self.hooks:
+    def _record_allowed_call(
+        self, function: str, params: Mapping[str, Any], decision: Decision
+    ) -> list[Any]:
+        """Record that an allowed call is about to run, before it runs. The sink writes it at
+        once when it is synchronous or has never written yet (so a database that cannot be
+        written blocks the first call instead of losing its record); otherwise it is queued.
+        Raises when it cannot be recorded: a governance error, so ``fail_mode`` applies.
+        The record holds the event's raw fields (see :func:`allowed_record`): the same fields
+        as :meth:`_base_event`, the event itself is built on the sink's writer thread."""
+        verdict = decision.verdict
+        record = allowed_record(
+            time.time(),
+            function,
+            self.agent_id,
+            decision.rule_id,
+            verdict.policy_version,
+            verdict.value_at_risk,
+            CallArguments.of(params),
+            self._current_redactor(),
+            self._event_data(decision),
+        )
+        self._get_sink().emit_before(record)
+        return record
+
+    @staticmethod
+    def _abandon(call: GovernedCall) -> None:
+        """The call will not run: tell the hooks that assessed it (and only them, once)."""
+        hooks, call.hooks = call.hooks, ()
+        for hook in hooks:
             try:
-                hook.abandon(function, params, self.agent_id)
+                hook.abandon(call)
             except Exception as exc:
                 _warn(f"{type(hook).__name__}.abandon failed: {exc}")
 
     def _block(
-        self, function: str, params: dict[str, Any], decision: Decision
+        self, function: str, params: Mapping[str, Any], decision: Decision
     ) -> SentinelBlockedError:
         event = self._base_event("blocked", function, params, decision)
-        event["reason"] = decision.reason
+        event.reason = decision.reason
         try:
             self._get_sink().emit_now(event)
         except Exception as exc:
@@ -465,7 +534,7 @@ class Guard:
             decision.reason, function, False, self.agent_id, rule_id=decision.rule_id
         )
 
-    def _governance_failure(self, function: str, params: dict[str, Any], exc: Exception) -> None:
+    def _governance_failure(self, function: str, params: Mapping[str, Any], exc: Exception) -> None:
         """Fail secure (raise) or fail safe (record and return, so the call runs)."""
         what = (
             exc.args[0]
@@ -478,15 +547,16 @@ class Guard:
             if secure
             else f"governance error, call allowed (fail_mode=safe): {what}"
         )
-        event = {
-            "kind": "governance_error" if secure else "fail_safe_passthrough",
-            "ts": time.time(),
-            "function": function,
-            "agent_id": self.agent_id,
-            "reason": reason,
-            "raw_params": dict(params),
-            "data": {"error_type": type(exc).__name__},
-        }
+        event = GuardEvent(
+            "governance_error" if secure else "fail_safe_passthrough",
+            time.time(),
+            function,
+            self.agent_id,
+            reason=reason,
+            data={"error_type": type(exc).__name__},
+            arguments=CallArguments.of(params),
+            redactor=self._current_redactor(),
+        )
         try:
             self._get_sink().emit_now(event)
         except Exception as sink_exc:
@@ -504,38 +574,60 @@ class Guard:
             except Exception:
                 raise RuntimeError(sink.failure) from None
 
-    def _check_binding(self, function: str, params: dict[str, Any], record: Any) -> None:
+    def _check_binding(
+        self, function: str, params: Mapping[str, Any], record: RequestRecord
+    ) -> None:
         """The function runs only with the arguments whose digest was approved."""
-        now = digest(to_jsonable(params))
+        # Read again, not the digest computed when the request was made: the call must run
+        # with exactly what was approved, and a mutable argument may have changed meanwhile.
+        now = CallArguments.of(params).binding_digest_now()
         if now != record.digest:
             reason = "arguments changed after approval (digest mismatch); not executed"
-            event = {
-                "kind": "blocked",
-                "ts": time.time(),
-                "function": function,
-                "agent_id": self.agent_id,
-                "request_id": record.id,
-                "reason": reason,
-                "digest": now,
-                "value_at_risk": record.value_at_risk,
-                "rule_id": record.rule_id,
-                "policy_version": record.policy_version,
-            }
-            try:
-                self._get_sink().emit_now(event)
-            except Exception as exc:
-                _warn(f"could not record a digest mismatch for {function}: {exc}")
+            self._record_refused_approval(
+                function, record.id, reason, now, record, "a digest mismatch"
+            )
             raise SentinelBlockedError(
                 reason, function, False, self.agent_id, rule_id=record.rule_id, request_id=record.id
             )
 
+    def _record_refused_approval(
+        self,
+        function: str,
+        request_id: str,
+        reason: str,
+        digest: str | None,
+        request: Any,
+        what: str,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit an approved request that is not executed after all, as a ``blocked`` event
+        naming it (the row stays decided, so the request keeps one final event). Refused
+        either way: a record that cannot be written is only warned about."""
+        event = GuardEvent(
+            "blocked",
+            time.time(),
+            function,
+            self.agent_id,
+            request_id=request_id,
+            digest=digest,
+            policy_version=request.policy_version,
+            rule_id=request.rule_id,
+            value_at_risk=request.value_at_risk,
+            reason=reason,
+            data=data,
+        )
+        try:
+            self._get_sink().emit_now(event)
+        except Exception as exc:
+            _warn(f"could not record {what} of {function}: {exc}")
+
     # -- approvals ------------------------------------------------------------------------------
 
-    async def _approval(self, function: str, params: dict[str, Any], decision: Decision) -> Any:
+    async def _approval(
+        self, function: str, params: Mapping[str, Any], decision: Decision
+    ) -> RequestRecord:
         """Write the pending request, wait for its decision, and return the approved record.
         Raises SentinelDeniedError / SentinelTimeoutError / SentinelBlockedError otherwise."""
-        from sentinel.store.models import NewRequest
-
         context = await self._context(params)
         # What hooks found (spend against a cap, the anomaly baseline) is context for the approver.
         for esc in decision.escalations:
@@ -543,8 +635,8 @@ class Guard:
                 context = dict(context or {})
                 context.setdefault("sentinel", {})[esc.source] = to_jsonable(esc.data)
         policy_version = decision.verdict.policy_version
-        plain = to_jsonable(params)
-        shown = self._redact(plain)
+        args = CallArguments.of(params)
+        shown = args.redacted(self._current_redactor())
         timeout = decision.verdict.timeout_seconds or float(self.config.timeout_seconds or 300.0)
         rule_ids = tuple(m.rule_id for m in decision.verdict.matches)
         if decision.rule_id and decision.rule_id not in rule_ids:
@@ -554,8 +646,7 @@ class Guard:
             function=function,
             # The real values are never stored: the digest binds them, the call runs with them.
             arguments=shown,
-            display_arguments=shown,
-            digest=digest(plain),
+            digest=args.binding_digest,
             timeout_seconds=timeout,
             agent_id=self.agent_id,
             context=self._redact(to_jsonable(context)) if context is not None else None,
@@ -570,32 +661,63 @@ class Guard:
         )
         # Build the channel first: a misconfigured channel blocks the call before any row exists.
         channel = self._channel()
-        store = _store_for(Path(self.config.db_path or ""))
+        db = Path(self.config.db_path or "")
+        store = async_store_for(db)  # this loop's store: awaited, no thread hop per statement
         deadline = time.monotonic() + timeout
-        record = await asyncio.to_thread(store.submit, new)
-        _notify_pending(self.config, record, store)
+        record = await store.submit(new)
+        # Notifications deliver on their own threads: they record failures through the sync store.
+        _notify_pending(self.config, record, _store_for(db))
         if channel is None and self.config.show_waiting_hint:
             _hint(record)
+        submitted = record  # our own copy of the expiry: a rewrite of the row cannot extend it
         try:
             record = await self._await_decision(store, record, new, context, deadline, channel)
         except asyncio.CancelledError:
-            await asyncio.shield(
-                asyncio.to_thread(store.cancel, record.id, "the waiting call was cancelled")
-            )
+            await asyncio.shield(store.cancel(record.id, "the waiting call was cancelled"))
             raise
+        if record.status == "approved":
+            late = _late_approval(record, submitted.expires_at, deadline)
+            if late is not None:
+                raise self._refuse_late_approval(function, record, submitted, late)
         return self._interpret(function, record)
+
+    def _refuse_late_approval(
+        self, function: str, record: RequestRecord, submitted: RequestRecord, why: str
+    ) -> SentinelTimeoutError:
+        """An approval that came after the request's expiry: audit why and treat it as expired.
+
+        The row stays ``approved`` (a decided row never changes), so the refusal is its own
+        ``blocked`` event naming the request; the request keeps exactly one final event."""
+        reason = f"approved after its expiry ({why}); not executed, treated as expired"
+        data = {
+            "refused": "approved_after_expiry",
+            "expires_at": submitted.expires_at,
+            "decided_at": record.decided_at,
+            "decided_by": record.decided_by,
+        }
+        self._record_refused_approval(
+            function, record.id, reason, submitted.digest, submitted, "a late approval", data
+        )
+        return SentinelTimeoutError(
+            function,
+            submitted.expires_at - submitted.created_at,
+            agent_id=self.agent_id,
+            rule_id=submitted.rule_id,
+            request_id=record.id,
+            reason=reason,
+        )
 
     async def _await_decision(
         self,
-        store: Any,
-        record: Any,
-        new: Any,
-        context: Any,
+        store: AsyncStore,
+        record: RequestRecord,
+        new: NewRequest,
+        context: dict[str, Any] | None,
         deadline: float,
         channel: ApprovalInterface | None,
-    ) -> Any:
+    ) -> RequestRecord:
         watcher = _watcher_for(Path(self.config.db_path or ""))
-        row_future: asyncio.Future[Any] = asyncio.wrap_future(watcher.watch(record.id))
+        row_future: asyncio.Future[RequestRecord] = asyncio.wrap_future(watcher.watch(record.id))
         waiting: set[asyncio.Future[Any]] = {row_future}
         channel_task: asyncio.Future[ApprovalResult] | None = None
         if channel is not None:
@@ -607,7 +729,7 @@ class Guard:
                 agent_id=new.agent_id,
                 context=context,
                 request_id=record.id,
-                display_parameters=new.display_arguments,
+                display_parameters=new.arguments,
                 digest=new.digest,
                 rule_ids=list(new.rule_ids),
                 value_at_risk=new.value_at_risk,
@@ -638,46 +760,53 @@ class Guard:
                     if not waiting:
                         break
             # Deadline: expire by compare-and-set; if someone decided first, obey them.
-            return await asyncio.to_thread(store.expire, record.id)
+            return _still_there(await store.expire(record.id), record.id)
         finally:
             if channel_task is not None and not channel_task.done():
                 channel_task.cancel()
             watcher.unwatch(record.id)
 
     async def _apply_channel_result(
-        self, store: Any, record: Any, task: asyncio.Future[ApprovalResult]
-    ) -> Any:
+        self, store: AsyncStore, record: RequestRecord, task: asyncio.Future[ApprovalResult]
+    ) -> RequestRecord | None:
         """Write a channel's answer into the row (first decision wins). Returns the final record,
         or None when the channel gave no decision (time-out) and the row should be waited on."""
         try:
             result = task.result()
         except Exception as exc:
-            return await asyncio.to_thread(
-                store.cancel, record.id, f"approval channel failed: {type(exc).__name__}: {exc}"
+            return _still_there(
+                await store.cancel(
+                    record.id, f"approval channel failed: {type(exc).__name__}: {exc}"
+                ),
+                record.id,
             )
         if result.status in (ApprovalStatus.APPROVED, ApprovalStatus.DENIED):
             operator = _channel_operator(self.config.channel_name, result.approved_by)
             try:
-                return await asyncio.to_thread(
-                    store.decide,
+                return await store.decide(
                     record.id,
                     result.status is ApprovalStatus.APPROVED,
                     operator,
                     result.reason,
                 )
             except DecisionConflict as conflict:
-                return conflict.record
+                decided: RequestRecord = conflict.record
+                return decided
         if result.status is ApprovalStatus.ERROR:
-            return await asyncio.to_thread(
-                store.cancel, record.id, f"approval channel error: {result.reason or 'unknown'}"
+            return _still_there(
+                await store.cancel(
+                    record.id, f"approval channel error: {result.reason or 'unknown'}"
+                ),
+                record.id,
             )
         if result.status is ApprovalStatus.CANCELLED:
-            return await asyncio.to_thread(
-                store.cancel, record.id, result.reason or "cancelled by the channel"
+            return _still_there(
+                await store.cancel(record.id, result.reason or "cancelled by the channel"),
+                record.id,
             )
         return None  # TIMEOUT / PENDING: keep waiting on the row until our own deadline
 
-    def _interpret(self, function: str, record: Any) -> Any:
+    def _interpret(self, function: str, record: RequestRecord) -> RequestRecord:
         status = record.status
         if status == "approved":
             return record
@@ -714,14 +843,14 @@ class Guard:
             return WebhookApprovalInterface.from_config(self.config)
         return None  # "queue": the row itself is the channel
 
-    async def _context(self, params: dict[str, Any]) -> dict[str, Any] | None:
+    async def _context(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
         fn = self.context_fn
         if fn is None:
             return None
         if self._context_binder is None:
             value = fn()
         else:
-            value = fn(**self._context_binder(params))
+            value = fn(**self._context_binder(dict(params)))
         if inspect.isawaitable(value):
             value = await value
         if value is None:
@@ -733,21 +862,27 @@ class Guard:
     # -- events -------------------------------------------------------------------------------
 
     def _base_event(
-        self, kind: str, function: str, params: dict[str, Any], decision: Decision
-    ) -> dict[str, Any]:
+        self, kind: str, function: str, params: Mapping[str, Any], decision: Decision
+    ) -> GuardEvent:
         verdict = decision.verdict
-        event: dict[str, Any] = {
-            "kind": kind,
-            "ts": time.time(),
-            "function": function,
-            "agent_id": self.agent_id,
-            "rule_id": decision.rule_id,
-            "policy_version": verdict.policy_version,
-            "value_at_risk": verdict.value_at_risk,
-            "raw_params": dict(params),
-            "_redactor": self._current_redactor(),
-        }
-        if verdict.shadow or decision.escalations:
+        return GuardEvent(
+            kind,
+            time.time(),
+            function,
+            self.agent_id,
+            policy_version=verdict.policy_version,
+            rule_id=decision.rule_id,
+            value_at_risk=verdict.value_at_risk,
+            data=self._event_data(decision),
+            arguments=CallArguments.of(params),
+            redactor=self._current_redactor(),
+        )
+
+    @staticmethod
+    def _event_data(decision: Decision) -> dict[str, Any] | None:
+        """The ``data`` of an event about ``decision``: its shadow matches and escalations."""
+        verdict = decision.verdict
+        if verdict.has_shadow or decision.escalations:
             data: dict[str, Any] = {}
             if verdict.shadow:
                 data["shadow"] = [
@@ -764,17 +899,17 @@ class Guard:
                     }
                     for e in decision.escalations
                 ]
-            event["data"] = data
-        return event
+            return data
+        return None
 
     def _get_sink(self) -> EventSink:
         sink = self._sink
-        if sink is None:
+        if sink is None or sink.closed:  # closed by close_shared(): open a fresh one
             path = Path(self.config.db_path or "").absolute()
             key = (path, bool(self.config.audit_sync))
             with _shared_lock:
                 sink = _sinks.get(key)
-                if sink is None:
+                if sink is None or sink.closed:
                     sink = EventSink(
                         _StoreWriter(path),
                         redactor=self._current_redactor(),
@@ -808,6 +943,53 @@ class Guard:
 # --- helpers -------------------------------------------------------------------------------------
 
 
+# What a wrapper knows about its function under one policy (see Guard.wrap): a tuple, so a
+# thread swapping in a new plan can never leave another thread reading half of it.
+# (policy, kind, gate index, positional count, gate name, gate is "<=", gate bound, strict)
+_PLAN_FULL = 0  # every call takes the full path (recording, limits, approval, blocks…)
+_PLAN_EVAL = 1  # evaluate each call; plainly allowed ones run at once
+_PLAN_GATE = 2  # one integer comparison on one positional argument rejects every rule
+_PLAN_ALLOW = 3  # no rule can apply and the default allows: run without looking at arguments
+_NO_PLAN: tuple[Any, ...] = (None, _PLAN_FULL, 0, -1, "", True, 0, False)
+
+
+def _plan_for(guard: Guard, policy: Any, function: str, binder: Binder) -> tuple[Any, ...]:
+    """The plan for ``function`` under ``policy``. Anything that could need more than "run it"
+    (recording allowed calls, limit rules, a default other than allow, shadow rules, conditions
+    the gate cannot settle) is left to per-call evaluation or the full path: a plan only ever
+    skips work whose answer is known to be "allowed, nothing to record"."""
+    try:
+        if guard.record_allowed or policy.has_limits or guard.hook_set(policy):
+            return (policy, _PLAN_FULL, 0, -1, "", True, 0, False)
+        if policy.default_action is not _ALLOW:
+            return (policy, _PLAN_EVAL, 0, -1, "", True, 0, False)
+        cands = policy.candidates(function, guard.agent_id)
+        if cands.empty and not cands.limits:
+            return (policy, _PLAN_ALLOW, 0, -1, "", True, 0, False)
+        reject = cands.reject
+        names = binder._pos_names
+        if (
+            reject is not None
+            and not cands.limits
+            and binder._fast
+            and reject[0] in names
+            and reject[1] in (0, 1)
+            and type(reject[2]) is int
+            # A strict rule also sees a differently-cased spelling of its parameter; the gate
+            # answers for itself only when every parameter name is its own fold.
+            and (not cands.reject_strict or all(fold_key(n) == n for n in names))
+        ):
+            index = names.index(reject[0])
+            if not (binder._skip_first and index == 0):
+                return (
+                    policy, _PLAN_GATE, index, len(names), reject[0], reject[1] == 0,
+                    reject[2], cands.reject_strict,
+                )  # fmt: skip
+    except Exception:
+        pass  # no shortcut: evaluating each call handles (and reports) whatever went wrong
+    return (policy, _PLAN_EVAL, 0, -1, "", True, 0, False)
+
+
 class _StoreWriter:
     """Appends event batches to the store at ``path`` (opened on first write)."""
 
@@ -818,19 +1000,18 @@ class _StoreWriter:
         _store_for(self.path).append_events(events)
 
 
-def _default_hooks(config: SentinelConfig) -> list[GuardHook]:
-    hooks: list[GuardHook] = []
+def _default_hooks(config: SentinelConfig) -> HookSet:
+    fixed: list[GuardHook] = []
     if config.anomaly_detection:
         import importlib
 
         anomaly = importlib.import_module("sentinel.anomaly")
-        hooks.append(anomaly.AnomalyHook.from_config(config))
-    # Limits over time windows: the hook sits in this list only while the policy in force has
-    # limit rules (hot reload adds or removes it), so guards without limits keep the fast path.
-    from sentinel.limits import attach
+        fixed.append(anomaly.AnomalyHook.from_config(config))
+    # Limits over time windows: in the set only for a policy with limit rules, so guards without
+    # limits keep the fast path.
+    from sentinel.limits import hook_for
 
-    attach(config, hooks)
-    return hooks
+    return HookSet(fixed, hook_for(config))
 
 
 def _context_binder(
@@ -857,7 +1038,63 @@ def _context_binder(
     return lambda call: {k: v for k, v in call.items() if k in names}
 
 
-def _channel_operator(channel: str, approved_by: str | None) -> Any:
+#: Seconds past its expiry within which an approval that reaches the waiting call is still obeyed.
+#: The longest a waiting call normally takes to see a committed decision is the watcher's fallback
+#: check (1 s), so an approval made in time is never lost to a slow wake-up; one that reaches the
+#: call later is refused whatever its ``decided_at`` says. A writer who could commit an approval
+#: within this second could as well have committed it before the expiry: the grace gives such a
+#: writer nothing (forged decisions are a separate matter: operator signatures).
+LATE_APPROVAL_GRACE = 1.0
+
+
+def _still_there(record: RequestRecord | None, request_id: str) -> RequestRecord:
+    """The request's row after a compare-and-set. None means the row is gone from the database
+    (the schema forbids deleting it, so someone replaced or rewrote the file): a governance
+    error, never a call that runs."""
+    if record is None:
+        raise StoreError(
+            f"approval request {request_id} is no longer in the database (file replaced?)"
+        )
+    return record
+
+
+def _late_approval(record: RequestRecord, expires_at: float, deadline: float) -> str | None:
+    """Why an approved ``record`` came too late to obey, or None when it is in time.
+
+    ``expires_at`` is the expiry the waiting call submitted (a rewrite of the row's own column
+    can only shorten it), ``deadline`` the call's monotonic deadline. Late: decided at or after
+    the expiry (the store's compare-and-set never writes that), or seen by this process more than
+    :data:`LATE_APPROVAL_GRACE` seconds past the expiry on its own wall clock or its own monotonic
+    clock (a row's ``decided_at`` is whatever its writer chose to put there).
+    """
+    try:
+        row_expiry = float(record.expires_at)
+    except (TypeError, ValueError):
+        row_expiry = expires_at
+    if row_expiry == row_expiry:  # not NaN
+        expires_at = min(expires_at, row_expiry)
+    decided_at = record.decided_at
+    if isinstance(decided_at, (int, float)) and decided_at >= expires_at:
+        return f"decided at {_utc(decided_at)}, expired at {_utc(expires_at)}"
+    now = time.time()
+    if now > expires_at + LATE_APPROVAL_GRACE:
+        return f"the approval reached the waiting call at {_utc(now)}, expired at {_utc(expires_at)}"
+    late = time.monotonic() - deadline
+    if late > LATE_APPROVAL_GRACE:
+        return f"the approval reached the waiting call {late:.1f}s after its deadline"
+    return None
+
+
+def _utc(ts: float) -> str:
+    from datetime import UTC, datetime
+
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    except (OverflowError, OSError, ValueError):
+        return repr(ts)
+
+
+def _channel_operator(channel: str, approved_by: str | None) -> OperatorIdentity:
     from dataclasses import replace
 
     from sentinel.identity import current_operator
@@ -868,7 +1105,7 @@ def _channel_operator(channel: str, approved_by: str | None) -> Any:
     return operator
 
 
-def _notify_pending(config: SentinelConfig, record: Any, store: Any) -> None:
+def _notify_pending(config: SentinelConfig, record: RequestRecord, store: Store) -> None:
     """Tell people something waits (configured notifications; returns at once, never raises)."""
     try:
         from sentinel.notify import notify_pending
@@ -877,7 +1114,7 @@ def _notify_pending(config: SentinelConfig, record: Any, store: Any) -> None:
     notify_pending(config, record, store)
 
 
-def _hint(record: Any) -> None:
+def _hint(record: RequestRecord) -> None:
     short = record.id[:8]
     left = max(0, int(record.expires_at - time.time()))
     line = (
@@ -897,5 +1134,5 @@ def _warn(message: str) -> None:
     logging.getLogger("sentinel").warning(message)
 
 
-__all__ = ["Decision", "Escalation", "Guard", "GuardHook"]
+__all__ = ["Decision", "Escalation", "Guard", "GuardHook", "HookSet", "close_shared"]
 

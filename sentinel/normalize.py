@@ -18,6 +18,7 @@ import hashlib
 import inspect
 import json
 import math
+import sys
 import uuid
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -127,42 +128,187 @@ class Binder:
         return result
 
 
-def to_jsonable(value: Any, _depth: int = 0) -> Any:
+_EXACT = frozenset((str, int, float, bool, type(None)))
+
+#: Python refuses to print an int of more than 4300 digits (``sys.int_info``); beyond this size an
+#: int is written as ``{"$int": "<all its digits>"}`` (through Decimal, which has no such limit).
+_HUGE_INT = 10**4000
+
+
+def exact(value: Any, _depth: int = 0) -> Any:
+    """``value`` with subclasses of builtin types replaced by the exact builtin they hold.
+
+    Policies are evaluated on what a value *is*, not on what its methods claim: a ``float``
+    subclass overriding ``__gt__``/``__float__``/``__eq__``, an ``int`` or ``str`` subclass, an
+    ``IntEnum``, a ``dict``/``list`` subclass with a lying ``get``/``__iter__`` are all read through
+    the builtin type's own methods (``float.__float__``, ``dict.items`` …), never the subclass's.
+    Enums become their value; a ``Decimal`` subclass an exact ``Decimal``; bools stay bools (True
+    is not 1). Exact containers of exact values are returned unchanged (no copy); other objects are
+    returned as they are (conditions treat them as not numbers, not strings).
+    """
+    kind = type(value)
+    if kind in _EXACT:
+        return value
+    if _depth > 50:
+        return value
+    d = _depth + 1
+    if kind is dict or kind is list or kind is tuple:
+        if kind is dict:
+            out_d = {_exact_key(k): exact(v, d) for k, v in value.items()}
+            same = len(out_d) == len(value) and all(
+                out_d.get(k, _MISSING) is v for k, v in value.items()
+            )
+            return value if same else out_d
+        items = [exact(v, d) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items if kind is list else tuple(items)
+    if isinstance(value, enum.Enum):
+        try:
+            inner = object.__getattribute__(value, "_value_")
+        except AttributeError:
+            inner = repr(value)
+        return exact(inner, d)
+    if isinstance(value, bool):  # pragma: no cover - bool cannot be subclassed
+        return bool(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        return float.__float__(value)
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, Decimal):
+        return Decimal(value) if kind is not Decimal else value
+    if isinstance(value, dict):
+        return {_exact_key(k): exact(v, d) for k, v in dict.items(value)}
+    if isinstance(value, list):
+        return [exact(v, d) for v in list.__iter__(value)]
+    if isinstance(value, tuple):
+        return tuple(exact(v, d) for v in tuple.__iter__(value))
+    if isinstance(value, Mapping):
+        return {_exact_key(k): exact(v, d) for k, v in value.items()}
+    np = sys.modules.get("numpy")  # numpy scalars (np.int64 …) by their Python value
+    if np is not None and isinstance(value, np.generic):
+        return exact(value.item(), d)
+    return value
+
+
+_MISSING = object()
+
+
+def _exact_key(key: Any) -> Any:
+    kind = type(key)
+    if kind is str:
+        return key
+    if isinstance(key, str):
+        return str.__str__(key)
+    return key
+
+
+def _plain(value: Any, depth: int) -> bool:
+    """True when ``value`` is exact builtin data all the way down (nothing for :func:`exact` to
+    change), checked without building anything."""
+    kind = type(value)
+    if kind in _EXACT:
+        return True
+    if depth > 50:
+        return False
+    if kind is dict:
+        for k, v in value.items():
+            if type(k) is not str or (type(v) not in _EXACT and not _plain(v, depth + 1)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for v in value:
+            if type(v) not in _EXACT and not _plain(v, depth + 1):
+                return False
+        return True
+    return False
+
+
+def exact_params(params: Mapping[str, Any]) -> Mapping[str, Any]:
+    """:func:`exact` over a call's parameters; the same mapping when every value is already
+    exact builtin data (the common case: checked without copying)."""
+    if type(params) is dict:
+        exact_types = _EXACT
+        for key, value in params.items():
+            if type(key) is not str or (type(value) not in exact_types and not _plain(value, 1)):
+                break
+        else:
+            return params
+    out: Mapping[str, Any] = exact(params)
+    return out
+
+
+def to_jsonable(
+    value: Any, _depth: int = 0, _unbound: list[str] | None = None, _path: str = ""
+) -> Any:
     """A JSON-safe rendering of ``value`` that never fails and never drops information silently.
 
     Decimal → exact string form kept numeric where possible (int/float when exact, else str);
     datetimes → ISO 8601; enums → their value; dataclasses and pydantic models → dicts;
     bytes → ``{"$bytes": base64}``; sets → sorted lists; NaN/inf → strings ``"NaN"``/``"Infinity"``;
-    anything else → ``{"$repr": repr(value)[:500], "$type": qualified type name}``.
+    ints too long to print → ``{"$int": digits}``; subclasses of builtins → the exact builtin value
+    (see :func:`exact`); numpy arrays → ``{"$ndarray": {dtype, shape, nbytes, sha256 of the bytes,
+    values when small}}``; numpy scalars → their Python value; instances of classes written in
+    Python → ``{"$object": type, "state": {attribute: value}}`` (their whole ``__dict__`` and
+    ``__slots__``); anything else (objects whose state lives in C: sockets, locks, files …) →
+    ``{"$repr": repr(value)[:500], "$type": qualified type name}``, which :func:`binding_digest`
+    refuses to bind because it does not capture the value.
     """
-    if value is None or isinstance(value, (bool, int, str)):
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
         return value
-    if isinstance(value, float):
+    if kind is int:
+        if -_HUGE_INT < value < _HUGE_INT:
+            return value
+        return {"$int": str(Decimal(value))}
+    if kind is float:
         if math.isfinite(value):
             return value
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (int, float, str)) and not isinstance(value, enum.Enum):
+        return to_jsonable(exact(value), _depth, _unbound, _path)
     if _depth > 50:
+        if _unbound is not None:  # bound by a hash of all of it (JSON data), or refused
+            whole = _deep_hash(value)
+            if whole is not None:
+                return {"$deep": whole}
+            _unbound.append(f"{_path or 'the arguments'}: objects nested more than 50 deep")
         return {"$repr": "<nested too deep>", "$type": type(value).__qualname__}
     d = _depth + 1
     if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v, d) for k, v in value.items()}
+        pairs = dict.items(value) if isinstance(value, dict) else value.items()
+        if _unbound is None:
+            return {str(_exact_key(k)): to_jsonable(v, d) for k, v in pairs}
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            key = str(_exact_key(k))
+            out[key] = to_jsonable(v, d, _unbound, f"{_path}.{key}" if _path else key)
+        return out
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(v, d) for v in value]
+        it = list.__iter__(value) if isinstance(value, list) else tuple.__iter__(value)
+        if _unbound is None:
+            return [to_jsonable(v, d) for v in it]
+        return [to_jsonable(v, d, _unbound, f"{_path}[{i}]") for i, v in enumerate(it)]
     if isinstance(value, (set, frozenset)):
-        items = [to_jsonable(v, d) for v in value]
+        items = [to_jsonable(v, d, _unbound, f"{_path}{{}}") for v in value]
         try:
             return sorted(items)
         except TypeError:
             return sorted(items, key=lambda x: json.dumps(x, sort_keys=True, default=str))
     if isinstance(value, Decimal):
+        if type(value) is not Decimal:
+            value = Decimal(value)
         if not value.is_finite():
             return "NaN" if value.is_nan() else ("Infinity" if value > 0 else "-Infinity")
-        if value == value.to_integral_value() and abs(value) < 10**18:
+        # copy_abs and comparisons never round, so an exponent past the context cannot raise
+        if value.copy_abs() < 10**18 and value == value.to_integral_value():
             return int(value)
         as_float = float(value)
         return as_float if Decimal(repr(as_float)) == value else str(value)
     if isinstance(value, enum.Enum):
-        return to_jsonable(value.value, d)
+        return to_jsonable(exact(value), d, _unbound, _path)
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return value.isoformat()
     if isinstance(value, _dt.timedelta):
@@ -171,30 +317,226 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
         return {"$bytes": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, (uuid.UUID, PurePath)):
         return str(value)
+    array = _ndarray(value, d, _unbound, _path)
+    if array is not None:
+        return array
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
-            f.name: to_jsonable(getattr(value, f.name, None), d) for f in dataclasses.fields(value)
+            f.name: to_jsonable(getattr(value, f.name, None), d, _unbound, f"{_path}.{f.name}")
+            for f in dataclasses.fields(value)
         }
     model_dump = getattr(value, "model_dump", None)
     if callable(model_dump):
         try:
-            return to_jsonable(model_dump(mode="json"), d)
-        except Exception:  # a broken model still gets recorded by repr below
+            return to_jsonable(model_dump(mode="json"), d, _unbound, _path)
+        except Exception:  # a broken model still gets recorded below
             pass
+    state = _python_state(value)
+    if state is not None:
+        return {
+            "$object": _type_name(value),
+            "state": {k: to_jsonable(v, d, _unbound, f"{_path}.{k}") for k, v in state.items()},
+        }
     try:
         text = repr(value)
     except Exception as exc:  # repr itself can raise in hostile objects
         text = f"<unrepresentable: {type(exc).__name__}>"
-    return {"$repr": text[:500], "$type": f"{type(value).__module__}.{type(value).__qualname__}"}
+    if _unbound is not None:
+        _unbound.append(
+            f"{_path or 'the arguments'} (a {_type_name(value)}) has state Sentinel cannot read"
+        )
+    return {"$repr": text[:500], "$type": _type_name(value)}
+
+
+class _Raw:
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _deep_hash(value: Any) -> str | None:
+    """SHA-256 of a canonical serialisation of plain JSON data of any depth, without recursion
+    (what a JSON parser can produce: exact dict/list/str/int/float/bool/None). None for anything
+    else, or a container met twice (a cycle)."""
+    h = hashlib.sha256()
+    stack: list[Any] = [value]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is _Raw:
+            h.update(item.data)
+        elif item is None or kind is bool:
+            h.update(b"null" if item is None else (b"true" if item else b"false"))
+        elif kind is str:
+            h.update(json.dumps(item, ensure_ascii=False).encode("utf-8"))
+        elif kind is int:
+            h.update(str(Decimal(item)).encode("ascii"))
+        elif kind is float:
+            h.update(json.dumps(to_jsonable(item)).encode("ascii"))
+        elif kind is dict or kind is list:
+            if id(item) in seen:
+                return None
+            seen.add(id(item))
+            if kind is list:
+                stack.append(_Raw(b"]"))
+                for i, sub in enumerate(reversed(item)):
+                    stack.append(sub)
+                    if i < len(item) - 1:
+                        stack.append(_Raw(b","))
+                stack.append(_Raw(b"["))
+            else:
+                if any(type(k) is not str for k in item):
+                    return None
+                keys = sorted(item)
+                stack.append(_Raw(b"}"))
+                for i, k in enumerate(reversed(keys)):
+                    stack.append(item[k])
+                    stack.append(_Raw(json.dumps(k, ensure_ascii=False).encode("utf-8") + b":"))
+                    if i < len(keys) - 1:
+                        stack.append(_Raw(b","))
+                stack.append(_Raw(b"{"))
+        else:
+            return None
+    return h.hexdigest()
+
+
+#: Arrays with at most this many elements also show their values to the approver.
+_ARRAY_VALUES = 64
+
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class created by a class statement
+
+
+def _type_name(value: Any) -> str:
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def _ndarray(value: Any, d: int, unbound: list[str] | None, path: str) -> Any:
+    """numpy arrays by dtype, shape and a hash of every byte; numpy scalars by their value.
+    None for anything else (numpy is only looked at when it is already imported)."""
+    np = sys.modules.get("numpy")
+    if np is None:
+        return None
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item(), d, unbound, path)
+    if not isinstance(value, np.ndarray):
+        return None
+    if type(value) is not np.ndarray:  # masked arrays, matrices: state beyond the buffer
+        return None
+    dtype = value.dtype
+    described: dict[str, Any] = {
+        "dtype": str(dtype.descr) if dtype.names else dtype.str,
+        "shape": list(value.shape),
+    }
+    if dtype.hasobject:  # the buffer holds pointers: bind the elements themselves
+        described["values"] = to_jsonable(value.tolist(), d, unbound, path)
+        return {"$ndarray": described}
+    data = np.ascontiguousarray(value).tobytes()
+    described["nbytes"] = len(data)
+    described["sha256"] = hashlib.sha256(data).hexdigest()
+    if value.size <= _ARRAY_VALUES:
+        described["values"] = to_jsonable(value.tolist(), d, unbound, path)
+    return {"$ndarray": described}
+
+
+def _python_state(value: Any) -> dict[str, Any] | None:
+    """Every attribute of an instance of classes written in Python (``__dict__`` and
+    ``__slots__``), read without calling the class's own attribute hooks; None when part of the
+    state lives in C (a builtin or extension base class), so it cannot be captured."""
+    cls = type(value)
+    mro = cls.__mro__[:-1]  # without object
+    if not mro:
+        return None
+    for klass in mro:
+        if not klass.__flags__ & _HEAPTYPE:
+            return None
+        if "__slots__" not in vars(klass) and not klass.__dictoffset__:
+            return None  # an extension heap type keeping its state in C
+    state: dict[str, Any] = {}
+    for klass in reversed(mro):
+        slots = vars(klass).get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            if name in ("__dict__", "__weakref__"):
+                continue
+            attr = f"_{klass.__name__.lstrip('_')}{name}" if name.startswith("__") else name
+            descriptor = vars(klass).get(attr)
+            if descriptor is None:
+                continue
+            try:
+                state[attr] = descriptor.__get__(value, klass)
+            except AttributeError:  # an unset slot
+                continue
+    try:
+        instance_dict = object.__getattribute__(value, "__dict__")
+    except AttributeError:
+        instance_dict = {}
+    if isinstance(instance_dict, dict):
+        for key, item in dict.items(instance_dict):
+            state[str(key)] = item
+    return state
+
+
+class UnbindableArgument(ValueError):
+    """An argument whose complete state cannot be read, so an approval cannot be bound to it."""
+
+
+#: The one canonical JSON encoder (built once: json.dumps() with options makes a new encoder per
+#: call). Sorted keys, no whitespace, UTF-8 text, NaN/inf refused.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
+def canonical_text(obj: Any) -> str:
+    """The canonical JSON text of a value that is JSON already (no normalisation): what the
+    audit chain hashes (``sentinel.store.canonical_json`` is this) and digests are taken of."""
+    return _CANONICAL(obj)
 
 
 def canonical_json(obj: Any) -> bytes:
-    """Canonical UTF-8 JSON: sorted keys, no whitespace, non-finite numbers as strings."""
-    return json.dumps(
-        to_jsonable(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    """Canonical UTF-8 JSON of any value: :func:`to_jsonable` first (non-finite numbers become
+    strings), then :func:`canonical_text`."""
+    return _CANONICAL(to_jsonable(obj)).encode("utf-8")
 
 
 def digest(params: Any) -> str:
-    """SHA-256 (hex) of the canonical JSON of ``params``: what an approval binds to."""
+    """SHA-256 (hex) of the canonical JSON of ``params`` (never fails; see :func:`binding_digest`
+    for the digest an approval binds to)."""
     return hashlib.sha256(canonical_json(params)).hexdigest()
+
+
+def binding_digest(params: Any) -> str:
+    """The digest an approval binds to: :func:`digest` of the complete canonical form of
+    ``params``, equal to ``digest(to_jsonable(params))`` for every value it accepts.
+
+    Every part of the value is in it — no repr, nothing cut short: numpy arrays by every byte,
+    Python objects by all their attributes, JSON data of any depth. A value whose state
+    cannot be read completely (an object of a C type such as a socket or a lock, or objects
+    nested more than 50 deep) raises :class:`UnbindableArgument` naming where it is, because an
+    approval bound to part of a value could run with the rest changed.
+    """
+    unbound: list[str] = []
+    form = to_jsonable(params, 0, unbound, "")
+    if unbound:
+        raise UnbindableArgument(
+            "cannot bind an approval to these arguments: "
+            + "; ".join(unbound[:5])
+            + " (pass plain data, a dataclass, a pydantic model or a numpy array)"
+        )
+    # the form is JSON already: encoded directly, because normalising it again would cut its
+    # deep parts off at the display depth
+    text = json.dumps(
+        form, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def digest_or_refusal(params: Any) -> str:
+    """:func:`binding_digest`, or a text that can never equal a digest when ``params`` has become
+    unbindable (checked after approval: a value that gained unreadable state while the request
+    waited is a mismatch, never a governance error that ``fail_mode="safe"`` would let run)."""
+    try:
+        return binding_digest(params)
+    except UnbindableArgument as exc:
+        return f"unbindable: {exc}"

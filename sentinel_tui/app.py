@@ -9,6 +9,7 @@ pending requests only when it changed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import queue
 import shlex
@@ -38,7 +39,7 @@ from sentinel.store.models import (
     RequestRecord,
 )
 from sentinel_tui.config import TuiConfig, load_config
-from sentinel_tui.data import DataSource, DecisionOutcome
+from sentinel_tui.data import DataSource, DecisionOutcome, PolicyInfo
 from sentinel_tui.dialogs import DecisionDialog, DialogResult, HelpScreen, TextScreen
 from sentinel_tui.messages import (
     DataError,
@@ -75,7 +76,7 @@ def _is_ssh() -> bool:
 class SentinelApp(App[int]):
     """Live approval queue, history, metrics and rules, keyboard only, 80x24 and up."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: a subclass elsewhere finds it too
     TITLE = "Sentinel"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]
@@ -144,6 +145,12 @@ class SentinelApp(App[int]):
         self.arrived_while_paused = 0
         self._poll_now = threading.Event()
         self._seen: set[str] = set()
+        #: How many of the newest pending requests the poll fetches; grows by a page when the
+        #: operator scrolls to the end of the queue (see QueueView).
+        self.queue_depth = max(1, self.config.queue_page)
+        self._window_floor: tuple[float, str] | None = None  # oldest row of a full window
+        self.pending_total = 0
+        self._oldest_pending: float | None = None
         self._have_snapshot = False
         self._rows: list[RequestRecord] = []
         self._inflight: set[str] = set()
@@ -165,10 +172,10 @@ class SentinelApp(App[int]):
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
         with ContentSwitcher(initial="queue", id="views"):
-            yield QueueView(id="queue")
-            yield HistoryView(id="history")
+            yield QueueView(self.config, self.clock, readonly=self.readonly, id="queue")
+            yield HistoryView(self.config.history_page, id="history")
             yield MetricsView(id="metrics")
-            yield RulesView(id="rules")
+            yield RulesView(has_rules_file=self.data.rules_path is not None, id="rules")
         yield Footer(compact=True, show_command_palette=False)
 
     @property
@@ -204,15 +211,21 @@ class SentinelApp(App[int]):
 
     def on_unmount(self) -> None:
         self._stop_sweep.set()  # let the sweeper thread end now rather than after its wait
+        self.data.stop_policy()  # the rules watcher thread ends; nothing is delivered after
 
     def _start(self) -> None:
         self._load_identity()
         self._poll_loop()
+        # The library follows the rules file; its thread posts, never touching the UI.
+        self.data.watch_policy(self._policy_changed, watch=self.config.watch_rules)
         self.load_policy()
         if not self.readonly and self.sweep_interval > 0:
             self._sweep_loop()
-        if self.config.watch_rules and self.data.rules_path is not None:
-            self._watch_rules()
+
+    def _policy_changed(self, info: PolicyInfo | None, manual: bool) -> None:
+        """The rules file's state changed (on the rules watcher thread or a worker): hand it
+        to the main thread as a message (never blocks)."""
+        self.post_message(PolicyLoaded(info, manual))
 
     # --- terminal loss -------------------------------------------------------------------------
 
@@ -294,17 +307,26 @@ class SentinelApp(App[int]):
                             notified = failed[-1].seq
                             self.post_message(NotificationsFailed(failed))
                     self._poll_now.clear()
-                    rows = self.data.pending(self.config.pending_limit)
+                    # Only the newest window is loaded (never every pending row); the counts
+                    # and the oldest age are counted in the store.
+                    depth = min(self.queue_depth, self.config.pending_limit)
+                    rows = self.data.pending_newest(depth)
+                    summary = self.data.pending_summary()
                     ids = {r.id for r in rows}
                     gone: list[RequestRecord] = []
                     for rid in [k for k in known if k not in ids][:50]:
                         try:
-                            gone.append(self.data.get(rid))
+                            rec = self.data.get(rid)
                         except Exception:  # the row vanished entirely; nothing to tell
-                            pass
+                            continue
+                        if rec.status != "pending":  # still pending: only left the window
+                            gone.append(rec)
                     known = {r.id: r for r in rows}
                     last = version
-                    self.post_message(QueueSnapshot(rows, version, gone))
+                    self.post_message(QueueSnapshot(
+                        rows, version, gone, summary.total, summary.oldest_created_at,
+                        complete=len(rows) < depth,
+                    ))
                 if failing:
                     failing = False
                     self.post_message(DataError("poll", ""))
@@ -355,10 +377,11 @@ class SentinelApp(App[int]):
 
     @work(thread=True, exclusive=True, group="policy", exit_on_error=False)
     def load_policy(self, manual: bool = False) -> None:
-        """(Re)load and validate the rules file (the folder watcher calls this on a change,
-        ``r`` with ``manual``). Exclusive: one load at a time, so the last good policy and the
-        diff kept in :class:`DataSource` are never raced."""
-        self.post_message(PolicyLoaded(self.data.load_policy(), manual))
+        """Load (at start) or re-validate the rules file now (``r`` with ``manual``, after the
+        editor); the outcome arrives as a :class:`PolicyLoaded` message. Edits on disk need no
+        call: the library's watcher (:class:`~sentinel.policy_source.PolicyFollower`) delivers
+        them."""
+        self.data.load_policy(manual)
 
     @work(thread=True, exclusive=True, group="replay", exit_on_error=False)
     def replay_rules(self, window: float) -> None:
@@ -371,20 +394,6 @@ class SentinelApp(App[int]):
             path = self.data.rules_path or Path("?")
             info = ReplayInfo(path, None, None, None, None, error=f"{type(exc).__name__}: {exc}")
         self.post_message(ReplayReady(info))
-
-    @work(exclusive=True, group="rules-watch", exit_on_error=False)
-    async def _watch_rules(self) -> None:
-        """Reload the rules file when it changes (the Posting pattern). The folder is watched,
-        not the file: editors save by writing a new file and renaming it over the old one."""
-        from watchfiles import awatch
-
-        path = self.data.rules_path
-        if path is None:
-            return
-        folder = path.resolve().parent
-        async for changes in awatch(folder, debounce=300, recursive=False):
-            if any(Path(changed).name == path.name for _, changed in changes):
-                self.load_policy()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR and event.worker.error is not None:
@@ -432,19 +441,33 @@ class SentinelApp(App[int]):
         rows = msg.rows
         self.snapshot_count += 1
         first = not self._have_snapshot
+        if first:
+            # Start-up objects (Textual, Rich, the store) live as long as the app: freezing them
+            # keeps the cyclic GC's full collections off them; unfrozen, each one paused a key
+            # press 30-40 ms at 1M events (benchmarks/tui.py).
+            self.call_after_refresh(gc.freeze)
         self._have_snapshot = True
-        new = [r for r in rows if r.id not in self._seen]
+        # Unseen rows older than the last full window's oldest were paged in, not new arrivals.
+        floor = self._window_floor
+        new = [r for r in rows if r.id not in self._seen
+               and (floor is None or (r.created_at, r.id) > floor)]
+        self._window_floor = None if msg.complete or not rows else (rows[-1].created_at, rows[-1].id)
+        self.pending_total = msg.total
+        self._oldest_pending = msg.oldest_created_at
         # Only what is pending now: a decided request never comes back, and a set of every id
         # ever seen would grow for as long as the app runs.
         self._seen = {r.id for r in rows}
         self._rows = rows
         self._tell_gone(msg.gone)
+        # Ids decided here only matter until the poll shows them gone: keep those still pending,
+        # or the set grows by every decision for as long as the app runs (soak: issue 20.8).
+        self._decided_here &= self._seen
         if new and not first:
             self._announce(new)
         if self.paused:
             self.arrived_while_paused += len(new)
         else:
-            self.queue.apply(rows)
+            self.queue.apply(rows, self.pending_total)
         self._update_status()
         self._data_changed()
 
@@ -482,16 +505,12 @@ class SentinelApp(App[int]):
 
     def _update_status(self) -> None:
         rows = self._rows
-        pending: int = len(rows)
-        if len(rows) >= self.config.pending_limit:
-            if self._metrics is not None:
-                pending = max(pending, self._metrics.pending)
-            self._maybe_metrics(5.0)
-        oldest = min((r.created_at for r in rows), default=None)
+        pending = max(self.pending_total, len(rows))
+        oldest = self._oldest_pending
         policy = self.query_one(RulesView).info
         version = policy.version if policy and policy.version else None
         if version is None and rows:
-            version = rows[-1].policy_version
+            version = rows[0].policy_version  # the newest request
         self.status.set(
             pending=pending,
             oldest_age=None if oldest is None else self.clock() - oldest,
@@ -562,7 +581,8 @@ class SentinelApp(App[int]):
         ok = [o for o in msg.outcomes if o.ok]
         for o in msg.outcomes:
             self._inflight.discard(o.request_id)
-            if o.ok:
+            if o.ok and o.request_id in self._seen:
+                # Not yet shown gone: the poll that shows it leaving must not say "elsewhere".
                 self._decided_here.add(o.request_id)
         if msg.batch:
             verb = "approved" if msg.outcomes and msg.outcomes[0].approve else "denied"
@@ -580,6 +600,48 @@ class SentinelApp(App[int]):
         for o in ok:
             self.queue.marked.discard(o.request_id)
         self._poll_now.set()
+
+    def poll_soon(self) -> None:
+        """Ask the poll worker to fetch the queue now (e.g. a deeper window after paging)."""
+        self._poll_now.set()
+
+    # --- what the views ask for (messages: the views never call the app) -----------------------
+
+    @on(QueueView.DecisionAsked)
+    def _decision_asked(self, msg: QueueView.DecisionAsked) -> None:
+        if msg.approve is None:
+            self.request_decision_with_reason(msg.request_id)
+        else:
+            self.request_decision(msg.request_id, msg.approve)
+
+    @on(QueueView.BatchAsked)
+    def _batch_asked(self, msg: QueueView.BatchAsked) -> None:
+        self.request_batch(msg.ids, msg.approve)
+
+    @on(QueueView.ArgumentsAsked)
+    def _arguments_asked(self, msg: QueueView.ArgumentsAsked) -> None:
+        self.show_full(msg.record)
+
+    @on(QueueView.OlderPageWanted)
+    def _older_page_wanted(self, msg: QueueView.OlderPageWanted) -> None:
+        self.queue_depth = min(msg.depth, self.config.pending_limit)
+        self.poll_soon()
+
+    @on(HistoryView.PageWanted)
+    def _history_page_wanted(self, msg: HistoryView.PageWanted) -> None:
+        self.load_history(msg.query, msg.before_seq)
+
+    @on(RulesView.EditAsked)
+    def _edit_asked(self, msg: RulesView.EditAsked) -> None:
+        self.edit_rules()
+
+    @on(RulesView.ReloadAsked)
+    def _reload_asked(self, msg: RulesView.ReloadAsked) -> None:
+        self.load_policy(manual=True)
+
+    @on(RulesView.ReplayAsked)
+    def _replay_asked(self, msg: RulesView.ReplayAsked) -> None:
+        self.replay_rules(msg.window)
 
     def _tell_conflict(self, o: DecisionOutcome) -> None:
         rec = o.record
@@ -725,7 +787,7 @@ class SentinelApp(App[int]):
         self.paused = not self.paused
         if not self.paused:
             self.arrived_while_paused = 0
-            self.queue.apply(self._rows)
+            self.queue.apply(self._rows, self.pending_total)
         self._update_status()
 
     def action_help(self) -> None:

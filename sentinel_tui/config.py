@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.errors import SentinelConfigError
+from sentinel.risk import RISK_ESCALATE
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class TuiConfig:
     #: Approvals at or above this risk score (the store's 0–10 scale; 7 is the anomaly
     #: detector's escalation threshold) ask for confirmation. A value of 1 or less is read as the
     #: old 0..1 fraction (0.7 → 7).
-    confirm_risk: float = 7.0
+    confirm_risk: float = RISK_ESCALATE
     #: Ring the terminal bell when a new pending request arrives.
     bell: bool = True
     #: Toast when a new pending request arrives.
@@ -36,11 +37,14 @@ class TuiConfig:
     debounce: float = 0.4
     #: Arguments longer than this (characters) are folded on the card; ``v`` shows them whole.
     fold_chars: int = 240
-    #: Most pending requests fetched per change (counts and the oldest age come from these).
+    #: Most pending requests the queue window can grow to by paging older (the counts and the
+    #: oldest age are counted in the store, never from these rows).
     pending_limit: int = 10_000
-    #: Most rows in the queue table (the newest ones): a 10,000-row DataTable costs the UI
-    #: thread O(rows) work on every change, and nobody reads past a few hundred.
+    #: Accepted for older settings files; the queue window is now ``queue_page`` rows, paged.
     table_rows: int = 500
+    #: Pending requests fetched first, newest first; scrolling to the end of the queue fetches
+    #: this many more (older) ones. Counts and the oldest age are counted in the store.
+    queue_page: int = 100
     #: History rows fetched per page (keyset paging).
     history_page: int = 100
     #: Reload the rules file shown in the Rules view when it changes on disk.
@@ -74,6 +78,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "fold_chars": (int,),
     "pending_limit": (int,),
     "table_rows": (int,),
+    "queue_page": (int,),
     "history_page": (int,),
     "theme": (str,),
 }

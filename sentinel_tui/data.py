@@ -14,15 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentinel.errors import DecisionConflict, PolicyError, SentinelError
-from sentinel.policy.diff import PolicyDiff, diff_policies
+from sentinel.errors import DecisionConflict, SentinelError
+from sentinel.policy.diff import PolicyDiff
 from sentinel.policy.replay import ReplayReport
+from sentinel.policy.widening import Widening
+from sentinel.policy_source import PolicyFollower, PolicyProblem
 from sentinel.store import Store
 from sentinel.store.models import (
     EventRecord,
     HistoryFilter,
     MetricsSnapshot,
     OperatorIdentity,
+    PendingSummary,
     RequestRecord,
 )
 
@@ -43,16 +46,6 @@ class RuleRow:
 
 
 @dataclass(frozen=True)
-class PolicyProblemInfo:
-    """Why the file on disk is not the policy shown: the file, the line (when known), what."""
-
-    file: str
-    line: int | None
-    what: str
-    message: str  # the full located message (file:line: what (hint: …))
-
-
-@dataclass(frozen=True)
 class PolicyInfo:
     """The policy file as loaded.
 
@@ -68,9 +61,11 @@ class PolicyInfo:
     rules: tuple[RuleRow, ...]
     default_action: str | None
     error: str | None = None  # validation failure (file:line: message)
-    problem: PolicyProblemInfo | None = None
+    problem: PolicyProblem | None = None  # file, line, what, message
     diff: PolicyDiff | None = None
     changed_at: float | None = None
+    #: How the last change (``diff``) widened what is allowed (empty: kept or tightened).
+    widened: tuple[Widening, ...] = ()
     policy: Any = field(default=None, compare=False, repr=False)  # sentinel.policy.Policy
 
     @property
@@ -134,10 +129,15 @@ class DataSource:
         self._lock = threading.Lock()
         self._operator = operator
         self._clock = clock
-        # Policy state, touched only by the app's single (exclusive) policy worker.
-        self._good: Any = None  # the last valid Policy
+        # The rules file, followed by the library (sentinel.policy_source.PolicyFollower);
+        # only the display times are the command center's own.
+        self._follower: PolicyFollower | None = None
+        self._policy_lock = threading.RLock()
+        self._reloading = threading.local()
+        self._watch_rules = True
+        self._on_policy_change: Callable[[PolicyInfo | None, bool], None] | None = None
+        self._shown_version: str | None = None
         self._loaded_at: float | None = None
-        self._diff: PolicyDiff | None = None
         self._changed_at: float | None = None
 
     @property
@@ -169,6 +169,13 @@ class DataSource:
 
     def pending(self, limit: int) -> list[RequestRecord]:
         return list(self.store.list_pending(limit=limit))
+
+    def pending_newest(self, limit: int) -> list[RequestRecord]:
+        """The newest ``limit`` pending requests, newest first (never every pending row)."""
+        return list(self.store.pending_newest(limit))
+
+    def pending_summary(self) -> PendingSummary:
+        return self.store.pending_summary()
 
     def get(self, request_id: str) -> RequestRecord:
         return self.store.get(request_id)
@@ -227,52 +234,93 @@ class DataSource:
 
     # --- policy --------------------------------------------------------------------------------
 
-    def load_policy(self) -> PolicyInfo | None:
-        """Load and validate the rules file; an invalid file is reported, not raised.
+    def watch_policy(
+        self, on_change: Callable[[PolicyInfo | None, bool], None], *, watch: bool = True
+    ) -> None:
+        """Deliver the policy state as ``on_change(info, manual)`` after every change: the
+        library's :class:`~sentinel.policy_source.PolicyFollower` loads the rules file (with
+        its settle window: a half-saved file is never shown), keeps the last good policy and
+        the widening diff, and (``watch``) follows the file. ``on_change`` runs on the watcher
+        thread or a worker and must not block (the app posts a message). No I/O here: the
+        follower starts in the first :meth:`load_policy` (a worker)."""
+        self._on_policy_change = on_change
+        self._watch_rules = watch
 
-        The last good policy stays what is shown while the file is invalid, and a good load
-        that changed the version is compared with the previous good one (``diff``). Called
-        only from the app's single policy worker (``exclusive``), so the state kept here is
-        not raced."""
+    def load_policy(self, manual: bool = False) -> None:
+        """Load (first call) or re-validate the rules file now, then deliver the state to the
+        ``on_change`` of :meth:`watch_policy` (``manual``: the operator asked). An invalid file
+        is reported in the state, never raised. Called from a worker (file I/O)."""
+        if self.rules_path is None:
+            self._deliver(None, manual)
+            return
+        with self._policy_lock:
+            follower = self._follower
+            if follower is None:
+                from sentinel.policy_source import PolicyFollower
+
+                follower = PolicyFollower(self.rules_path, watch=self._watch_rules)
+                follower.subscribe(self._policy_changed)
+                self._follower = follower
+        self._reloading.active = True  # this thread's own reload is delivered once, below
+        try:
+            follower.reload()
+        finally:
+            self._reloading.active = False
+        self._deliver(follower, manual)
+
+    def stop_policy(self) -> None:
+        """Stop following the rules file (the app is gone); nothing is delivered after."""
+        with self._policy_lock:
+            follower, self._follower = self._follower, None
+            self._on_policy_change = None
+        if follower is not None:
+            follower.close()
+
+    def policy_info(self) -> PolicyInfo | None:
+        """The policy state as the Rules view shows it (no I/O; None without a rules file)."""
+        with self._policy_lock:
+            return self._info_locked()
+
+    def _policy_changed(self) -> None:
+        """The follower's subscriber (a watcher thread, or a worker's reload)."""
+        if getattr(self._reloading, "active", False):
+            return  # load_policy on this thread delivers it, with ``manual``
+        with self._policy_lock:
+            follower = self._follower
+        if follower is not None:
+            self._deliver(follower, False)
+
+    def _deliver(self, follower: Any, manual: bool) -> None:
+        # Under the lock: two threads delivering never hand over their states out of order.
+        with self._policy_lock:
+            callback = self._on_policy_change
+            if callback is None or follower is not self._follower:
+                return
+            info = self._info_locked()
+            try:
+                callback(info, manual)
+            except RuntimeError:
+                pass  # the app has stopped
+
+    def _info_locked(self) -> PolicyInfo | None:
         if self.rules_path is None:
             return None
-        from sentinel.policy import load_policy
-
+        follower = self._follower
+        if follower is None:
+            return None
+        state = follower.state()
+        policy, problem = state.policy, state.problem
         now = self._clock()
-        try:
-            policy = load_policy(self.rules_path)
-        except (SentinelError, OSError) as exc:
-            return self._rejected(exc, now)
-        previous = self._good
-        if previous is None or previous.version != policy.version:
-            if previous is not None:
-                self._diff = diff_policies(previous, policy)
+        if policy is not None and policy.version != self._shown_version:
+            # When the command center first saw it (its clock: frozen in tests).
+            if self._shown_version is not None:
                 self._changed_at = now
-            self._good = policy
-            self._loaded_at = now  # when the command center loaded it (frozen in tests)
-        return self._info(policy, None)
-
-    def _rejected(self, exc: BaseException, now: float) -> PolicyInfo:
-        path = str(self.rules_path)
-        if isinstance(exc, PolicyError):
-            what = getattr(exc, "message", None) or str(exc)
-            hint = getattr(exc, "hint", None)
-            if hint:
-                what = f"{what} (hint: {hint})"
-            problem = PolicyProblemInfo(
-                str(getattr(exc, "file", None) or path), getattr(exc, "line", None), what, str(exc)
-            )
-        elif isinstance(exc, OSError):
-            reason = exc.strerror or str(exc)
-            problem = PolicyProblemInfo(path, None, f"cannot read the file ({reason})", f"{path}: {reason}")
-        else:
-            problem = PolicyProblemInfo(path, None, str(exc), str(exc))
-        return self._info(self._good, problem)
-
-    def _info(self, policy: Any, problem: PolicyProblemInfo | None) -> PolicyInfo:
+            self._shown_version = policy.version
+            self._loaded_at = now
         error = problem.message if problem is not None else None
         if policy is None:
-            return PolicyInfo(self.rules_path, None, self._clock(), (), None, error=error, problem=problem)
+            return PolicyInfo(self.rules_path, None, now, (), None, error=error, problem=problem)
+        last = state.last_loaded
         default = getattr(policy, "default_action", None)
         return PolicyInfo(
             path=Path(policy.source) if policy.source is not None else self.rules_path,
@@ -282,8 +330,9 @@ class DataSource:
             default_action=str(getattr(default, "value", default)) if default else None,
             error=error,
             problem=problem,
-            diff=self._diff,
-            changed_at=self._changed_at,
+            diff=last.diff if last is not None else None,
+            changed_at=self._changed_at if last is not None else None,
+            widened=last.widened if last is not None else (),
             policy=policy,
         )
 
@@ -296,7 +345,9 @@ class DataSource:
         path = self.rules_path
         if path is None:
             raise SentinelError("no rules file (start with --rules PATH)")
-        active = self._good.version if self._good is not None else None
+        follower = self._follower
+        policy = follower.state().policy if follower is not None else None
+        active = policy.version if policy is not None else None
         try:
             text = path.read_text(encoding="utf-8")
             candidate = parse_policy(text, str(path))

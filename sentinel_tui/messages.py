@@ -12,12 +12,21 @@ class QueueSnapshot(Message):
     """The pending requests after a data change, plus records of requests that left."""
 
     def __init__(
-        self, rows: list[RequestRecord], version: int, gone: list[RequestRecord]
+        self,
+        rows: list[RequestRecord],
+        version: int,
+        gone: list[RequestRecord],
+        total: int | None = None,
+        oldest_created_at: float | None = None,
+        complete: bool = True,
     ) -> None:
         super().__init__()
-        self.rows = rows
+        self.rows = rows  # the newest pending requests, newest first (a window, not all of them)
         self.version = version
         self.gone = gone
+        self.total = len(rows) if total is None else total  # every pending request, counted
+        self.oldest_created_at = oldest_created_at
+        self.complete = complete  # rows are every pending request (nothing older left out)
 
 
 class Decided(Message):

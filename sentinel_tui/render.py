@@ -17,15 +17,15 @@ from typing import Any
 from rich.text import Text
 
 from sentinel.redact import redact, safe_text
+from sentinel.risk import RISK_MAX, risk_band
 from sentinel.store.models import EventRecord, RequestRecord
-from sentinel_tui.render_guard import anomaly_of, guard_notes, guard_section, rendered_keys
-
-#: Risk levels: word, glyph, style. Never colour alone: the word and glyph carry the meaning.
-RISK_LEVELS: dict[str, tuple[str, str]] = {
-    "HIGH": ("▲", "bold red"),
-    "MED": ("◆", "yellow"),
-    "LOW": ("▽", "green"),
-}
+from sentinel_tui.render_guard import (
+    RISK_LEVELS,
+    anomaly_of,
+    guard_notes,
+    guard_section,
+    rendered_keys,
+)
 
 KIND_STYLES: dict[str, str] = {
     "approved": "green",
@@ -61,12 +61,9 @@ def safe(value: Any, max_len: int | None = 200, style: str = "") -> Text:
     return Text(safe_text("" if value is None else value, max_len), style=style, end="")
 
 
-#: The anomaly detector's scale (0–10) and its default thresholds: at 7 an allowed call needs
-#: approval, at 9 it is blocked (``anomaly_escalation_threshold`` / ``anomaly_block_threshold``).
-RISK_MAX = 10.0
-RISK_ESCALATE = 7.0
-RISK_BLOCK = 9.0
 _LEVEL_ORDER = {"LOW": 0, "MED": 1, "HIGH": 2}
+#: A value at risk from this fraction of ``confirm_value`` is ``MED`` (at or above it ``HIGH``).
+VALUE_MED_FRACTION = 0.1
 
 
 def risk_threshold(confirm_risk: float) -> float:
@@ -87,20 +84,14 @@ def risk_level(
     levels: list[tuple[str, str]] = []
     score = record.risk_score
     if score is not None:
-        high = risk_threshold(confirm_risk)
-        why = f"risk {score:.1f}/10"
-        if score >= high:
-            levels.append(("HIGH", why))
-        elif score >= high / 2:
-            levels.append(("MED", why))
-        else:
-            levels.append(("LOW", why))
+        levels.append((risk_band(score, risk_threshold(confirm_risk)), f"risk {score:.1f}/{RISK_MAX:g}"))
     value = record.value_at_risk
     if value is not None and confirm_value > 0:
+        med = confirm_value * VALUE_MED_FRACTION
         if value >= confirm_value:
             levels.append(("HIGH", f"value ≥ {format_value(confirm_value)}"))
-        elif value >= confirm_value / 10:
-            levels.append(("MED", f"value ≥ {format_value(confirm_value / 10)}"))
+        elif value >= med:
+            levels.append(("MED", f"value ≥ {format_value(med)}"))
     if not levels:
         return "LOW", "no risk score; low value"
     best = max(levels, key=lambda lv: _LEVEL_ORDER[lv[0]])
@@ -230,7 +221,7 @@ def request_card(
     folded: list[str] = []
     text.append("arguments", style="bold underline")
     text.append(f"  digest {record.digest[:12]}\n", style="dim")
-    _mapping_block(text, record.display_arguments, fold_chars, folded)
+    _mapping_block(text, record.arguments, fold_chars, folded)
     if anomaly_of(record.context) is None:
         text.append("risk ", style="dim")
         text.append(f"{level} ({why})")
@@ -273,7 +264,7 @@ def full_arguments(record: RequestRecord) -> Text:
     text.append_text(safe(record.function, 200, "bold"))
     text.append(f"\nrequest {record.id}\n\n", style="dim")
     text.append("arguments\n", style="bold underline")
-    for key, value in (record.display_arguments or {}).items():
+    for key, value in (record.arguments or {}).items():
         text.append_text(safe(key, 200, "bold cyan"))
         text.append(":\n")
         text.append(safe_text(pretty_value(value), FULL_VIEW_CHARS, multiline=True))

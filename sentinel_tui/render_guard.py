@@ -18,6 +18,16 @@ from typing import Any
 
 from rich.text import Text
 
+from sentinel.risk import RISK_ESCALATE, RISK_MAX, RiskBand, risk_band
+
+#: Risk levels (:func:`sentinel.risk.risk_band`): glyph, style. Never colour alone: the word and
+#: glyph carry the meaning. The queue table and the card's anomaly section both use them.
+RISK_LEVELS: dict[RiskBand, tuple[str, str]] = {
+    "HIGH": ("▲", "bold red"),
+    "MED": ("◆", "yellow"),
+    "LOW": ("▽", "green"),
+}
+
 #: Eight heights, lowest first (a sparkline needs no colour to be read).
 BLOCKS = "▁▂▃▄▅▆▇█"
 #: Most baseline points drawn (the detector sends at most 30).
@@ -127,11 +137,12 @@ def anomaly_section(data: Mapping[str, Any], safe: Any) -> Text:
     if score is None:
         text.append("risk ?", style="bold")
     else:
-        high = escalate if escalate is not None else 7.0
-        style = "bold red" if score >= high else ("yellow" if score >= high / 2 else "green")
-        bar = int(round(max(0.0, min(score, 10.0))))
-        text.append(f"{score:.1f}/10 ", style=style)
-        text.append("■" * bar + "□" * (10 - bar), style=style)
+        band = risk_band(score, escalate if escalate is not None else RISK_ESCALATE)
+        style = RISK_LEVELS[band][1]
+        top = int(RISK_MAX)
+        bar = int(round(max(0.0, min(score, RISK_MAX))))
+        text.append(f"{score:.1f}/{top} ", style=style)
+        text.append("■" * bar + "□" * (top - bar), style=style)
     action = data.get("action")
     if isinstance(action, str) and action:
         text.append("  → ")

@@ -198,7 +198,7 @@ def seed(
             store.submit(
                 NewRequest(
                     id=spec["id"], function=spec["function"], arguments=args,
-                    display_arguments=args, digest=hashlib.sha256(spec["id"].encode()).hexdigest(),
+                    digest=hashlib.sha256(spec["id"].encode()).hexdigest(),
                     timeout_seconds=1800.0, agent_id=spec["agent_id"], context=spec.get("context"),
                     rule_id=spec["rule_id"], rule_ids=(spec["rule_id"],), reason=spec["reason"],
                     value_at_risk=spec["value_at_risk"], risk_score=spec.get("risk_score"),
@@ -216,8 +216,7 @@ def seed(
             args = {"amount": amount, "destination": rng.choice(["ACC-1001", "ACC-2002"])}
             store.submit(
                 NewRequest(
-                    id=rid, function="transfer_funds", arguments=args, display_arguments=args,
-                    digest=hashlib.sha256(rid.encode()).hexdigest(), timeout_seconds=1800.0,
+                    id=rid, function="transfer_funds", arguments=args, digest=hashlib.sha256(rid.encode()).hexdigest(), timeout_seconds=1800.0,
                     agent_id="payments-agent", rule_id="large_transfer", reason="large transfer",
                     value_at_risk=float(amount), policy_version=POLICY_VERSION,
                     created_at=time.time() - rng.uniform(8, 240),

@@ -18,9 +18,13 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     home = tmp_path / "home"
     monkeypatch.setenv("SENTINEL_HOME", str(home))
     yield home
+    from sentinel.guard import close_shared
     from sentinel.policy_source import PolicySource
 
     PolicySource.reset()
+    # Release the per-database writers, stores and watchers this test opened: the suite would
+    # otherwise hold about a thousand descriptors by its end.
+    close_shared(under=tmp_path)
 
 
 @pytest.fixture

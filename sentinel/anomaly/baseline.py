@@ -65,8 +65,10 @@ def describe(
 ) -> list[BaselineView]:
     """Every baseline (optionally of one function and/or agent; ``agent=""`` is calls without an
     agent id), with recent values and known string values."""
+    from sentinel.anomaly.hook import flush_learning
     from sentinel.store import Store
 
+    flush_learning(db_path)  # calls this process already ran are part of what it shows
     now = time.time()
     out: list[BaselineView] = []
     with Store(db_path, create=False) as store:

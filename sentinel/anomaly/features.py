@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -55,10 +56,17 @@ def _number(value: Any) -> float | None:
     if isinstance(value, (int, float, Decimal)):
         try:
             x = float(value)
-        except (OverflowError, ValueError):
+        except OverflowError:  # an int past the float range is huge, not "not a number"
+            return _FMAX if value > 0 else -_FMAX
+        except ValueError:
             return None
+        if math.isinf(x) and isinstance(value, Decimal) and value.is_finite():
+            return _FMAX if x > 0 else -_FMAX  # Decimal("1e400"), "1e400": huge as well
         return x if math.isfinite(x) else None
     return None
+
+
+_FMAX = sys.float_info.max
 
 
 def _numeric_string(text: str) -> float | None:

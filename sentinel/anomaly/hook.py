@@ -11,11 +11,13 @@ rule, not the value, was the reason to ask.
 
 from __future__ import annotations
 
+import atexit
+import collections
 import functools
 import logging
 import threading
 import time
-from collections import OrderedDict
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,25 +41,29 @@ from sentinel.anomaly.settings import (
     PolicySettings,
 )
 from sentinel.anomaly.stats import fold_numbers, fold_rate
+from sentinel.arguments import CallArguments
 from sentinel.policy import Action, Verdict
 from sentinel.redact import Redactor
+from sentinel.risk import RISK_BLOCK, RISK_ESCALATE, RISK_MAX
+from sentinel.runtime import Escalation, GovernedCall, store_for
 from sentinel.store.baselines import BaselineRow, LearnPlan, SeenValue
 
 log = logging.getLogger("sentinel.anomaly")
 
 #: Recent values shown on the approver's card (the sparkline).
 SPARK_POINTS = 30
-#: Calls remembered between assess and their outcome (bounded in case a caller never reports).
-MAX_PENDING = 10_000
+#: Hooks with a background learner, so in-process readers (:func:`flush_learning`) can wait for
+#: what is still being learned.
+_LEARNING: weakref.WeakSet[AnomalyHook] = weakref.WeakSet()
 
 
-def store_for(path: str | Path) -> Any:
-    """The guard's store for this database: one write connection per process, so learning a
-    call never waits on this process's own event writer (two connections would contend for
-    the database's write lock, and SQLite's busy handler sleeps in milliseconds)."""
-    from sentinel.guard import _store_for
-
-    return _store_for(Path(path))
+def flush_learning(db_path: str | Path | None = None) -> None:
+    """Finish learning every call that already ran (of hooks on ``db_path``, or all), so what
+    this process reads next from the baselines includes them."""
+    path = None if db_path is None else Path(db_path).absolute()
+    for hook in list(_LEARNING):
+        if path is None or hook.db_path == path:
+            hook.flush()
 
 
 @dataclass
@@ -98,16 +104,6 @@ class Assessment:
         return "; ".join([top.explanation, *others])
 
 
-class _Pending:
-    __slots__ = ("params", "function", "agent", "assessment")
-
-    def __init__(self, params: Mapping[str, Any], function: str, agent: str, a: Assessment):
-        self.params = params
-        self.function = function
-        self.agent = agent
-        self.assessment = a
-
-
 class AnomalyHook:
     """Statistical anomaly detection as a :class:`sentinel.guard.GuardHook`.
 
@@ -120,8 +116,8 @@ class AnomalyHook:
         policy_source: Any,
         db_path: str | Path,
         *,
-        escalate: float = 7.0,
-        block: float = 9.0,
+        escalate: float = RISK_ESCALATE,
+        block: float = RISK_BLOCK,
         enabled: bool = True,
         clock: Callable[[], float] = time.time,
         record_events: bool = True,
@@ -133,10 +129,19 @@ class AnomalyHook:
         self.enabled = enabled
         self.clock = clock
         self.record_events = record_events
-        self._pending: OrderedDict[int, _Pending] = OrderedDict()
-        self._lock = threading.Lock()
+        # A call's assessment is kept on its token (``call.notes[self]``) until its outcome.
         self._resolved: tuple[str, PolicySettings, Redactor] | None = None
         self._store: Any = None
+        # Learning runs on a background thread (one per hook), in the order calls finished.
+        # ``_learning`` counts the queued jobs per (agent, function): scoring a call of a pair
+        # that still has some finishes them first, so scores are the same as if every call had
+        # been learned on the caller's thread before it returned.
+        self._jobs: collections.deque[tuple[Any, ...]] = collections.deque()
+        self._learning: dict[tuple[str, str], int] = {}
+        self._jobs_cond = threading.Condition()
+        self._run_lock = threading.Lock()  # one job at a time: keeps their order
+        self._worker: threading.Thread | None = None
+        self._flush_at_exit = False
 
     @classmethod
     def from_config(cls, config: Any) -> AnomalyHook:
@@ -157,7 +162,10 @@ class AnomalyHook:
     @property
     def store(self) -> Any:
         store = self._store
-        if store is None or getattr(store, "_closed", False):
+        if store is None or store.closed:
+            # The guard's store: one write connection per process, so learning a call never
+            # waits on this process's own event writer (two connections would contend for the
+            # database's write lock, and SQLite's busy handler sleeps in milliseconds).
             store = self._store = store_for(self.db_path)
         return store
 
@@ -188,6 +196,8 @@ class AnomalyHook:
             return Assessment(0.0, Action.ALLOW, [], Features(), settings)
         features = extract(params, settings, redactor)
         agent = agent_id or ""
+        if self._learning and (agent, function) in self._learning:
+            self._finish(agent, function)
         now = self.clock()
         store = self.store
         known: set[str] = set()
@@ -211,7 +221,7 @@ class AnomalyHook:
                     Finding(
                         "number",
                         param,
-                        10.0,
+                        RISK_MAX,
                         f"{param} {shown} is not a finite number (the last {row.size:,} calls "
                         f"had numbers, median {fmt(float(row.median or 0.0))})",
                         shown,
@@ -237,20 +247,15 @@ class AnomalyHook:
             action = Action.ALLOW
         return Assessment(risk, action, findings, features, settings)
 
-    def assess(
-        self, function: str, params: Mapping[str, Any], agent_id: str | None, verdict: Verdict
-    ) -> Any:
+    def assess(self, call: GovernedCall, verdict: Verdict) -> Any:
         """Score the call; remember it until its outcome; escalate when it is anomalous."""
-        from sentinel.guard import Escalation
 
         if not self.enabled:
             return None
+        function, params, agent_id = call.function, call.params, call.agent_id
         a = self.score(function, params, agent_id)
         if a.features:
-            with self._lock:
-                self._pending[id(params)] = _Pending(params, function, agent_id or "", a)
-                while len(self._pending) > MAX_PENDING:
-                    self._pending.popitem(last=False)
+            call.notes[self] = a
         if not a.scored:
             return None
         if a.action is Action.ALLOW and verdict.action is Action.ALLOW:
@@ -324,14 +329,12 @@ class AnomalyHook:
         data: dict[str, Any],
     ) -> None:
         """An ``anomaly_escalated`` event: the detector made this call's outcome stricter."""
-        from sentinel.normalize import digest, to_jsonable
-
         event = {
             "kind": "anomaly_escalated",
             "ts": self.clock(),
             "function": function,
             "agent_id": agent_id,
-            "digest": digest(to_jsonable(dict(params))),
+            "digest": CallArguments.of(params).digest,  # the call's own, when the guard made one
             "policy_version": verdict.policy_version,
             "rule_id": verdict.rule_id,
             "value_at_risk": verdict.value_at_risk,
@@ -342,28 +345,87 @@ class AnomalyHook:
 
     # -- learning ----------------------------------------------------------------------------
 
-    def observe(
-        self, function: str, params: Mapping[str, Any], agent_id: str | None, succeeded: bool
-    ) -> None:
+    def observe(self, call: GovernedCall, succeeded: bool) -> None:
         """The call ran: learn it if it returned and was not itself anomalous."""
-        entry = self._take(params)
-        if entry is None or not succeeded:
+        a = call.notes.pop(self, None)
+        if a is None or not succeeded:
             return
-        a = entry.assessment
         if a.anomalous and not a.settings.learn_approved:
             return  # an escalated call never becomes part of "normal" (see module docstring)
-        self.learn(entry.function, a.features, entry.agent, a.settings)
+        # Off the caller's thread; the time is taken now, so the result does not depend on when
+        # the worker gets to it.
+        self._submit((call.function, a.features, call.agent_id or "", a.settings, self.clock()))
 
-    def abandon(self, function: str, params: Mapping[str, Any], agent_id: str | None) -> None:
+    # -- the background learner ----------------------------------------------------------------
+
+    def _submit(self, job: tuple[Any, ...]) -> None:
+        key = (job[2], job[0])
+        with self._jobs_cond:
+            self._jobs.append(job)
+            self._learning[key] = self._learning.get(key, 0) + 1
+            worker = self._worker
+            if worker is None or not worker.is_alive():
+                if not self._flush_at_exit:
+                    self._flush_at_exit = True
+                    _LEARNING.add(self)
+                    atexit.register(self.flush)
+                worker = self._worker = threading.Thread(
+                    target=self._work, name="sentinel-anomaly-learner", daemon=True
+                )
+                worker.start()
+            self._jobs_cond.notify()
+
+    def _work(self) -> None:
+        while True:
+            with self._jobs_cond:
+                while not self._jobs:
+                    if not self._jobs_cond.wait(60.0) and not self._jobs:
+                        self._worker = None  # idle: the next call starts a new one
+                        return
+            self._run_next()
+
+    def _run_next(self) -> bool:
+        """Learn the oldest queued call (on whichever thread asks). False when none is left."""
+        with self._run_lock:
+            with self._jobs_cond:
+                if not self._jobs:
+                    return False
+                function, features, agent, settings, now = self._jobs.popleft()
+            try:
+                self.learn(function, features, agent, settings, now=now)
+            except Exception as exc:  # the call ran; its learning is what failed
+                log.warning("anomaly learning failed for %s: %s", function, exc)
+            finally:
+                with self._jobs_cond:
+                    key = (agent, function)
+                    left = self._learning.get(key, 1) - 1
+                    if left > 0:
+                        self._learning[key] = left
+                    else:
+                        self._learning.pop(key, None)
+                    self._jobs_cond.notify_all()
+        return True
+
+    def _finish(self, agent: str, function: str) -> None:
+        """Until no call of (agent, function) is left to learn, help learning queued calls."""
+        key = (agent, function)
+        while key in self._learning:
+            if not self._run_next():
+                with self._jobs_cond:  # the worker is in the middle of the last one
+                    if key in self._learning:
+                        self._jobs_cond.wait(0.05)
+
+    def flush(self) -> None:
+        """Learn every queued call now (also runs at interpreter exit)."""
+        while self._run_next():
+            pass
+        with self._jobs_cond:
+            while self._learning:
+                self._jobs_cond.wait(0.05)
+
+    def abandon(self, call: GovernedCall) -> None:
         """The call did not run (blocked, denied, expired, cancelled, error): forget it."""
-        self._take(params)
-
-    def _take(self, params: Mapping[str, Any]) -> _Pending | None:
-        with self._lock:
-            entry = self._pending.pop(id(params), None)
-        if entry is None or entry.params is not params:
-            return None
-        return entry
+        call.notes.pop(self, None)
 
     def learn(
         self,
@@ -374,10 +436,13 @@ class AnomalyHook:
         *,
         batch: Mapping[str, list[float]] | None = None,
         times: list[float] | None = None,
+        now: float | None = None,
     ) -> None:
         """Add one call's features (or a ``batch`` of values per parameter with their
-        ``times``: seeding and benchmarks) to the baselines."""
-        now = self.clock()
+        ``times``: seeding and benchmarks) to the baselines, now (on this thread). ``now``:
+        when the call finished (default: the hook's clock)."""
+        if now is None:
+            now = self.clock()
         plan = LearnPlan(
             numbers={p: [x] for p, x in features.numbers.items()}
             if batch is None
@@ -399,4 +464,4 @@ class AnomalyHook:
         self.store.baseline_learn(agent, function, plan, now)
 
 
-__all__ = ["AnomalyHook", "Assessment", "store_for"]
+__all__ = ["AnomalyHook", "Assessment", "flush_learning", "store_for"]

@@ -80,6 +80,8 @@ def fmt(x: float) -> str:
         return str(x)
     if x == int(x) and abs(x) < 1e15:
         return f"{int(x):,}"
+    if abs(x) >= 1e15:  # up to 1.8e308 (a number past the float range): not 309 digits
+        return f"{x:.4g}"
     if abs(x) >= 1000:
         return f"{x:,.2f}".rstrip("0").rstrip(".")
     return f"{x:.4g}"

@@ -19,6 +19,7 @@ from typing import Any
 
 from sentinel.policy.models import AnomalyFunction, AnomalySettings, parse_window
 from sentinel.policy.regex import GlobSet, fold
+from sentinel.risk import RISK_BLOCK, RISK_ESCALATE, RISK_MAX
 
 #: Half-lives of the call-rate counters: "the last minute or so" against "the last day".
 RATE_FAST_HALF_LIFE = 60.0
@@ -30,8 +31,8 @@ class FunctionSettings:
     """Everything the detector needs to score and learn one function's calls."""
 
     enabled: bool = True
-    escalate: float = 7.0
-    block: float = 9.0
+    escalate: float = RISK_ESCALATE
+    block: float = RISK_BLOCK
     min_samples: int = 5
     window: int = 1000
     half_life: float | None = None
@@ -52,7 +53,7 @@ class FunctionSettings:
     @property
     def low_max_risk(self) -> float:
         """An unusually *small* value asks a person at most; it is never blocked on its own."""
-        return min(max(self.escalate, self.block - 0.1), 10.0)
+        return min(max(self.escalate, self.block - 0.1), RISK_MAX)
 
 
 class PolicySettings:

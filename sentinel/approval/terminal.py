@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import select
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from sentinel.approval.base import (
     ApprovalResult,
     ApprovalStatus,
 )
+from sentinel.fdwait import readable
 from sentinel.redact import safe_text
 
 _SLICE = 0.1
@@ -162,7 +162,7 @@ class TerminalApprovalInterface(ApprovalInterface):
         self._pending = b""
         while True:
             try:
-                ready, _, _ = select.select([fd], [], [], 0)
+                ready = readable([fd], 0)
             except (OSError, ValueError):
                 return dropped
             if not ready:
@@ -185,7 +185,7 @@ class TerminalApprovalInterface(ApprovalInterface):
             if remaining <= 0:
                 return None
             try:
-                ready, _, _ = select.select([fd], [], [], min(_SLICE, remaining))
+                ready = readable([fd], min(_SLICE, remaining))
             except (OSError, ValueError):
                 return "\x04EOF"
             if not ready:

@@ -27,7 +27,9 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import random
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -57,6 +59,8 @@ SIGNATURE_PREFIX = "sha256="
 
 #: A reply or request whose timestamp is further than this from now is refused (seconds).
 DEFAULT_MAX_SKEW = 300.0
+#: What ``X-Sentinel-Timestamp`` may hold: ASCII decimal epoch seconds, an optional fraction.
+_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
 
 #: Status words a reply may use. Approval needs the exact word; any denial-like word denies
 #: (reading a refusal as a refusal is always the safe direction).
@@ -91,14 +95,22 @@ def verify(
     now: float | None = None,
     max_skew: float = DEFAULT_MAX_SKEW,
 ) -> str | None:
-    """Check a signature. Returns None when it is valid, else a short reason why not."""
+    """Check a signature. Returns None when it is valid, else a short reason why not.
+
+    The timestamp must be plain decimal epoch seconds (``1700000000``, optionally with a fraction):
+    ``float()`` would also take ``nan``, ``inf``, ``1e9``, ``+1_700_000_000`` and surrounding
+    space, and NaN compares false with everything, so a skew check on it passes. A ``max_skew``
+    that is not a finite number >= 0 refuses every timestamp (a misconfiguration must not turn
+    the freshness check off).
+    """
     if not timestamp or not signature:
         return "unsigned"
-    try:
-        ts = float(timestamp)
-    except ValueError:
-        return "bad timestamp"
-    if not ts == ts or abs((time.time() if now is None else now) - ts) > max_skew:  # NaN or stale
+    if not _TIMESTAMP_RE.fullmatch(timestamp):
+        return f"bad timestamp {timestamp[:40]!r}: not decimal epoch seconds"
+    ts = float(timestamp)  # digits only: always finite
+    if not (isinstance(max_skew, (int, float)) and math.isfinite(max_skew) and max_skew >= 0):
+        return f"max_skew {max_skew!r} is not a finite number of seconds >= 0"
+    if not abs((time.time() if now is None else now) - ts) <= max_skew:  # False for NaN now, too
         return "stale timestamp"
     try:
         expected = sign(secret, timestamp, body)
@@ -331,6 +343,15 @@ class WebhookApprovalInterface(ApprovalInterface):
                 raise SentinelConfigError(
                     f"{name} must be a positive number of seconds, got {value!r}", field=name
                 )
+        if (
+            isinstance(max_skew_seconds, bool)
+            or not isinstance(max_skew_seconds, (int, float))
+            or not 0 <= max_skew_seconds < math.inf  # NaN fails this too
+        ):
+            raise SentinelConfigError(
+                f"max_skew_seconds must be a finite number of seconds >= 0, got {max_skew_seconds!r}",
+                field="max_skew_seconds",
+            )
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 1:
             raise SentinelConfigError(
                 f"max_retries must be a whole number >= 1, got {max_retries!r}", field="max_retries"

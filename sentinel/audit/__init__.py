@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.audit.sink import EventSink
+from sentinel.runtime import store_for
 
 
 def attach_config(sink: EventSink, config: Any, db_path: str | os.PathLike[str]) -> EventSink:
@@ -24,9 +25,8 @@ def attach_config(sink: EventSink, config: Any, db_path: str | os.PathLike[str])
     ``audit_log_dir``) and periodic anchors when a signing key is in the environment
     (``SENTINEL_AUDIT_KEY`` or ``SENTINEL_AUDIT_SIGNING_KEY``). Idempotent."""
     from sentinel.audit.keys import load_signer
-    from sentinel.guard import _store_for
 
-    store = _store_for(Path(db_path).absolute())
+    store = store_for(Path(db_path).absolute())
     mirror_dir = config.audit_log_dir if getattr(config, "audit_log", False) else None
     sink.attach_audit(store, mirror_dir=mirror_dir, signer=load_signer())
     return sink

@@ -156,6 +156,14 @@ def load_verifier(env: Mapping[str, str] | None = None) -> Verifier:
     return Verifier(keys, ids)
 
 
+def verifier_for(signer: Signer) -> Verifier:
+    """A verifier that checks what ``signer`` signs (the HMAC secret, or the Ed25519 public
+    half): a writer checks the anchors already in the folder with its own key."""
+    if signer.alg == HMAC_ALG:
+        return Verifier({HMAC_ALG: signer._secret}, {HMAC_ALG: signer.key_id})
+    return Verifier({ED25519_ALG: signer._secret.public_key()}, {ED25519_ALG: signer.key_id})
+
+
 def generate_ed25519(private_path: Path, public_path: Path) -> str:
     """Write a new Ed25519 key pair (private key mode 0600). Returns the key id."""
     serialization = _crypto("sentinel audit keygen")

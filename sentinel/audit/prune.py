@@ -14,8 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sentinel.audit.anchors import CHECKPOINT, anchor_path, append_record, make_record
-from sentinel.audit.keys import Signer
+from sentinel.audit.anchors import (
+    CHECKPOINT,
+    AnchorConflict,
+    anchor_path,
+    append_record,
+    conflicts,
+    make_record,
+)
+from sentinel.audit.keys import Signer, verifier_for
 from sentinel.audit.mirror import FILE_RE, JsonlMirror, mirror_files
 from sentinel.store.models import HistoryFilter
 
@@ -54,13 +61,23 @@ def prune(
         raise ValueError(
             "prune records a signed checkpoint: set SENTINEL_AUDIT_KEY or SENTINEL_AUDIT_SIGNING_KEY"
         )
+    # A checkpoint on a rewritten chain would hide the anchors below it: refuse, like `anchor`.
+    found = conflicts(store, anchor_dir, verifier_for(signer))
+    if found:
+        raise AnchorConflict(
+            "the audit chain contradicts the anchor folder, nothing pruned: "
+            + "; ".join(found)
+            + " (run `sentinel audit verify`)"
+        )
     if jsonl_dir is not None:
         JsonlMirror(jsonl_dir).catch_up(store)  # nothing leaves the table before it is mirrored
     db_id, first, last, _h, _w = store.audit_state()
     if last is None or db_id is None:
         return PruneResult(None, None, 0, ())
     keep = store.export_page(HistoryFilter(since=cutoff), 0, 1)
-    up_to = keep[0].seq - 1 if keep else last
+    # The newest event always stays: the next event chains onto the table's head, and an empty
+    # table would restart the chain at seq 1 from genesis, behind the checkpoint.
+    up_to = min(keep[0].seq - 1 if keep else last, last - 1)
     removed_files: list[str] = []
     if up_to < (first or 1):
         return PruneResult(None, None, 0, ())
@@ -70,7 +87,7 @@ def prune(
     head = row[0][14]
     append_record(
         anchor_path(store.path, db_id, anchor_dir),
-        make_record(CHECKPOINT, db_id, up_to, head, signer),
+        make_record(CHECKPOINT, db_id, up_to, head, signer, store.path),
     )
     result = store.prune_events(up_to)
     deleted = 0 if result is None else result[2]

@@ -9,22 +9,43 @@ What is checked, and reported with the first bad position:
   tail (table ends before an anchor) or a history recomputed from scratch (hash differs) is
   caught. Events deleted below a ``prune_window`` row count as tampering unless a signed
   ``checkpoint`` records that prune.
+* **the anchor store** — every other file in the anchor folder names a chain (its id and database
+  file): one naming this database file under another id means the database was replaced,
+  recreated or its id rewritten; one whose database file is gone, has another id or no longer
+  holds the anchored head is reported too. The database cannot vouch for itself: its ``db_id``
+  is written by whoever writes the events.
+* **approvals** — every ``executed`` / ``failed`` event of a request follows an ``approved`` event
+  of that request.
 * **JSONL** — the same chain rules over the files in name order, each line against the table.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from sentinel.audit.anchors import ANCHOR, CHECKPOINT, anchor_path, read_records
+from sentinel.audit.anchors import (
+    ANCHOR,
+    CHECKPOINT,
+    anchor_files,
+    anchor_path,
+    db_location,
+    read_records,
+    valid_db_id,
+)
 from sentinel.audit.keys import Verifier
 from sentinel.audit.mirror import mirror_files, split_line
+from sentinel.store import sql
 from sentinel.store.codec import GENESIS_HASH, body_text
 
 PAGE = 20_000
+_MAX_APPROVAL_PROBLEMS = 20  # the rest are counted, not listed
+_OUTCOMES = ("executed", "failed")
 
 
 @dataclass
@@ -50,6 +71,8 @@ class Report:
     first_seq: int | None = None
     last_seq: int | None = None
     anchors_checked: int = 0
+    anchor_folder: str | None = None
+    other_anchor_files: int = 0  # files of other database ids checked in the folder
 
     @property
     def ok(self) -> bool:
@@ -66,6 +89,8 @@ class Report:
             "first_seq": self.first_seq,
             "last_seq": self.last_seq,
             "anchors_checked": self.anchors_checked,
+            "anchor_folder": self.anchor_folder,
+            "other_anchor_files": self.other_anchor_files,
         }
 
 
@@ -86,11 +111,14 @@ class _TableWalk:
         self.hashes: dict[int, str] = {}
         self._after = start_seq - 1
         self._done = False
+        self.approved: set[str] = set()
+        self.unapproved: list[tuple[int, str]] = []  # (seq, request id) of outcomes without one
 
     def run(self, anchors: dict[int, tuple[str, int]]) -> None:
         store, report = self.store, self.report
         expect, prev = self.expect_seq, self.prev
         after = self._after
+        approved, unapproved = self.approved, self.unapproved
         while True:
             rows = store.event_rows(after, PAGE)
             if not rows:
@@ -136,6 +164,13 @@ class _TableWalk:
                     )
                     self.broken = True
                     return
+                kind = row[2]
+                if kind == "approved":
+                    approved.add(row[3])
+                elif kind in _OUTCOMES and row[3] is not None and row[3] not in approved:
+                    # An approved call's outcome carries its request id; the approval is written
+                    # (by the store, when decided) before the waiting call can run.
+                    unapproved.append((seq, row[3]))
                 prev = h
                 expect += 1
             report.table_events += len(rows)
@@ -151,13 +186,24 @@ def _load_anchors(
     """Signed anchors and checkpoints: seq -> (hash, line)."""
     anchors: dict[int, tuple[str, int]] = {}
     checkpoints: dict[int, tuple[str, int]] = {}
-    if db_id is None:
-        return anchors, checkpoints, None
     try:
-        path = anchor_path(store.path, db_id, anchor_dir)
+        # The folder comes from the configuration alone, never from the database's id.
+        path = anchor_path(store.path, "-", anchor_dir)
     except ValueError as exc:
         report.warnings.append(str(exc))
         return anchors, checkpoints, None
+    if db_id is None:
+        # Every database gets an id when created (schema step 5); only a hand edit removes it.
+        report.problems.append(
+            Problem("audit_meta", "the database has no db_id: its identity was removed by hand")
+        )
+        return anchors, checkpoints, path
+    if not valid_db_id(db_id):
+        report.problems.append(
+            Problem("audit_meta", f"db_id {db_id[:80]!r} is not an id: it was edited by hand")
+        )
+        return anchors, checkpoints, path
+    path = path.with_name(f"{db_id}.jsonl")
     lines = read_records(path, db_id, verifier)
     if not lines:
         report.warnings.append(
@@ -186,6 +232,126 @@ def _load_anchors(
     return anchors, checkpoints, path
 
 
+def _other_database(location: str) -> tuple[str | None, Any] | str:
+    """(db id, a function seq -> hash or None) of a database file, opened read-only, or why it
+    cannot be read."""
+    if not os.path.exists(location):
+        return "missing"
+    try:
+        conn = sqlite3.connect(f"file:{quote(location)}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        return f"cannot be read ({exc})"
+    try:
+        row = conn.execute(sql.AUDIT_DB_ID).fetchone()
+        bounds = conn.execute(sql.EVENT_BOUNDS).fetchone()
+
+        def hash_at(seq: int) -> str | None:
+            found = conn.execute(sql.EVENT_HASH_AT, (seq,)).fetchone()
+            return None if found is None else str(found[0])
+
+        return (None if row is None else str(row[0])), (bounds, hash_at, conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        return f"cannot be read ({exc})"
+
+
+def _check_store(
+    own: Path, db_id: str | None, here: str, verifier: Verifier, report: Report
+) -> None:
+    """Every other anchor file in the folder against the chain it names (see the module doc)."""
+    report.anchor_folder = str(own.parent)
+    for path in anchor_files(own.parent):
+        if path == own:
+            continue
+        report.other_anchor_files += 1
+        where = f"anchors/{path.name}"
+        newest: dict[str, Any] | None = None
+        location: str | None = None
+        for line in read_records(path, path.stem, verifier):
+            if line.status == "unknown key" or (verifier.empty and line.record is not None):
+                continue  # said once for the whole run by the missing-key warning
+            if not line.ok or line.record is None:
+                report.problems.append(
+                    Problem(f"{where}:{line.line_no}", f"anchor record: {line.status}")
+                )
+                continue
+            if line.record.get("db_path"):
+                location = str(line.record["db_path"])  # the newest says where it lives now
+            if newest is None or int(line.record["seq"]) >= int(newest["seq"]):
+                newest = line.record
+        if newest is None:
+            continue
+        other_id, seq, head = path.stem, int(newest["seq"]), str(newest["hash"])
+        anchored = f"anchored in {path.name} as id {other_id} up to seq {seq} ({head[:16]}…)"
+        if location is None:
+            report.warnings.append(
+                f"{where}: written by an older Sentinel without the database's path, so it "
+                "cannot be matched to a database file; anchor that database again to bind it"
+            )
+            continue
+        if location == here:
+            report.problems.append(
+                Problem(
+                    where,
+                    f"this database file ({here}) was {anchored}, but it now has id {db_id}: "
+                    "the anchored chain is gone (the database was replaced, recreated or its id "
+                    f"rewritten). If that was on purpose, move {path.name} out of the anchor folder",
+                )
+            )
+            continue
+        state = _other_database(location)
+        if state == "missing":
+            report.problems.append(
+                Problem(
+                    where,
+                    f"the database {location} {anchored} no longer exists. If it was retired on "
+                    f"purpose, move {path.name} out of the anchor folder",
+                )
+            )
+            continue
+        if isinstance(state, str):
+            report.warnings.append(
+                f"{where}: the database {location} {state}; verify it with "
+                "`sentinel audit verify --db`"
+            )
+            continue
+        found_id, (bounds, hash_at, conn) = state
+        try:
+            if found_id != other_id:
+                report.problems.append(
+                    Problem(
+                        where,
+                        f"the database {location} was {anchored}, but it now has id {found_id}: "
+                        "it was replaced, recreated or its id rewritten",
+                    )
+                )
+            elif bounds[1] is None or seq > bounds[1]:
+                report.problems.append(
+                    Problem(
+                        where,
+                        f"the database {location} was {anchored}, but its table ends at seq "
+                        f"{bounds[1] or 0}: the tail was truncated",
+                    )
+                )
+            elif bounds[0] is not None and seq >= bounds[0] and hash_at(seq) != head:
+                report.problems.append(
+                    Problem(
+                        where,
+                        f"the database {location} was {anchored}, but its event {seq} differs: "
+                        "the history was rewritten",
+                    )
+                )
+            else:
+                report.notes.append(
+                    f"{where}: another database ({location}) still holds its anchored head; "
+                    "`sentinel audit verify --db` it for its whole chain"
+                )
+        except sqlite3.Error as exc:
+            report.warnings.append(f"{where}: could not read {location}: {exc}")
+        finally:
+            conn.close()
+
+
 def verify(
     store: Any,
     *,
@@ -206,7 +372,9 @@ def verify(
             "no verification key (SENTINEL_AUDIT_KEY or SENTINEL_AUDIT_PUBLIC_KEY): anchors and "
             "prune checkpoints cannot be checked"
         )
-    anchors, checkpoints, _path = _load_anchors(store, db_id, anchor_dir, verifier, report)
+    anchors, checkpoints, own = _load_anchors(store, db_id, anchor_dir, verifier, report)
+    if own is not None:
+        _check_store(own, db_id, db_location(store.path), verifier, report)
     if require_anchor and not anchors:
         report.problems.append(Problem("anchors", "no signed anchor for this database"))
 
@@ -256,9 +424,37 @@ def verify(
         newest = max(anchors, default=None)
         if newest is not None and newest < end:
             report.notes.append(f"events after seq {newest} are not anchored yet")
+    _report_unapproved(walk, start_seq, report)
     if jsonl_dir is not None:
         _verify_jsonl(Path(jsonl_dir), store, start_seq, start_prev, checkpoints, anchors, report)
     return report
+
+
+def _report_unapproved(walk: _TableWalk, start_seq: int, report: Report) -> None:
+    """Outcomes of requests with no ``approved`` event before them: a problem, unless the chain
+    was pruned (the approval may be in the removed part)."""
+    if not walk.unapproved:
+        return
+    if start_seq > 1:
+        report.warnings.append(
+            f"{len(walk.unapproved)} executed/failed event(s) of requests whose approval is not "
+            f"in the table (first: seq {walk.unapproved[0][0]}, request "
+            f"{walk.unapproved[0][1]}); it may have been pruned before seq {start_seq}"
+        )
+        return
+    for seq, request_id in walk.unapproved[:_MAX_APPROVAL_PROBLEMS]:
+        report.problems.append(
+            Problem(
+                f"table seq {seq}",
+                f"request {request_id} ran, but no approved event for it comes before "
+                "(an outcome recorded without its approval)",
+            )
+        )
+    extra = len(walk.unapproved) - _MAX_APPROVAL_PROBLEMS
+    if extra > 0:
+        report.problems.append(
+            Problem("table", f"{extra} more executed/failed event(s) without an approval")
+        )
 
 
 def _seq_prev(body: str) -> tuple[int, str]:

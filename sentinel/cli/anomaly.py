@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from sentinel.cli.options import add_db_option
 from sentinel.errors import StoreError
 from sentinel.redact import safe_text
 
@@ -107,11 +108,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--agent", "-a", help="only this agent id (exact; an empty string means no agent id)"
     )
-    p.add_argument(
-        "--db",
-        metavar="PATH",
-        help="database file (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)",
-    )
+    add_db_option(p)
 
 
 def register(subparsers: Any) -> None:

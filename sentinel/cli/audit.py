@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sentinel.cli.options import add_db_option
 from sentinel.errors import StoreError
 from sentinel.redact import safe_text
 
@@ -24,11 +25,7 @@ def _err(message: str) -> int:
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--db",
-        metavar="PATH",
-        help="database file (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)",
-    )
+    add_db_option(p)
 
 
 def _add_anchors(p: argparse.ArgumentParser) -> None:
@@ -87,6 +84,11 @@ def _verify(store: Any, args: argparse.Namespace) -> int:
     if args.jsonl:
         print(f"jsonl: {report.jsonl_events:,} lines checked in {safe_text(args.jsonl, 200)}")
     print(f"anchors: {report.anchors_checked} signed record(s) checked")
+    if report.anchor_folder is not None:
+        print(
+            f"anchor folder: {safe_text(report.anchor_folder, 200)} "
+            f"({report.other_anchor_files} file(s) of other databases checked)"
+        )
     for note in report.notes:
         print(f"note: {safe_text(note, 500)}")
     for warning in report.warnings:

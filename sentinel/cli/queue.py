@@ -15,6 +15,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from sentinel.cli.options import add_db_option
 from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
 from sentinel.redact import safe_text
 
@@ -70,33 +71,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _request_json(rec: Any) -> dict[str, Any]:
-    """A request for ``--json`` output: everything except the raw arguments."""
-    return {
-        "id": rec.id,
-        "status": rec.status,
-        "function": rec.function,
-        "agent_id": rec.agent_id,
-        "display_arguments": rec.display_arguments,
-        "digest": rec.digest,
-        "context": rec.context,
-        "rule_id": rec.rule_id,
-        "rule_ids": list(rec.rule_ids),
-        "reason": rec.reason,
-        "value_at_risk": rec.value_at_risk,
-        "risk_score": rec.risk_score,
-        "risk_explanation": rec.risk_explanation,
-        "policy_version": rec.policy_version,
-        "channel": rec.channel,
-        "pid": rec.pid,
-        "host": rec.host,
-        "created_at": rec.created_at,
-        "expires_at": rec.expires_at,
-        "timeout_seconds": rec.timeout_seconds,
-        "decided_at": rec.decided_at,
-        "decided_by": rec.decided_by,
-        "operator": rec.operator,
-        "decision_reason": rec.decision_reason,
-    }
+    """A request for ``--json`` output (:meth:`RequestRecord.to_dict`: arguments redacted)."""
+    return dict(rec.to_dict())
 
 
 def _event_json(ev: Any) -> dict[str, Any]:
@@ -234,7 +210,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
     for key, value in lines:
         print(f"{key.rjust(width)}: {value}")
     print("arguments (redacted):")
-    _print_mapping(rec.display_arguments)
+    _print_mapping(rec.arguments)
     if rec.context:
         print("context:")
         _print_mapping(rec.context)
@@ -343,11 +319,7 @@ def _positive(text: str) -> int:
 
 
 def _add_db(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--db",
-        metavar="PATH",
-        help="database file (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)",
-    )
+    add_db_option(p)
 
 
 def register(subparsers: Any) -> None:

@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sentinel.cli.options import add_db_option
 from sentinel.errors import PolicyError
+from sentinel.policy.replay import DEFAULT_SINCE_DAYS
 from sentinel.redact import safe_text
 
 
@@ -67,14 +69,13 @@ def register(subparsers: Any) -> None:
         "replay", help="show what a candidate rules file would change for recorded calls"
     )
     replay.add_argument("path", help="the candidate rules file")
+    since = f"{DEFAULT_SINCE_DAYS}d"
     replay.add_argument(
-        "--since", default="7d", help="how far back: 24h, 7d, an ISO date, or 'all' (default 7d)"
+        "--since",
+        default=since,
+        help=f"how far back: 24h, 7d, an ISO date, or 'all' (default {since})",
     )
-    replay.add_argument(
-        "--db",
-        default=None,
-        help="database file (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)",
-    )
+    add_db_option(replay)
     replay.add_argument("--json", action="store_true", help="print the report as JSON")
     replay.add_argument(
         "--examples", type=int, default=3, help="example calls shown per group (default 3)"

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from sentinel.cli.options import add_db_option
 from sentinel.errors import SentinelConfigError, StoreError
 
 
@@ -28,12 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    p.add_argument("--db", type=Path, default=None, help="database file (default $SENTINEL_DB …)")
+    add_db_option(p)
     p.add_argument(
         "--tokens",
         type=Path,
         default=None,
-        help="tokens file (default <db folder>/api-tokens.json)",
+        help="tokens file (default $SENTINEL_CONFIG_DIR/api-tokens.json, else "
+        "$XDG_CONFIG_HOME/sentinel/api-tokens.json or ~/.config/sentinel/api-tokens.json; "
+        "never inside the database folder, which agents write to)",
     )
     p.add_argument("--add-token", metavar="NAME", help="create a token, print it once, and exit")
     p.add_argument(
@@ -63,12 +66,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from sentinel.server.auth import add_token, default_tokens_path, read_tokens_file, remove_token
+    from sentinel.server.auth import (
+        add_token,
+        check_outside_db_folder,
+        default_tokens_path,
+        legacy_refusal,
+        legacy_tokens_path,
+        read_tokens_file,
+        remove_token,
+    )
     from sentinel.store import default_db_path
+    from sentinel.store.paths import parse_db_value
 
-    db = Path(args.db) if args.db is not None else default_db_path()
-    tokens = Path(args.tokens) if args.tokens is not None else default_tokens_path(db)
+    db = parse_db_value(args.db, source="--db") if args.db is not None else default_db_path()
+    tokens = Path(args.tokens) if args.tokens is not None else default_tokens_path()
     try:
+        # The database folder is written by agents: a tokens file there could hold a token an
+        # agent gave itself, whatever its mode says — so it is never used, not even read.
+        check_outside_db_folder(tokens, db)
+        legacy = legacy_tokens_path(db)
+        if args.tokens is None and os.path.lexists(legacy):
+            raise legacy_refusal(legacy, tokens)
         if args.add_token:
             token = add_token(tokens, args.add_token, args.role)
             print(token)

@@ -7,9 +7,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sentinel.cli.options import add_db_option
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", metavar="PATH", help="approval database (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)")
+    add_db_option(parser, "approval database (default: $SENTINEL_DB, $SENTINEL_HOME/sentinel.db or ./.sentinel/sentinel.db)")
     parser.add_argument("--rules", metavar="PATH", help="rules file shown in the Rules view (default: $SENTINEL_RULES_PATH, else ./rules.yaml when present)")
     parser.add_argument("--readonly", action="store_true", help="observer mode: nothing can be approved or denied")
     parser.add_argument("--keymap", metavar="FILE", help="settings and key remapping (TOML; default $SENTINEL_HOME/tui.toml or ~/.config/sentinel/tui.toml)")

@@ -171,7 +171,8 @@ def _sdk_guard(guard: Guard) -> Guard:
     derived: Guard | None = guard.__dict__.get("_sentinel_openai_agents_sdk")
     if derived is None:
         config = dataclasses.replace(guard.config, approval_interface=OpenAIAgentsApproval())
-        derived = Guard(config, guard.context_fn, hooks=guard.hooks)
+        # The same hook set (not a copy of today's hooks): a limit added by reload applies here too.
+        derived = Guard(config, guard.context_fn, hooks=guard.hook_set)
         guard.__dict__["_sentinel_openai_agents_sdk"] = derived
     return derived
 

@@ -29,7 +29,6 @@ database unavailable, say) raises, which the guard treats as a governance error 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,8 @@ from sentinel.policy import Action, Verdict
 from sentinel.policy.evaluate import CompiledRule, Policy
 from sentinel.policy.regex import fold
 from sentinel.policy.values import MISSING, Call, NotANumber, Uneval, resolve, to_decimal
+from sentinel.runtime import Escalation, GovernedCall, store_for
+from sentinel.store import Store
 from sentinel.store.limits import LimitCheck, LimitUsage
 
 
@@ -206,23 +207,11 @@ def _status(p: _Planned, usage: LimitUsage | None) -> LimitStatus:
 # --- stores ------------------------------------------------------------------------------------
 
 
-#: Calls between assess and their outcome remembered at most (see LimitsHook._pending).
-MAX_PENDING = 10_000
-
-
-def _escalation() -> Any:
-    from sentinel.guard import Escalation  # the guard imports this module: import late
-
-    return Escalation
-
-
-def _store(path: Path) -> Any:
+def _store(path: Path) -> Store:
     # The guard's store for this database: one write connection per process, so a limit check
     # never waits on this process's own event writer (two connections would contend for the
     # database's write lock, and SQLite's busy handler sleeps in milliseconds).
-    from sentinel.guard import _store_for
-
-    return _store_for(Path(path))
+    return store_for(path)
 
 
 # --- the guard hook ----------------------------------------------------------------------------
@@ -235,10 +224,7 @@ class LimitsHook:
         self.policy_source = policy_source
         self.db_path = Path(db_path).absolute()
         self.approval_timeout = float(approval_timeout)
-        # Reservations of calls between assess and their outcome, by the identity of the call's
-        # parameter dict (the guard passes the same dict to assess, observe and abandon).
-        self._pending: dict[int, tuple[Mapping[str, Any], list[Any]]] = {}
-        self._lock = threading.Lock()
+        # A call's reservations are kept on its token (``call.notes[self]``) until its outcome.
         self._store: Any = None
 
     @classmethod
@@ -249,14 +235,8 @@ class LimitsHook:
             approval_timeout=float(config.timeout_seconds or 300.0),
         )
 
-    @property
-    def active(self) -> bool:
-        """True when the policy in force has limit rules."""
-        return bool(self.policy_source.current.has_limits)
-
-    def assess(
-        self, function: str, params: Mapping[str, Any], agent_id: str | None, verdict: Verdict
-    ) -> Any:
+    def assess(self, call: GovernedCall, verdict: Verdict) -> Any:
+        function, params, agent_id = call.function, call.params, call.agent_id
         policy: Policy = self.policy_source.current
         if not policy.has_limits or verdict.action is Action.BLOCK:
             return None  # a blocked call never runs: nothing to count
@@ -268,19 +248,10 @@ class LimitsHook:
         if countable:
             checks = [_check(p) for p in countable]
             store = self._store
-            if store is None:
+            if store is None or store.closed:  # closed by close_shared()
                 store = self._store = _store(self.db_path)
             result: list[LimitUsage] = store.limit_reserve(checks)
-            with self._lock:
-                if len(self._pending) >= MAX_PENDING:
-                    # Calls the guard never reported back (it may skip hooks on a fast path):
-                    # their reservations simply stay counted; forget the oldest bookkeeping.
-                    for stale in list(self._pending)[: MAX_PENDING // 10]:
-                        del self._pending[stale]
-                self._pending[id(params)] = (
-                    params,
-                    [u.reservation for u in result if u.reservation is not None],
-                )
+            call.notes[self] = [u.reservation for u in result if u.reservation is not None]
             usages = {u.key: u for u in result}
         if (
             verdict.action is Action.ALLOW
@@ -306,48 +277,31 @@ class LimitsHook:
             reason = "; ".join(s.sentence() for s in statuses)
             if shadow:
                 reason = "shadow " + reason
-            return _escalation()(Action.ALLOW, reason, "limits", data=data)
+            return Escalation(Action.ALLOW, reason, "limits", data=data)
         p, s = worst
         reason = s.sentence()
         if p.problem is not None:
             reason = f"limit {p.rule.id}: {p.problem}; the limit cannot be checked, so it applies"
-        return _escalation()(p.rule.action, reason, f"limit:{p.rule.id}", data=data)
+        return Escalation(p.rule.action, reason, f"limit:{p.rule.id}", data=data)
 
-    def observe(
-        self, function: str, params: Mapping[str, Any], agent_id: str | None, succeeded: bool
-    ) -> None:
+    def observe(self, call: GovernedCall, succeeded: bool) -> None:
         """The call ran: its reservation already counts for the whole window (even when the
         call raised: it may have had effects), so there is nothing to write — forget it."""
-        with self._lock:
-            self._pending.pop(id(params), None)
+        call.notes.pop(self, None)
 
-    def abandon(self, function: str, params: Mapping[str, Any], agent_id: str | None) -> None:
+    def abandon(self, call: GovernedCall) -> None:
         """The call did not run: release its reservations."""
-        with self._lock:
-            entry = self._pending.pop(id(params), None)
-        if entry is None or entry[0] is not params or not entry[1]:
-            return
-        _store(self.db_path).limit_release(entry[1])
+        reservations = call.notes.pop(self, None)
+        if reservations:
+            _store(self.db_path).limit_release(reservations)
 
 
-def attach(config: Any, hooks: list[Any]) -> LimitsHook:
-    """Give a guard's hook list a :class:`LimitsHook` that is present only while the policy in
-    force has limit rules (kept up to date on hot reload), so a guard without limits keeps the
-    allowed-call fast path. Also records policy reloads in the guard's database."""
+def hook_for(config: Any) -> LimitsHook:
+    """The :class:`LimitsHook` of a guard; the guard's :class:`~sentinel.guard.HookSet` uses it
+    only under a policy with limit rules. Also records policy reloads in the guard's database."""
     source = config.policy_source()
     source.record_events_to(config.db_path)
-    hook = LimitsHook.from_config(config)
-
-    def sync(_change: Any = None) -> None:
-        present = any(h is hook for h in hooks)
-        if hook.active and not present:
-            hooks.append(hook)
-        elif not hook.active and present:
-            hooks.remove(hook)
-
-    sync()
-    source.subscribe(sync)
-    return hook
+    return LimitsHook.from_config(config)
 
 
 # --- for context providers ---------------------------------------------------------------------

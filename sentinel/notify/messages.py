@@ -56,6 +56,14 @@ def decide_commands(rec: RequestRecord, decide_url: str | None) -> dict[str, Any
     return out
 
 
+#: The fields of :meth:`RequestRecord.to_dict` a notification carries.
+_NOTIFIED = frozenset((
+    "id", "function", "agent_id", "arguments", "context", "rule_id", "rule_ids", "reason",
+    "value_at_risk", "risk_score", "risk_explanation", "created_at", "expires_at", "digest",
+    "policy_version",
+))  # fmt: skip
+
+
 def generic_payload(
     rec: RequestRecord, decide_url: str | None, now: float | None = None
 ) -> dict[str, Any]:
@@ -63,23 +71,9 @@ def generic_payload(
     return {
         "event": "approval_requested",
         "sent_at": time.time() if now is None else now,
-        "request": {
-            "id": rec.id,
-            "function": rec.function,
-            "agent_id": rec.agent_id,
-            "arguments": rec.display_arguments,  # redacted copy only
-            "context": rec.context,
-            "rule_id": rec.rule_id,
-            "rule_ids": list(rec.rule_ids),
-            "reason": rec.reason,
-            "value_at_risk": rec.value_at_risk,
-            "risk_score": rec.risk_score,
-            "risk_explanation": rec.risk_explanation,
-            "created_at": rec.created_at,
-            "expires_at": rec.expires_at,
-            "digest": rec.digest,
-            "policy_version": rec.policy_version,
-        },
+        # The request's one JSON form, without where the agent runs or decision fields (it is
+        # pending); arguments are the redacted copy, the only one stored.
+        "request": {k: v for k, v in rec.to_dict().items() if k in _NOTIFIED},
         "decide": decide_commands(rec, decide_url),
     }
 
@@ -91,7 +85,7 @@ def slack_escape(value: Any, limit: int = 300) -> str:
 
 
 def _arguments(rec: RequestRecord, limit: int = 8) -> str:
-    items = list((rec.display_arguments or {}).items())
+    items = list((rec.arguments or {}).items())
     lines = [f"{slack_escape(str(k), 40)} = {slack_escape(v, 120)}" for k, v in items[:limit]]
     if len(items) > limit:
         lines.append(f"… and {len(items) - limit} more")

@@ -9,11 +9,14 @@ that cannot match the function.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
+from sentinel.normalize import exact, exact_params
 from sentinel.policy.conditions import AllNode, Leaf, Node, Template, compile_condition
 from sentinel.policy.models import Action, PolicyFile, Rule
 from sentinel.policy.regex import GlobSet, fold
@@ -211,19 +214,38 @@ class _Candidates:
                     self.reject_strict = any(r.strict for r in rules)
 
 
+#: The largest finite float, and its exact decimal value: a number beyond it is "huge".
+_FMAX = sys.float_info.max
+_DMAX = Decimal(_FMAX)
+
+
 def _as_float(v: Any) -> float | None:
-    """A finite float from a number or numeric string, else None."""
+    """A finite float from a number or numeric string, else None. Never raises.
+
+    A number beyond the float range (``10**400``, ``"1e400"``, ``Decimal("1e400")``) is clamped to
+    the largest float of its sign, so the value at risk reads as huge rather than failing (a
+    governance error would let the call through under ``fail_mode="safe"``). NaN, ±infinity and
+    non-numbers have no value (None).
+    """
     if v is None:
         return None
-    kind = type(v)
-    if kind is int or kind is float:
-        f = float(v)
-    else:
-        try:
-            f = float(to_decimal(v))
-        except (NotANumber, OverflowError):
-            return None
-    return f if math.isfinite(f) else None
+    try:
+        kind = type(v)
+        if kind is float:
+            return v if math.isfinite(v) else None
+        if kind is int:
+            try:
+                return float(v)
+            except OverflowError:
+                return _FMAX if v > 0 else -_FMAX
+        d = to_decimal(exact(v))  # a subclass is read as the builtin value it holds
+        if d > _DMAX:
+            return _FMAX
+        if d < -_DMAX:
+            return -_FMAX
+        return float(d)
+    except Exception:  # NotANumber, or anything a hostile value raises: no value known
+        return None
 
 
 class Policy:
@@ -297,7 +319,13 @@ class Policy:
     def evaluate(
         self, function: str, params: Mapping[str, Any], agent_id: str | None = None
     ) -> Verdict:
-        """Decide one call. Never raises for odd parameter values: doubt matches block rules."""
+        """Decide one call. Never raises for odd parameter values: doubt matches block rules.
+
+        Values are read as the exact builtins they hold (:func:`sentinel.normalize.exact`), so a
+        subclass overriding comparisons or conversions cannot change the verdict. The inline
+        checks below accept only exact ``int``/``str`` values; everything else is normalised when
+        the call's full check is built (so the common call pays nothing for it).
+        """
         cands = self._cache.get((function, agent_id) if self._by_agent else function)
         if cands is None:
             cands = self.candidates(function, agent_id)
@@ -334,7 +362,7 @@ class Policy:
                         # every name already its own fold (the usual case: one C-level check)
                         plain = PLAIN_NAMES.issuperset(params)
                         if not plain:
-                            call = Call(params)
+                            call = Call(exact_params(params))
                             plain = call.plain()
                     v = params.get(gate[1], MISSING) if plain else MISSING
                 else:
@@ -353,7 +381,7 @@ class Policy:
                     elif v not in gate[3]:
                         continue
             if call is None:
-                call = Call(params)
+                call = Call(exact_params(params))
             matched, error = rule.match(call)
             if not matched:
                 continue
@@ -369,7 +397,7 @@ class Policy:
         shadow: tuple[tuple[CompiledRule, str | None], ...] = ()
         if cands.shadow:
             if call is None:
-                call = Call(params)
+                call = Call(exact_params(params))
             shadow = tuple(
                 (rule, error)
                 for rule in cands.shadow
@@ -417,6 +445,7 @@ class Policy:
         self, function: str, params: Mapping[str, Any], agent_id: str | None = None
     ) -> list[RuleTrace]:
         """Every rule, in evaluation order, with whether and why it matched this call."""
+        params = exact_params(params)
         verdict = self.evaluate(function, params, agent_id)
         call = Call(params)
         name, agent = fold(function), fold(agent_id or "")

@@ -25,6 +25,10 @@ from sentinel.policy.evaluate import Policy
 from sentinel.policy.models import Action
 
 #: Event kind → the action that was taken.
+#: Days of history a replay reads by default (``sentinel rules replay --since``, the command
+#: center's ``R``).
+DEFAULT_SINCE_DAYS = 7
+
 RECORDED_ACTIONS = {
     "allowed": Action.ALLOW,
     "blocked": Action.BLOCK,

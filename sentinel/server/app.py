@@ -6,7 +6,10 @@ Endpoints (compatible with agentic-sentinel 0.1.0's dashboard API):
 ``GET  /health``                   open       liveness
 ``GET  /openapi.json``             any role   this API's OpenAPI 3.0 description
 ``POST /approval``                 agent      submit a request (the webhook body) → pending row
-``GET  /approval/{id}/status``     agent      status, approved_by, decided_by, reason
+                                              (the server chooses the id; ``action_id`` is kept
+                                              as the caller's correlation key)
+``GET  /approval/{id}/status``     agent      status, approved_by, decided_by, reason (agents:
+                                              only their own requests)
 ``POST /approval/{id}/approve``    operator   compare-and-set decision; 409 with who decided
 ``POST /approval/{id}/deny``       operator   the same
 ``GET  /approvals/pending``        operator   pending requests, oldest first (redacted)
@@ -42,7 +45,7 @@ from sentinel.approval.webhook import (
     signed_headers,
     verify,
 )
-from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
+from sentinel.errors import AmbiguousRequestId, DecisionConflict, RequestNotFound, StoreError
 from sentinel.server import payload
 from sentinel.server.auth import AGENT, OPERATOR, Principal, TokenRegistry
 from sentinel.server.openapi import openapi_document
@@ -134,7 +137,9 @@ class ApprovalApi:
 
     async def body(self, request: Request) -> bytes:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        if length is not None and (
+            not (length.isascii() and length.isdigit()) or len(length) > 12 or int(length) > MAX_BODY
+        ):
             raise ApiError(413, f"request body larger than {MAX_BODY} bytes")
         chunks = []
         size = 0
@@ -209,16 +214,39 @@ class ApprovalApi:
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise ApiError(400, "the body is not valid JSON") from None
 
-    async def lookup(self, request_id: str) -> Any:
-        if not payload.ID_RE.match(request_id):
-            raise ApiError(404, "no approval request with this id")
+    async def _get(self, request_id: str) -> Any:
         try:
-            rec = await run_in_threadpool(self.store.get, request_id)
+            return await run_in_threadpool(self.store.get, request_id)
+        except AmbiguousRequestId as exc:
+            raise ApiError(
+                409, str(exc), field="action_id", candidates=exc.candidates
+            ) from None
         except RequestNotFound:
             raise ApiError(404, "no approval request with this id") from None
-        if rec.id != request_id:  # the store accepts prefixes; the API wants exact ids
+
+    async def lookup(self, request_id: str, principal: Principal) -> tuple[Any, str | None]:
+        """The request ``request_id`` names for ``principal``, and the id to echo as
+        ``action_id`` (the caller's own correlation key when it asked by that).
+
+        An operator names any request by its id or a unique prefix of it (an ambiguous prefix
+        is a 409 listing the candidates). An agent credential reads only the requests it
+        submitted, by its own ``action_id`` or by the request id; anything else is a 404, so
+        it cannot learn what other agents asked for."""
+        if not payload.ID_RE.match(request_id):
             raise ApiError(404, "no approval request with this id")
-        return rec
+        if principal.is_operator:
+            return await self._get(request_id), None
+        mine = payload.derive_request_id(principal.name, request_id)
+        for candidate, asked in ((mine, request_id), (request_id, None)):
+            if len(candidate) < 32:
+                continue  # agents name whole ids only, never prefixes
+            try:
+                rec = await run_in_threadpool(self.store.get, candidate)
+            except RequestNotFound:
+                continue
+            if rec.id == candidate and payload.owned_by(rec, principal.name):
+                return rec, asked
+        raise ApiError(404, "no approval request with this id")
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -229,15 +257,16 @@ class ApprovalApi:
         return self.respond(openapi_document())
 
     async def submit(self, request: Request, principal: Principal, body: bytes) -> Response:
-        new = payload.new_request_from_body(self.parse_json(body))
+        new = payload.new_request_from_body(self.parse_json(body), owner=principal.name)
         try:
             existing = await run_in_threadpool(self.store.get, new.id)
         except RequestNotFound:
             existing = None
         if existing is not None and existing.id == new.id:
             if existing.function != new.function or existing.digest != new.digest:
+                client_id = payload.api_origin(existing).get("client_action_id")
                 raise ApiError(
-                    409, "action_id is already used by a different request", action_id=new.id
+                    409, "action_id is already used by a different request", action_id=client_id
                 )
             rec = existing  # a re-post (retry) never resets a decided request
         else:
@@ -252,8 +281,8 @@ class ApprovalApi:
         return self.respond(data, 202)
 
     async def status(self, request: Request, principal: Principal, body: bytes) -> Response:
-        rec = await self.lookup(request.path_params["action_id"])
-        return self.respond(payload.status_json(rec))
+        rec, asked = await self.lookup(request.path_params["action_id"], principal)
+        return self.respond(payload.status_json(rec, asked=asked))
 
     async def approve(self, request: Request, principal: Principal, body: bytes) -> Response:
         return await self._decide(request, principal, body, True)
@@ -265,7 +294,7 @@ class ApprovalApi:
         self, request: Request, principal: Principal, body: bytes, approve: bool
     ) -> Response:
         reason = payload.reason_from_body(self.parse_json(body, allow_empty=True))
-        rec = await self.lookup(request.path_params["action_id"])
+        rec, _ = await self.lookup(request.path_params["action_id"], principal)
         try:
             rec = await run_in_threadpool(
                 self.store.decide, rec.id, approve, api_operator(principal), reason
@@ -280,7 +309,8 @@ class ApprovalApi:
 
     async def pending(self, request: Request, principal: Principal, body: bytes) -> Response:
         raw = request.query_params.get("limit", str(DEFAULT_PAGE))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        # isascii: "²".isdigit() is True but int("²") raises; the length cap keeps int() cheap.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not 1 <= int(raw) <= MAX_PAGE:
             raise ApiError(422, f"limit must be a whole number from 1 to {MAX_PAGE}", field="limit")
         body = await run_in_threadpool(self.pending_index.body, int(raw), time.time())
         return self.respond_bytes(body)

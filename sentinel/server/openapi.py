@@ -12,6 +12,7 @@ _ERROR = {
     "properties": {
         "error": {"type": "string"},
         "field": {"type": "string", "nullable": True},
+        "candidates": {"type": "array", "items": {"type": "string"}},
     },
 }
 _NULLABLE_STR = {"type": "string", "nullable": True}
@@ -21,7 +22,16 @@ _STATUS = {
     "type": "object",
     "required": ["action_id", "status", "approved_by", "decided_by", "reason"],
     "properties": {
-        "action_id": {"type": "string"},
+        "action_id": {
+            "type": "string",
+            "description": "the id asked about: the caller's own action_id, or the request id",
+        },
+        "request_id": {"type": "string", "description": "the id the server gave the request"},
+        "client_action_id": {
+            "type": "string",
+            "nullable": True,
+            "description": "the submitter's action_id (a correlation key, never the request id)",
+        },
         "status": {
             "type": "string",
             "enum": ["pending", "approved", "denied", "expired", "cancelled"],
@@ -54,7 +64,13 @@ _SUBMIT = {
     "type": "object",
     "required": ["function_name"],
     "properties": {
-        "action_id": _ID,
+        "action_id": {
+            **_ID,
+            "description": (
+                "the caller's own id for this request: a correlation key (poll its status by it "
+                "with the same credential); the server chooses the request id"
+            ),
+        },
         "function_name": {"type": "string", "minLength": 1, "maxLength": 200},
         "rule_id": {"type": "string", "nullable": True, "maxLength": 200},
         "parameters": {"type": "object", "nullable": True, "additionalProperties": True},
@@ -84,7 +100,9 @@ _PENDING_ITEM = {
     "type": "object",
     "required": ["action_id", "status", "function_name", "parameters"],
     "properties": {
-        "action_id": {"type": "string"},
+        "action_id": {"type": "string", "description": "the request id (decide with it)"},
+        "client_action_id": _NULLABLE_STR,
+        "submitted_by": _NULLABLE_STR,
         "status": {"type": "string"},
         "function_name": {"type": "string"},
         "agent_id": _NULLABLE_STR,
@@ -123,7 +141,11 @@ _ID_PARAM = {
     "in": "path",
     "required": True,
     "schema": {"type": "string"},
-    "description": "the request id (32 hex characters for requests made by Sentinel)",
+    "description": (
+        "the request id (32 hex characters) or, for operators, a unique prefix of it (8 or more "
+        "characters; a prefix of several requests is a 409 listing them); agent credentials may "
+        "also use their own action_id, and read only their own requests"
+    ),
 }
 _REASON_BODY = {
     "required": False,
@@ -147,8 +169,13 @@ def _decide_op(verb: str) -> dict[str, Any]:
         "responses": {
             "200": _json({"$ref": "#/components/schemas/Decision"}, "decided"),
             "409": _json(
-                {"$ref": "#/components/schemas/Decision"},
-                "already decided (says who and when) or expired",
+                {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/Decision"},
+                        {"$ref": "#/components/schemas/Error"},
+                    ]
+                },
+                "already decided (says who and when), expired, or an ambiguous id prefix",
             ),
             **_errors(400, 401, 403, 404, 413, 422, 503),
         },
@@ -249,6 +276,10 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(
                             {"$ref": "#/components/schemas/Status"}, "the request's status"
+                        ),
+                        "409": _json(
+                            {"$ref": "#/components/schemas/Error"},
+                            "an id prefix that matches several requests (they are listed)",
                         ),
                         **_errors(401, 404, 503),
                     },

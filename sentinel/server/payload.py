@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +18,37 @@ MAX_TIMEOUT = 7 * 24 * 3600.0
 DEFAULT_TIMEOUT = 300.0
 ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}\Z")
 DIGEST_RE = re.compile(r"[0-9a-f]{64}\Z")
+
+
+#: Key of the request's context under which the server records who submitted it over the API
+#: and the caller's own ``action_id`` (a correlation key, never the request id).
+API_CONTEXT_KEY = "sentinel_api"
+
+
+def derive_request_id(owner: str, client_id: str) -> str:
+    """The request id the server gives ``owner``'s request carrying ``client_id``.
+
+    A one-way function of both, 32 hex characters like every other Sentinel id: the same client
+    retrying gets the same request, another credential using the same ``action_id`` gets another
+    request, and no caller can choose the id (e.g. make it equal to the prefix ``sentinel
+    pending`` prints for someone else's request).
+    """
+    material = b"sentinel-api-request-id\0" + owner.encode() + b"\0" + client_id.encode()
+    return hashlib.sha256(material).hexdigest()[:32]
+
+
+def api_origin(rec: RequestRecord) -> dict[str, Any]:
+    """``{"client_action_id": ..., "submitted_by": ...}`` for a request submitted over the API
+    (empty for any other request)."""
+    if rec.channel != "api" or not isinstance(rec.context, dict):
+        return {}
+    origin = rec.context.get(API_CONTEXT_KEY)
+    return origin if isinstance(origin, dict) else {}
+
+
+def owned_by(rec: RequestRecord, owner: str) -> bool:
+    """True when ``rec`` was submitted over the API by the credential named ``owner``."""
+    return api_origin(rec).get("submitted_by") == owner
 
 
 class PayloadError(ValueError):
@@ -41,34 +74,63 @@ def _opt_number(data: dict[str, Any], name: str) -> float | None:
     value = data.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise PayloadError(f"{name} must be a finite number", name)
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PayloadError(f"{name} must be a number, got {type(value).__name__}", name)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer like 10**400: JSON allows it, a float cannot hold it
+        number = math.inf
+    if not math.isfinite(number):
+        raise PayloadError(
+            f"{name} must be a finite number of magnitude at most {sys.float_info.max:.4g}", name
+        )
+    return number
+
+
+def _check_numbers(value: Any, name: str) -> None:
+    """Refuse NaN and infinities anywhere inside ``value`` (they cannot be stored as JSON or
+    compared honestly); the error names the path, e.g. ``parameters.items[2].amount``."""
+    stack: list[tuple[Any, str]] = [(value, name)]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            raise PayloadError(f"{path} must be a finite number, got {item!r}", name)
+        if isinstance(item, dict):
+            stack.extend((v, f"{path}.{k}"[:200]) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]"[:200]) for i, v in enumerate(item))
 
 
 def _parse_time(text: str, name: str) -> float:
     try:
         when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)  # the original sends naive UTC times
+        return when.timestamp()
+    except (ValueError, OverflowError):  # OverflowError: year 1 with a positive UTC offset
         raise PayloadError(f"{name} is not an ISO 8601 time: {text[:40]!r}", name) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # the original sends naive UTC times
-    return when.timestamp()
 
 
-def new_request_from_body(data: Any, now: float | None = None) -> NewRequest:
+def new_request_from_body(
+    data: Any, now: float | None = None, owner: str = "anonymous"
+) -> NewRequest:
     """The original webhook body (``action_id, function_name, rule_id, parameters, reason,
     agent_id, context, timestamp, timeout_at`` and optionally ``timeout_seconds``, ``digest``,
-    ``value_at_risk``) as a :class:`NewRequest`. Raises :class:`PayloadError`."""
+    ``value_at_risk``) as a :class:`NewRequest`. Raises :class:`PayloadError`.
+
+    The request id is chosen here, never by the caller: a caller's ``action_id`` is kept as a
+    correlation key (in the context under :data:`API_CONTEXT_KEY`, with ``owner``, the name of
+    the credential that sent it) and the id is :func:`derive_request_id` of both."""
     from sentinel.normalize import digest as digest_of
     from sentinel.redact import redact
 
     if not isinstance(data, dict):
         raise PayloadError(f"the body must be a JSON object, got {type(data).__name__}")
     now = time.time() if now is None else now
-    action_id = _opt_str(data, "action_id", 64) or new_request_id()
-    if not ID_RE.match(action_id):
+    client_id = _opt_str(data, "action_id", 64)
+    if client_id is not None and not ID_RE.match(client_id):
         raise PayloadError("action_id must be 8-64 letters, digits, '-' or '_'", "action_id")
+    request_id = derive_request_id(owner, client_id) if client_id else new_request_id()
     function = _opt_str(data, "function_name", 200)
     if not function or not function.strip():
         raise PayloadError("function_name is required", "function_name")
@@ -77,9 +139,12 @@ def new_request_from_body(data: Any, now: float | None = None) -> NewRequest:
         parameters = {}
     if not isinstance(parameters, dict):
         raise PayloadError("parameters must be a JSON object", "parameters")
+    _check_numbers(parameters, "parameters")
     context = data.get("context")
     if context is not None and not isinstance(context, dict):
         raise PayloadError("context must be a JSON object or null", "context")
+    if context is not None:
+        _check_numbers(context, "context")
     timeout = _opt_number(data, "timeout_seconds")
     if timeout is not None and not 0 < timeout <= MAX_TIMEOUT:
         raise PayloadError(f"timeout_seconds must be in (0, {int(MAX_TIMEOUT)}]", "timeout_seconds")
@@ -95,17 +160,20 @@ def new_request_from_body(data: Any, now: float | None = None) -> NewRequest:
         raise PayloadError("digest must be 64 lower-case hex characters", "digest")
     value = _opt_number(data, "value_at_risk")
     rule_id = _opt_str(data, "rule_id", 200)
+    shown_context = dict(redact(context)) if context is not None else {}
+    # Set by the server only: a caller's own "sentinel_api" entry is replaced.
+    shown_context[API_CONTEXT_KEY] = {"client_action_id": client_id, "submitted_by": owner}
     return NewRequest(
-        id=action_id,
+        id=request_id,
         function=function.strip(),
-        arguments=parameters,
-        display_arguments=redact(parameters),
+        # The redacted copy only: the real values are never stored (the digest binds them).
+        arguments=redact(parameters),
         # An agent that redacted its parameters sends the digest of the real arguments; an agent
         # that sent the real arguments gets them digested here.
         digest=digest or digest_of(parameters),
         timeout_seconds=timeout or DEFAULT_TIMEOUT,
         agent_id=_opt_str(data, "agent_id", 200),
-        context=redact(context) if context is not None else None,
+        context=shown_context,
         rule_id=rule_id,
         rule_ids=(rule_id,) if rule_id else (),
         reason=_opt_str(data, "reason", 2000) or "",
@@ -135,13 +203,21 @@ def effective_status(rec: RequestRecord, now: float) -> str:
     return rec.status
 
 
-def status_json(rec: RequestRecord, now: float | None = None) -> dict[str, Any]:
+def status_json(
+    rec: RequestRecord, now: float | None = None, asked: str | None = None
+) -> dict[str, Any]:
     """``GET /approval/{id}/status``: the original fields plus ``approved_by`` (what the
-    original client reads) and the digest the decision binds to."""
+    original client reads) and the digest the decision binds to.
+
+    ``action_id`` is the id the caller asked about (``asked``: its own correlation key, which the
+    original client checks the reply against) or else the request id; ``request_id`` is always
+    the request id."""
     now = time.time() if now is None else now
     status = effective_status(rec, now)
     return {
-        "action_id": rec.id,
+        "action_id": asked or rec.id,
+        "request_id": rec.id,
+        "client_action_id": api_origin(rec).get("client_action_id"),
         "status": status,
         "approved_by": rec.decided_by if status == "approved" else None,
         "decided_by": rec.decided_by,
@@ -154,12 +230,15 @@ def status_json(rec: RequestRecord, now: float | None = None) -> dict[str, Any]:
 
 def pending_json(rec: RequestRecord) -> dict[str, Any]:
     """One pending request as listed by ``GET /approvals/pending`` (redacted arguments only)."""
+    origin = api_origin(rec)
     return {
         "action_id": rec.id,
+        "client_action_id": origin.get("client_action_id"),
+        "submitted_by": origin.get("submitted_by"),
         "status": rec.status,
         "function_name": rec.function,
         "agent_id": rec.agent_id,
-        "parameters": rec.display_arguments,
+        "parameters": rec.arguments,
         "context": rec.context,
         "rule_id": rec.rule_id,
         "reason": rec.reason,
@@ -184,7 +263,11 @@ def decision_json(rec: RequestRecord, message: str) -> dict[str, Any]:
 
 
 __all__ = [
+    "API_CONTEXT_KEY",
     "PayloadError",
+    "api_origin",
+    "derive_request_id",
+    "owned_by",
     "decision_json",
     "effective_status",
     "new_request_from_body",

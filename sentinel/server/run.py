@@ -54,8 +54,10 @@ def serve(
     import uvicorn
 
     from sentinel.server.app import ServerSettings, create_app
-    from sentinel.server.auth import TOKENS_ENV, TokenRegistry
+    from sentinel.server.auth import TOKENS_ENV, TokenRegistry, check_outside_db_folder
 
+    if tokens_path is not None:  # also for callers other than the CLI: agents write there
+        check_outside_db_folder(tokens_path, db_path)
     tokens = TokenRegistry.load(tokens_path, os.environ.get(TOKENS_ENV))
     if not len(tokens) and not secret:
         print(
@@ -109,7 +111,8 @@ def serve(
     app = create_app(settings)
     print(
         f"sentinel serve: approval API on {base} (database {Path(db_path).absolute()}, "
-        f"{len(tokens)} token(s){', signatures accepted' if secret else ''})\n"
+        f"{len(tokens)} token(s){', signatures accepted' if secret else ''}"
+        f"{'' if tokens_path is None else f'; tokens file {tokens_path}, re-read when it changes'})\n"
         f"  agents:    SENTINEL_WEBHOOK_URL={base}/approval "
         f"SENTINEL_STATUS_URL='{base}/approval/{{action_id}}/status'\n"
         f"  operators: curl -H 'Authorization: Bearer <token>' {base}/approvals/pending",

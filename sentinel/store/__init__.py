@@ -23,6 +23,7 @@ from sentinel.store.models import (
     MetricsSnapshot,
     NewRequest,
     OperatorIdentity,
+    PendingSummary,
     RequestRecord,
 )
 from sentinel.store.ops import conflict_message
@@ -47,6 +48,7 @@ __all__ = [
     "MetricsSnapshot",
     "NewRequest",
     "OperatorIdentity",
+    "PendingSummary",
     "RequestRecord",
     "Store",
     "Watcher",

@@ -1,9 +1,16 @@
-"""The asynchronous store (aiosqlite): the same operations as :class:`Store`, as coroutines.
+"""The asynchronous store (aiosqlite): every operation of :class:`Store`, as coroutines.
 
-It runs the very same operation generators (:mod:`sentinel.store.ops`) as the sync store, so the
-SQL and the transaction logic are shared. For waiting on decisions use the :class:`Watcher`
-(``await asyncio.wrap_future(watcher.watch(id))``): polling through aiosqlite costs ~114 µs a
-probe against ~4 µs on a plain connection.
+It runs the very same operation generators (:mod:`sentinel.store.ops`, ``limits``, ``baselines``)
+as the sync store, so the SQL and the transaction logic are shared, and it keeps the sync store's
+rules: decisions and sweeps commit with ``synchronous=FULL``, other writes with ``NORMAL``; a write
+into a database file that was deleted or replaced is refused (and the path reopened); the
+submitting process holds its liveness lock before its row is visible; a forked child opens its
+own connection. The guard's async approval path uses it through
+:func:`sentinel.runtime.async_store_for` (one per database per event loop: a transaction spans
+several awaits, serialised by a lock of that loop).
+
+For waiting on decisions use the :class:`Watcher` (``await asyncio.wrap_future(watcher.watch(id))``):
+polling through aiosqlite costs ~114 µs a probe against ~4 µs on a plain connection.
 """
 
 from __future__ import annotations
@@ -11,15 +18,19 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiosqlite
 
 from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
-from sentinel.store import hints, liveness, ops, sql
+from sentinel.store import baselines, hints, limits, liveness, ops, sql
+from sentinel.store.baselines import BaselineRow, LearnPlan
 from sentinel.store.failures import describe
+from sentinel.store.limits import LimitCheck, LimitUsage
 from sentinel.store.models import (
     CANCELLED,
     EXPIRED,
@@ -28,21 +39,28 @@ from sentinel.store.models import (
     MetricsSnapshot,
     NewRequest,
     OperatorIdentity,
+    PendingSummary,
     RequestRecord,
 )
-from sentinel.store.paths import live_dir, prepare, resolve_path
+from sentinel.store.paths import file_identity, live_dir, prepare, resolve_path
 from sentinel.store.schema import migrate
 from sentinel.store.sync import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_EXPIRY_GRACE,
     DEFAULT_JOURNAL_SIZE_LIMIT,
+    drive,
     ensure_wal,
     open_connection,
     sweep_plan,
 )
 
+if TYPE_CHECKING:
+    from sentinel.store.watcher import Watcher
 
-async def drive_async(conn: aiosqlite.Connection, op: ops.Op, fail: Any) -> Any:
+
+async def drive_async(
+    conn: aiosqlite.Connection, op: ops.Op, fail: Callable[[BaseException], StoreError]
+) -> Any:
     """Run one operation generator on an aiosqlite connection (rolls back on any error)."""
     try:
         q = next(op)
@@ -52,36 +70,127 @@ async def drive_async(conn: aiosqlite.Connection, op: ops.Op, fail: Any) -> Any:
                     await conn.executemany(q.sql, q.params)
                     q = op.send(None)
                     continue
-                cur = await conn.execute(q.sql, q.params)
-                if q.fetch == "one":
-                    result: Any = await cur.fetchone()
-                elif q.fetch == "all":
-                    result = await cur.fetchall()
-                elif q.fetch == "rowcount":
-                    result = cur.rowcount
+                if q.fetch == "rowcount":
+                    cur = await conn.execute(q.sql, q.params)
+                    result: Any = cur.rowcount
+                    await cur.close()
                 else:
-                    result = None
-                await cur.close()
-            except sqlite3.Error as exc:
+                    # One trip to the connection's thread per statement: executing, fetching and
+                    # closing a cursor would each be one (a submit is ~6 statements).
+                    rows = list(await conn.execute_fetchall(q.sql, q.params))
+                    if q.fetch == "one":  # single-row statements (LIMIT 1, RETURNING of one id)
+                        result = rows[0] if rows else None
+                    elif q.fetch == "all":
+                        result = rows
+                    else:
+                        result = None
+            except (sqlite3.Error, ValueError) as exc:  # ValueError: the connection was closed
                 raise fail(exc) from exc
             q = op.send(result)
     except StopIteration as stop:
         return stop.value
     except BaseException:
-        if conn.in_transaction:
-            try:
+        try:
+            if conn.in_transaction:  # raises ValueError once the connection is closed
                 await conn.execute(sql.ROLLBACK)
-            except (sqlite3.Error, ValueError):
-                pass
+        except (sqlite3.Error, ValueError):
+            pass
         raise
     finally:
         op.close()
 
 
-class AsyncStore:
-    """Coroutine twin of :class:`~sentinel.store.Store`; opens lazily on first use.
+#: Run each operation on the connection's worker thread in one trip (through
+#: ``aiosqlite.Connection._execute``, the method every public call of aiosqlite goes through),
+#: as the sync store runs it on its caller's thread. False, or an aiosqlite without it: one trip
+#: per statement (:func:`drive_async`), about twice the cost of an approval's submit + decide.
+ONE_TRIP = True
 
-    ``async with AsyncStore(path) as store: ...`` or call :meth:`close` when done.
+
+class _ConnState:
+    """What one connection's ``synchronous`` setting is now. In one-trip mode only the worker
+    thread touches it (operations run there one after another); otherwise only under the lock."""
+
+    __slots__ = ("durable",)
+
+    def __init__(self) -> None:
+        self.durable = False
+
+
+def one_trip(conn: aiosqlite.Connection) -> bool:
+    """True when whole operations can run on ``conn``'s worker thread (see :data:`ONE_TRIP`)."""
+    return (
+        ONE_TRIP
+        and callable(getattr(conn, "_execute", None))
+        and isinstance(getattr(conn, "_connection", None), sqlite3.Connection)
+    )
+
+
+async def _on_worker(
+    conn: aiosqlite.Connection,
+    op: ops.Op,
+    fail: Callable[[BaseException], StoreError],
+    state: _ConnState,
+    durable: bool | None,
+) -> Any:
+    """Run ``op`` with the sync driver on the connection's own thread, in one trip."""
+    raw = conn._connection
+    # aiosqlite leaves _execute untyped: it runs a callable on the worker and returns its result.
+    execute = cast("Callable[[Callable[[], Any]], Awaitable[Any]]", conn._execute)
+    if raw is None:
+        op.close()
+        raise fail(ValueError("Connection closed"))
+
+    def run() -> Any:
+        if durable is not None and durable != state.durable:
+            # synchronous is per connection: FULL fsyncs a decision before anyone sees it.
+            try:
+                raw.execute(sql.SYNC_FULL if durable else sql.SYNC_NORMAL)
+            except sqlite3.Error as exc:
+                op.close()
+                raise fail(exc) from exc
+            state.durable = durable
+        return drive(raw, op, fail)  # rolls back on any error
+
+    try:
+        return await execute(run)
+    except ValueError as exc:  # aiosqlite's "Connection closed": the operation never ran
+        if "closed" not in str(exc).lower():
+            raise
+        op.close()
+        raise fail(exc) from exc
+
+
+def _daemon_worker(conn: aiosqlite.Connection) -> None:
+    """Make the connection's worker thread a daemon before it starts.
+
+    A store shared per loop (:func:`sentinel.runtime.async_store_for`) is usually never closed;
+    a non-daemon worker would then keep the interpreter from exiting (it joins such threads
+    before any atexit handler could close the store). Committed data is safe either way (WAL).
+    """
+    thread = conn if isinstance(conn, threading.Thread) else getattr(conn, "_thread", None)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+
+
+def _drop_result(task: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of an operation whose caller was cancelled (no "never retrieved")."""
+    if not task.cancelled():
+        task.exception()
+
+
+#: Connections inherited across fork(): their worker thread does not exist in the child, so they
+#: are kept referenced (never closed, never finalised) instead.
+_INHERITED: list[object] = []
+
+
+class AsyncStore:
+    """Coroutine twin of :class:`~sentinel.store.Store`: the same public operations with the same
+    arguments and results; opens lazily on first use.
+
+    ``async with AsyncStore(path) as store: ...`` or call :meth:`close` when done. One instance
+    belongs to one event loop (its lock does); :func:`sentinel.runtime.async_store_for` keeps one
+    per database per loop.
     """
 
     def __init__(
@@ -100,9 +209,14 @@ class AsyncStore:
         prepare(self.path, create=create)
         self._conn: aiosqlite.Connection | None = None
         self._lock: asyncio.Lock | None = None
-        self._durable = False
+        self._state = _ConnState()
         self._closed = False
         self._dv_conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        self._caller: tuple[int, ops.Caller] | None = None
+        self._pid = os.getpid()
+
+    # --- plumbing -----------------------------------------------------------------------
 
     def _fail(self, exc: BaseException) -> StoreError:
         return describe(exc, str(self.path), self.busy_timeout)
@@ -117,52 +231,171 @@ class AsyncStore:
 
     async def open(self) -> AsyncStore:
         """Create/migrate the database and connect (done automatically on first use)."""
-        if self._closed:
-            raise StoreError(f"store for {self.path} is closed")
+        self._check_open()
         if self._conn is not None:
             return self
         if self._lock is None:
             self._lock = asyncio.Lock()
         try:
             await asyncio.to_thread(self._init_db)
-            conn = await aiosqlite.connect(
+            identity = file_identity(self.path)
+            pending = aiosqlite.connect(
                 str(self.path), timeout=self.busy_timeout, isolation_level=None
             )
-            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            await conn.execute(sql.SYNC_NORMAL)
-            await conn.execute(f"PRAGMA journal_size_limit = {int(self._journal_size_limit)}")
+            _daemon_worker(pending)
+            conn = await pending
+            try:
+                await conn.execute(sql.SET_BUSY_TIMEOUT.format(int(self.busy_timeout * 1000)))
+                await conn.execute(sql.SYNC_NORMAL)
+                await conn.execute(sql.SET_JOURNAL_SIZE_LIMIT.format(int(self._journal_size_limit)))
+            except BaseException:
+                await conn.close()
+                raise
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        if self._conn is None:
+        if self._conn is None and not self._closed:
             self._conn = conn
-        else:  # another coroutine opened it meanwhile
+            self._state = _ConnState()
+            self._identity = identity
+        else:  # another coroutine opened it meanwhile, or close() ran
             await conn.close()
+            self._check_open()
         return self
 
-    async def _run(self, op: ops.Op, *, durable: bool | None = None) -> Any:
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store for {self.path} is closed")
+        if self._pid != os.getpid():
+            self._after_fork()
+
+    def _after_fork(self) -> None:
+        """A forked child must not use its parent's connection (its worker thread is not even
+        there): park it, never close it, and open a new one on next use (like :class:`Store`)."""
+        _INHERITED.extend(c for c in (self._conn, self._dv_conn) if c is not None)
+        self._conn = None
+        self._dv_conn = None
+        self._lock = None
+        self._state = _ConnState()
+        self._caller = None
+        self._pid = os.getpid()
+
+    async def _check_identity(self) -> None:
+        """Refuse to write into a database file that was deleted or replaced while open (see
+        :meth:`Store._check_identity`): reopen the path and raise for this operation."""
+        if file_identity(self.path) == self._identity:
+            return
+        assert self._lock is not None
+        async with self._lock:
+            if self._conn is None or file_identity(self.path) == self._identity:
+                return
+            conn, self._conn = self._conn, None
+            dv, self._dv_conn = self._dv_conn, None
+            try:
+                await conn.close()
+            except (sqlite3.Error, ValueError):
+                pass
+            if dv is not None:
+                dv.close()
+            prepare(self.path, create=True)
+        await self.open()
+        raise StoreError(
+            f"the database file {self.path} was deleted or replaced while in use; it has been "
+            "reopened, and what was written to the old file is gone"
+        )
+
+    async def _lock_for_use(self) -> asyncio.Lock:
+        self._check_open()
         if self._conn is None:
             await self.open()
-        assert self._conn is not None and self._lock is not None
-        # One connection, many coroutines: a transaction spans several awaits, so serialise.
-        async with self._lock:
-            if durable is not None and durable != self._durable:
-                try:
-                    await self._conn.execute(sql.SYNC_FULL if durable else sql.SYNC_NORMAL)
-                except sqlite3.Error as exc:
-                    raise self._fail(exc) from exc
-                self._durable = durable
-            return await drive_async(self._conn, op, self._fail)
+        assert self._lock is not None  # open() made it
+        return self._lock
 
-    def _caller(self) -> ops.Caller:
+    async def _connection(self) -> aiosqlite.Connection:
+        """The connection, (re)opened if needed; call with the lock held."""
+        if self._conn is None:
+            await self.open()
+        conn = self._conn
+        if conn is None:
+            raise StoreError(f"store for {self.path} is closed")
+        return conn
+
+    async def _write(self, op: ops.Op, *, durable: bool = False) -> Any:
+        try:
+            await self._lock_for_use()
+            await self._check_identity()
+        except BaseException:
+            op.close()
+            raise
+        return await self._run(op, durable)
+
+    async def _read(self, op: ops.Op) -> Any:
+        try:
+            await self._lock_for_use()
+        except BaseException:
+            op.close()
+            raise
+        return await self._run(op, None)
+
+    async def _run(self, op: ops.Op, durable: bool | None) -> Any:
+        """Run ``op`` (``durable``: the ``synchronous`` setting it needs, None for reads).
+
+        A cancelled caller stops waiting at once, but the operation is never abandoned between
+        two statements: that could leave a transaction (and the database's write lock) open on
+        the shared connection. It completes, as the sync store's call would on its thread, and
+        its result is dropped."""
+        if self._lock is None:  # closed (or forked) since the caller checked
+            op.close()
+            raise StoreError(f"store for {self.path} is closed")
+        try:
+            conn = await self._connection()
+        except BaseException:
+            op.close()
+            raise
+        state = self._state
+        if one_trip(conn):
+            # The whole operation is one item in the connection's queue: nothing can run between
+            # its statements, and a cancelled await leaves it running to its end.
+            return await _on_worker(conn, op, self._fail, state, durable)
+        task = asyncio.ensure_future(self._drive_locked(conn, state, op, durable))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                task.add_done_callback(_drop_result)
+            raise
+
+    async def _drive_locked(
+        self, conn: aiosqlite.Connection, state: _ConnState, op: ops.Op, durable: bool | None
+    ) -> Any:
+        """One statement per trip: a transaction spans several awaits, so serialise."""
+        assert self._lock is not None
+        async with self._lock:
+            if durable is not None and durable != state.durable:
+                # synchronous is per connection: FULL fsyncs a decision before anyone sees it.
+                try:
+                    await conn.execute(sql.SYNC_FULL if durable else sql.SYNC_NORMAL)
+                except (sqlite3.Error, ValueError) as exc:
+                    op.close()
+                    raise self._fail(exc) from exc
+                state.durable = durable
+            return await drive_async(conn, op, self._fail)
+
+    def _caller_info(self) -> ops.Caller:
         pid = os.getpid()
-        lock_path = liveness.hold(live_dir(self.path))
-        return ops.Caller(pid, liveness.pid_start_time(pid), liveness.hostname(), lock_path)
+        if self._caller is None or self._caller[0] != pid:  # new process after fork
+            lock_path = liveness.hold(live_dir(self.path))
+            self._caller = (
+                pid,
+                ops.Caller(pid, liveness.pid_start_time(pid), liveness.hostname(), lock_path),
+            )
+        return self._caller[1]
 
     # --- writes -------------------------------------------------------------------------
 
     async def submit(self, new: NewRequest) -> RequestRecord:
         """See :meth:`Store.submit`."""
-        rec: RequestRecord = await self._run(ops.submit(new, self._caller()), durable=False)
+        caller = self._caller_info()  # liveness lock is held before the row becomes visible
+        rec: RequestRecord = await self._write(ops.submit(new, caller))
         return rec
 
     async def decide(
@@ -170,13 +403,17 @@ class AsyncStore:
     ) -> RequestRecord:
         """See :meth:`Store.decide`."""
         try:
+            full_id = request_id
+            if len((request_id or "").strip()) < ops.FULL_ID_LENGTH:
+                # Shorter than a whole id: a prefix that must match exactly one request.
+                full_id = (await self.get(request_id)).id
             try:
-                rec: RequestRecord = await self._run(
-                    ops.decide(request_id, approve, operator, reason, time.time()), durable=True
+                rec: RequestRecord = await self._write(
+                    ops.decide(full_id, approve, operator, reason, time.time()), durable=True
                 )
             except RequestNotFound:
                 full_id = (await self.get(request_id)).id  # a unique prefix, or a clear error
-                rec = await self._run(
+                rec = await self._write(
                     ops.decide(full_id, approve, operator, reason, time.time()), durable=True
                 )
         except DecisionConflict as conflict:
@@ -188,11 +425,10 @@ class AsyncStore:
 
     async def expire(self, request_id: str) -> RequestRecord | None:
         """See :meth:`Store.expire`."""
-        rec: RequestRecord | None = await self._run(
+        rec: RequestRecord | None = await self._write(
             ops.finish(
                 request_id, EXPIRED, "no decision before the deadline", time.time(), "caller"
-            ),
-            durable=False,
+            )
         )
         if rec is not None:
             hints.send([rec.lock_path])
@@ -202,8 +438,8 @@ class AsyncStore:
         self, request_id: str, reason: str = "cancelled by the caller"
     ) -> RequestRecord | None:
         """See :meth:`Store.cancel`."""
-        rec: RequestRecord | None = await self._run(
-            ops.finish(request_id, CANCELLED, reason, time.time(), "caller"), durable=False
+        rec: RequestRecord | None = await self._write(
+            ops.finish(request_id, CANCELLED, reason, time.time(), "caller")
         )
         if rec is not None:
             hints.send([rec.lock_path])
@@ -212,12 +448,12 @@ class AsyncStore:
     async def sweep(self) -> int:
         """See :meth:`Store.sweep`."""
         now = time.time()
-        rows = await self._run(ops.pending_liveness())
+        rows = await self._read(ops.pending_liveness())
         dead, overdue, waiters = sweep_plan(rows, now, self.expiry_grace)
         liveness.remove_stale_locks(live_dir(self.path))
         if not dead and not overdue:
             return 0
-        n: int = await self._run(ops.sweep_apply(dead, overdue, now), durable=True)
+        n: int = await self._write(ops.sweep_apply(dead, overdue, now), durable=True)
         hints.send(waiters)
         return n
 
@@ -225,41 +461,168 @@ class AsyncStore:
         self, events: list[dict[str, Any]], *, records: bool = True
     ) -> list[EventRecord] | Any:
         """See :meth:`Store.append_events`."""
-        return await self._run(ops.append_events(list(events), time.time(), records), durable=False)
+        return await self._write(ops.append_events(list(events), time.time(), records))
+
+    # --- audit (sentinel.audit) ----------------------------------------------------------------
+
+    async def audit_state(self) -> tuple[Any, ...]:
+        """See :meth:`Store.audit_state`."""
+        out: tuple[Any, ...] = await self._read(ops.audit_state())
+        return out
+
+    async def event_rows(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[Any, ...]]:
+        """See :meth:`Store.event_rows`."""
+        out: list[tuple[Any, ...]] = await self._read(ops.event_rows(after_seq, limit))
+        return out
+
+    async def export_page(
+        self, filter: HistoryFilter | None, after_seq: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """See :meth:`Store.export_page`."""
+        out: list[EventRecord] = await self._read(ops.export_page(filter, after_seq, limit))
+        return out
+
+    async def value_protected(
+        self, since: float | None = None, until: float | None = None
+    ) -> dict[str, tuple[int, float]]:
+        """See :meth:`Store.value_protected`."""
+        out: dict[str, tuple[int, float]] = await self._read(ops.value_protected(since, until))
+        return out
+
+    async def prune_events(self, up_to_seq: int) -> tuple[int, str, int] | None:
+        """See :meth:`Store.prune_events` (one durable transaction)."""
+        out: tuple[int, str, int] | None = await self._write(
+            ops.prune(up_to_seq, time.time()), durable=True
+        )
+        return out
 
     # --- reads --------------------------------------------------------------------------
 
     async def get(self, id_or_prefix: str) -> RequestRecord:
-        rec: RequestRecord = await self._run(ops.get(id_or_prefix))
+        """See :meth:`Store.get`."""
+        rec: RequestRecord = await self._read(ops.get(id_or_prefix))
         return rec
 
     async def list_pending(self, limit: int = 1000) -> list[RequestRecord]:
-        out: list[RequestRecord] = await self._run(ops.list_pending(limit))
+        """See :meth:`Store.list_pending`."""
+        out: list[RequestRecord] = await self._read(ops.list_pending(limit))
+        return out
+
+    async def pending_newest(
+        self, limit: int = 100, before: tuple[float, str] | None = None
+    ) -> list[RequestRecord]:
+        """Pending requests, newest first; see :meth:`Store.pending_newest`."""
+        out: list[RequestRecord] = await self._read(ops.pending_newest(limit, before))
+        return out
+
+    async def pending_summary(self) -> PendingSummary:
+        """Pending counts by agent, function and risk; see :meth:`Store.pending_summary`."""
+        out: PendingSummary = await self._read(ops.pending_summary())
         return out
 
     async def history(
         self, filter: HistoryFilter | None = None, before_seq: int | None = None, limit: int = 100
     ) -> list[EventRecord]:
-        out: list[EventRecord] = await self._run(ops.history(filter, before_seq, limit))
+        """See :meth:`Store.history`."""
+        out: list[EventRecord] = await self._read(ops.history(filter, before_seq, limit))
         return out
 
     async def metrics(self, since: float | None = None) -> MetricsSnapshot:
-        snap: MetricsSnapshot = await self._run(ops.metrics(since, time.time()))
+        """See :meth:`Store.metrics`."""
+        snap: MetricsSnapshot = await self._read(ops.metrics(since, time.time()))
         return snap
 
     async def events_after(self, after_seq: int = 0, limit: int = 1000) -> list[EventRecord]:
         """See :meth:`Store.events_after`."""
-        out: list[EventRecord] = await self._run(ops.events_after(after_seq, limit))
+        out: list[EventRecord] = await self._read(ops.events_after(after_seq, limit))
         return out
 
+    # --- limit counters (sentinel.limits; operations in store/limits.py) ----------------------
+
+    async def limit_reserve(self, checks: list[LimitCheck]) -> list[LimitUsage]:
+        """See :meth:`Store.limit_reserve`."""
+        out: list[LimitUsage] = await self._write(limits.reserve(checks, time.time()))
+        return out
+
+    async def limit_release(self, reservations: list[tuple[str, float]]) -> int:
+        """See :meth:`Store.limit_release`."""
+        if not reservations:
+            return 0
+        n: int = await self._write(limits.release(reservations))
+        return n
+
+    async def limit_usage(self, checks: list[LimitCheck]) -> list[LimitUsage]:
+        """See :meth:`Store.limit_usage`."""
+        out: list[LimitUsage] = await self._read(limits.usage(checks, time.time()))
+        return out
+
+    # --- anomaly baselines (sentinel.anomaly; operations in store/baselines.py) ---------------
+
+    async def baseline_for_call(self, agent: str, function: str) -> list[BaselineRow]:
+        """See :meth:`Store.baseline_for_call` (the same statement, through the driver)."""
+        out: list[BaselineRow] = await self._read(baselines.for_call(agent, function))
+        return out
+
+    async def baseline_for_call_seen(
+        self, agent: str, function: str, vkeys: dict[str, str]
+    ) -> tuple[list[BaselineRow], set[str]]:
+        """See :meth:`Store.baseline_for_call_seen`."""
+        out: tuple[list[BaselineRow], set[str]] = await self._read(
+            baselines.for_call_seen(agent, function, vkeys)
+        )
+        return out
+
+    async def baseline_seen(self, agent: str, function: str, vkeys: list[str]) -> set[str]:
+        """See :meth:`Store.baseline_seen`."""
+        out: set[str] = await self._read(baselines.seen(agent, function, vkeys))
+        return out
+
+    async def baseline_window(
+        self, agent: str, function: str, param: str
+    ) -> tuple[bytes, bytes] | None:
+        """See :meth:`Store.baseline_window`."""
+        out: tuple[bytes, bytes] | None = await self._read(baselines.window(agent, function, param))
+        return out
+
+    async def baseline_learn(
+        self, agent: str, function: str, plan: LearnPlan, now: float | None = None
+    ) -> None:
+        """See :meth:`Store.baseline_learn`."""
+        await self._write(
+            baselines.learn(agent, function, plan, time.time() if now is None else now)
+        )
+
+    async def baseline_list(
+        self, agent: str | None = None, function: str | None = None
+    ) -> list[BaselineRow]:
+        """See :meth:`Store.baseline_list`."""
+        out: list[BaselineRow] = await self._read(baselines.list_rows(agent, function))
+        return out
+
+    async def baseline_top_values(
+        self, agent: str, function: str, param: str, limit: int = 5
+    ) -> list[tuple[str, int]]:
+        """See :meth:`Store.baseline_top_values`."""
+        out: list[tuple[str, int]] = await self._read(
+            baselines.top_values(agent, function, param, limit)
+        )
+        return out
+
+    async def baseline_reset(
+        self, agent: str | None, function: str | None, event: dict[str, Any]
+    ) -> int:
+        """See :meth:`Store.baseline_reset`."""
+        n: int = await self._write(baselines.reset(agent, function, event, time.time()))
+        return n
+
     async def count_events(self) -> int:
-        n: int = await self._run(ops.count_events())
+        """Number of events stored."""
+        n: int = await self._read(ops.count_events())
         return n
 
     async def data_version(self) -> int:
         """See :meth:`Store.data_version` (a dedicated plain connection: a ~4 µs call, no thread hop)."""
-        if self._closed:
-            raise StoreError(f"store for {self.path} is closed")
+        self._check_open()
         try:
             if self._dv_conn is None:
                 self._dv_conn = open_connection(self.path, self.busy_timeout)
@@ -267,15 +630,55 @@ class AsyncStore:
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
 
+    def watcher(self) -> Watcher:
+        """The process-wide :class:`~sentinel.store.watcher.Watcher` for this database (not a
+        coroutine: it only looks the watcher up)."""
+        from sentinel.store.watcher import Watcher
+
+        return Watcher.for_path(self.path, busy_timeout=self.busy_timeout)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` (or :meth:`close_blocking`) ran."""
+        return self._closed
+
     async def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Close the connections (idempotent)."""
         self._closed = True
         conn, self._conn = self._conn, None
-        if self._dv_conn is not None:
-            self._dv_conn.close()
-            self._dv_conn = None
+        dv, self._dv_conn = self._dv_conn, None
+        if self._pid != os.getpid():  # a forked child: the parent's connections are not ours
+            _INHERITED.extend(c for c in (conn, dv) if c is not None)
+            return
+        if dv is not None:
+            dv.close()
         if conn is not None:
             await conn.close()
+
+    def close_blocking(self) -> None:
+        """Close from synchronous code, on any thread, whether or not the store's loop still runs.
+
+        On a thread that runs an event loop the connection's worker is told to close it after
+        the statements already queued (nothing waits); elsewhere this waits for the close. Used
+        by :func:`sentinel.runtime.close_shared` and when a store's event loop has ended.
+        """
+        self._closed = True
+        conn, self._conn = self._conn, None
+        dv, self._dv_conn = self._dv_conn, None
+        if self._pid != os.getpid():
+            _INHERITED.extend(c for c in (conn, dv) if c is not None)
+            return
+        if dv is not None:
+            dv.close()
+        if conn is None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # aiosqlite's worker answers whichever loop awaits it: a short private one will do.
+            asyncio.run(conn.close())
+            return
+        conn.stop()
 
     async def __aenter__(self) -> AsyncStore:
         return await self.open()

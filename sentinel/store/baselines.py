@@ -1,4 +1,5 @@
-"""SQL for anomaly baselines (``sentinel.anomaly``).
+"""Anomaly baselines in the store (``sentinel.anomaly``): the operations; their SQL is in
+:mod:`sentinel.store.sql`.
 
 Three tables (schema step "anomaly baselines"):
 
@@ -11,7 +12,7 @@ Three tables (schema step "anomaly baselines"):
 
 Learning runs in one ``BEGIN IMMEDIATE`` transaction per call, so any number of processes can
 learn into the same baseline without losing updates. The statistics themselves are computed by
-callbacks from :mod:`sentinel.anomaly` (this module holds the SQL, not the maths).
+callbacks from :mod:`sentinel.anomaly` (this module holds the transactions, not the maths).
 """
 
 from __future__ import annotations
@@ -22,74 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sentinel.store import sql
-from sentinel.store.codec import normalize_event
+from sentinel.store.codec import BASELINE_STAT_COLUMNS, normalize_event
 from sentinel.store.ops import Op, Q, _append
 
 #: Columns of ``anomaly_baselines`` after the key, in :class:`BaselineRow` order.
-STAT_COLUMNS: tuple[str, ...] = (
-    "n", "size", "weight", "first_at", "updated_at",
-    "median", "mad", "sigma", "mean", "std",
-    "log_median", "log_sigma", "log_mean", "log_std",
-    "lo", "hi", "last", "singles", "capped", "fast", "slow",
-)  # fmt: skip
-_KEY = ("agent", "function", "param", "kind")
-_COLS = ", ".join(_KEY + STAT_COLUMNS)
-_STATS = ", ".join(("param", "kind") + STAT_COLUMNS)
-
-SELECT_FOR_CALL = f"SELECT {_STATS} FROM anomaly_baselines WHERE agent = ? AND function = ?"
-#: The same, with a flag per category row: is this call's value (``vkey``) already known?
-SELECT_FOR_CALL_SEEN = (
-    f"SELECT {', '.join('b.' + c for c in ('param', 'kind') + STAT_COLUMNS)}, "
-    "(b.kind = 'category' AND EXISTS (SELECT 1 FROM anomaly_values v WHERE v.agent = b.agent "
-    "AND v.function = b.function AND v.param = b.param AND v.vkey = j.value)) "
-    "FROM anomaly_baselines b LEFT JOIN json_each(?) j ON j.key = b.param "
-    "WHERE b.agent = ? AND b.function = ?"
-)
-SELECT_ONE = (
-    f"SELECT {_STATS} FROM anomaly_baselines "
-    "WHERE agent = ? AND function = ? AND param = ? AND kind = ?"
-)
-SELECT_ALL = (
-    f"SELECT agent, function, {_STATS} FROM anomaly_baselines ORDER BY agent, function, param, kind"
-)
-UPSERT = (
-    f"INSERT INTO anomaly_baselines ({_COLS}) VALUES ({', '.join('?' * len(_KEY + STAT_COLUMNS))}) "
-    "ON CONFLICT (agent, function, param, kind) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in STAT_COLUMNS)
-)
-SELECT_WINDOW = (
-    "SELECT vals, times FROM anomaly_windows WHERE agent = ? AND function = ? AND param = ?"
-)
-UPSERT_WINDOW = (
-    "INSERT INTO anomaly_windows (agent, function, param, vals, times) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT (agent, function, param) DO UPDATE SET vals = excluded.vals, times = excluded.times"
-)
-#: Which of these value digests were seen before (``vkey`` digests include the parameter name).
-SELECT_SEEN = (
-    "SELECT vkey FROM anomaly_values WHERE agent = ? AND function = ? "
-    "AND vkey IN (SELECT value FROM json_each(?))"
-)
-SELECT_VALUE_COUNT = (
-    "SELECT count FROM anomaly_values WHERE agent = ? AND function = ? AND param = ? AND vkey = ?"
-)
-BUMP_VALUE = (
-    "UPDATE anomaly_values SET count = count + 1, last_at = ? "
-    "WHERE agent = ? AND function = ? AND param = ? AND vkey = ?"
-)
-INSERT_VALUE = (
-    "INSERT INTO anomaly_values (agent, function, param, vkey, shown, count, first_at, last_at) "
-    "VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
-)
-DROP_VALUES = "DELETE FROM anomaly_values WHERE agent = ? AND function = ? AND param = ?"
-TOP_VALUES = (
-    "SELECT shown, count FROM anomaly_values WHERE agent = ? AND function = ? AND param = ? "
-    "ORDER BY count DESC, last_at DESC LIMIT ?"
-)
-_FILTER = "(? IS NULL OR agent = ?) AND (? IS NULL OR function = ?)"
-COUNT_MATCHING = f"SELECT count(*) FROM anomaly_baselines WHERE {_FILTER}"
-DELETE_BASELINES = f"DELETE FROM anomaly_baselines WHERE {_FILTER}"
-DELETE_WINDOWS = f"DELETE FROM anomaly_windows WHERE {_FILTER}"
-DELETE_VALUES = f"DELETE FROM anomaly_values WHERE {_FILTER}"
+STAT_COLUMNS = BASELINE_STAT_COLUMNS
 
 
 class BaselineRow(NamedTuple):
@@ -172,26 +110,26 @@ def _row(r: Sequence[Any], agent: str = "", function: str = "") -> BaselineRow:
 
 
 def rows_for_call(rows: list[Any], agent: str, function: str) -> list[BaselineRow]:
-    """Rows of :data:`SELECT_FOR_CALL` as :class:`BaselineRow` (the store's fast path)."""
+    """Rows of :data:`~sentinel.store.sql.BASELINE_FOR_CALL` as :class:`BaselineRow` (the store's fast path)."""
     make = BaselineRow._make
     return [make((*r, agent, function)) for r in rows]
 
 
 def for_call(agent: str, function: str) -> Op:
     """Every baseline row of one (agent, function): the only read scoring needs."""
-    rows = yield Q(SELECT_FOR_CALL, (agent, function), "all")
+    rows = yield Q(sql.BASELINE_FOR_CALL, (agent, function), "all")
     return [_row(r, agent, function) for r in rows]
 
 
 def for_call_seen(agent: str, function: str, vkeys: dict[str, str]) -> Op:
     """:func:`for_call` plus, in the same query, whether each string parameter's value
     (``{param: vkey}``) was seen before: returns ``(rows, {params whose value is known})``."""
-    rows = yield Q(SELECT_FOR_CALL_SEEN, (json.dumps(vkeys), agent, function), "all")
+    rows = yield Q(sql.BASELINE_FOR_CALL_SEEN, (json.dumps(vkeys), agent, function), "all")
     return rows_seen(rows, agent, function)
 
 
 def rows_seen(rows: list[Any], agent: str, function: str) -> tuple[list[BaselineRow], set[str]]:
-    """Rows of :data:`SELECT_FOR_CALL_SEEN`: the baselines and the parameters whose value is
+    """Rows of :data:`~sentinel.store.sql.BASELINE_FOR_CALL_SEEN`: the baselines and the parameters whose value is
     already known."""
     make = BaselineRow._make
     return [make((*r[:-1], agent, function)) for r in rows], {r[0] for r in rows if r[-1]}
@@ -201,13 +139,13 @@ def seen(agent: str, function: str, vkeys: Sequence[str]) -> Op:
     """The subset of ``vkeys`` already seen for this (agent, function)."""
     if not vkeys:
         return set()
-    rows = yield Q(SELECT_SEEN, (agent, function, json.dumps(list(vkeys))), "all")
+    rows = yield Q(sql.BASELINE_SEEN, (agent, function, json.dumps(list(vkeys))), "all")
     return {r[0] for r in rows}
 
 
 def window(agent: str, function: str, param: str) -> Op:
     """The numeric window (vals, times blobs) behind one parameter, or None."""
-    row = yield Q(SELECT_WINDOW, (agent, function, param), "one")
+    row = yield Q(sql.BASELINE_WINDOW, (agent, function, param), "one")
     return None if row is None else (bytes(row[0]), bytes(row[1]))
 
 
@@ -218,8 +156,8 @@ def learn(agent: str, function: str, plan: LearnPlan, now: float) -> Op:
         for param, values in plan.numbers.items():
             if not values:
                 continue
-            r = yield Q(SELECT_ONE, (agent, function, param, "number"), "one")
-            w = yield Q(SELECT_WINDOW, (agent, function, param), "one")
+            r = yield Q(sql.BASELINE_ONE, (agent, function, param, "number"), "one")
+            w = yield Q(sql.BASELINE_WINDOW, (agent, function, param), "one")
             before = NumberWindow(
                 None if r is None else _row(r, agent, function),
                 b"" if w is None else bytes(w[0]),
@@ -227,20 +165,20 @@ def learn(agent: str, function: str, plan: LearnPlan, now: float) -> Op:
             )
             times = plan.times[-len(values) :] if plan.times else [now] * len(values)
             new, vals, ts = plan.fold_number(param, before, values, times)
-            yield Q(UPSERT, (agent, function, param, "number", *new.values()))
-            yield Q(UPSERT_WINDOW, (agent, function, param, vals, ts))
+            yield Q(sql.BASELINE_UPSERT, (agent, function, param, "number", *new.values()))
+            yield Q(sql.BASELINE_UPSERT_WINDOW, (agent, function, param, vals, ts))
     for item in plan.categories:
         yield from _learn_category(agent, function, item, plan.max_categories, now)
     if plan.rate_calls and plan.fold_rate is not None:
-        r = yield Q(SELECT_ONE, (agent, function, "", "rate"), "one")
+        r = yield Q(sql.BASELINE_ONE, (agent, function, "", "rate"), "one")
         new = plan.fold_rate(None if r is None else _row(r), plan.rate_calls, now)
-        yield Q(UPSERT, (agent, function, "", "rate", *new.values()))
+        yield Q(sql.BASELINE_UPSERT, (agent, function, "", "rate", *new.values()))
     yield Q(sql.COMMIT)
     return None
 
 
 def _learn_category(agent: str, function: str, item: SeenValue, cap: int, now: float) -> Op:
-    r = yield Q(SELECT_ONE, (agent, function, item.param, "category"), "one")
+    r = yield Q(sql.BASELINE_ONE, (agent, function, item.param, "category"), "one")
     old = None if r is None else _row(r)
     n = 1 if old is None else old.n + 1
     size = 0 if old is None else old.size
@@ -248,29 +186,32 @@ def _learn_category(agent: str, function: str, item: SeenValue, cap: int, now: f
     capped = 0 if old is None else old.capped
     first_at = now if old is None else old.first_at
     if not capped:
-        count = yield Q(SELECT_VALUE_COUNT, (agent, function, item.param, item.vkey), "one")
+        count = yield Q(sql.BASELINE_VALUE_COUNT, (agent, function, item.param, item.vkey), "one")
         if count is not None:
-            yield Q(BUMP_VALUE, (now, agent, function, item.param, item.vkey))
+            yield Q(sql.BASELINE_BUMP_VALUE, (now, agent, function, item.param, item.vkey))
             if int(count[0]) == 1:
                 singles -= 1
         elif size >= cap:
             # Too many distinct values for "first seen" to mean anything: stop tracking them.
             capped = 1
-            yield Q(DROP_VALUES, (agent, function, item.param))
+            yield Q(sql.BASELINE_DROP_VALUES, (agent, function, item.param))
         else:
-            yield Q(INSERT_VALUE, (agent, function, item.param, item.vkey, item.shown, now, now))
+            yield Q(
+                sql.BASELINE_INSERT_VALUE,
+                (agent, function, item.param, item.vkey, item.shown, now, now),
+            )
             size += 1
             singles += 1
     new = BaselineRow(
         item.param, "category", n, size, float(n), first_at, now, singles=singles, capped=capped
     )
-    yield Q(UPSERT, (agent, function, item.param, "category", *new.values()))
+    yield Q(sql.BASELINE_UPSERT, (agent, function, item.param, "category", *new.values()))
     return None
 
 
 def list_rows(agent: str | None, function: str | None) -> Op:
     """Every baseline row (optionally of one agent and/or function), for ``sentinel anomaly``."""
-    rows = yield Q(SELECT_ALL, (), "all")
+    rows = yield Q(sql.BASELINE_ALL, (), "all")
     out = []
     for r in rows:
         if agent is not None and r[0] != agent:
@@ -283,7 +224,7 @@ def list_rows(agent: str | None, function: str | None) -> Op:
 
 def top_values(agent: str, function: str, param: str, limit: int) -> Op:
     """The most frequent values seen for a string parameter: ``[(shown, count)]``."""
-    rows = yield Q(TOP_VALUES, (agent, function, param, int(limit)), "all")
+    rows = yield Q(sql.BASELINE_TOP_VALUES, (agent, function, param, int(limit)), "all")
     return [(str(a), int(b)) for a, b in rows]
 
 
@@ -292,10 +233,10 @@ def reset(agent: str | None, function: str | None, event: dict[str, Any], now: f
     transaction. Returns how many baseline rows were removed."""
     args = (agent, agent, function, function)
     yield Q(sql.BEGIN_WRITE)
-    row = yield Q(COUNT_MATCHING, args, "one")
-    yield Q(DELETE_BASELINES, args)
-    yield Q(DELETE_WINDOWS, args)
-    yield Q(DELETE_VALUES, args)
+    row = yield Q(sql.BASELINE_COUNT_MATCHING, args, "one")
+    yield Q(sql.BASELINE_DELETE, args)
+    yield Q(sql.BASELINE_DELETE_WINDOWS, args)
+    yield Q(sql.BASELINE_DELETE_VALUES, args)
     data = dict(event.get("data") or {})
     data["baselines_removed"] = int(row[0])
     yield from _append([normalize_event({**event, "data": data}, now)])

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from sentinel.normalize import canonical_text
 from sentinel.store.models import EventRecord, OperatorIdentity, RequestRecord
 
 #: prev_hash of the first event.
@@ -36,12 +37,20 @@ EVENT_COLUMNS = (
 #: Keys a caller may give in an event dict (seq, prev_hash and hash are assigned by the store).
 EVENT_INPUT_KEYS = frozenset(EVENT_COLUMNS) - {"seq", "prev_hash", "hash"}
 
+#: Columns of ``anomaly_baselines`` after its key (agent, function, param, kind), in
+#: :class:`~sentinel.store.baselines.BaselineRow` order.
+BASELINE_STAT_COLUMNS: tuple[str, ...] = (
+    "n", "size", "weight", "first_at", "updated_at",
+    "median", "mad", "sigma", "mean", "std",
+    "log_median", "log_sigma", "log_mean", "log_std",
+    "lo", "hi", "last", "singles", "capped", "fast", "slow",
+)  # fmt: skip
+
 REQUEST_COLUMNS = (
     "id",
     "status",
     "function",
     "arguments",
-    "display_arguments",
     "digest",
     "agent_id",
     "pid",
@@ -69,19 +78,14 @@ REQUEST_COLUMNS = (
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
 
 
-# One encoder each, built once: json.dumps() with options constructs a new encoder on every call,
-# which costs more than encoding a small event.
-_CANONICAL = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
+# Built once: json.dumps() with options constructs a new encoder on every call, which costs more
+# than encoding a small event. (The canonical encoder is sentinel.normalize's: there is one.)
 _DUMPS = json.JSONEncoder(
     sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=str
 ).encode
 
-
-def canonical_json(obj: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 text; NaN/inf refused (they have no JSON form)."""
-    return _CANONICAL(obj)
+#: Sorted keys, no whitespace, UTF-8 text; NaN/inf refused (they have no JSON form).
+canonical_json = canonical_text
 
 
 def dumps(obj: Any) -> str:
@@ -228,7 +232,6 @@ def request_from_row(row: tuple[Any, ...]) -> RequestRecord:
         status=v["status"],
         function=v["function"],
         arguments=loads(v["arguments"]) or {},
-        display_arguments=loads(v["display_arguments"]) or {},
         digest=v["digest"],
         agent_id=v["agent_id"],
         pid=v["pid"],

@@ -1,4 +1,5 @@
-"""SQL for limit counters (rate and cumulative limits over time windows).
+"""Limit counters in the store (rate and cumulative limits over time windows); their SQL is in
+:mod:`sentinel.store.sql`.
 
 Each counter is kept in ``limit_totals`` as up to :data:`BUCKETS` + 1 rows: the window is cut
 into 60 slices and each row holds the calls (``n``) and their sum (``total``; 1 per call for a
@@ -30,18 +31,6 @@ BUCKETS = 60
 #: Separator between a counter's key and its slice number (JSON-quoted values never contain it).
 _SEP = "\x1f"
 
-USAGE = "SELECT sum(total), sum(n), max(key) FROM limit_totals WHERE key >= ? AND key <= ?"
-ADD = (
-    "INSERT INTO limit_totals (key, total, n) VALUES (?, ?, 1) "
-    "ON CONFLICT (key) DO UPDATE SET total = total + excluded.total, n = n + 1"
-)
-#: Slices that have left the window (run once per counter per slice).
-PRUNE = "DELETE FROM limit_totals WHERE key >= ? AND key < ?"
-#: A released call leaves its slice; an emptied slice is reset exactly (no float drift).
-RELEASE = (
-    "UPDATE limit_totals SET n = n - 1, total = CASE WHEN n <= 1 THEN 0 ELSE total - ? END "
-    "WHERE key = ? AND n > 0"
-)
 #: Relative tolerance when comparing a running float total with a cap (a sum of 0.1s drifts).
 _EPSILON = 1e-9
 
@@ -91,7 +80,7 @@ def _exceeds(used: float, amount: float, cap: float) -> bool:
 
 
 def _usage(check: LimitCheck, low: str, high: str) -> Op:
-    row = yield Q(USAGE, (low, high), "one")
+    row = yield Q(sql.LIMIT_USAGE, (low, high), "one")
     used = max(0.0, float(row[0] or 0.0))
     calls = max(0, int(row[1] or 0))
     usage = LimitUsage(
@@ -109,10 +98,10 @@ def reserve(checks: Sequence[LimitCheck], now: float) -> Op:
     out: list[LimitUsage] = []
     for check in checks:
         low, high, key, current = _range(check, now)
-        row = yield Q(USAGE, (low, high), "one")
+        row = yield Q(sql.LIMIT_USAGE, (low, high), "one")
         if row[2] != high:  # first call in this slice: drop the slices that left the window
-            yield Q(PRUNE, (key + _SEP, low))
-        yield Q(ADD, (high, check.amount))
+            yield Q(sql.LIMIT_PRUNE, (key + _SEP, low))
+        yield Q(sql.LIMIT_ADD, (high, check.amount))
         used = max(0.0, float(row[0] or 0.0))
         exceeded = _exceeds(used, check.amount, check.cap)
         calls = max(0, int(row[1] or 0))
@@ -129,7 +118,7 @@ def release(reservations: Sequence[tuple[str, float]]) -> Op:
     """Take calls that did not run (blocked, denied, expired, cancelled) out of their slices."""
     yield Q(sql.BEGIN_WRITE)
     for slice_key, amount in reservations:
-        yield Q(RELEASE, (float(amount), slice_key))
+        yield Q(sql.LIMIT_RELEASE, (float(amount), slice_key))
     yield Q(sql.COMMIT)
     return len(reservations)
 

@@ -45,14 +45,27 @@ class OperatorIdentity:
 
 
 @dataclass(frozen=True)
+class PendingSummary:
+    """What is waiting, counted in the database (no pending row is loaded to count it)."""
+
+    total: int
+    by_agent: dict[str | None, int]  # agent id (None: unnamed agent) → pending requests
+    by_function: dict[str, int]  # function → pending requests
+    by_risk: dict[int | None, int]  # whole risk score 0–10 (None: not scored) → pending requests
+    value_at_risk: float  # sum over the pending requests that name one
+    oldest_created_at: float | None  # None when nothing is pending
+
+
+@dataclass(frozen=True)
 class NewRequest:
     """What an agent submits when a call needs approval."""
 
     id: str
     function: str
-    arguments: dict[str, Any]  # as sent (JSON-safe)
-    display_arguments: dict[str, Any]  # redacted copy shown to people
-    digest: str  # SHA-256 of the canonical arguments
+    #: The redacted, JSON-safe copy: the one stored and shown. The real values are never stored;
+    #: ``digest`` binds them, and the call runs with them.
+    arguments: dict[str, Any]
+    digest: str  # binding SHA-256 of the real arguments
     timeout_seconds: float
     agent_id: str | None = None
     context: dict[str, Any] | None = None
@@ -66,6 +79,11 @@ class NewRequest:
     channel: str = "queue"
     created_at: float = field(default_factory=time.time)
 
+    @property
+    def display_arguments(self) -> dict[str, Any]:
+        """The same copy as :attr:`arguments` (the name agentic-sentinel's readers used)."""
+        return self.arguments
+
 
 @dataclass(frozen=True)
 class RequestRecord:
@@ -74,8 +92,7 @@ class RequestRecord:
     id: str
     status: str
     function: str
-    arguments: dict[str, Any]
-    display_arguments: dict[str, Any]
+    arguments: dict[str, Any]  # the redacted copy (the real values are never stored)
     digest: str
     agent_id: str | None
     pid: int
@@ -102,6 +119,42 @@ class RequestRecord:
     @property
     def is_pending(self) -> bool:
         return self.status == PENDING
+
+    @property
+    def display_arguments(self) -> dict[str, Any]:
+        """The same copy as :attr:`arguments` (the name agentic-sentinel's readers used)."""
+        return self.arguments
+
+    def to_dict(self) -> dict[str, Any]:
+        """The request as JSON: what ``sentinel queue --json`` prints, and what the API and the
+        notifications build their documents from (each in its own published field names).
+        Everything stored except the waiting process's lock file; arguments redacted."""
+        return {
+            "id": self.id,
+            "status": self.status,
+            "function": self.function,
+            "agent_id": self.agent_id,
+            "arguments": self.arguments,
+            "digest": self.digest,
+            "context": self.context,
+            "rule_id": self.rule_id,
+            "rule_ids": list(self.rule_ids),
+            "reason": self.reason,
+            "value_at_risk": self.value_at_risk,
+            "risk_score": self.risk_score,
+            "risk_explanation": self.risk_explanation,
+            "policy_version": self.policy_version,
+            "channel": self.channel,
+            "pid": self.pid,
+            "host": self.host,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "timeout_seconds": self.timeout_seconds,
+            "decided_at": self.decided_at,
+            "decided_by": self.decided_by,
+            "operator": self.operator,
+            "decision_reason": self.decision_reason,
+        }
 
     def time_left(self, now: float | None = None) -> float:
         """Seconds until expiry (negative once expired)."""

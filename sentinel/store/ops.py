@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sentinel.errors import DecisionConflict, RequestNotFound
+from sentinel.errors import AmbiguousRequestId, DecisionConflict, RequestNotFound
 from sentinel.store import sql
 from sentinel.store.codec import (
     GENESIS_HASH,
@@ -38,6 +38,7 @@ from sentinel.store.models import (
     MetricsSnapshot,
     NewRequest,
     OperatorIdentity,
+    PendingSummary,
     RequestRecord,
 )
 from sentinel.store.query import where_clause
@@ -142,7 +143,9 @@ def _when(ts: float | None) -> str:
 def conflict_message(rec: RequestRecord) -> str:
     """Why a decision on ``rec`` was refused: who decided it first and when, or that it expired."""
     if rec.status == EXPIRED:
-        return f"request {rec.id} expired at {_when(rec.decided_at or rec.expires_at)} with no decision"
+        # expires_at, not decided_at: a row marked expired late (by a sweeper, or by this very
+        # refusal) expired at its deadline, not when someone noticed.
+        return f"request {rec.id} expired at {_when(rec.expires_at)} with no decision"
     if rec.status == CANCELLED:
         why = f": {rec.decision_reason}" if rec.decision_reason else ""
         return f"request {rec.id} was cancelled at {_when(rec.decided_at)}{why}"
@@ -167,7 +170,6 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         "status": "pending",
         "function": new.function,
         "arguments": dumps(new.arguments),
-        "display_arguments": dumps(new.display_arguments),
         "digest": new.digest,
         "agent_id": new.agent_id,
         "pid": caller.pid,
@@ -199,7 +201,7 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         return request_from_row(found)
     rec = request_from_row(inserted)
     data = {
-        "arguments": new.display_arguments,  # redacted copy only: events are mirrored to logs
+        "arguments": new.arguments,  # the redacted copy (the only one there is)
         "context": new.context,
         "rule_ids": list(new.rule_ids),
         "reason": new.reason,
@@ -379,26 +381,88 @@ def value_protected(since: float | None, until: float | None) -> Op:
 # --- reads ----------------------------------------------------------------------------------
 
 
+#: Length of every id Sentinel generates (uuid4 hex, or the API's derived id). Only a key this
+#: long can be taken as an exact id ahead of longer ids it is a prefix of; anything shorter is a
+#: prefix and must match exactly one request, even when some request's whole id equals it (a
+#: request whose id is the short prefix printed for another one must never win over it).
+FULL_ID_LENGTH = 32
+#: Candidates named in an ambiguity error.
+AMBIGUOUS_SHOWN = 5
+#: Shortest prefix taken as an id: with one or two characters a typo decides whichever request
+#: happens to be the only one starting with it (`sentinel deny 6`).
+MIN_PREFIX_LENGTH = 4
+
+
 def get(id_or_prefix: str) -> Op:
+    """The request with this id, or the only request whose id starts with it.
+
+    The one lookup every id-taking verb uses (CLI show/approve/deny, the API, the command center):
+    a key shorter than :data:`FULL_ID_LENGTH` that matches more than one id raises
+    :class:`AmbiguousRequestId` listing the candidates; no match raises :class:`RequestNotFound`.
+    """
     key = (id_or_prefix or "").strip()
     if not key:
         raise RequestNotFound("empty request id")
-    row = yield Q(sql.SELECT_REQUEST, (key,), "one")
-    if row is not None:
-        return request_from_row(row)
+    if len(key) < MIN_PREFIX_LENGTH:
+        raise RequestNotFound(
+            f"request id {key!r} is too short: give at least {MIN_PREFIX_LENGTH} characters of the "
+            "id (`sentinel pending` prints 12)"
+        )
+    if len(key) >= FULL_ID_LENGTH:
+        row = yield Q(sql.SELECT_REQUEST, (key,), "one")
+        if row is not None:
+            return request_from_row(row)
     rows = yield Q(sql.SELECT_REQUEST_PREFIX, (key, key + "\U0010ffff"), "all")
     if not rows:
         raise RequestNotFound(f"no approval request with id {key!r}")
     if len(rows) > 1:
-        raise RequestNotFound(
-            f"request id prefix {key!r} is ambiguous: it matches several requests; type more characters"
+        found = yield Q(
+            sql.SELECT_REQUEST_PREFIX_CANDIDATES,
+            (key, key + "\U0010ffff", AMBIGUOUS_SHOWN + 1),
+            "all",
         )
+        names = [f"{rid} ({str(fn)[:40]}, {status})" for rid, fn, status in found[:AMBIGUOUS_SHOWN]]
+        raise AmbiguousRequestId(key, names, more=len(found) > AMBIGUOUS_SHOWN)
     return request_from_row(rows[0])
 
 
 def list_pending(limit: int) -> Op:
     rows = yield Q(sql.SELECT_PENDING, (int(limit),), "all")
     return [request_from_row(r) for r in rows]
+
+
+def pending_newest(limit: int, before: tuple[float, str] | None) -> Op:
+    if int(limit) < 1:
+        raise ValueError(f"pending_newest: limit must be at least 1, got {limit!r}")
+    if before is None:
+        rows = yield Q(sql.SELECT_PENDING_NEWEST, (int(limit),), "all")
+    else:
+        try:
+            created_at, rid = float(before[0]), str(before[1])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ValueError(
+                f"pending_newest: before must be (created_at, id) of the last row shown, got {before!r}"
+            ) from exc
+        rows = yield Q(sql.SELECT_PENDING_NEWEST_BEFORE, (created_at, rid, int(limit)), "all")
+    return [request_from_row(r) for r in rows]
+
+
+def pending_summary() -> Op:
+    rows = yield Q(sql.PENDING_GROUPS, (), "all")
+    by_agent: dict[str | None, int] = {}
+    by_function: dict[str, int] = {}
+    by_risk: dict[int | None, int] = {}
+    total = 0
+    value = 0.0
+    oldest: float | None = None
+    for agent, function, risk, n, v, first in rows:
+        total += n
+        value += float(v)
+        by_agent[agent] = by_agent.get(agent, 0) + n
+        by_function[function] = by_function.get(function, 0) + n
+        by_risk[risk] = by_risk.get(risk, 0) + n
+        oldest = first if oldest is None else min(oldest, first)
+    return PendingSummary(total, by_agent, by_function, by_risk, value, oldest)
 
 
 def pending_liveness() -> Op:

@@ -3,6 +3,9 @@
 The database's ``PRAGMA user_version`` is the number of steps of :data:`MIGRATIONS` applied.
 Later features (audit anchors, anomaly baselines, limit counters…) add a step by APPENDING to the
 list; never edit or reorder a released step.
+
+The one module besides :mod:`sentinel.store.sql` that holds SQL: the migration scripts (DDL) and
+the few statements that apply them stay here, next to the schema they build.
 """
 
 from __future__ import annotations
@@ -202,8 +205,41 @@ INSERT INTO limit_totals (key, total, n)
     SELECT key, sum(amount), count(*) FROM limit_usage GROUP BY key;
 """
 
+# Expiry in the database itself: a pending row cannot be approved or denied with a decision time
+# at or after its expiry (the store's compare-and-set never writes one; a raw UPDATE that does is
+# refused), and a row's expiry and creation time never change (so nobody extends a request to
+# approve it late). A decision time left NULL is not refused here: the waiting call checks the
+# expiry against its own clock in any case (sentinel/guard.py, _late_approval).
+_EXPIRY = """
+CREATE TRIGGER requests_decided_in_time BEFORE UPDATE ON requests
+WHEN OLD.status = 'pending' AND NEW.status IN ('approved', 'denied')
+     AND NEW.decided_at >= OLD.expires_at
+BEGIN SELECT RAISE(ABORT, 'request expired: a decision at or after expires_at is refused'); END;
+CREATE TRIGGER requests_expiry_fixed BEFORE UPDATE OF expires_at, created_at, timeout_seconds
+ON requests
+WHEN NEW.expires_at IS NOT OLD.expires_at OR NEW.created_at IS NOT OLD.created_at
+     OR NEW.timeout_seconds IS NOT OLD.timeout_seconds
+BEGIN SELECT RAISE(ABORT, 'the expiry of a request cannot change'); END;
+"""
+
+#: The newest-first pending page orders by (created_at, id): with id in the index the page is read
+#: in index order with no sort of all pending rows (10,000 pending: a sort per page otherwise).
+_PENDING_NEWEST = """
+CREATE INDEX requests_pending_newest ON requests(created_at, id) WHERE status = 'pending';
+"""
+
+#: The redacted arguments are stored once: ``arguments`` has always held the redacted copy (the
+#: real values are never stored; the digest binds them), so ``display_arguments`` was the same
+#: JSON a second time.
+_ONE_ARGUMENTS_COPY = """
+ALTER TABLE requests DROP COLUMN display_arguments;
+"""
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
-MIGRATIONS: list[str] = [_V1, _V2, _LIMITS, _ANOMALY, _AUDIT, _LIMIT_TOTALS]
+MIGRATIONS: list[str] = [
+    _V1, _V2, _LIMITS, _ANOMALY, _AUDIT, _LIMIT_TOTALS, _EXPIRY, _PENDING_NEWEST,
+    _ONE_ARGUMENTS_COPY,
+]  # fmt: skip
 
 
 def schema_version() -> int:

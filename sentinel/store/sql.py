@@ -1,8 +1,14 @@
-"""Every SQL statement the store runs, defined once (shared by Store, AsyncStore and Watcher)."""
+"""Every SQL statement the library runs, defined once (shared by Store, AsyncStore, Watcher, the
+limit counters, the anomaly baselines and audit verification).
+
+The one exception is :mod:`sentinel.store.schema`: the migration scripts (DDL) and the statements
+that apply them stay next to the schema they build. ``tests/store/test_sql_boundary.py`` fails on
+a SQL statement in any other module of ``sentinel`` or ``sentinel_tui``.
+"""
 
 from __future__ import annotations
 
-from sentinel.store.codec import EVENT_COLUMNS, REQUEST_COLUMNS
+from sentinel.store.codec import BASELINE_STAT_COLUMNS, EVENT_COLUMNS, REQUEST_COLUMNS
 
 _RCOLS = ", ".join(REQUEST_COLUMNS)
 _ECOLS = ", ".join(EVENT_COLUMNS)
@@ -16,6 +22,11 @@ ROLLBACK = "ROLLBACK"
 SYNC_FULL = "PRAGMA synchronous=FULL"
 SYNC_NORMAL = "PRAGMA synchronous=NORMAL"
 DATA_VERSION = "PRAGMA data_version"
+#: Per-connection settings (``.format(n)``: milliseconds / bytes, integers).
+SET_BUSY_TIMEOUT = "PRAGMA busy_timeout = {:d}"
+SET_JOURNAL_SIZE_LIMIT = "PRAGMA journal_size_limit = {:d}"
+JOURNAL_MODE = "PRAGMA journal_mode"
+SET_WAL = "PRAGMA journal_mode=WAL"
 
 #: Idempotent insert: returns the new row, or nothing when the id already exists.
 INSERT_REQUEST = (
@@ -27,8 +38,27 @@ SELECT_REQUEST = f"SELECT {_RCOLS} FROM requests WHERE id = ?"
 SELECT_REQUEST_PREFIX = (
     f"SELECT {_RCOLS} FROM requests WHERE id >= ? AND id < ? ORDER BY id LIMIT 2"
 )
+#: Up to ? candidate ids (and what they are) for an id prefix: the ambiguity error lists them.
+SELECT_REQUEST_PREFIX_CANDIDATES = (
+    "SELECT id, function, status FROM requests WHERE id >= ? AND id < ? ORDER BY id LIMIT ?"
+)
 SELECT_PENDING = (
     f"SELECT {_RCOLS} FROM requests WHERE status = 'pending' ORDER BY created_at, id LIMIT ?"
+)
+#: Newest pending first, keyset-paged on (created_at, id): a page never reads the rows before it.
+SELECT_PENDING_NEWEST = (
+    f"SELECT {_RCOLS} FROM requests WHERE status = 'pending' "
+    "ORDER BY created_at DESC, id DESC LIMIT ?"
+)
+SELECT_PENDING_NEWEST_BEFORE = (
+    f"SELECT {_RCOLS} FROM requests WHERE status = 'pending' AND (created_at, id) < (?, ?) "
+    "ORDER BY created_at DESC, id DESC LIMIT ?"
+)
+#: Pending counts grouped for the status line (one pass over the partial pending index's rows).
+PENDING_GROUPS = (
+    "SELECT agent_id, function, CAST(risk_score AS INTEGER), count(*), "
+    "coalesce(sum(value_at_risk), 0), min(created_at) "
+    "FROM requests WHERE status = 'pending' GROUP BY 1, 2, 3"
 )
 SELECT_PENDING_LIVENESS = (
     "SELECT id, pid, pid_start, host, lock_path, expires_at FROM requests WHERE status = 'pending'"
@@ -57,7 +87,9 @@ ROLLUP_ADD = (
 
 # --- audit (sentinel/audit) -------------------------------------------------------------------
 AUDIT_DB_ID = "SELECT value FROM audit_meta WHERE key = 'db_id'"
-EVENT_BOUNDS = "SELECT min(seq), max(seq) FROM events"
+# Two subqueries: each min/max alone is one index lookup; together in one SELECT they scan the
+# table (0.1-0.4 s at a million events, paid by every anchor and verify).
+EVENT_BOUNDS = "SELECT (SELECT min(seq) FROM events), (SELECT max(seq) FROM events)"
 EVENT_HASH_AT = "SELECT hash FROM events WHERE seq = ?"
 PRUNE_WINDOWS = "SELECT up_to_seq, head_hash, created_at FROM prune_window ORDER BY up_to_seq"
 INSERT_PRUNE_WINDOW = "INSERT INTO prune_window (up_to_seq, head_hash, created_at) VALUES (?, ?, ?)"
@@ -99,3 +131,78 @@ DECISION_LATENCIES = (
     "WHERE decided_at >= ? AND status IN ('approved', 'denied') ORDER BY decided_at DESC LIMIT 10000"
 )
 PENDING_SUMMARY = "SELECT count(*), min(created_at) FROM requests WHERE status = 'pending'"
+
+# --- limit counters (sentinel/store/limits.py) ---------------------------------------------
+LIMIT_USAGE = "SELECT sum(total), sum(n), max(key) FROM limit_totals WHERE key >= ? AND key <= ?"
+LIMIT_ADD = (
+    "INSERT INTO limit_totals (key, total, n) VALUES (?, ?, 1) "
+    "ON CONFLICT (key) DO UPDATE SET total = total + excluded.total, n = n + 1"
+)
+#: Slices that have left the window (run once per counter per slice).
+LIMIT_PRUNE = "DELETE FROM limit_totals WHERE key >= ? AND key < ?"
+#: A released call leaves its slice; an emptied slice is reset exactly (no float drift).
+LIMIT_RELEASE = (
+    "UPDATE limit_totals SET n = n - 1, total = CASE WHEN n <= 1 THEN 0 ELSE total - ? END "
+    "WHERE key = ? AND n > 0"
+)
+
+# --- anomaly baselines (sentinel/store/baselines.py) ---------------------------------------
+_BKEY = ("agent", "function", "param", "kind")
+_BCOLS = ", ".join(_BKEY + BASELINE_STAT_COLUMNS)
+_BSTATS = ", ".join(("param", "kind") + BASELINE_STAT_COLUMNS)
+
+BASELINE_FOR_CALL = f"SELECT {_BSTATS} FROM anomaly_baselines WHERE agent = ? AND function = ?"
+#: The same, with a flag per category row: is this call's value (``vkey``) already known?
+BASELINE_FOR_CALL_SEEN = (
+    f"SELECT {', '.join('b.' + c for c in ('param', 'kind') + BASELINE_STAT_COLUMNS)}, "
+    "(b.kind = 'category' AND EXISTS (SELECT 1 FROM anomaly_values v WHERE v.agent = b.agent "
+    "AND v.function = b.function AND v.param = b.param AND v.vkey = j.value)) "
+    "FROM anomaly_baselines b LEFT JOIN json_each(?) j ON j.key = b.param "
+    "WHERE b.agent = ? AND b.function = ?"
+)
+BASELINE_ONE = (
+    f"SELECT {_BSTATS} FROM anomaly_baselines "
+    "WHERE agent = ? AND function = ? AND param = ? AND kind = ?"
+)
+BASELINE_ALL = (
+    f"SELECT agent, function, {_BSTATS} FROM anomaly_baselines ORDER BY agent, function, param, kind"
+)
+BASELINE_UPSERT = (
+    f"INSERT INTO anomaly_baselines ({_BCOLS}) "
+    f"VALUES ({', '.join('?' * len(_BKEY + BASELINE_STAT_COLUMNS))}) "
+    "ON CONFLICT (agent, function, param, kind) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in BASELINE_STAT_COLUMNS)
+)
+BASELINE_WINDOW = (
+    "SELECT vals, times FROM anomaly_windows WHERE agent = ? AND function = ? AND param = ?"
+)
+BASELINE_UPSERT_WINDOW = (
+    "INSERT INTO anomaly_windows (agent, function, param, vals, times) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (agent, function, param) DO UPDATE SET vals = excluded.vals, times = excluded.times"
+)
+#: Which of these value digests were seen before (``vkey`` digests include the parameter name).
+BASELINE_SEEN = (
+    "SELECT vkey FROM anomaly_values WHERE agent = ? AND function = ? "
+    "AND vkey IN (SELECT value FROM json_each(?))"
+)
+BASELINE_VALUE_COUNT = (
+    "SELECT count FROM anomaly_values WHERE agent = ? AND function = ? AND param = ? AND vkey = ?"
+)
+BASELINE_BUMP_VALUE = (
+    "UPDATE anomaly_values SET count = count + 1, last_at = ? "
+    "WHERE agent = ? AND function = ? AND param = ? AND vkey = ?"
+)
+BASELINE_INSERT_VALUE = (
+    "INSERT INTO anomaly_values (agent, function, param, vkey, shown, count, first_at, last_at) "
+    "VALUES (?, ?, ?, ?, ?, 1, ?, ?)"
+)
+BASELINE_DROP_VALUES = "DELETE FROM anomaly_values WHERE agent = ? AND function = ? AND param = ?"
+BASELINE_TOP_VALUES = (
+    "SELECT shown, count FROM anomaly_values WHERE agent = ? AND function = ? AND param = ? "
+    "ORDER BY count DESC, last_at DESC LIMIT ?"
+)
+_BFILTER = "(? IS NULL OR agent = ?) AND (? IS NULL OR function = ?)"
+BASELINE_COUNT_MATCHING = f"SELECT count(*) FROM anomaly_baselines WHERE {_BFILTER}"
+BASELINE_DELETE = f"DELETE FROM anomaly_baselines WHERE {_BFILTER}"
+BASELINE_DELETE_WINDOWS = f"DELETE FROM anomaly_windows WHERE {_BFILTER}"
+BASELINE_DELETE_VALUES = f"DELETE FROM anomaly_values WHERE {_BFILTER}"

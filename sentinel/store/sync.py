@@ -6,8 +6,9 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
 from sentinel.store import hints, liveness, ops, sql
@@ -20,10 +21,16 @@ from sentinel.store.models import (
     MetricsSnapshot,
     NewRequest,
     OperatorIdentity,
+    PendingSummary,
     RequestRecord,
 )
 from sentinel.store.paths import file_identity, live_dir, prepare, resolve_path
 from sentinel.store.schema import migrate
+
+if TYPE_CHECKING:
+    from sentinel.store.baselines import BaselineRow, LearnPlan
+    from sentinel.store.limits import LimitCheck, LimitUsage
+    from sentinel.store.watcher import Watcher
 
 #: Default seconds a connection waits for another writer before giving up.
 DEFAULT_BUSY_TIMEOUT = 5.0
@@ -40,9 +47,9 @@ def open_connection(
     conn = sqlite3.connect(
         str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )
-    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    conn.execute(sql.SET_BUSY_TIMEOUT.format(int(busy_timeout * 1000)))
     conn.execute(sql.SYNC_NORMAL)
-    conn.execute(f"PRAGMA journal_size_limit = {int(journal_size_limit)}")
+    conn.execute(sql.SET_JOURNAL_SIZE_LIMIT.format(int(journal_size_limit)))
     return conn
 
 
@@ -51,10 +58,10 @@ def ensure_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
     deadline = time.monotonic() + max(busy_timeout, 1.0)
     while True:
         try:
-            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            mode = conn.execute(sql.JOURNAL_MODE).fetchone()[0]
             if str(mode).lower() == "wal":
                 return
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            mode = conn.execute(sql.SET_WAL).fetchone()[0]
             if str(mode).lower() == "wal":
                 return
             raise sqlite3.OperationalError(f"cannot enable WAL mode (journal_mode stays {mode})")
@@ -85,7 +92,9 @@ def sweep_plan(
     return dead, overdue, waiters
 
 
-def drive(conn: Any, op: ops.Op, fail: Any) -> Any:
+def drive(
+    conn: sqlite3.Connection, op: ops.Op, fail: Callable[[BaseException], StoreError]
+) -> Any:
     """Run one operation generator on a sqlite3 connection (rolls back on any error)."""
     try:
         q = next(op)
@@ -143,7 +152,7 @@ class Store:
         prepare(self.path, create=create)
         self._lock = threading.RLock()
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: dict[sqlite3.Connection, threading.Thread] = {}  # reader -> its thread
         self._readers_lock = threading.Lock()
         self._dv_lock = threading.Lock()
         self._dv_conn: sqlite3.Connection | None = None
@@ -180,7 +189,7 @@ class Store:
             old = [self._writer, *self._readers]
             if self._dv_conn is not None:
                 old.append(self._dv_conn)
-            self._readers = []
+            self._readers = {}
             self._local = threading.local()
             self._dv_conn = None
             self._durable = False
@@ -225,7 +234,7 @@ class Store:
             _INHERITED.extend([self._writer, *self._readers])
             if self._dv_conn is not None:
                 _INHERITED.append(self._dv_conn)
-            self._readers = []
+            self._readers = {}
             self._readers_lock = threading.Lock()
             self._dv_lock = threading.Lock()
             self._dv_conn = None
@@ -261,7 +270,17 @@ class Store:
                 raise self._fail(exc) from exc
             self._local.conn = conn
             with self._readers_lock:
-                self._readers.append(conn)
+                # Each thread gets its own reader; close those of threads that have ended (the
+                # command center runs each worker on a new thread: they would pile up). Never the
+                # main thread's: once the interpreter starts to exit it reports itself not alive,
+                # yet the atexit handlers (the audit sink's last flush and exit anchor) still read
+                # through its connection.
+                main = threading.main_thread()
+                for old, owner in list(self._readers.items()):
+                    if owner is not main and not owner.is_alive():
+                        del self._readers[old]
+                        old.close()
+                self._readers[conn] = threading.current_thread()
         return conn
 
     def _read(self, op: ops.Op) -> Any:
@@ -299,9 +318,14 @@ class Store:
         unique prefix.
         """
         try:
+            full_id = request_id
+            if len((request_id or "").strip()) < ops.FULL_ID_LENGTH:
+                # Shorter than a whole id: a prefix that must match exactly one request (an
+                # exact match on a short id is not preferred: that is how ids were squatted).
+                full_id = self.get(request_id).id
             try:
                 rec: RequestRecord = self._write(
-                    ops.decide(request_id, approve, operator, reason, time.time()), durable=True
+                    ops.decide(full_id, approve, operator, reason, time.time()), durable=True
                 )
             except RequestNotFound:
                 full_id = self.get(request_id).id  # a unique prefix, or a clear error
@@ -410,6 +434,19 @@ class Store:
         out: list[RequestRecord] = self._read(ops.list_pending(limit))
         return out
 
+    def pending_newest(
+        self, limit: int = 100, before: tuple[float, str] | None = None
+    ) -> list[RequestRecord]:
+        """Pending requests, newest first, at most ``limit``. For the next (older) page pass the
+        last row's ``(created_at, id)`` as ``before``; an empty list means there are no older ones."""
+        out: list[RequestRecord] = self._read(ops.pending_newest(limit, before))
+        return out
+
+    def pending_summary(self) -> PendingSummary:
+        """Pending counts by agent, function and whole risk score, counted in the database."""
+        out: PendingSummary = self._read(ops.pending_summary())
+        return out
+
     def history(
         self, filter: HistoryFilter | None = None, before_seq: int | None = None, limit: int = 100
     ) -> list[EventRecord]:
@@ -427,9 +464,9 @@ class Store:
         out: list[EventRecord] = self._read(ops.events_after(after_seq, limit))
         return out
 
-    # --- limit counters (sentinel.limits; SQL in store/limits.py) ---------------------------
+    # --- limit counters (sentinel.limits; operations in store/limits.py) ---------------------------
 
-    def limit_reserve(self, checks: list[Any]) -> list[Any]:
+    def limit_reserve(self, checks: list[LimitCheck]) -> list[LimitUsage]:
         """Check limit counters and reserve this call in each, atomically (``BEGIN IMMEDIATE``).
 
         ``checks``: :class:`~sentinel.store.limits.LimitCheck`; returns one
@@ -437,10 +474,10 @@ class Store:
         reservation counts for the whole window unless released."""
         from sentinel.store import limits
 
-        out: list[Any] = self._write(limits.reserve(checks, time.time()))
+        out: list[LimitUsage] = self._write(limits.reserve(checks, time.time()))
         return out
 
-    def limit_release(self, reservations: list[Any]) -> int:
+    def limit_release(self, reservations: list[tuple[str, float]]) -> int:
         """Release reservations (``LimitUsage.reservation``) of calls that did not run."""
         from sentinel.store import limits
 
@@ -449,45 +486,45 @@ class Store:
         n: int = self._write(limits.release(reservations))
         return n
 
-    def limit_usage(self, checks: list[Any]) -> list[Any]:
+    def limit_usage(self, checks: list[LimitCheck]) -> list[LimitUsage]:
         """Read limit counters without reserving anything."""
         from sentinel.store import limits
 
-        out: list[Any] = self._read(limits.usage(checks, time.time()))
+        out: list[LimitUsage] = self._read(limits.usage(checks, time.time()))
         return out
 
-    # --- anomaly baselines (sentinel.anomaly; SQL in store/baselines.py) ---------------------
+    # --- anomaly baselines (sentinel.anomaly; operations in store/baselines.py) ---------------------
 
-    def baseline_for_call(self, agent: str, function: str) -> list[Any]:
+    def baseline_for_call(self, agent: str, function: str) -> list[BaselineRow]:
         """Every :class:`~sentinel.store.baselines.BaselineRow` of one (agent, function).
 
         The scoring hot path: one statement on this thread's reader, without the generic
         operation driver (same statement as ``baselines.for_call``)."""
-        from sentinel.store.baselines import SELECT_FOR_CALL, rows_for_call
+        from sentinel.store.baselines import rows_for_call
 
         if self._closed:
             raise StoreError(f"store for {self.path} is closed")
         try:
-            rows = self._reader().execute(SELECT_FOR_CALL, (agent, function)).fetchall()
+            rows = self._reader().execute(sql.BASELINE_FOR_CALL, (agent, function)).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
         return rows_for_call(rows, agent, function)
 
     def baseline_for_call_seen(
         self, agent: str, function: str, vkeys: dict[str, str]
-    ) -> tuple[list[Any], set[str]]:
+    ) -> tuple[list[BaselineRow], set[str]]:
         """:meth:`baseline_for_call` plus which parameters' values (``{param: digest}``) were
         seen before, in one query."""
         import json
 
-        from sentinel.store.baselines import SELECT_FOR_CALL_SEEN, rows_seen
+        from sentinel.store.baselines import rows_seen
 
         if self._closed:
             raise StoreError(f"store for {self.path} is closed")
         try:
             rows = (
                 self._reader()
-                .execute(SELECT_FOR_CALL_SEEN, (json.dumps(vkeys), agent, function))
+                .execute(sql.BASELINE_FOR_CALL_SEEN, (json.dumps(vkeys), agent, function))
                 .fetchall()
             )
         except sqlite3.Error as exc:
@@ -509,7 +546,7 @@ class Store:
         return out
 
     def baseline_learn(
-        self, agent: str, function: str, plan: Any, now: float | None = None
+        self, agent: str, function: str, plan: LearnPlan, now: float | None = None
     ) -> None:
         """Add a call (or a batch, :class:`~sentinel.store.baselines.LearnPlan`) to the
         baselines in one write transaction."""
@@ -517,11 +554,13 @@ class Store:
 
         self._write(baselines.learn(agent, function, plan, time.time() if now is None else now))
 
-    def baseline_list(self, agent: str | None = None, function: str | None = None) -> list[Any]:
+    def baseline_list(
+        self, agent: str | None = None, function: str | None = None
+    ) -> list[BaselineRow]:
         """Every baseline row, optionally of one agent and/or function."""
         from sentinel.store import baselines
 
-        out: list[Any] = self._read(baselines.list_rows(agent, function))
+        out: list[BaselineRow] = self._read(baselines.list_rows(agent, function))
         return out
 
     def baseline_top_values(
@@ -542,6 +581,7 @@ class Store:
         return n
 
     def count_events(self) -> int:
+        """Number of events stored."""
         n: int = self._read(ops.count_events())
         return n
 
@@ -557,11 +597,16 @@ class Store:
             n: int = drive(self._dv_conn, ops.data_version(), self._fail)
             return n
 
-    def watcher(self) -> Any:
+    def watcher(self) -> Watcher:
         """The process-wide :class:`~sentinel.store.watcher.Watcher` for this database."""
         from sentinel.store.watcher import Watcher
 
         return Watcher.for_path(self.path, busy_timeout=self.busy_timeout)
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran."""
+        return self._closed
 
     def close(self) -> None:
         """Close every connection this store opened (idempotent)."""

@@ -16,16 +16,17 @@ and nothing at all when nothing is watched.
 from __future__ import annotations
 
 import json
-import select
 import socket
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from pathlib import Path
 from typing import ClassVar
 
 from sentinel.errors import RequestNotFound, StoreError
+from sentinel.fdwait import readable
 from sentinel.store import hints, liveness, sql
 from sentinel.store.codec import request_from_row
 from sentinel.store.failures import describe
@@ -79,6 +80,14 @@ class Watcher:
                 inst = cls(key, busy_timeout=busy_timeout)
                 cls._instances[key] = inst
             return inst
+
+    @classmethod
+    def stop_shared(cls, chosen: Callable[[str], bool]) -> None:
+        """Stop and forget the shared watchers whose database path ``chosen`` accepts."""
+        with cls._instances_lock:
+            watchers = [cls._instances.pop(k) for k in list(cls._instances) if chosen(k)]
+        for watcher in watchers:
+            watcher.stop()
 
     # --- public -------------------------------------------------------------------------
 
@@ -217,7 +226,7 @@ class Watcher:
             time.sleep(self.poll_interval)
             return False
         try:
-            ready, _, _ = select.select([sock], [], [], self.poll_interval)
+            ready = readable([sock], self.poll_interval)
         except (OSError, ValueError):  # closed by stop()
             time.sleep(self.poll_interval)
             return False

@@ -1,27 +1,39 @@
-"""View 2: the audit trail, newest first, paged from the store, filtered with ``/``."""
+"""View 2: the audit trail, newest first, paged from the store, filtered with ``/``.
+
+The view never calls the app: it asks for a page with a :class:`HistoryView.PageWanted` message
+(the app's worker answers with ``HistoryPage``, given to :meth:`HistoryView.apply_page`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
-from textual.widgets import DataTable, Input, Static
+from textual.message import Message
+from textual.widgets import Input, Static
 
+from sentinel.redact import safe_text
 from sentinel.store.models import EventRecord
+from sentinel_tui.config import TuiConfig
 from sentinel_tui.render import (
     KIND_LABELS,
     KIND_STYLES,
     event_detail,
     format_time,
     format_value,
-    safe,
 )
+from sentinel_tui.widgets.event_table import Cell, Column, EventTable
 
-if TYPE_CHECKING:
-    from sentinel_tui.app import SentinelApp
+COLUMNS = (
+    Column("time", "Time"),
+    Column("kind", "Event"),
+    Column("function", "Function"),
+    Column("agent", "Agent"),
+    Column("value", "Value", "right"),
+    Column("actor", "By"),
+)
 
 FILTER_HELP = "filter: text  status:denied  fn:transfer*  agent:billing  value:>1000  (enter keeps, esc clears)"
 
@@ -35,20 +47,30 @@ class HistoryView(Container):
         Binding("g", "top", "Newest", show=False, id="history.top"),
     ]
 
-    def __init__(self, **kwargs: Any) -> None:
+    class PageWanted(Message):
+        """Fetch a page of events for the filter ``query``: the newest (``before_seq`` None)
+        or the next older one."""
+
+        def __init__(self, query: str, before_seq: int | None) -> None:
+            super().__init__()
+            self.query = query
+            self.before_seq = before_seq
+
+    def __init__(self, page_size: int = TuiConfig.history_page, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.page_size = page_size  # events per page (a shorter page is the last one)
         self.events: dict[int, EventRecord] = {}
         self.query_text = ""
         self.exhausted = False
-        self.loading = False
-
-    @property
-    def sapp(self) -> SentinelApp:
-        return self.app  # type: ignore[return-value]
+        # A page is being fetched. Not ``loading``: that is Textual's reactive which covers the
+        # whole view with a LoadingIndicator (mounted and removed, a full layout, per page).
+        self.page_loading = False
+        self._detail_seq: int | None = None  # the event the detail pane shows
+        self._detail_size = (-1, -1)  # its text's (wrap width, lines)
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder=FILTER_HELP, id="history-filter", compact=True)
-        table: DataTable[Any] = DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
+        table = EventTable(COLUMNS, id="history-table")
         table.border_title = "History"
         yield table
         with VerticalScroll(id="history-detail") as detail:
@@ -56,21 +78,11 @@ class HistoryView(Container):
             yield Static(Text("Select an event.", style="dim"), id="history-detail-body")
 
     def on_mount(self) -> None:
-        table = self.table
-        for key, label in (
-            ("time", "Time"),
-            ("kind", "Event"),
-            ("function", "Function"),
-            ("agent", "Agent"),
-            ("value", "Value"),
-            ("actor", "By"),
-        ):
-            table.add_column(label, key=key)
         self.filter_input.display = False
 
     @property
-    def table(self) -> DataTable[Any]:
-        return self.query_one("#history-table", DataTable)
+    def table(self) -> EventTable:
+        return self.query_one("#history-table", EventTable)
 
     @property
     def filter_input(self) -> Input:
@@ -81,77 +93,86 @@ class HistoryView(Container):
     def apply_page(self, query: str, events: list[EventRecord], append: bool, error: str | None) -> None:
         if query != self.query_text:
             return  # a stale answer for a filter the operator has already changed
-        self.loading = False
+        self.page_loading = False
         table = self.table
         if error:
             table.border_title = "History — filter error"
-            self.detail.update(Text(error, style="bold red"))
+            self._detail_seq = None
+            self._update_detail(Text(error, style="bold red"))
             return
         selected = self._selected_seq()
         if not append:
             table.clear()
             self.events.clear()
-        page = self.sapp.config.history_page
-        self.exhausted = len(events) < page
+        self.exhausted = len(events) < self.page_size
+        rows = []
         for ev in events:
             if ev.seq in self.events:
                 continue
             self.events[ev.seq] = ev
-            table.add_row(*self._cells(ev), key=str(ev.seq))
+            rows.append((ev.seq, self._cells(ev)))
+        table.add_rows(rows)
         title = f"History {len(self.events)}{'' if self.exhausted else '+'}"
         if query:
             title += " · filter "
         table.border_title = title
         table.border_subtitle = query[:60] if query else ""
-        if selected is not None and str(selected) in {str(k) for k in self.events}:
-            table.move_cursor(row=table.get_row_index(str(selected)), scroll=False)
+        if selected is not None and selected in self.events:
+            table.move_cursor(row=table.get_row_index(selected), scroll=False)
         self._show_selected()
 
     @property
     def detail(self) -> Static:
         return self.query_one("#history-detail-body", Static)
 
-    def _cells(self, ev: EventRecord) -> list[Text]:
-        return [
-            Text(format_time(ev.ts), end=""),
-            Text(KIND_LABELS.get(ev.kind, ev.kind), style=KIND_STYLES.get(ev.kind, ""), end=""),
-            safe(ev.function or "—", 18),
-            safe(ev.agent_id or "—", 14),
-            Text(format_value(ev.value_at_risk), justify="right", end=""),
-            safe((ev.actor or "").split(" ")[0], 14),
-        ]
+    def _cells(self, ev: EventRecord) -> tuple[Cell, ...]:
+        return (
+            Cell(format_time(ev.ts)),
+            Cell(KIND_LABELS.get(ev.kind, ev.kind), KIND_STYLES.get(ev.kind, "")),
+            Cell(safe_text(ev.function or "—", 18)),
+            Cell(safe_text(ev.agent_id or "—", 14)),
+            Cell(format_value(ev.value_at_risk)),
+            Cell(safe_text((ev.actor or "").split(" ")[0], 14)),
+        )
 
     def _selected_seq(self) -> int | None:
-        table = self.table
-        if not table.row_count:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return None if key.value is None else int(key.value)
+        return self.table.selected_key
 
     def _show_selected(self) -> None:
         seq = self._selected_seq()
         ev = self.events.get(seq) if seq is not None else None
+        if ev is not None and seq == self._detail_seq:
+            return  # already shown (audit events never change): a page load keeps the pane as is
+        self._detail_seq = seq if ev is not None else None
         if ev is None:
-            self.detail.update(Text("No events match." if not self.events else "", style="dim"))
+            self._update_detail(Text("No events match." if not self.events else "", style="dim"))
         else:
-            self.detail.update(event_detail(ev))
+            self._update_detail(event_detail(ev))
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+    def _update_detail(self, text: Text) -> None:
+        """Show ``text`` in the detail pane; a text as tall as the one shown repaints the pane
+        alone, without laying out the whole screen (a layout costs 10-20 ms at 120x40, and it
+        landed on the frame that shows the next page after ``ctrl+end``)."""
+        detail = self.detail
+        width = detail.size.width
+        height = len(text.wrap(self.app.console, width)) if width > 0 else -1
+        same = height >= 0 and (width, height) == self._detail_size
+        self._detail_size = (width, height)
+        detail.update(text, layout=not same)
+
+    def on_event_table_row_highlighted(self, event: EventTable.RowHighlighted) -> None:
         event.stop()
         self._show_selected()
         table = self.table
-        if not self.exhausted and not self.loading and table.cursor_row >= table.row_count - 10:
+        if not self.exhausted and not self.page_loading and table.cursor_row >= table.row_count - 10:
             oldest = min(self.events) if self.events else None
-            self.loading = True
-            self.sapp.load_history(self.query_text, before_seq=oldest)
+            self.page_loading = True
+            self.post_message(self.PageWanted(self.query_text, before_seq=oldest))
 
     def reload(self) -> None:
         """Fetch the newest page again (new events arrived, or the filter changed)."""
-        self.loading = True
-        self.sapp.load_history(self.query_text, before_seq=None)
+        self.page_loading = True
+        self.post_message(self.PageWanted(self.query_text, before_seq=None))
 
     # --- filter --------------------------------------------------------------------------------
 

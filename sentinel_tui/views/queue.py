@@ -1,20 +1,24 @@
-"""View 1: pending requests beside (wide) or above (narrow) the card of the selected one."""
+"""View 1: pending requests beside (wide) or above (narrow) the card of the selected one.
+
+The view never calls the app: decisions, the full-arguments screen and paging are messages the
+app handles (it owns the dialogs, the workers and the poll)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container
+from textual.message import Message
 from textual.widgets import DataTable
 
 from sentinel.store.models import RequestRecord
+from sentinel_tui.config import TuiConfig
 from sentinel_tui.widgets.card import RequestCard
 from sentinel_tui.widgets.queue_table import QueueTable
-
-if TYPE_CHECKING:
-    from sentinel_tui.app import SentinelApp
 
 #: Actions that change the queue; hidden and refused in read-only mode.
 DECISION_ACTIONS = {"approve", "deny", "decide_with_reason", "mark", "approve_marked", "deny_marked"}
@@ -34,15 +38,53 @@ class QueueView(Container):
         Binding("u", "unmark_all", "Unmark all", show=False, id="queue.unmark"),
     ]
 
-    def __init__(self, **kwargs: Any) -> None:
+    class DecisionAsked(Message):
+        """``a`` / ``d`` (``approve`` True / False) or ``r`` (``approve`` None: decide with a
+        reason) on the request that was on the card at the key press (None: no request)."""
+
+        def __init__(self, request_id: str | None, approve: bool | None) -> None:
+            super().__init__()
+            self.request_id = request_id
+            self.approve = approve
+
+    class BatchAsked(Message):
+        """``A`` / ``D``: decide the marked requests (after the app shows what they are)."""
+
+        def __init__(self, ids: list[str], approve: bool) -> None:
+            super().__init__()
+            self.ids = ids
+            self.approve = approve
+
+    class ArgumentsAsked(Message):
+        """``v``: show the full arguments of the card's request."""
+
+        def __init__(self, record: RequestRecord | None) -> None:
+            super().__init__()
+            self.record = record
+
+    class OlderPageWanted(Message):
+        """The cursor neared the end of the window: fetch the newest ``depth`` requests."""
+
+        def __init__(self, depth: int) -> None:
+            super().__init__()
+            self.depth = depth
+
+    def __init__(
+        self,
+        config: TuiConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        readonly: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self.config = config if config is not None else TuiConfig()
+        self.clock = clock
+        self.readonly = readonly
         self.records: dict[str, RequestRecord] = {}
+        self._paging = False  # an older page was asked for and has not arrived yet
         self.marked: set[str] = set()
         self.total = 0
-
-    @property
-    def sapp(self) -> SentinelApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         table = QueueTable(id="queue-table")
@@ -61,25 +103,21 @@ class QueueView(Container):
         return self.query_one(RequestCard)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in DECISION_ACTIONS and self.sapp.readonly:
+        if action in DECISION_ACTIONS and self.readonly:
             return False  # read-only observer: the keys do not exist
         return True
 
     # --- data ----------------------------------------------------------------------------------
 
-    def apply(self, rows: list[RequestRecord]) -> None:
-        """Show exactly ``rows`` (the pending requests); keep the selection on the same request."""
-        app = self.sapp
-        self.total = len(rows)
-        limit = app.config.table_rows
-        if limit and len(rows) > limit:
-            # The store lists oldest first; the table keeps the newest (what just arrived).
-            rows = sorted(rows, key=lambda r: (r.created_at, r.id))[-limit:]
+    def apply(self, rows: list[RequestRecord], total: int = 0) -> None:
+        """Show exactly ``rows`` (the newest pending requests, newest first: the window the poll
+        fetched; ``total`` pending in all); keep the selection on the same request."""
+        cfg = self.config
+        self.total = max(total, len(rows))
+        self._paging = False
         self.records = {r.id: r for r in rows}
         self.marked &= set(self.records)
-        self.table.apply(
-            rows, app.clock(), self.marked, app.config.confirm_value, app.config.confirm_risk
-        )
+        self.table.apply(rows, self.clock(), self.marked, cfg.confirm_value, cfg.confirm_risk)
         self._retitle()
         self.sync_card(force=True)
 
@@ -100,10 +138,10 @@ class QueueView(Container):
         self.render_card(record)
 
     def render_card(self, record: RequestRecord | None) -> None:
-        cfg = self.sapp.config
+        cfg = self.config
         self.card.show(
             record,
-            self.sapp.clock(),
+            self.clock(),
             confirm_value=cfg.confirm_value,
             confirm_risk=cfg.confirm_risk,
             fold_chars=cfg.fold_chars,
@@ -115,22 +153,40 @@ class QueueView(Container):
         if self.card.record is not None:
             self.render_card(self.card.record)
         if ages:
-            self.table.refresh_ages(self.records, self.sapp.clock())
+            self.table.refresh_ages(self.records, self.clock())
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         event.stop()
         self.sync_card()
+        table = self.table
+        if table.cursor_row >= table.row_count - 5:
+            self.page_older()
+
+    def page_older(self) -> bool:
+        """Ask for the next (older) page of pending requests in the window; False when every
+        pending request is already shown, the window is at ``pending_limit``, or a page is on
+        its way."""
+        cfg = self.config
+        if self._paging or self.total <= len(self.records):
+            return False
+        if len(self.records) >= cfg.pending_limit:
+            return False  # the window holds min(depth, limit) rows: the depth is at the limit
+        self._paging = True
+        self.post_message(
+            self.OlderPageWanted(min(cfg.pending_limit, len(self.records) + max(1, cfg.queue_page)))
+        )
+        return True
 
     # --- actions -------------------------------------------------------------------------------
 
     def action_approve(self) -> None:
-        self.sapp.request_decision(self.card.request_id, approve=True)
+        self.post_message(self.DecisionAsked(self.card.request_id, approve=True))
 
     def action_deny(self) -> None:
-        self.sapp.request_decision(self.card.request_id, approve=False)
+        self.post_message(self.DecisionAsked(self.card.request_id, approve=False))
 
     def action_decide_with_reason(self) -> None:
-        self.sapp.request_decision_with_reason(self.card.request_id)
+        self.post_message(self.DecisionAsked(self.card.request_id, approve=None))
 
     def action_mark(self) -> None:
         rid = self.card.request_id
@@ -154,10 +210,10 @@ class QueueView(Container):
         self.render_card(self.card.record)
 
     def action_approve_marked(self) -> None:
-        self.sapp.request_batch(sorted(self.marked), approve=True)
+        self.post_message(self.BatchAsked(sorted(self.marked), approve=True))
 
     def action_deny_marked(self) -> None:
-        self.sapp.request_batch(sorted(self.marked), approve=False)
+        self.post_message(self.BatchAsked(sorted(self.marked), approve=False))
 
     def action_view_full(self) -> None:
-        self.sapp.show_full(self.card.record)
+        self.post_message(self.ArgumentsAsked(self.card.record))

@@ -10,18 +10,20 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, VerticalScroll
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from sentinel.policy.replay import DEFAULT_SINCE_DAYS
 from sentinel_tui.data import PolicyInfo, ReplayInfo
 from sentinel_tui.render import format_time, format_value, safe
 
 if TYPE_CHECKING:
     from sentinel.policy.diff import PolicyDiff
-    from sentinel_tui.app import SentinelApp
+    from sentinel.policy.widening import Widening
 
 ACTION_STYLES = {"block": "bold red", "require_approval": "yellow", "allow": "green"}
-#: Days of history the ``R`` replay reads (``sentinel rules replay --since 7d`` by default too).
-REPLAY_DAYS = 7
+#: Days of history the ``R`` replay reads (the same default as ``sentinel rules replay``).
+REPLAY_DAYS = DEFAULT_SINCE_DAYS
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -69,6 +71,20 @@ def diff_text(diff: PolicyDiff, changed_at: float | None) -> Text:
         text.append_text(safe(_short(f.old), 80))
         text.append(" → ")
         text.append_text(safe(_short(f.new), 80, "bold"))
+        text.append("\n")
+    return text
+
+
+def widened_text(widened: tuple[Widening, ...]) -> Text:
+    """The ways the last change widens what is allowed (``sentinel.policy.widening``)."""
+    text = Text(end="")
+    text.append(f"▲ WIDENED BY THIS EDIT ({len(widened)})", style="bold red")
+    text.append(" — calls may now be allowed that were asked or blocked\n", style="bold")
+    for w in widened:
+        text.append("  ▲ ", style="bold red")
+        text.append_text(safe(w.rule_id or "(policy)", 60, "bold"))
+        text.append(" ")
+        text.append_text(safe(w.reason, 200))
         text.append("\n")
     return text
 
@@ -128,16 +144,26 @@ class RulesView(Container):
         Binding("R", "replay", "Replay file", id="rules.replay"),
     ]
 
-    def __init__(self, **kwargs: Any) -> None:
+    class EditAsked(Message):
+        """``e``: open the rules file in the editor, then reload it."""
+
+    class ReloadAsked(Message):
+        """``r``: re-validate the rules file now and say the outcome even if unchanged."""
+
+    class ReplayAsked(Message):
+        """``R``: replay the file on disk against the last ``window`` seconds of history."""
+
+        def __init__(self, window: float) -> None:
+            super().__init__()
+            self.window = window
+
+    def __init__(self, *, has_rules_file: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.has_rules_file = has_rules_file  # without one, edit and replay are greyed out
         self.info: PolicyInfo | None = None
         self.hits: dict[str, int] = {}
         self.replay: ReplayInfo | None = None
         self.replay_running = False
-
-    @property
-    def sapp(self) -> SentinelApp:
-        return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:
         yield Static(Text("Loading policy…", style="dim"), id="rules-header")
@@ -152,7 +178,7 @@ class RulesView(Container):
         self.query_one("#rules-notes").display = False
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("edit", "replay") and self.sapp.data.rules_path is None:
+        if action in ("edit", "replay") and not self.has_rules_file:
             return None  # shown greyed out: no rules file was given
         return True
 
@@ -189,6 +215,8 @@ class RulesView(Container):
             text.append("\n")
         if info is not None and info.diff is not None:
             text.append_text(diff_text(info.diff, info.changed_at))
+            if info.widened:
+                text.append_text(widened_text(info.widened))
         if self.replay_running:
             text.append("replay running…\n", style="italic")
         elif self.replay is not None:
@@ -223,6 +251,8 @@ class RulesView(Container):
             header.append(f"✔ valid, {len(info.rules)} rules", style="bold green")
             if info.default_action:
                 header.append(f", default action {info.default_action}")
+            if info.widened:
+                header.append("  ▲ widened by this edit", style="bold red")
         else:
             header.append("✖ INVALID: ", style="bold red")
             header.append_text(safe(info.error or "unknown error", 600, "red"))
@@ -230,6 +260,7 @@ class RulesView(Container):
         diff = info.diff
         added = set(diff.added) if diff is not None else set()
         changed = {c.rule_id for c in diff.changed} if diff is not None else set()
+        widened = {w.rule_id for w in info.widened}
         for rule in info.rules:
             state = "on" if rule.enabled else "off"
             if rule.shadow:
@@ -238,6 +269,8 @@ class RulesView(Container):
                 state += " +new"
             elif rule.id in changed:
                 state += " ~changed"
+            if rule.id in widened:
+                state += " ▲widened"
             table.add_row(
                 Text(str(rule.position), style="dim"),
                 safe(rule.id, 28, "bold"),
@@ -251,12 +284,12 @@ class RulesView(Container):
             )
 
     def action_edit(self) -> None:
-        self.sapp.edit_rules()
+        self.post_message(self.EditAsked())
 
     def action_reload(self) -> None:
-        self.sapp.load_policy(manual=True)
+        self.post_message(self.ReloadAsked())
 
     def action_replay(self) -> None:
         self.replay_running = True
         self._redraw_notes()
-        self.sapp.replay_rules(REPLAY_DAYS * 86_400)
+        self.post_message(self.ReplayAsked(REPLAY_DAYS * 86_400))

@@ -368,3 +368,78 @@ def test_a_burst_of_calls_against_the_agents_own_rate(
     assert outcomes[-1] == "blocked"
     (rate,) = [v for v in describe(db_path, "ping") if v.kind == "rate"]
     assert rate.n == 60 + outcomes.count("ran")  # blocked calls are not counted as usual
+
+
+def test_learning_off_the_callers_thread_gives_the_same_baselines_and_scores(
+    write_rules: Callable[..., Path], tmp_path: Path
+) -> None:
+    """Calls learned by the background learner end with exactly the baselines and scores of
+    learning each call on the caller's thread before it returns (a reference hook does that)."""
+    import dataclasses
+
+    from sentinel.anomaly import AnomalyHook
+    from sentinel.anomaly.hook import flush_learning
+    from sentinel.guard import Guard
+
+    rules = write_rules("anomaly: {rate_risk: 10, escalate: 7, block: 7}\nrules: []\n")
+    now = [1_000_000.0]
+    clock = lambda: now[0]  # noqa: E731
+    config = cfg(rules, tmp_path / "bg.db", timeout_seconds=2)
+    hook = AnomalyHook(config.policy_source(), tmp_path / "bg.db", clock=clock)
+    guard = Guard(config, hooks=[hook])
+    ref = AnomalyHook(config.policy_source(), tmp_path / "ref.db", clock=clock)
+    learned_on: list[str] = []
+    real_learn = hook.learn
+
+    def spy(*args: Any, **kw: Any) -> None:
+        real_learn(*args, **kw)
+        learned_on.append(threading.current_thread().name)
+
+    hook.learn = spy  # type: ignore[method-assign]
+
+    def transfer(amount: float, to: str) -> float:
+        return amount
+
+    protected = guard.wrap(transfer)
+    calls = [(50 + (i * 7) % 40, "acme" if i % 3 else "globex") for i in range(40)]
+    calls += [(5000, "acme"), (70, "initech"), (65, "acme")] + [(60, "acme")] * 20
+    outcomes = []
+    for amount, to in calls:
+        params = {"amount": amount, "to": to}
+        ref_a = ref.score("transfer", params, "bot-1")
+        # The background hook scores the call about to be made exactly like the reference.
+        assert hook.score("transfer", params, "bot-1").risk == ref_a.risk
+        try:
+            protected(amount, to)
+            outcomes.append("ran")
+        except SentinelBlockedError:
+            outcomes.append("blocked")
+            continue
+        if not ref_a.anomalous:
+            ref.learn("transfer", ref_a.features, "bot-1", ref_a.settings)
+        now[0] += 5
+    assert "blocked" in outcomes and outcomes.count("ran") > 50
+
+    # Learning happens on the learner thread: a call returns before its learning is done.
+    # (Finish what is queued first: scoring the next call would learn it on this thread.)
+    flush_learning()
+    done = len(learned_on)
+    protected(61, "acme")
+    deadline = time.monotonic() + 10
+    while len(learned_on) == done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert learned_on[-1] == "sentinel-anomaly-learner"
+    ref.learn("transfer", ref.score("transfer", {"amount": 61, "to": "acme"}, "bot-1").features,
+              "bot-1", ref.settings_for("transfer"))  # fmt: skip
+    flush_learning()
+
+    def views(db: Path) -> list[dict[str, Any]]:
+        out = []
+        for v in describe(db, "transfer", "bot-1"):
+            d = dataclasses.asdict(v)
+            d.pop("updated_at", None)
+            out.append(d)
+        return sorted(out, key=lambda d: (d["param"], d["kind"]))
+
+    assert views(tmp_path / "bg.db") == views(tmp_path / "ref.db")
+    assert {v["kind"] for v in views(tmp_path / "bg.db")} == {"number", "category", "rate"}

@@ -186,3 +186,58 @@ def test_events_the_store_writes_last_reach_the_mirror_and_the_anchor_at_exit(
     assert report.ok, report.problems
     assert report.jsonl_events == report.table_events == len(lines) == 4
     assert not any("not anchored" in n for n in report.notes), report.notes
+
+
+KILLED = textwrap.dedent(
+    """
+    import os, sys, time
+    from sentinel import SentinelConfig, protect
+
+    rules, db, sync, n = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
+    cfg = SentinelConfig(rules_path=rules, db_path=db, audit_log=True, audit_sync=sync,
+                         hot_reload=False)
+
+    @protect(cfg)
+    def transfer(amount, to):
+        return amount
+
+    for i in range(n):
+        transfer(i, "acme")
+    if not sync:
+        time.sleep(2)  # 40 times the batch interval: the writer has committed these
+    transfer(n, "acme")
+    os._exit(0)  # killed right after the last function ran: no flush, no atexit
+    """
+)
+
+
+def test_a_process_killed_after_a_call_ran_keeps_what_the_durability_contract_says(
+    tmp_path: Path,
+) -> None:
+    """audit_sync=True: every call's `allowed` and `executed` events are written before the call
+    returns, so a kill loses nothing. Batched: what was queued more than a batch interval ago is
+    committed; the last call's events may be lost, never half-chained or out of order."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    n = 200
+    for sync in (True, False):
+        db = tmp_path / f"sync{int(sync)}.db"
+        res = subprocess.run(
+            [PYTHON, "-c", KILLED, str(rules), str(db), "1" if sync else "0", str(n)],
+            capture_output=True,
+            text=True,
+            env=python_env(),
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stderr
+        with Store(db) as store:
+            report = verify(store)
+            rows = store.event_rows(0, 10 * n)
+        assert report.ok, report.problems
+        kinds = [r[2] for r in rows if r[2] in ("allowed", "executed")]
+        pairs = ["allowed", "executed"] * (n + 1)
+        if sync:
+            assert kinds == pairs
+        else:
+            assert kinds[: 2 * n] == pairs[: 2 * n]
+            assert kinds == pairs[: len(kinds)]  # the last call: nothing, its allowed, or both

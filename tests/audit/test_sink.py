@@ -6,17 +6,20 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sentinel import SentinelBlockedError, SentinelConfig, protect
+from sentinel.arguments import CallArguments
 from sentinel.audit import attach
-from sentinel.audit.sink import EventSink, finalize_event
+from sentinel.audit.sink import EventSink, GuardEvent, finalize_event
 from sentinel.audit.verify import verify
 from sentinel.normalize import digest, to_jsonable
 from sentinel.protect import get_guard
 from sentinel.redact import Redactor
 from sentinel.store import Store
+from sentinel.store.codec import EVENT_COLUMNS as _COLUMNS
 
 
 @pytest.mark.parametrize("sync", [True, False], ids=["audit_sync", "batched"])
@@ -91,15 +94,14 @@ def test_the_fast_path_gives_the_same_digest_and_redaction_as_the_general_one() 
         "n": None,
         "ok": True,
     }
-    fast = finalize_event({"kind": "allowed", "raw_params": dict(params)}, redactor)[0]
+    fast = finalize_event(GuardEvent("allowed", 0.0, arguments=CallArguments(params)), redactor)
     slow_params = to_jsonable(params)
     assert fast["digest"] == digest(slow_params)
     assert fast["data"]["args"] == redactor.redact(slow_params)
     # A value that needs normalising takes the general path and gets the same treatment.
-    odd = finalize_event(
-        {"kind": "allowed", "raw_params": {"x": float("nan"), "y": b"\x00"}}, redactor
-    )[0]
-    assert odd["digest"] == digest(to_jsonable({"x": float("nan"), "y": b"\x00"}))
+    odd_args = {"x": float("nan"), "y": b"\x00"}
+    odd = finalize_event(GuardEvent("allowed", 0.0, arguments=CallArguments(odd_args)), redactor)
+    assert odd["digest"] == digest(to_jsonable(odd_args))
 
 
 def test_emit_now_keeps_an_event_it_could_not_write() -> None:
@@ -144,15 +146,14 @@ def test_an_anchor_that_cannot_be_written_warns_but_does_not_block(
 
 def test_a_guard_can_name_the_redactor_of_the_policy_in_force_per_event() -> None:
     sink_redactor, policy_redactor = Redactor(), Redactor(["tenant"])
-    raw = {
-        "kind": "allowed",
-        "raw_params": {"tenant": "T-1", "n": 1},
-        "_redactor": policy_redactor,
-        "then": {"kind": "executed", "raw_result": "tenant T-1", "data": {}},
-    }
-    allowed, executed = finalize_event(raw, sink_redactor)
+    args = CallArguments({"tenant": "T-1", "n": 1})
+    allowed = finalize_event(
+        GuardEvent("allowed", 0.0, arguments=args, redactor=policy_redactor), sink_redactor
+    )
     assert allowed["data"]["args"] == {"tenant": "[REDACTED]", "n": 1}
-    assert "_redactor" not in allowed and "_redactor" not in executed
+    # Without one, the sink's own redactor applies.
+    plain = finalize_event(GuardEvent("allowed", 0.0, arguments=args), sink_redactor)
+    assert plain["data"]["args"] == {"tenant": "T-1", "n": 1}
 
 
 def test_a_mirror_folder_that_cannot_be_created_blocks_calls(
@@ -175,3 +176,83 @@ def test_a_mirror_folder_that_cannot_be_created_blocks_calls(
     assert sink.failure and "audit mirror unavailable" in sink.failure
     with pytest.raises(SentinelBlockedError, match="audit mirror unavailable"):
         transfer(1)
+
+
+def test_raw_records_become_the_same_events_as_the_dict_form() -> None:
+    """The caller hands the sink raw fields (allowed_record / executed_record); the writer thread
+    must build exactly the events the GuardEvent form gives, so the stored rows and hashes are
+    equal."""
+    from sentinel.audit.sink import _expand, allowed_record, executed_record
+
+    sink_redactor, policy_redactor = Redactor(), Redactor(["tenant"])
+    params = {"tenant": "T-1", "n": 7, "note": "password=hunter2 for the run"}
+    shadow = {"shadow": [{"rule_id": "r1", "action": "block", "message": "m"}]}
+    pre = allowed_record(
+        1.5, "lookup", "bot-1", "r0", "v9", 7.0, CallArguments(params), policy_redactor,
+        dict(shadow),
+    )  # fmt: skip
+    got = [
+        _expand(pre, sink_redactor),
+        _expand(executed_record(pre, 2.5, 0.0012345, "tenant T-1", policy_redactor), sink_redactor),
+    ]
+    shared: dict[str, Any] = {
+        "function": "lookup",
+        "agent_id": "bot-1",
+        "rule_id": "r0",
+        "policy_version": "v9",
+        "value_at_risk": 7.0,
+        "redactor": policy_redactor,
+    }
+    base = finalize_event(
+        GuardEvent("allowed", 1.5, arguments=CallArguments(params), data=dict(shadow), **shared),
+        sink_redactor,
+    )
+    outcome = finalize_event(
+        GuardEvent(
+            "executed",
+            2.5,
+            digest=base["digest"],
+            data={"duration_ms": round(0.0012345 * 1000.0, 3)},
+            result="tenant T-1",
+            **shared,
+        ),
+        sink_redactor,
+    )
+    assert got == [base, outcome]
+    assert got[0]["data"]["args"]["tenant"] == "[REDACTED]"
+    assert "hunter2" not in str(got)
+    assert got[1]["digest"] == got[0]["digest"] == digest(to_jsonable(params))
+
+
+def test_a_burst_of_audited_calls_is_written_completely_in_order_and_verifies(
+    write_rules, db_path: Path, tmp_path: Path, anchors: Path
+) -> None:
+    logs = tmp_path / "logs"
+    config = SentinelConfig(
+        rules_path=write_rules("rules: []\n"), db_path=db_path, audit_log=True, audit_log_dir=logs
+    )
+
+    @protect(config)
+    def transfer(amount: int) -> int:
+        return amount
+
+    guard = get_guard(config, None)
+    attach(guard)
+    n = 10_000
+    for i in range(n):
+        assert transfer(i) == i
+    guard.flush()
+    with Store(db_path) as store:
+        rows = store.event_rows(0, 3 * n)
+        report = verify(store, jsonl_dir=logs)
+    assert report.ok, report.problems
+    assert report.jsonl_events == report.table_events == len(rows)
+    calls = [r for r in rows if r[2] in ("allowed", "executed")]
+    assert [r[2] for r in calls] == ["allowed", "executed"] * n
+    events = [dict(zip(_COLUMNS, r, strict=False)) for r in calls]
+    for i in range(n):
+        allowed, executed = events[2 * i], events[2 * i + 1]
+        assert allowed["digest"] == executed["digest"] == digest(to_jsonable({"amount": i}))
+        assert f'"amount":{i}' in allowed["data"]
+        assert f'"result":"{i}"' in executed["data"]
+        assert allowed["ts"] <= executed["ts"]

@@ -138,3 +138,22 @@ def test_bad_environment_value_names_variable(rules: Path, monkeypatch: pytest.M
     monkeypatch.setenv("SENTINEL_AUDIT_LOG", "maybe")
     with pytest.raises(SentinelConfigError, match="SENTINEL_AUDIT_LOG"):
         SentinelConfig(rules_path=rules)
+
+
+def test_a_config_holds_settings_only_and_shares_the_policy_source(tmp_path: Path) -> None:
+    import copy
+    import dataclasses
+
+    from sentinel import SentinelConfig
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules: []\n")
+    config = SentinelConfig(rules_path=rules, db_path=tmp_path / "s.db", hot_reload=False)
+    config.policy_source()  # used once: nothing live may stay behind on the config
+    twin = copy.deepcopy(config)
+    assert twin == config
+    assert all(not callable(v) or isinstance(v, type) for v in dataclasses.asdict(config).values())
+    assert isinstance(config.rules_path, Path) and isinstance(config.db_path, Path)
+    assert isinstance(config.timeout_seconds, float)
+    # Both copies reach the one policy source of the process for that file.
+    assert twin.policy_source() is config.policy_source()

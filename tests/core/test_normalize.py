@@ -63,11 +63,21 @@ class Payment:
 
 
 def test_every_kind_of_value_normalises() -> None:
-    class Opaque:
+    # Plain Python objects are captured by their whole state; objects with state in C (here a
+    # builtin base class) can only be described by their repr.
+    class Plain:
+        def __init__(self) -> None:
+            self.owner = "alice"
+            self.items = [1, 2]
+
+        def __repr__(self) -> str:
+            return "<Plain>"
+
+    class Opaque(BaseException):
         def __repr__(self) -> str:
             return "<Opaque>"
 
-    class Hostile:
+    class Hostile(BaseException):
         def __repr__(self) -> str:
             raise RuntimeError("no")
 
@@ -82,6 +92,7 @@ def test_every_kind_of_value_normalises() -> None:
         "payment": Payment(Decimal("1.5"), dt.date(2026, 1, 1)),
         "nan": math.nan,
         "inf": -math.inf,
+        "plain": Plain(),
         "obj": Opaque(),
         "hostile": Hostile(),
         "tuple": (1, 2),
@@ -97,6 +108,10 @@ def test_every_kind_of_value_normalises() -> None:
     assert out["color"] == "red"
     assert out["payment"] == {"amount": 1.5, "when": "2026-01-01"}
     assert out["nan"] == "NaN" and out["inf"] == "-Infinity"
+    assert out["plain"] == {
+        "$object": f"{__name__}.test_every_kind_of_value_normalises.<locals>.Plain",
+        "state": {"owner": "alice", "items": [1, 2]},
+    }
     assert out["obj"]["$repr"] == "<Opaque>"
     assert "unrepresentable" in out["hostile"]["$repr"]
     assert out["tuple"] == [1, 2]
@@ -117,3 +132,26 @@ def test_canonical_json_and_digest_are_order_independent() -> None:
     assert digest({"a": 1, "b": 2}) == digest({"b": 2, "a": 1})
     assert digest({"a": 1}) != digest({"a": 2})
     assert len(digest({})) == 64
+
+
+def test_exact_reads_numpy_scalars_and_enums_as_python_values() -> None:
+    import enum
+
+    import numpy as np
+
+    from sentinel.normalize import exact
+
+    class Level(enum.IntEnum):
+        HIGH = 9
+
+    out = exact({"n": np.int64(5000), "b": np.bool_(True), "f": np.float32(0.5), "e": Level.HIGH})
+    assert out == {"n": 5000, "b": True, "f": 0.5, "e": 9}
+    assert [type(out[k]) for k in ("n", "b", "f", "e")] == [int, bool, float, int]
+    from sentinel.policy import Action, parse_policy
+
+    policy = parse_policy(
+        "rules: [{id: ok, function_pattern: f, action: allow, "
+        "conditions: [{param: n, operator: lte, value: 100}]}]\ndefault_action: block"
+    )
+    assert policy.evaluate("f", {"n": np.int64(50)}).action is Action.ALLOW
+    assert policy.evaluate("f", {"n": np.int64(500)}).action is Action.BLOCK

@@ -72,14 +72,17 @@ def config(rules: Path, db: Path, **kw: Any) -> SentinelConfig:
 
 
 def events(db: Path) -> list[Any]:
-    from sentinel import guard
+    from sentinel import runtime as guard
     from sentinel.store import Store
 
-    store = Store(db)
     for (path, _sync), sink in list(guard._sinks.items()):
         if path == db.absolute():
             sink.flush()
-    return list(reversed(store.history(None, limit=1000)))
+    store = Store(db)
+    try:
+        return list(reversed(store.history(None, limit=1000)))
+    finally:
+        store.close()
 
 
 def test_allowed_sync_call_runs_and_is_recorded(rules: Path, db_path: Path) -> None:
@@ -378,13 +381,13 @@ def test_preview_releases_what_hooks_reserved(rules: Path, db_path: Path) -> Non
     calls: list[str] = []
 
     class Recorder:
-        def assess(self, function, params, agent_id, verdict):
+        def assess(self, call, verdict):
             calls.append("assess")
 
-        def observe(self, function, params, agent_id, succeeded):
+        def observe(self, call, succeeded):
             calls.append("observe")
 
-        def abandon(self, function, params, agent_id):
+        def abandon(self, call):
             calls.append("abandon")
 
     guard = Guard(config(rules, db_path), hooks=[Recorder()])
@@ -397,3 +400,129 @@ def test_preview_releases_what_hooks_reserved(rules: Path, db_path: Path) -> Non
     calls.clear()
     assert guard.run_sync("transfer", {"amount": 5, "destination": "x"}, lambda: "ran") == "ran"
     assert calls == ["assess", "observe"]
+
+
+# --- per-function plans: the allowed fast path must never answer what it cannot know -----------
+
+GATED = """
+version: "1.0"
+default_action: allow
+rules:
+  - id: big
+    function_pattern: "pay*"
+    conditions:
+      - {param: amount, operator: gt, value: 1000}
+    action: block
+    message: "too much"
+"""
+
+
+def test_plan_follows_a_reloaded_policy(write_rules, db_path: Path) -> None:
+    path = write_rules(GATED)
+    cfg = config(path, db_path)
+
+    @protect(cfg)
+    def refund(amount: int) -> str:
+        return "ran"
+
+    @protect(cfg)
+    async def arefund(amount: int) -> str:
+        return "ran"
+
+    assert refund(5) == "ran"  # no rule targets it: planned as "allow without looking"
+    assert asyncio.run(arefund(5)) == "ran"
+    path.write_text(GATED.replace('"pay*"', '"*refund"'), encoding="utf-8")
+    assert cfg.policy_source().reload() is not None
+    with pytest.raises(SentinelBlockedError):
+        refund(5000)
+    with pytest.raises(SentinelBlockedError):
+        asyncio.run(arefund(5000))
+    assert refund(5) == "ran"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f: f(5000, "x"),  # positional, over the gate
+        lambda f: f(amount=5000, note="x"),  # keywords take the evaluated path
+        lambda f: f("5000", "x"),  # not an int: the gate cannot settle it
+        lambda f: f(5000.5, "x"),
+        lambda f: f(10**30, "x"),
+    ],
+)
+def test_gate_never_lets_a_matching_call_through(write_rules, db_path: Path, call) -> None:
+    ran: list[Any] = []
+
+    @protect(config(write_rules(GATED), db_path))
+    def payout(amount: Any, note: str) -> None:
+        ran.append(amount)
+
+    payout(5, "x")
+    payout(1000, "x")  # the bound itself does not match `gt`
+    with pytest.raises(SentinelBlockedError):
+        call(payout)
+    assert ran == [5, 1000]
+
+
+def test_gate_on_a_method_and_with_case_folded_names(write_rules, db_path: Path) -> None:
+    cfg = config(write_rules(GATED), db_path)
+
+    class Bank:
+        @protect(cfg)
+        def pay(self, amount: int) -> str:
+            return "ran"
+
+    @protect(cfg)
+    def pay_other(Amount: int) -> str:  # a folded spelling of the rule's parameter
+        return "ran"
+
+    assert Bank().pay(5) == "ran"
+    with pytest.raises(SentinelBlockedError):
+        Bank().pay(5000)
+    with pytest.raises(SentinelBlockedError):
+        pay_other(5000)
+
+
+def test_turning_recording_on_later_is_not_skipped_by_a_plan(rules: Path, db_path: Path) -> None:
+    cfg = config(rules, db_path)
+
+    @protect(cfg)
+    def lookup(key: str) -> str:
+        return key
+
+    assert lookup("a") == "a"
+    assert events(db_path) == []
+    guard = lookup.__sentinel_guard__  # type: ignore[attr-defined]
+    guard.record_allowed = True
+    assert lookup("b") == "b"
+    assert [e.kind for e in events(db_path)] == ["allowed", "executed"]
+
+
+def test_close_shared_releases_files_and_guards_reopen_them(rules: Path, db_path: Path) -> None:
+    import os
+
+    from sentinel.guard import close_shared
+
+    @protect(config(rules, db_path, audit_log=True))
+    def transfer(amount: float, destination: str) -> str:
+        return "sent"
+
+    assert transfer(50, destination="ACC-1") == "sent"
+    events(db_path)  # flushed
+    db_files = {str(db_path.absolute()), str(db_path.absolute()) + "-wal"}
+
+    def open_db_files() -> int:
+        count = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                count += os.readlink(f"/proc/self/fd/{fd}") in db_files
+            except FileNotFoundError:  # the descriptor listdir itself used
+                pass
+        return count
+
+    assert open_db_files() > 0
+    close_shared(under=db_path.parent)
+    assert open_db_files() == 0
+    assert transfer(60, destination="ACC-2") == "sent"  # a fresh writer, nothing lost
+    kinds = [e.kind for e in events(db_path)]
+    assert kinds == ["allowed", "executed", "allowed", "executed"]

@@ -63,3 +63,65 @@ def test_huge_strings_are_cut_in_redacted_copies() -> None:
     assert len(out["blob"]) < MAX_KEPT_CHARS + 100
     assert out["blob"].endswith("chars not kept]") and "+9,934,464" in out["blob"]
     assert out["to"] == "ACC-1"
+
+
+def test_secret_names_match_across_case_and_separators() -> None:
+    r = Redactor()
+    for name in ("pwd", "DB_PASS", "db-password", "apiKey", "x_api_key", "X-Api-Key", "auth",
+                 "clientSecret", "AccountKey", "ssn"):  # fmt: skip
+        assert r.is_secret_key(name), name
+    # Whole-word markers do not swallow ordinary names.
+    for name in ("author", "passenger", "compass", "business_name", "amount", "to", "path"):
+        assert not r.is_secret_key(name), name
+
+
+def test_secrets_inside_free_text_are_masked_and_the_rest_kept() -> None:
+    cases = {
+        "connect with password=S3cr3t-Pa55 please": "connect with password=[REDACTED] please",
+        'curl -H "X-Api-Key: abcd1234efgh" https://x': 'curl -H "X-Api-Key: [REDACTED]" https://x',
+        "postgresql://u:SECRETPW@h:5432/db?ssl=1": "postgresql://u:[REDACTED]@h:5432/db?ssl=1",
+        "redis://:p@ss@cache:6379/0": "redis://:[REDACTED]@cache:6379/0",
+        "https://x.com/?password=abc&x=1": "https://x.com/?password=[REDACTED]&x=1",
+        "Authorization: Basic dXNlcjpwYXNzd29yZA==": "Authorization: [REDACTED]",
+        "got Basic dXNlcjpwYXNzd29yZA== back": "got Basic [REDACTED] back",
+        "Cookie: a=1; sid=zzz\nnext": "Cookie: [REDACTED]\nnext",
+        'body {"password": "x y z", "ok": 1}': 'body {"password": "[REDACTED]", "ok": 1}',
+        "upstream refused api_key=AK-998877": "upstream refused api_key=[REDACTED]",
+        "pw=Q7z9": "pw=[REDACTED]",
+        "sk_live_abcdefghijklmnopqrstuvwx12": "[REDACTED]",
+        "glpat-abcdefghijklmnopqrstuv": "[REDACTED]",
+    }
+    for text, want in cases.items():
+        assert redact(text) == want, text
+    # Ordinary text is left alone.
+    for text in ("Basic information about it", "at 12:30 amount=5 to=ACC-1", "author: Ann"):
+        assert redact(text) == text
+
+
+def test_name_value_pair_lists_mask_the_value_of_secret_names() -> None:
+    out = redact(
+        {"headers": [{"name": "password", "value": "v1"}, {"Name": "X-Api-Key", "Value": "v2"},
+                     {"name": "Accept", "value": "json"}]}
+    )  # fmt: skip
+    assert out["headers"] == [
+        {"name": "password", "value": MASK},
+        {"Name": "X-Api-Key", "Value": MASK},
+        {"name": "Accept", "value": "json"},
+    ]
+
+
+def test_extra_keys_apply_inside_text_too() -> None:
+    assert Redactor(["tenant_code"]).redact("tenant-code=XYZ ok") == "tenant-code=[REDACTED] ok"
+
+
+def test_detect_secrets_plugins_are_used_when_installed(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from sentinel import redact as mod
+
+    pytest.importorskip("detect_secrets")
+    monkeypatch.setattr(mod, "_plugin_patterns", None)
+    assert mod.plugin_patterns(), "installed detect-secrets plugins give patterns"
+    monkeypatch.setattr(mod, "_plugin_patterns", None)
+    monkeypatch.setenv("SENTINEL_DETECT_SECRETS", "0")
+    assert mod.plugin_patterns() == ()

@@ -109,8 +109,7 @@ WRITER = textwrap.dedent(
     s = Store(sys.argv[1])
     while True:
         rid = uuid.uuid4().hex
-        s.submit(NewRequest(id=rid, function="f", arguments={"i": 1}, display_arguments={"i": 1},
-                            digest="0" * 64, timeout_seconds=60, agent_id="k"))
+        s.submit(NewRequest(id=rid, function="f", arguments={"i": 1}, digest="0" * 64, timeout_seconds=60, agent_id="k"))
         s.append_events([{"kind": "allowed", "function": "g"}, {"kind": "executed", "function": "g"}])
         s.cancel(rid, "done")
         sys.stdout.write(rid + "\\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import queue
+import sqlite3
 import subprocess
 import threading
 import time
@@ -46,6 +47,28 @@ rules:
     action: require_approval
     message: "transfer of {amount} needs approval"
 """
+
+
+def first_pending(source: Store | Path, timeout: float = 20) -> Any:
+    """The oldest pending request, waiting for one; ``source`` is a store or a database path
+    (which may not exist yet)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows: list[Any] = []
+        if isinstance(source, Store):
+            rows = source.list_pending()
+        elif source.exists():
+            with Store(source) as store:
+                rows = store.list_pending()
+        if rows:
+            return rows[0]
+        time.sleep(0.01)
+    raise AssertionError("no pending request")
+
+
+def raw_connection(db: Path) -> sqlite3.Connection:
+    """A plain sqlite3 connection, as another process writing the database by hand would use."""
+    return sqlite3.connect(str(db), isolation_level=None, timeout=10)
 
 
 def all_events(store: Store, page: int = 1000) -> list[Any]:

@@ -24,6 +24,7 @@ import pytest
 from sentinel.store import Store
 from sentinel_tui.app import SentinelApp
 from sentinel_tui.config import TuiConfig
+from sentinel_tui.messages import Decided
 from tests.faults.support import (
     RULES,
     Proc,
@@ -40,6 +41,16 @@ SHARE = 0.2  # share of calls that need a person
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+class _ClaimingApp(SentinelApp):
+    """Keeps every id this command center won (the app itself forgets them once gone)."""
+
+    won: set[str]
+
+    def on_decided(self, msg: Decided) -> None:
+        # Textual calls the handler of every class in the MRO, so SentinelApp's runs too.
+        self.won.update(o.request_id for o in msg.outcomes if o.ok)
+
+
 async def test_agents_race_cli_deciders_and_command_center(tmp_path: Path) -> None:
     db = tmp_path / "home" / "sentinel.db"
     Store(db).close()
@@ -49,10 +60,11 @@ async def test_agents_race_cli_deciders_and_command_center(tmp_path: Path) -> No
     started = time.monotonic()
     agents = [Proc(["mixed", str(db), str(rules), str(CALLS), str(s), str(SHARE)]) for s in range(AGENTS)]
     deciders = [Proc(["cli-decider", str(db), str(stop), str(100 + k)]) for k in range(2)]
-    app = SentinelApp(
+    app = _ClaimingApp(
         db, None, tick_interval=0, config=TuiConfig(debounce=0.05, bell=False, toast_new=False),
         watch_terminal=False,
     )  # fmt: skip
+    app.won = set()
     rng = random.Random(7)
     tui_presses = 0
     try:
@@ -63,7 +75,7 @@ async def test_agents_race_cli_deciders_and_command_center(tmp_path: Path) -> No
                     await pilot.press("a" if rng.random() < 0.5 else "d")
                     tui_presses += 1
                 await pilot.pause(0.03)
-            tui_decided = set(app._decided_here)
+            tui_decided = set(app.won)
     finally:
         stop.write_text("stop")
         for d in deciders:

@@ -335,3 +335,142 @@ def test_start_up_with_a_fifo_or_device_as_rules_file_fails_fast(tmp_path, kind)
     finally:
         if t.is_alive() and kind == "fifo":
             os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+# --- slow in-place saves, watched from a real agent process ---------------------------------------
+
+# A separate agent process with its own watcher calls two protected functions in a tight loop:
+# `transfer(5000)` (blocked by the old and the new policy) and `transfer(800)` (allowed by the old,
+# blocked by the new). It reports every call that ran although both complete files block it, and
+# every policy version that was in force.
+_POLLING_AGENT = """
+import json, sys, threading
+from sentinel import SentinelBlockedError, SentinelConfig, protect
+cfg = SentinelConfig(rules_path=sys.argv[1], db_path=sys.argv[2], agent_id="poller")
+@protect(cfg)
+def transfer(amount):
+    return "ran"
+source = cfg.policy_source()
+while not (source._watcher is not None and source._watcher.started.is_set()):
+    pass
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+calls, wrongly_allowed, versions, problems = 0, [], [], []
+print("ready", source.current.version, flush=True)
+while not stop.is_set():
+    version = cfg.policy.version
+    if version not in versions:
+        versions.append(version)
+        print("version", version, flush=True)
+    try:
+        transfer(5000)
+        wrongly_allowed.append(version)
+    except SentinelBlockedError:
+        pass
+    calls += 1
+    problem = source.problem
+    if problem is not None and problem.kind not in problems:
+        problems.append(problem.kind)
+print(json.dumps({"calls": calls, "allowed": wrongly_allowed, "versions": versions,
+                  "problems": problems}), flush=True)
+"""
+
+SLOW_EDIT = GUARDED.replace("lte, value: 1000", "lte, value: 500")
+
+
+def _chunks(text: str) -> list[str]:
+    """Pieces that cut the file where a prefix is a valid, *weaker* policy (right after
+    `action: allow`, the rule has no conditions yet) and elsewhere."""
+    cuts = [text.index("rules:"), text.index("    conditions"), text.index("{param"), len(text)]
+    out, start = [], 0
+    for cut in cuts:
+        out.append(text[start:cut])
+        start = cut
+    return out
+
+
+def _slow_save_under_a_polling_agent(tmp_path: Path, pauses: list[float], env: dict[str, str]):  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+
+    from tests.helpers import PYTHON, python_env
+
+    path = tmp_path / "rules" / "guarded.yaml"
+    path.parent.mkdir()
+    path.write_text(GUARDED)
+    db = tmp_path / "agent.db"
+    # The cut right after `action: allow` really is a valid policy that allows transfer(5000).
+    weak = parse_policy(SLOW_EDIT[: SLOW_EDIT.index("    conditions")])
+    assert weak.evaluate("transfer", {"amount": 5000}).action is Action.ALLOW
+    agent = subprocess.Popen(
+        [PYTHON, "-c", _POLLING_AGENT, str(path), str(db)],
+        env=python_env(**env),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert agent.stdout is not None and agent.stdin is not None
+        ready = agent.stdout.readline().split()
+        assert ready == ["ready", _v(GUARDED)], ready
+        assert agent.stdout.readline().split() == ["version", _v(GUARDED)]
+        with open(path, "w") as fh:  # an editor or sync tool writing in place, pausing
+            for piece, pause in zip(_chunks(SLOW_EDIT), pauses, strict=True):
+                fh.write(piece)
+                fh.flush()
+                os.fsync(fh.fileno())
+                time.sleep(pause)
+        # Versions the agent put in force, until the complete file (at most a few).
+        went_in = [agent.stdout.readline().split()]
+        while went_in[-1] not in (["version", _v(SLOW_EDIT)], []) and len(went_in) < 5:
+            went_in.append(agent.stdout.readline().split())
+        agent.stdin.write("stop\n")
+        agent.stdin.flush()
+        last = agent.stdout.readline()
+        while last.startswith("version"):
+            last = agent.stdout.readline()
+        report = json.loads(last)
+        agent.wait(timeout=30)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+    assert went_in == [["version", _v(SLOW_EDIT)]], f"a partial file went into force: {went_in}"
+    assert report["allowed"] == [], "a call both complete files block was allowed"
+    assert report["versions"] == [_v(GUARDED), _v(SLOW_EDIT)]
+    assert report["calls"] > len(pauses)  # the agent really polled while the file was partial
+    return report, db
+
+
+def test_chunked_in_place_save_with_pauses_up_to_2s_never_allows_a_blocked_call(tmp_path):
+    _slow_save_under_a_polling_agent(tmp_path, [0.2, 2.0, 1.0, 0.0], {})
+
+
+def test_pauses_longer_than_the_settle_window_keep_the_last_good_policy_and_say_why(tmp_path):
+    # Settle window 0.2 s; each pause is 5 times as long. The file is valid (and weaker) at the
+    # second pause, yet the agent keeps the last good policy because the writer has not closed it,
+    # and records why.
+    report, db = _slow_save_under_a_polling_agent(
+        tmp_path, [1.0, 1.0, 1.0, 0.0], {"SENTINEL_RELOAD_SETTLE": "0.2"}
+    )
+    assert "incomplete" in report["problems"]
+    from sentinel.store import Store
+    from sentinel.store.models import HistoryFilter
+
+    with Store(db) as store:
+        rejected = store.history(HistoryFilter(kinds=("policy_rejected",)))
+        loaded = store.history(HistoryFilter(kinds=("policy_loaded",)))
+    assert [e.data["problem"] for e in rejected] == ["incomplete"]
+    assert "save is in progress" in (rejected[0].reason or "")
+    assert rejected[0].policy_version == _v(GUARDED)  # the version kept in force
+    assert [e.policy_version for e in loaded] == [_v(SLOW_EDIT)]
+
+
+def test_a_bad_settle_window_is_a_clear_error(tmp_path, monkeypatch):
+    from sentinel.errors import SentinelConfigError
+
+    path = tmp_path / "r.yaml"
+    path.write_text(A)
+    monkeypatch.setenv("SENTINEL_RELOAD_SETTLE", "soon")
+    with pytest.raises(SentinelConfigError, match="SENTINEL_RELOAD_SETTLE='soon'"):
+        PolicySource.for_path(path, watch=True)

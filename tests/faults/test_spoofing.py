@@ -21,6 +21,8 @@ from tests.faults.support import (
     all_events,
     assert_decided_once,
     final_events_by_request,
+    first_pending,
+    raw_connection,
     verify_chain,
 )
 
@@ -67,18 +69,6 @@ def _call_in_thread(fn: Any, *args: Any) -> tuple[threading.Thread, dict[str, An
     return t, out
 
 
-def _pending(store: Store, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = store.list_pending()
-        if rows:
-            return rows[0]
-        time.sleep(0.01)
-    raise AssertionError("no pending request")
-
-
-def _raw(db: Path) -> sqlite3.Connection:
-    return sqlite3.connect(str(db), isolation_level=None, timeout=5)
 
 
 def test_arguments_changed_after_submission_are_not_executed(env):
@@ -87,7 +77,7 @@ def test_arguments_changed_after_submission_are_not_executed(env):
     order = {"to": "alice", "amount": 10}
     t, out = _call_in_thread(pay, order)
     store = Store(db)
-    rec = _pending(store)
+    rec = first_pending(store)
     assert rec.digest == digest({"order": {"to": "alice", "amount": 10}})
     order["to"] = "mallory"  # TOCTOU: the caller's dict changes while it waits
     order["amount"] = 10_000
@@ -106,12 +96,12 @@ def test_request_rewritten_in_the_database_before_approval_is_not_executed(env):
     pay, ran = _guarded(rules, db)
     t, out = _call_in_thread(pay, {"to": "alice", "amount": 10})
     store = Store(db)
-    rec = _pending(store)
+    rec = first_pending(store)
     forged = {"order": {"amount": 10, "to": "alice-verified"}}
-    conn = _raw(db)  # another process rewrites what the operator will see and approve
+    conn = raw_connection(db)  # another process rewrites what the operator will see and approve
     conn.execute(
-        "UPDATE requests SET arguments = ?, display_arguments = ?, digest = ? WHERE id = ?",
-        ('{"order":{"amount":10,"to":"alice-verified"}}',) * 2 + (digest(forged), rec.id),
+        "UPDATE requests SET arguments = ?, digest = ? WHERE id = ?",
+        ('{"order":{"amount":10,"to":"alice-verified"}}', digest(forged), rec.id),
     )
     store.decide(rec.id, True, current_operator("test"))
     t.join(10)
@@ -125,13 +115,13 @@ def test_decision_for_an_expired_request_is_refused(env):
     pay, ran = _guarded(rules, db, timeout=0.5)
     t, out = _call_in_thread(pay, {"to": "bob", "amount": 1})
     store = Store(db)
-    rec = _pending(store)
+    rec = first_pending(store)
     t.join(10)
     assert isinstance(out.get("error"), SentinelTimeoutError) and ran == []
     assert store.get(rec.id).status == "expired"
     with pytest.raises(DecisionConflict, match="expired"):
         store.decide(rec.id, True, current_operator("late"))
-    conn = _raw(db)
+    conn = raw_connection(db)
     with pytest.raises(sqlite3.IntegrityError, match="already decided"):
         conn.execute("UPDATE requests SET status = 'approved', decided_by = 'x' WHERE id = ?", (rec.id,))
     assert store.get(rec.id).status == "expired"
@@ -147,7 +137,7 @@ def test_expired_but_unswept_request_cannot_be_approved(env):
     _, db = env
     store = Store(db)
     rec = store.submit(NewRequest(
-        id="e" * 32, function="pay", arguments={}, display_arguments={}, digest="0" * 64,
+        id="e" * 32, function="pay", arguments={}, digest="0" * 64,
         timeout_seconds=60, created_at=time.time() - 120,
     ))  # fmt: skip
     with pytest.raises(DecisionConflict, match="expired"):
@@ -161,13 +151,13 @@ def test_second_decision_is_refused_through_the_api_and_the_trigger(env):
     pay, ran = _guarded(rules, db)
     t, out = _call_in_thread(pay, {"to": "carol", "amount": 5})
     store = Store(db)
-    rec = _pending(store)
+    rec = first_pending(store)
     store.decide(rec.id, False, current_operator("first"))
     t.join(10)
     assert ran == [] and "denied" in str(out.get("error"))
     with pytest.raises(DecisionConflict, match="already denied"):
         store.decide(rec.id, True, current_operator("second"))
-    conn = _raw(db)
+    conn = raw_connection(db)
     for stmt in (
         "UPDATE requests SET status = 'approved' WHERE id = ?",
         "UPDATE requests SET status = 'pending' WHERE id = ?",

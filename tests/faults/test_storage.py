@@ -2,7 +2,7 @@
 deleted while in use. The protected function never runs, the caller's error names the problem,
 and the next call after the cause goes away works again.
 
-The guard keeps one Store per database per process (``sentinel.guard._stores``); the locked test
+The guard keeps one Store per database per process (``sentinel.runtime._stores``); the locked test
 registers a real Store with a short busy timeout there so the test does not sit through the
 default 5 s twice.
 """
@@ -88,10 +88,10 @@ def rules(tmp_path: Path) -> Path:
 
 
 def test_locked_beyond_busy_timeout_blocks_with_a_reason_then_recovers(tmp_path, rules):
-    import sentinel.guard as guard
+    import sentinel.runtime as runtime
 
     db = tmp_path / "db" / "sentinel.db"
-    guard._stores[db.absolute()] = Store(db, busy_timeout=0.3)  # a real store, shorter wait
+    runtime._stores[db.absolute()] = Store(db, busy_timeout=0.3)  # a real store, shorter wait
     transfer, ran = _functions(db, rules)
     holder = Proc(["lock", str(db), "4"])
     holder.expect("LOCKED")
@@ -103,7 +103,7 @@ def test_locked_beyond_busy_timeout_blocks_with_a_reason_then_recovers(tmp_path,
     holder.expect("RELEASED", timeout=15)
     _works_again(transfer, ran, db)
     verify_chain(Store(db))
-    guard._stores.pop(db.absolute()).close()
+    runtime._stores.pop(db.absolute()).close()
 
 
 @pytest.fixture

@@ -221,20 +221,20 @@ class LimitHook:
         self.observed: list[tuple[str, dict[str, Any]]] = []
         self.abandoned: list[tuple[str, dict[str, Any]]] = []
 
-    def assess(self, function: str, params: Any, agent_id: Any, verdict: Any) -> Any:
+    def assess(self, call: Any, verdict: Any) -> Any:
         from sentinel.guard import Escalation
         from sentinel.policy import Action
 
-        amount = params.get("amount")
+        amount = call.params.get("amount")
         if isinstance(amount, (int, float)) and amount > self.limit:
             return Escalation(Action.BLOCK, f"over the {self.limit:g} limit", "limit:test", 9.5)
         return None
 
-    def observe(self, function: str, params: Any, agent_id: Any, succeeded: bool = True) -> None:
-        self.observed.append((function, dict(params)))
+    def observe(self, call: Any, succeeded: bool = True) -> None:
+        self.observed.append((call.function, dict(call.params)))
 
-    def abandon(self, function: str, params: Any, agent_id: Any) -> None:
-        self.abandoned.append((function, dict(params)))
+    def abandon(self, call: Any) -> None:
+        self.abandoned.append((call.function, dict(call.params)))
 
 
 class LoopProbe:

@@ -419,7 +419,7 @@ class _LateEscalation:
     def __init__(self) -> None:
         self.seen = 0
 
-    def assess(self, function: str, params: Any, agent_id: Any, verdict: Any) -> Any:
+    def assess(self, call: Any, verdict: Any) -> Any:
         from sentinel.guard import Escalation
         from sentinel.policy import Action
 

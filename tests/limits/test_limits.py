@@ -290,7 +290,7 @@ def test_hot_reload_adds_and_removes_the_limits_hook(
         return "sent"
 
     guard = send_email.__sentinel_guard__  # type: ignore[attr-defined]
-    assert guard.hooks == []  # no limits: the allowed-call fast path stays
+    assert guard.hooks == ()  # no limits: the allowed-call fast path stays
     for _ in range(5):
         send_email("x")
     rules.write_text(textwrap.dedent(RATE))
@@ -303,7 +303,7 @@ def test_hot_reload_adds_and_removes_the_limits_hook(
         send_email("x")
     rules.write_text("rules: []\n")
     config.policy_source().reload()
-    assert guard.hooks == []
+    assert guard.hooks == ()
     assert send_email("x") == "sent"
 
 

@@ -25,8 +25,7 @@ def submit(store: Store, **over: Any) -> Any:
     fields: dict[str, Any] = {
         "id": uuid.uuid4().hex,
         "function": "transfer_funds",
-        "arguments": {"amount": 5000, "password": "hunter2"},
-        "display_arguments": {"amount": 5000, "password": "[REDACTED]"},
+        "arguments": {"amount": 5000, "password": "[REDACTED]"},
         "digest": "c" * 64,
         "timeout_seconds": 300,
         "agent_id": "billing-bot",
@@ -80,8 +79,7 @@ def test_slack_message_says_what_why_value_and_how_and_escapes_agent_text(store:
         store,
         function="pay_<!channel>",
         reason="because <https://evil.example|click> & `rm -rf`",
-        display_arguments={"to": "<@U123>", "note": "```break```"},
-    )
+        )
     msg = slack_payload(rec, "http://127.0.0.1:8765")
     text = json.dumps(msg)
     assert "<!channel>" not in text and "<https://evil" not in text and "<@U123>" not in text
@@ -189,7 +187,7 @@ from sentinel.store import NewRequest, Store
 from sentinel.notify import notify_pending
 store = Store({str(tmp_path / "exit.db")!r})
 rec = store.submit(NewRequest(id=uuid.uuid4().hex, function="f", arguments={{}},
-                              display_arguments={{}}, digest="d" * 64, timeout_seconds=60))
+                              digest="d" * 64, timeout_seconds=60))
 assert notify_pending(None, rec, store)
 print("queued", flush=True)
 """

@@ -14,11 +14,13 @@ def test_server_notifies_slack_once_per_new_request_with_its_own_decide_url(tmp_
     with Receiver(lambda *a: Reply(200, b"ok")) as rx:
         srv = start_server(tmp_path, extra_env={"SENTINEL_NOTIFY_SLACK": f"{rx.url}/services/x"})
         try:
-            rid = uuid.uuid4().hex
-            body = {"action_id": rid, "function_name": "deploy", "parameters": {"env": "prod"}}
+            key = uuid.uuid4().hex
+            body = {"action_id": key, "function_name": "deploy", "parameters": {"env": "prod"}}
             with srv.client(BOT) as c:
-                assert c.post("/approval", json=body).status_code == 202
+                first = c.post("/approval", json=body)
+                assert first.status_code == 202
                 assert c.post("/approval", json=body).status_code == 202  # a retry: no new message
+            rid = first.json()["request_id"]  # chosen by the server; the decide URL names it
             deadline = time.monotonic() + 15
             while not rx.requests("POST") and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -44,7 +46,6 @@ def test_notify_all_announces_every_new_request_once_whoever_submitted_it(tmp_pa
                 id=rid,
                 function=fn,
                 arguments={},
-                display_arguments={},
                 digest="e" * 64,
                 timeout_seconds=600,
             )

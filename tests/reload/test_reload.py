@@ -160,13 +160,13 @@ def test_one_watcher_per_file_for_many_configs_and_subscribers_see_the_diff(
     write_rules: Callable[..., Path], db_path: Path
 ) -> None:
     rules = write_rules(BLOCK)
-    before = len(watcher_threads())
+    before = set(watcher_threads())  # a watcher of an earlier test may still be ending
     configs = [
         SentinelConfig(rules_path=rules, db_path=db_path, agent_id=f"a{i}") for i in range(3)
     ]
     sources = {id(c.policy_source()) for c in configs}
     assert len(sources) == 1
-    assert len(watcher_threads()) == before + 1
+    assert len(set(watcher_threads()) - before) == 1
     assert all(t.daemon for t in watcher_threads())
     changes: list[PolicyChange] = []
     unsubscribe = PolicySource.for_path(rules).subscribe(changes.append)
@@ -319,3 +319,59 @@ def test_a_fifo_in_place_of_the_file_is_rejected_without_hanging(
     assert change is not None and change.kind == "rejected"
     assert "not a regular file" in (source.last_error or "")
     assert source.current is good
+
+
+def test_a_widening_edit_is_recorded_with_the_rules_it_widens(
+    write_rules: Callable[..., Path], db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    rules = write_rules(BLOCK)
+    config = SentinelConfig(rules_path=rules, db_path=db_path)
+
+    @protect(config)
+    def delete_user(user: str) -> str:
+        return "deleted"
+
+    source = config.policy_source()
+    changes: list[PolicyChange] = []
+    source.subscribe(changes.append)
+    # ALLOW adds a condition to the block rule (it now blocks only root): a widening.
+    save_by_rename(rules, ALLOW)
+    assert wait_for(lambda: any(c.kind == "loaded" for c in changes))
+    widened = [(w.rule_id, w.kind) for c in changes for w in c.widened]
+    assert widened == [("no_deletes", "condition")]
+    assert "widens what is allowed" in caplog.text
+    # Back to BLOCK: a tightening, not flagged.
+    save_by_rename(rules, BLOCK)
+    assert wait_for(lambda: sum(c.kind == "loaded" for c in changes) == 2)
+    assert changes[-1].widened == ()
+    with Store(db_path) as store:
+        assert wait_for(
+            lambda: len(store.history(HistoryFilter(kinds=("policy_loaded",)))) == 2
+        )
+        newest, first = store.history(HistoryFilter(kinds=("policy_loaded",)), limit=2)
+    assert first.data["widened"] == [
+        {"rule_id": "no_deletes", "kind": "condition", "reason": first.data["widened"][0]["reason"]}
+    ]
+    assert "widened by this edit: no_deletes" in (first.reason or "")
+    assert newest.data["widened"] == [] and "widened" not in (newest.reason or "")
+
+
+def test_without_inotify_the_watchfiles_fallback_still_reloads_and_knows_no_closes(
+    write_rules: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentinel.policy import watch
+
+    def unavailable(*_args: object) -> None:
+        raise OSError(28, "inotify_init1: No space left on device")
+
+    monkeypatch.setattr(watch, "_Inotify", unavailable)
+    rules = write_rules(BLOCK)
+    source = PolicySource.for_path(rules, watch=True)
+    assert wait_for(lambda: source._watcher is not None and source._watcher.started.is_set())
+    assert not source._watcher.knows_close and not source.save_in_progress()
+    first = source.current.version
+    rules.write_text(textwrap.dedent(ALLOW).lstrip())  # in place: waits the blind settle window
+    assert wait_for(lambda: source.current.version != first, timeout=20)
+    assert [r.id for r in source.current.rules] == ["no_deletes", "audit_reads"]
+    save_by_rename(rules, BLOCK)
+    assert wait_for(lambda: source.current.version == first, timeout=20)

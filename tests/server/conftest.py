@@ -44,6 +44,12 @@ class ApiServer:
                 self.proc.wait()
 
 
+def config_dir_for(tmp: Path) -> Path:
+    """The per-user config folder of a test's server: beside ``tmp``, which holds the database
+    (a tokens file inside the database folder is refused)."""
+    return tmp.with_name(tmp.name + "-config")
+
+
 def start_server(
     tmp: Path,
     db: Path | None = None,
@@ -58,6 +64,8 @@ def start_server(
         "SENTINEL_API_TOKENS": TOKENS_ENV,
         "SENTINEL_WEBHOOK_SECRET": SECRET,
         "SENTINEL_HOME": str(tmp / "home"),
+        # The default tokens file is per-user configuration: keep tests out of the real one.
+        "SENTINEL_CONFIG_DIR": str(config_dir_for(tmp)),
         **(extra_env or {}),
     }
     env = python_env(**settings)

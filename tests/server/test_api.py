@@ -122,13 +122,23 @@ def test_the_original_token_header_is_accepted(api: ApiServer) -> None:
 
 
 def test_submit_stores_a_redacted_pending_row(api: ApiServer) -> None:
-    reply = submit(api, context={"ticket": "T-9", "auth_header": "Bearer abcdefghijkl"})
+    key = new_id()
+    reply = submit(
+        api, action_id=key, context={"ticket": "T-9", "auth_header": "Bearer abcdefghijkl"}
+    )
     assert reply["status"] == "pending"
+    assert reply["client_action_id"] == key and reply["request_id"] == reply["action_id"] != key
     with Store(api.db) as store:
         rec = store.get(reply["action_id"])
     assert rec.status == "pending" and rec.channel == "api"
-    assert rec.display_arguments == {"amount": 5000, "password": "[REDACTED]"}
-    assert rec.context == {"ticket": "T-9", "auth_header": "[REDACTED]"}
+    # Stored once, redacted: the real values never reach the database.
+    assert rec.arguments == {"amount": 5000, "password": "[REDACTED]"}
+    # The server records who sent it and the caller's own id (a correlation key only).
+    assert rec.context == {
+        "ticket": "T-9",
+        "auth_header": "[REDACTED]",
+        "sentinel_api": {"client_action_id": key, "submitted_by": "bot"},
+    }
     assert 55 < rec.expires_at - rec.created_at <= 60
     with api.client(ALICE) as c:
         listed = {
@@ -139,7 +149,8 @@ def test_submit_stores_a_redacted_pending_row(api: ApiServer) -> None:
 
 
 def test_reposting_never_resets_and_a_different_body_conflicts(api: ApiServer) -> None:
-    first = submit(api)
+    key = new_id()
+    first = submit(api, action_id=key)
     rid = first["action_id"]
     with api.client(ALICE) as c:
         assert c.post(f"/approval/{rid}/deny", json={"reason": "no"}).status_code == 200
@@ -147,15 +158,16 @@ def test_reposting_never_resets_and_a_different_body_conflicts(api: ApiServer) -
         again = c.post(
             "/approval",
             json={
-                "action_id": rid,
+                "action_id": key,
                 "function_name": "transfer_funds",
                 "parameters": {"amount": 5000, "password": "hunter2"},
             },
         )
         assert again.status_code == 202 and again.json()["status"] == "denied"
+        assert again.json()["request_id"] == rid
         other = c.post(
             "/approval",
-            json={"action_id": rid, "function_name": "transfer_funds", "parameters": {"amount": 1}},
+            json={"action_id": key, "function_name": "transfer_funds", "parameters": {"amount": 1}},
         )
         assert other.status_code == 409
 
@@ -200,14 +212,22 @@ def test_no_decision_after_expiry(api: ApiServer) -> None:
         assert store.get(rid).status == "expired"
 
 
-def test_unknown_and_prefix_ids_are_not_found(api: ApiServer) -> None:
+def test_unknown_ids_are_not_found_and_a_unique_prefix_names_one_request(
+    api: ApiServer,
+) -> None:
     rid = submit(api)["action_id"]
+    with api.client(BOT) as c:  # agents name whole ids only
+        assert c.get(f"/approval/{rid[:10]}/status").status_code == 404
     with api.client(ALICE) as c:
         assert c.get(f"/approval/{new_id()}/status").status_code == 404
-        assert c.post(f"/approval/{rid[:10]}/approve").status_code == 404
         assert c.get("/approval/..%2F..%2Fetc/status").status_code == 404
+        with Store(api.db) as store:
+            assert store.get(rid).status == "pending"
+        # Like `sentinel approve`, the API takes a unique prefix of the request id.
+        r = c.post(f"/approval/{rid[:10]}/approve")
+        assert r.status_code == 200 and r.json()["action_id"] == rid
     with Store(api.db) as store:
-        assert store.get(rid).status == "pending"
+        assert store.get(rid).status == "approved"
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from sentinel.errors import SentinelConfigError
 from sentinel.server.auth import TokenRegistry, parse_env_tokens
 from tests.helpers import ROOT, python_env
-from tests.server.conftest import start_server
+from tests.server.conftest import config_dir_for, start_server
 
 
 def sentinel(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -56,8 +56,12 @@ def test_add_token_prints_it_once_and_stores_only_a_hash(tmp_path: Path) -> None
 
 
 def test_a_file_token_opens_the_api(tmp_path: Path) -> None:
-    tokens = tmp_path / "home" / "api-tokens.json"  # the default: next to the database
-    token = sentinel("serve", "--tokens", str(tokens), "--add-token", "carol").stdout.strip()
+    config = config_dir_for(tmp_path)  # the default place: per-user configuration
+    made = sentinel("serve", "--add-token", "carol", env={"SENTINEL_CONFIG_DIR": str(config)})
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    tokens = config / "api-tokens.json"
+    assert str(tokens) in made.stderr and not (tmp_path / "home" / "api-tokens.json").exists()
     srv = start_server(
         tmp_path, db=tmp_path / "home" / "sentinel.db", extra_env={"SENTINEL_API_TOKENS": ""}
     )
@@ -65,6 +69,7 @@ def test_a_file_token_opens_the_api(tmp_path: Path) -> None:
         with srv.client(token) as c:
             assert c.get("/approvals/pending").status_code == 200
         assert httpx.get(f"{srv.url}/approvals/pending", trust_env=False).status_code == 401
+        assert f"tokens file {tokens}, re-read when it changes" in srv.log.read_text()
     finally:
         srv.stop()
 
@@ -77,7 +82,7 @@ def test_serve_refuses_to_start_without_credentials(tmp_path: Path) -> None:
         "--db",
         str(tmp_path / "x.db"),
         "--tokens",
-        str(tmp_path / "none.json"),
+        str(config_dir_for(tmp_path) / "none.json"),  # outside the database folder
     )
     assert run.returncode == 2
     assert "--add-token" in run.stderr

@@ -24,7 +24,6 @@ def new(store: Store, timeout: float = 600, created: float | None = None) -> str
             id=rid,
             function="f",
             arguments={"x": 1},
-            display_arguments={"x": 1},
             digest="a" * 64,
             timeout_seconds=timeout,
             created_at=time.time() if created is None else created,

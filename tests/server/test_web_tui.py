@@ -78,7 +78,6 @@ def seed(db: Path) -> None:
                 id=uuid.uuid4().hex,
                 function=fn,
                 arguments=args,
-                display_arguments=args,
                 digest=uuid.uuid4().hex * 2,
                 timeout_seconds=3600,
                 agent_id=agent,

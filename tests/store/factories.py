@@ -14,8 +14,8 @@ def new_request(**overrides: Any) -> NewRequest:
     fields: dict[str, Any] = dict(
         id=uuid.uuid4().hex,
         function="transfer",
-        arguments={"amount": 1500, "to": "acct-9", "api_key": "sk-live-secret"},
-        display_arguments={"amount": 1500, "to": "acct-9", "api_key": "[REDACTED]"},
+        # What a guard submits: the redacted copy (the real values are never stored).
+        arguments={"amount": 1500, "to": "acct-9", "api_key": "[REDACTED]"},
         digest="ab" * 32,
         timeout_seconds=300.0,
         agent_id="billing",

@@ -52,8 +52,9 @@ def test_pending_table_and_json(queue: tuple[Store, list[str]], db_path: Path) -
     assert "\\x1b" in out.stdout and "\\u202e" in out.stdout
     js = json.loads(cli("pending", "--json", "--db", str(db_path)).stdout)
     assert [r["id"] for r in js] == ids
-    assert all("arguments" not in r for r in js)  # raw arguments are never printed
-    assert js[0]["display_arguments"]["api_key"] == "[REDACTED]"
+    # Only the redacted copy exists to print (the real values are never stored).
+    assert js[0]["arguments"]["api_key"] == "[REDACTED]"
+    assert "sk-live" not in json.dumps(js)
 
 
 def test_show_prints_redacted_arguments_only(queue: tuple[Store, list[str]], db_path: Path) -> None:

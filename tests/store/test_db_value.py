@@ -80,3 +80,28 @@ def test_cli_db_flag_and_env_refuse_url(argv: list[str], tmp_path: Path) -> None
     assert "PostgreSQL is not supported yet" in run.stderr, run.stderr
     assert "s3cret" not in run.stderr + run.stdout
     assert _tree(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pending"],
+        ["show", "abcd"],
+        ["audit", "verify"],
+        ["rules", "replay", "rules.yaml"],
+        ["anomaly", "baseline"],
+        ["serve"],
+        ["tui"],
+    ],
+)
+def test_every_db_flag_names_itself_when_refused(argv: list[str], tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "sentinel.cli", *argv, "--db", URLS[0]],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "argument --db: 'postgresql://alice:***@db.example/sentinel'" in run.stderr, run.stderr
+    assert "PostgreSQL is not supported yet" in run.stderr
+    assert "s3cret" not in run.stderr + run.stdout
+    assert _tree(tmp_path) == []

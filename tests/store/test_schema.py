@@ -191,6 +191,28 @@ def test_disk_full_is_reported_and_committed_data_survives(db_path: Path) -> Non
         s._writer.execute(f"PRAGMA max_page_count = {pages}")
         big = {"blob": "x" * 200_000}
         with pytest.raises(StoreError, match=r"disk full: cannot write database"):
-            s.submit(new_request(arguments=big, display_arguments=big))
+            s.submit(new_request(arguments=big))
         assert s.get(kept.id).status == "pending"
         assert s.count_events() == 1 and len(s.list_pending()) == 1
+
+
+def test_a_request_written_before_step_9_keeps_its_redacted_arguments(tmp_path: Path) -> None:
+    """Step 9 drops the second copy of the arguments (display_arguments); a pending request from
+    before it reads the same after, and the database holds the arguments once."""
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, str(db), MIGRATIONS[:8])
+    conn.execute(
+        "INSERT INTO requests (id, function, arguments, display_arguments, digest, pid, host, "
+        "timeout_seconds, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        ("a" * 32, "pay", '{"to":"x","pw":"[REDACTED]"}', '{"to":"x","pw":"[REDACTED]"}',
+         "0" * 64, os.getpid(), "h", 60.0, 1.0, 1e12),
+    )  # fmt: skip
+    conn.close()
+    with Store(db) as store:
+        rec = store.get("a" * 32)
+        assert rec.arguments == {"to": "x", "pw": "[REDACTED]"} == rec.display_arguments
+    conn = sqlite3.connect(db)
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(requests)")]
+    conn.close()
+    assert "arguments" in columns and "display_arguments" not in columns

@@ -20,8 +20,8 @@ def test_submit_writes_pending_row_and_event_in_one_go(store: Store) -> None:
     new = new_request(context={"ticket": "T-1"})
     rec = store.submit(new)
     assert rec.status == "pending" and rec.is_pending
-    assert rec.arguments["api_key"] == "sk-live-secret"  # as sent, for execution
-    assert rec.display_arguments["api_key"] == "[REDACTED]"
+    assert rec.arguments["api_key"] == "[REDACTED]"  # one redacted copy, stored once
+    assert rec.display_arguments is rec.arguments  # the old name reads the same copy
     assert rec.expires_at == pytest.approx(new.created_at + 300.0)
     assert rec.context == {"ticket": "T-1"} and rec.rule_ids == ("large-transfer",)
     assert rec.pid > 0 and rec.host and rec.lock_path and rec.pid_start
@@ -41,14 +41,16 @@ def test_submit_is_idempotent_on_id(store: Store) -> None:
 
 
 def test_get_by_unique_prefix_and_errors(store: Store) -> None:
-    a = store.submit(new_request(id="abc111"))
-    store.submit(new_request(id="abc222"))
-    assert store.get("abc1").id == a.id
-    assert store.get("abc111").id == a.id
+    a = store.submit(new_request(id="abcd111"))
+    store.submit(new_request(id="abcd222"))
+    assert store.get("abcd1").id == a.id
+    assert store.get("abcd111").id == a.id
     with pytest.raises(RequestNotFound, match="ambiguous"):
+        store.get("abcd")
+    with pytest.raises(RequestNotFound, match="no approval request with id 'zzzz'"):
+        store.get("zzzz")
+    with pytest.raises(RequestNotFound, match="too short"):
         store.get("abc")
-    with pytest.raises(RequestNotFound, match="no approval request with id 'zzz'"):
-        store.get("zzz")
     with pytest.raises(RequestNotFound):
         store.get("")
 

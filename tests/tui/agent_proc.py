@@ -27,7 +27,6 @@ def _request(spec: dict[str, Any]) -> Any:
         id=spec["id"],
         function=spec.get("function", "transfer_funds"),
         arguments=args,
-        display_arguments=spec.get("display_arguments", args),
         digest="0" * 64,
         timeout_seconds=float(spec.get("timeout", 600)),
         agent_id=spec.get("agent", "payments-agent"),

@@ -47,7 +47,7 @@ async def test_failed_notification_toasts_and_shows_in_history(db_path: Path, pr
         await pilot.press("2")
         hv = app.history
         await wait_for(pilot, lambda: sum(e.kind == "notification_failed" for e in hv.events.values()) == 2)
-        labels = [hv.table.get_row(k)[1].plain for k in hv.table.rows]
+        labels = [hv.table.row_texts(i)[1] for i in range(hv.table.row_count)]
         assert labels.count("notify failed") == 2
         await pilot.press("1", "d")
         agent.expect("DENIED")

@@ -88,7 +88,6 @@ def test_hostile_agent_text_is_escaped_on_the_wire(db_path: Path, submit) -> Non
         "value": 10,
         "reason": "reason " + MARKUP,
         "arguments": {"memo": hostile, "k" + OSC52: 1},
-        "display_arguments": {"memo": hostile, "k" + OSC52: 1},
         "context": {"note": RTL + OSC8},
     })
     pid, fd = _spawn(["-m", "sentinel_tui", "--db", str(db_path)], _env())

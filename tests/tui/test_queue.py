@@ -161,6 +161,25 @@ async def test_mark_and_deny_marked_after_summary(db_path, submit):
     assert [store.get(r).status for r in (RID, RID2, rid3)] == ["denied", "denied", "pending"]
 
 
+async def test_ids_decided_here_are_forgotten_once_gone(db_path, submit):
+    # Issue 20.8: the set of ids decided here grew by every decision for as long as the app ran.
+    rid3 = "c3" * 16
+    submit({"id": RID, "value": 10}, {"id": RID2, "value": 20, "age": 50},
+           {"id": rid3, "value": 30, "age": 80})
+    app = make_app(db_path)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.queue.table.row_count == 3)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.queue.table.row_count == 2)
+        await pilot.pause(0.5)  # past the double-press guard
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.queue.table.row_count == 1)
+        await wait_for(pilot, lambda: not app._inflight)
+        await pilot.pause(0.3)
+        assert app._decided_here == set()
+        assert [n.title for n in app._notifications if n.title == "Decided elsewhere"] == []
+
+
 async def test_keys_can_be_remapped_from_the_config_file(db_path, submit, tmp_path):
     cfg = tmp_path / "tui.toml"
     cfg.write_text('bell = false\n[keymap]\n"queue.approve" = "y"\n')

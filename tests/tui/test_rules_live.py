@@ -124,3 +124,72 @@ async def test_replay_of_the_file_on_disk(tmp_path: Path) -> None:
         assert "not yet active" in notes
         assert f"allow → require_approval  ▲ stricter: {len(expected)} calls" in notes
         assert "large_transfer  allow → require_approval" in notes
+
+
+async def test_a_widening_edit_is_marked_widened_by_this_edit_and_a_tightening_is_not(
+    db_path: Path, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SAMPLE_RULES)
+    app = make_app(db_path, rules)
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.query_one(RulesView)
+        await wait_for(pilot, lambda: view.info is not None and view.info.valid)
+        await pilot.press("4")
+        first = view.info.version if view.info else None
+        # Tightening (a lower approval threshold, a new approval rule): nothing is flagged.
+        tighter = SAMPLE_RULES.replace("value: 1000}", "value: 500}") + NEW_RULE
+        rules.write_text(tighter)
+        await wait_for(pilot, lambda: view.info is not None and view.info.version != first)
+        assert view.info is not None and view.info.widened == ()
+        assert "WIDENED" not in view.notes_text.plain
+        second = view.info.version
+        # Widening: the approval threshold raised far above where it was.
+        wider = tighter.replace("value: 500}", "value: 50000}")
+        rules.write_text(wider)
+        await wait_for(pilot, lambda: view.info is not None and view.info.version != second)
+        notes = view.notes_text.plain
+        assert "▲ WIDENED BY THIS EDIT (1)" in notes
+        assert "▲ large_transfer asks for approval on fewer calls" in notes
+        table = view.query_one("#rules-table")
+        assert table.get_row("large_transfer")[5].plain == "on ~changed ▲widened"  # type: ignore[attr-defined]
+        assert table.get_row("block_deletes")[5].plain == "on"  # type: ignore[attr-defined]
+
+
+async def test_a_slow_in_place_save_is_shown_as_in_progress_never_as_the_cut_off_policy(
+    db_path: Path, tmp_path: Path
+) -> None:
+    import hashlib
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(SAMPLE_RULES)
+    app = make_app(db_path, rules)
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = app.query_one(RulesView)
+        await wait_for(pilot, lambda: view.info is not None and view.info.valid)
+        await pilot.press("4")
+        first = view.info.version if view.info else None
+        edited = SAMPLE_RULES.replace("value: 1000}", "value: 500}")
+        cut = edited.index("    conditions")
+        seen: set[str | None] = set()
+        with open(rules, "w") as fh:  # an editor writing in place, pausing mid-file
+            fh.write(edited[:cut])
+            fh.flush()
+
+            def in_progress() -> bool:
+                seen.add(view.info.version if view.info else None)
+                p = view.info.problem if view.info else None
+                return p is not None and "save is in progress" in p.what
+
+            await wait_for(pilot, in_progress)
+            assert view.info is not None and view.info.version == first  # the last good one
+            assert "save is in progress" in view.notes_text.plain
+            fh.write(edited[cut:])
+        full = hashlib.sha256(edited.encode()).hexdigest()
+
+        def done() -> bool:
+            seen.add(view.info.version if view.info else None)
+            return view.info is not None and view.info.version == full and view.info.problem is None
+
+        await wait_for(pilot, done)
+        assert seen <= {first, full}, "the cut-off file was shown as the policy"

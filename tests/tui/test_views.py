@@ -38,7 +38,7 @@ async def test_history_newest_first_filter_and_detail(db_path: Path) -> None:
         await pilot.press("2")
         hv = app.history
         await wait_for(pilot, lambda: len(hv.events) == 5)
-        assert [hv.events[int(k.value)].kind for k in hv.table.rows] == [
+        assert [hv.events[k].kind for k in hv.table.keys] == [
             "allowed", "blocked", "denied", "denied", "approved"]
         await pilot.press("slash", *"status:denied")
         await wait_for(pilot, lambda: len(hv.events) == 2 and hv.query_text == "status:denied")

@@ -29,7 +29,6 @@ def _new(timeout: float) -> NewRequest:
         id=uuid.uuid4().hex,
         function="transfer_funds",
         arguments={"amount": 1200, "to": "acct-7"},
-        display_arguments={"amount": 1200, "to": "acct-7"},
         digest="cd" * 32,
         timeout_seconds=timeout,
         agent_id=f"agent-{os.getpid()}",

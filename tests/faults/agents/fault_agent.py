@@ -250,9 +250,17 @@ def tui_decider(db: str) -> int:
 
     from sentinel_tui.app import SentinelApp
     from sentinel_tui.config import TuiConfig
+    from sentinel_tui.messages import Decided
+
+    class CountingApp(SentinelApp):
+        won = 0  # the app itself forgets decided ids once they are gone
+
+        def on_decided(self, msg: Decided) -> None:
+            # Textual calls the handler of every class in the MRO, so SentinelApp's runs too.
+            self.won += sum(1 for o in msg.outcomes if o.ok)
 
     async def run() -> None:
-        app = SentinelApp(
+        app = CountingApp(
             db, None, tick_interval=0, watch_terminal=False,
             config=TuiConfig(debounce=0.05, bell=False, toast_new=False),
         )  # fmt: skip
@@ -263,8 +271,8 @@ def tui_decider(db: str) -> int:
                 if app.queue.card.request_id is not None:
                     await pilot.press("a")
                 await pilot.pause(0.05)
-                if len(app._decided_here) != seen:
-                    seen = len(app._decided_here)
+                if app.won != seen:
+                    seen = app.won
                     _say(f"TUI_DECIDED {seen}")
 
     asyncio.run(run())

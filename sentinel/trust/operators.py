@@ -1,0 +1,347 @@
+"""The trusted operators: who may sign decisions, with their public keys and groups.
+
+A JSON file that agents can read but not write::
+
+    {"version": 1, "operators": [
+      {"name": "alice", "public_key": "ed25519:…", "groups": ["finance"],
+       "added_at": 1765000000.0, "revoked_at": null}]}
+
+Where: ``$SENTINEL_OPERATORS_FILE``; else ``/etc/sentinel/operators.json`` when it exists (or when
+root runs the command); else ``operators.json`` in the configuration folder. Loading refuses a
+file — or a folder on its way — that someone other than its owner could change, or whose owner is
+neither root nor this user: an agent able to write it could trust its own key. Every problem in the
+file is an error naming the file, the entry and the field; nothing of a bad file is used. Changes
+are written atomically (temp file + rename) and keep the file's mode.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sentinel.errors import SentinelConfigError
+from sentinel.secure_files import (
+    config_dir,
+    folder_problem,
+    make_folder,
+    read_small,
+    unsafe,
+    write_atomic,
+)
+from sentinel.trust.keys import parse_public_key
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+OPERATORS_ENV = "SENTINEL_OPERATORS_FILE"
+SYSTEM_FILE = Path("/etc/sentinel/operators.json")
+FILE_NAME = "operators.json"
+#: Operator names are recorded with decisions and shown on cards: short and printable.
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
+GROUP_RE = NAME_RE
+#: Seconds an add/revoke waits for another one to finish.
+LOCK_WAIT = 10.0
+FIELDS = ("name", "public_key", "groups", "added_at", "revoked_at")
+
+
+def operators_path(env: Mapping[str, str] | None = None) -> Path:
+    """The trusted operators file this process uses (see the module docstring)."""
+    env = os.environ if env is None else env
+    explicit = env.get(OPERATORS_ENV)
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    if SYSTEM_FILE.exists() or os.geteuid() == 0:
+        return SYSTEM_FILE
+    return config_dir(env) / FILE_NAME
+
+
+@dataclass(frozen=True)
+class TrustedOperator:
+    """One entry of the trusted operators file."""
+
+    name: str
+    public_key: str
+    groups: tuple[str, ...] = ()
+    added_at: float = 0.0
+    revoked_at: float | None = None
+    key_id: str = field(default="", compare=False)
+    key: Ed25519PublicKey | None = field(default=None, compare=False, repr=False)
+
+    def revoked_by(self, when: float) -> bool:
+        """Whether the key was revoked at or before ``when``."""
+        return self.revoked_at is not None and self.revoked_at <= when
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "public_key": self.public_key,
+            "groups": list(self.groups),
+            "added_at": self.added_at,
+            "revoked_at": self.revoked_at,
+        }
+
+
+@dataclass(frozen=True)
+class TrustedOperators:
+    """The loaded file: entries in file order, looked up by key id and by name."""
+
+    path: Path | None
+    operators: tuple[TrustedOperator, ...] = ()
+    by_key: Mapping[str, TrustedOperator] = field(default_factory=dict, repr=False)
+    by_name: Mapping[str, TrustedOperator] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, operators: Iterable[TrustedOperator], path: Path | None = None) -> TrustedOperators:
+        """Check and index ``operators`` (duplicate names or keys are an error)."""
+        ops = tuple(operators)
+        by_key: dict[str, TrustedOperator] = {}
+        by_name: dict[str, TrustedOperator] = {}
+        where = f"operators file {path}" if path is not None else "operators"
+        for n, op in enumerate(ops):
+            if op.name in by_name:
+                raise SentinelConfigError(
+                    f"{where}, entry {n + 1} ({op.name!r}): field 'name': the name is already "
+                    f"used by entry {ops.index(by_name[op.name]) + 1}",
+                    hint="each operator appears once; revoke and add under a new name to rotate",
+                )
+            if op.key_id in by_key:
+                raise SentinelConfigError(
+                    f"{where}, entry {n + 1} ({op.name!r}): field 'public_key': the same key is "
+                    f"already trusted as {by_key[op.key_id].name!r}",
+                    hint="a key belongs to one operator: a decision must name who made it",
+                )
+            by_name[op.name] = op
+            by_key[op.key_id] = op
+        return cls(path, ops, by_key, by_name)
+
+    def __len__(self) -> int:
+        return len(self.operators)
+
+
+def make_operator(
+    name: str,
+    public_key: str,
+    groups: Iterable[str] = (),
+    *,
+    added_at: float | None = None,
+    revoked_at: float | None = None,
+    where: str = "operator",
+) -> TrustedOperator:
+    """A checked entry; errors name ``where`` and the field."""
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise SentinelConfigError(
+            f"{where}: field 'name': {name!r} is not a valid operator name",
+            hint="1-64 letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+        )
+    try:
+        key, key_id = parse_public_key(public_key)
+    except ValueError as exc:
+        raise SentinelConfigError(
+            f"{where}: field 'public_key': {exc}",
+            hint="use the line printed by: sentinel operator init",
+        ) from None
+    if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
+        raise SentinelConfigError(f"{where}: field 'groups' must be a list of names")
+    groups = tuple(groups)
+    for g in groups:
+        if not GROUP_RE.match(g):
+            raise SentinelConfigError(f"{where}: field 'groups': {g!r} is not a valid group name")
+    stamps = {"added_at": added_at, "revoked_at": revoked_at}
+    for fname, value in stamps.items():
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise SentinelConfigError(
+                f"{where}: field {fname!r}: {value!r} is not a time (seconds since the epoch)"
+            )
+    return TrustedOperator(
+        name=name,
+        public_key=public_key,
+        groups=tuple(dict.fromkeys(groups)),
+        added_at=float(added_at) if added_at is not None else round(time.time(), 3),
+        revoked_at=float(revoked_at) if revoked_at is not None else None,
+        key_id=key_id,
+        key=key,
+    )
+
+
+def _refusal(why: str, path: Path) -> SentinelConfigError:
+    return SentinelConfigError(
+        f"operators file refused: {why}",
+        hint=f"agents may read it but must not be able to change it: sudo chown root:root {path} "
+        f"&& sudo chmod 644 {path} (its folder: chmod 755, owned by root)",
+    )
+
+
+def parse_operators(raw: bytes, path: Path | None = None) -> TrustedOperators:
+    """The operators in the JSON text ``raw``; an error names the file, the entry and the field."""
+    where = f"operators file {path}" if path is not None else "operators"
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SentinelConfigError(f"{where} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("operators"), list):
+        raise SentinelConfigError(
+            f"{where} has no 'operators' list", hint='{"version": 1, "operators": [...]}'
+        )
+    if data.get("version", 1) != 1:
+        raise SentinelConfigError(f"{where}: version {data.get('version')!r} is not 1")
+    ops = []
+    for n, entry in enumerate(data["operators"]):
+        label = f"{where}, entry {n + 1}"
+        if not isinstance(entry, dict):
+            raise SentinelConfigError(f"{label} is not an object")
+        if isinstance(entry.get("name"), str):
+            label += f" ({entry['name']!r})"
+        unknown = sorted(set(entry) - set(FIELDS))
+        if unknown:
+            raise SentinelConfigError(f"{label}: unknown field {unknown[0]!r}")
+        for required in ("name", "public_key"):
+            if required not in entry:
+                raise SentinelConfigError(f"{label}: field {required!r} is missing")
+        ops.append(
+            make_operator(
+                entry["name"],
+                entry["public_key"],
+                entry.get("groups", []) if entry.get("groups") is not None else [],
+                added_at=entry.get("added_at", 0.0),
+                revoked_at=entry.get("revoked_at"),
+                where=label,
+            )
+        )
+    return TrustedOperators.of(ops, path)
+
+
+def load_operators(path: Path | None = None, *, missing_ok: bool = False) -> TrustedOperators:
+    """Load and check the trusted operators file (default :func:`operators_path`).
+
+    Refused when the file or a folder on its way could be changed by someone other than its
+    owner, or when its owner is neither root nor this user. A missing file is an error, or an
+    empty set when ``missing_ok``."""
+    path = Path(path if path is not None else operators_path()).absolute()
+    real = Path(os.path.realpath(path))
+    try:
+        why = folder_problem(real.parent)
+    except FileNotFoundError:
+        why = None  # no folder: no file either, reported below
+    if why is not None:
+        raise _refusal(why, path)
+    try:
+        raw, st = read_small(real, "operators file")
+    except FileNotFoundError:
+        if missing_ok:
+            return TrustedOperators.of((), path)
+        raise SentinelConfigError(
+            f"operators file {path} does not exist",
+            hint=f"add the first operator with: sentinel operator add NAME --key ... "
+            f"(or set {OPERATORS_ENV})",
+        ) from None
+    why = unsafe(st, "operators file", real)
+    if why is not None:
+        raise _refusal(why, path)
+    return parse_operators(raw, path)
+
+
+def write_operators(path: Path, operators: TrustedOperators | Iterable[TrustedOperator]) -> None:
+    """Write the file atomically, keeping an existing file's mode (a new one is 0644: readable by
+    agents, writable by its owner only; a missing folder is made 0755)."""
+    path = Path(path).absolute()
+    ops = operators.operators if isinstance(operators, TrustedOperators) else tuple(operators)
+    TrustedOperators.of(ops, path)  # never write what could not be loaded
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    make_folder(path.parent, 0o755)
+    why = folder_problem(path.parent)
+    if why is not None:
+        raise _refusal(why, path)
+    text = json.dumps({"version": 1, "operators": [op.to_dict() for op in ops]}, indent=2)
+    write_atomic(path, (text + "\n").encode("utf-8"), mode)
+
+
+@contextmanager
+def _changing(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file's folder while reading, changing and writing the file,
+    so that two admins adding or revoking at the same moment both keep their change."""
+    folder = path.absolute().parent
+    make_folder(folder, 0o755)
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        # Anyone who can read the folder can lock it: wait a bounded time, never hang forever.
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SentinelConfigError(
+                        f"operators file {path}: another process has held the lock on {folder} "
+                        f"for {LOCK_WAIT:g}s; nothing was changed",
+                        hint=f"try again; if it persists, find the process with: fuser -v {folder}",
+                    ) from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def add_operator(
+    path: Path, name: str, public_key: str, groups: Iterable[str] = ()
+) -> TrustedOperator:
+    """Trust ``public_key`` as ``name``. Refused when the name or the key is already there."""
+    new = make_operator(name, public_key, groups, where=f"operator {name!r}")
+    with _changing(path):
+        current = load_operators(path, missing_ok=True)
+        _check_new(path, current, new)
+        write_operators(path, (*current.operators, new))
+    return new
+
+
+def _check_new(path: Path, current: TrustedOperators, new: TrustedOperator) -> None:
+    name = new.name
+    if name in current.by_name:
+        raise SentinelConfigError(
+            f"operators file {path}: an operator named {name!r} is already trusted"
+            + (" (revoked)" if current.by_name[name].revoked_at is not None else ""),
+            hint="pick another name; a revoked entry is kept so that its old decisions verify",
+        )
+    if new.key_id in current.by_key:
+        raise SentinelConfigError(
+            f"operators file {path}: this key is already trusted as "
+            f"{current.by_key[new.key_id].name!r}"
+        )
+
+
+def revoke_operator(path: Path, name: str, at: float | None = None) -> TrustedOperator:
+    """Mark ``name``'s key revoked from ``at`` (default now). The entry is kept: decisions it
+    signed before that time still verify; later ones are refused."""
+    path = Path(path)
+    if not path.absolute().parent.is_dir():
+        load_operators(path)  # the error naming the missing file; no folder made for it
+    with _changing(path):
+        current = load_operators(path)
+        op = current.by_name.get(name)
+        if op is None:
+            raise SentinelConfigError(f"operators file {path}: no operator named {name!r}")
+        if op.revoked_at is not None:
+            raise SentinelConfigError(
+                f"operators file {path}: operator {name!r} was already revoked at {op.revoked_at}"
+            )
+        done = replace(op, revoked_at=round(time.time(), 3) if at is None else float(at))
+        write_operators(path, tuple(done if o.name == name else o for o in current.operators))
+    return done
