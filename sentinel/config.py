@@ -35,6 +35,10 @@ ENVIRONMENT: dict[str, str] = {
     "SENTINEL_AUDIT_SYNC": "audit_sync: 1/true writes allowed-call events synchronously",
     "SENTINEL_ANOMALY": "anomaly_detection: 1/true turns statistical anomaly detection on",
     "SENTINEL_OPERATOR": "a display name recorded next to the operator's OS account",
+    "SENTINEL_OPERATORS_FILE": "the trusted operators file (default /etc/sentinel/operators.json)",
+    "SENTINEL_OPERATOR_KEY": "this operator's private key (default in the configuration folder)",
+    "SENTINEL_REQUIRE_SIGNED": "require_signed_decisions: 1/true or 0/false (default: on once "
+    "the operators file exists)",
     "SENTINEL_WEBHOOK_URL": "webhook_url: where the webhook channel POSTs requests",
     "SENTINEL_STATUS_URL": "webhook_status_url: status URL template with {action_id}",
     "SENTINEL_WEBHOOK_TOKEN": "webhook_token: shared token (X-Sentinel-Token header)",
@@ -118,6 +122,10 @@ class SentinelConfig:
     webhook_secret: str | None = None
     webhook_timeout: float | None = None
     webhook_poll_interval: float | None = None
+    #: Approvals must carry a trusted operator's signature (see sentinel.trust). None: on once
+    #: the trusted operators file exists; False: the row's word is taken (a single user on a
+    #: laptop — whoever can write the database can approve).
+    require_signed_decisions: bool | None = None
 
     def __post_init__(self) -> None:
         rules = self.rules_path if self.rules_path is not None else _env("SENTINEL_RULES_PATH")
@@ -213,6 +221,19 @@ class SentinelConfig:
                 self.db_path = default_db_path()
         except DatabaseValueError as exc:
             raise SentinelConfigError(str(exc), field="db_path") from exc
+
+        if self.require_signed_decisions is None:
+            self.require_signed_decisions = _env_bool(
+                "SENTINEL_REQUIRE_SIGNED", "require_signed_decisions"
+            )
+        if self.require_signed_decisions is not None and not isinstance(
+            self.require_signed_decisions, bool
+        ):
+            raise SentinelConfigError(
+                "require_signed_decisions must be True, False or None (on once operators "
+                f"exist), got {self.require_signed_decisions!r}",
+                field="require_signed_decisions",
+            )
 
         self.webhook_url = self.webhook_url or _env("SENTINEL_WEBHOOK_URL")
         self.webhook_status_url = self.webhook_status_url or _env("SENTINEL_STATUS_URL")

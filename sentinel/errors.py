@@ -183,12 +183,26 @@ class DecisionConflict(SentinelError):
         super().__init__(message)
 
 
+class DuplicateVote(DecisionConflict):
+    """This operator already voted on the request: each operator counts once in a quorum.
+
+    ``record`` is the request as it is now (still pending)."""
+
+
+class DecisionRefused(SentinelError):
+    """This operator may not decide this request (not among its approvers, the agent's own
+    identity where the rule forbids self-approval, no operator key where decisions must be
+    signed, …). Nothing was recorded."""
+
+
 class DecisionNotTrusted(SentinelError):
     """A decision's signature does not prove that a trusted operator made exactly this decision.
 
     ``reason`` is one of ``malformed``, ``unknown_key``, ``revoked``, ``operator_mismatch``,
     ``mismatch`` (the signed fields differ: request id, digest, verdict, times, role or groups)
-    and ``expired`` (decided after the request's expiry); the message says which, and how.
+    ``expired`` (decided after the request's expiry) and ``untrusted`` (the waiting call's
+    check: the votes that count fall short of the rule's quorum); the message says which, and
+    how.
     """
 
     def __init__(self, reason: str, detail: str) -> None:

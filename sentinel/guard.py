@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import inspect
+import os
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,12 +37,15 @@ from sentinel.audit.sink import EventSink, GuardEvent, allowed_record, executed_
 from sentinel.config import SentinelConfig
 from sentinel.errors import (
     DecisionConflict,
+    DecisionNotTrusted,
     SentinelBlockedError,
+    SentinelConfigError,
     SentinelDeniedError,
     SentinelError,
     SentinelTimeoutError,
     StoreError,
 )
+from sentinel.identity import current_operator
 from sentinel.normalize import Binder, to_jsonable
 from sentinel.policy import Action
 from sentinel.policy.values import fold_key
@@ -59,7 +64,9 @@ from sentinel.runtime import (
     close_shared,
 )
 from sentinel.store import AsyncStore, Store
-from sentinel.store.models import NewRequest, OperatorIdentity, RequestRecord
+from sentinel.store.models import DecisionTerms, NewRequest, OperatorIdentity, RequestRecord
+from sentinel.trust.check import UNTRUSTED, OwnRequest, check_approval, signing_operators
+from sentinel.trust.operators import TrustedOperators, load_operators
 
 T = TypeVar("T")
 
@@ -659,8 +666,16 @@ class Guard:
             policy_version=policy_version,
             channel=self.config.channel_name,
         )
+        new = replace(
+            new,
+            terms=self.policy_source.current.terms_for(decision.rule_id),
+            requester=_requester(),
+        )
         # Build the channel first: a misconfigured channel blocks the call before any row exists.
         channel = self._channel()
+        # Whether approvals must be signed, and by whom: an operators file that cannot be
+        # trusted blocks the call here, before anyone is asked.
+        signing = signing_operators(self.config.require_signed_decisions)
         db = Path(self.config.db_path or "")
         store = async_store_for(db)  # this loop's store: awaited, no thread hop per statement
         deadline = time.monotonic() + timeout
@@ -671,7 +686,9 @@ class Guard:
             _hint(record)
         submitted = record  # our own copy of the expiry: a rewrite of the row cannot extend it
         try:
-            record = await self._await_decision(store, record, new, context, deadline, channel)
+            record, by_channel = await self._await_decision(
+                store, record, new, context, deadline, channel
+            )
         except asyncio.CancelledError:
             await asyncio.shield(store.cancel(record.id, "the waiting call was cancelled"))
             raise
@@ -679,7 +696,69 @@ class Guard:
             late = _late_approval(record, submitted.expires_at, deadline)
             if late is not None:
                 raise self._refuse_late_approval(function, record, submitted, late)
+            own = OwnRequest(
+                submitted.id,
+                new.digest,
+                submitted.created_at,
+                submitted.expires_at,
+                new.terms,
+                new.requester,
+            )
+            self._check_decision(function, record, own, signing, by_channel)
         return self._interpret(function, record)
+
+    def _check_decision(
+        self,
+        function: str,
+        record: RequestRecord,
+        own: OwnRequest,
+        signing: TrustedOperators | None,
+        by_channel: bool,
+    ) -> None:
+        """Run only on an approval this call can trust (see :mod:`sentinel.trust.check`);
+        otherwise audit the refusal and block with "decision not signed by a trusted operator".
+
+        An in-process channel's answer (terminal, webhook, a custom ApprovalInterface) came from
+        code the developer configured, not from the database: it is taken as given, except that
+        it cannot say which operator approved, so it never satisfies ``approvers`` or a quorum."""
+        try:
+            if by_channel:
+                if not own.terms.is_default:
+                    raise DecisionNotTrusted(
+                        "untrusted",
+                        f"the {self.config.channel_name} channel cannot say which operator "
+                        f"approved, and rule {record.rule_id!r} names who decides "
+                        f"({_describe_terms(own.terms)}): decide it in the queue",
+                    )
+                return
+            if signing is not None:
+                # Read again: a key revoked while this call waited must not approve it.
+                signing = load_operators(signing.path)
+            check_approval(record, own, signing, time.time())
+        except (DecisionNotTrusted, SentinelConfigError) as exc:
+            reason = str(exc)
+            if isinstance(exc, SentinelConfigError):
+                reason = f"{UNTRUSTED}: the operators file cannot be read: {exc}"
+            data = {
+                "refused": "untrusted_decision",
+                "decided_by": record.decided_by,
+                "votes": [
+                    {"operator": v.operator, "verdict": v.verdict, "signed": bool(v.signature)}
+                    for v in record.votes
+                ],
+                "signed_mode": signing is not None,
+            }
+            self._record_refused_approval(
+                function, record.id, reason, own.digest, record, "an untrusted decision", data
+            )
+            raise SentinelBlockedError(
+                reason,
+                function,
+                False,
+                self.agent_id,
+                rule_id=record.rule_id,
+                request_id=record.id,
+            ) from None
 
     def _refuse_late_approval(
         self, function: str, record: RequestRecord, submitted: RequestRecord, why: str
@@ -715,7 +794,8 @@ class Guard:
         context: dict[str, Any] | None,
         deadline: float,
         channel: ApprovalInterface | None,
-    ) -> RequestRecord:
+    ) -> tuple[RequestRecord, bool]:
+        """The final record, and whether this process's own channel decided it."""
         watcher = _watcher_for(Path(self.config.db_path or ""))
         row_future: asyncio.Future[RequestRecord] = asyncio.wrap_future(watcher.watch(record.id))
         waiting: set[asyncio.Future[Any]] = {row_future}
@@ -750,7 +830,7 @@ class Guard:
                     waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                 )
                 if row_future in done:
-                    return row_future.result()
+                    return row_future.result(), False
                 if channel_task is not None and channel_task in done:
                     waiting.discard(channel_task)
                     outcome = await self._apply_channel_result(store, record, channel_task)
@@ -760,7 +840,7 @@ class Guard:
                     if not waiting:
                         break
             # Deadline: expire by compare-and-set; if someone decided first, obey them.
-            return _still_there(await store.expire(record.id), record.id)
+            return _still_there(await store.expire(record.id), record.id), False
         finally:
             if channel_task is not None and not channel_task.done():
                 channel_task.cancel()
@@ -768,7 +848,7 @@ class Guard:
 
     async def _apply_channel_result(
         self, store: AsyncStore, record: RequestRecord, task: asyncio.Future[ApprovalResult]
-    ) -> RequestRecord | None:
+    ) -> tuple[RequestRecord, bool] | None:
         """Write a channel's answer into the row (first decision wins). Returns the final record,
         or None when the channel gave no decision (time-out) and the row should be waited on."""
         try:
@@ -779,31 +859,34 @@ class Guard:
                     record.id, f"approval channel failed: {type(exc).__name__}: {exc}"
                 ),
                 record.id,
-            )
+            ), False
         if result.status in (ApprovalStatus.APPROVED, ApprovalStatus.DENIED):
             operator = _channel_operator(self.config.channel_name, result.approved_by)
             try:
-                return await store.decide(
+                decided = await store.decide(
                     record.id,
                     result.status is ApprovalStatus.APPROVED,
                     operator,
                     result.reason,
                 )
             except DecisionConflict as conflict:
-                decided: RequestRecord = conflict.record
-                return decided
+                first: RequestRecord = conflict.record
+                return first, False  # someone decided in the queue first: checked as theirs
+            if decided.is_pending:  # one vote of a quorum: the others decide in the queue
+                return None
+            return decided, True
         if result.status is ApprovalStatus.ERROR:
             return _still_there(
                 await store.cancel(
                     record.id, f"approval channel error: {result.reason or 'unknown'}"
                 ),
                 record.id,
-            )
+            ), False
         if result.status is ApprovalStatus.CANCELLED:
             return _still_there(
                 await store.cancel(record.id, result.reason or "cancelled by the channel"),
                 record.id,
-            )
+            ), False
         return None  # TIMEOUT / PENDING: keep waiting on the row until our own deadline
 
     def _interpret(self, function: str, record: RequestRecord) -> RequestRecord:
@@ -1085,6 +1168,23 @@ def _late_approval(record: RequestRecord, expires_at: float, deadline: float) ->
     return None
 
 
+def _requester() -> dict[str, Any]:
+    """Who is asking: this process's OS account (from the kernel), host and pid."""
+    me = current_operator("agent")
+    return {"account": me.account, "uid": me.uid, "host": me.host, "pid": os.getpid()}
+
+
+def _describe_terms(terms: DecisionTerms) -> str:
+    parts = []
+    if terms.approvers:
+        parts.append(f"approvers: {', '.join(terms.approvers)}")
+    if terms.quorum > 1:
+        parts.append(f"quorum: {terms.quorum}")
+    if not terms.self_approval:
+        parts.append("no self-approval")
+    return "; ".join(parts) or "default"
+
+
 def _utc(ts: float) -> str:
     from datetime import UTC, datetime
 
@@ -1097,7 +1197,6 @@ def _utc(ts: float) -> str:
 def _channel_operator(channel: str, approved_by: str | None) -> OperatorIdentity:
     from dataclasses import replace
 
-    from sentinel.identity import current_operator
 
     operator = current_operator(channel=channel)
     if approved_by and approved_by != operator.account:

@@ -28,6 +28,7 @@ from sentinel.store.models import (
     PendingSummary,
     RequestRecord,
 )
+from sentinel.trust.decide import Decider
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class DataSource:
         self._store: Store | None = None
         self._lock = threading.Lock()
         self._operator = operator
+        self._decider: Decider | None = None
         self._clock = clock
         # The rules file, followed by the library (sentinel.policy_source.PolicyFollower);
         # only the display times are the command center's own.
@@ -222,10 +224,28 @@ class DataSource:
             self._operator = current_operator(channel="tui")
         return self._operator
 
-    def decide(self, request_id: str, approve: bool, reason: str | None) -> DecisionOutcome:
-        """Compare-and-set decision. A conflict is an outcome, not an exception."""
+    def decider(self) -> Decider:
+        """Who decides here and the key they sign with (loaded once, in a worker)."""
+        if self._decider is None:
+            self._decider = Decider.local("tui")
+            if self._operator is not None:
+                from dataclasses import replace
+
+                self._decider = replace(self._decider, operator=self._operator)
+        return self._decider
+
+    def refusal(self, record: RequestRecord, approve: bool) -> str | None:
+        """Why this operator may not decide ``record`` (shown at the key press), or None."""
         try:
-            record = self.store.decide(request_id, approve, self.operator(), reason=reason or None)
+            return self.decider().refusal(record, approve)
+        except SentinelError as exc:
+            return str(exc)
+
+    def decide(self, request_id: str, approve: bool, reason: str | None) -> DecisionOutcome:
+        """Check, sign and record a decision. A conflict or a refusal is an outcome, not an
+        exception (a refusal records nothing)."""
+        try:
+            record = self.decider().decide(self.store, request_id, approve, reason or None)
         except DecisionConflict as exc:
             return DecisionOutcome(request_id, approve, False, exc.record, error=str(exc))
         except SentinelError as exc:

@@ -234,15 +234,24 @@ def _print_mapping(values: Any) -> None:
 
 def _decide(approve: bool) -> Any:
     def run(store: Any, args: argparse.Namespace) -> int:
-        from sentinel.identity import current_operator
+        from sentinel.trust.decide import Decider
 
         _sweep(store)
-        operator = current_operator("cli")
-        rec = store.decide(args.id, approve, operator, args.reason)
-        verb = "approved" if approve else "denied"
+        decider = Decider.local("cli")
+        rec = decider.decide(store, args.id, approve, args.reason)
         agent = f" (agent {_t(rec.agent_id)})" if rec.agent_id else ""
+        signed = " (signed)" if decider.signs else ""
+        if rec.is_pending:  # a vote towards a quorum
+            got = len(rec.approvals)
+            print(
+                f"voted {'approve' if approve else 'deny'} on {rec.id}: {_t(rec.function)}{agent}"
+                f"{signed} — {got} of {rec.terms.quorum} approvals; still pending"
+            )
+            return 0
+        verb = "approved" if approve else "denied"
         print(
-            f"{verb} {rec.id}: {_t(rec.function)}{agent} — decided by {_t(rec.decided_by)} at {_when(rec.decided_at)}"
+            f"{verb} {rec.id}: {_t(rec.function)}{agent} — decided by {_t(rec.decided_by)} at "
+            f"{_when(rec.decided_at)}{signed}"
         )
         return 0
 

@@ -32,6 +32,7 @@ from sentinel.policy.values import (
 )
 from sentinel.policy.verdict import ConditionTrace, RuleMatch, RuleTrace, Verdict
 from sentinel.redact import Redactor
+from sentinel.store.models import DecisionTerms
 
 _lazy = Verdict._lazy
 
@@ -290,6 +291,13 @@ class Policy:
         self._by_agent = any(c.agents is not None for c in self._active)
         self._cache: dict[Any, _Candidates] = {}
         self._default_reason = f"no rule matched; default action is {self.default_action.value}"
+        self._terms = {r.id: _terms_of(r) for r in self.rules if r.action == "require_approval"}
+
+    def terms_for(self, rule_id: str | None) -> DecisionTerms:
+        """Who may decide a request made by rule ``rule_id`` (default terms for no rule, an
+        anomaly escalation or an unknown id)."""
+        terms = self._terms.get(rule_id or "")
+        return terms if terms is not None else DecisionTerms()
 
     def __repr__(self) -> str:
         src = str(self.source) if self.source else "<string>"
@@ -515,3 +523,14 @@ class Policy:
                 )  # fmt: skip
             )
         return traces
+
+
+def _terms_of(rule: Rule) -> DecisionTerms:
+    return DecisionTerms(
+        quorum=rule.quorum,
+        approvers=tuple(rule.approvers or ()),
+        self_approval=rule.allows_self_approval,
+        deny_quorum=rule.deny_quorum,
+        escalate_after=rule.escalate_seconds,
+        escalate_to=tuple(rule.escalate_to),
+    )

@@ -363,6 +363,7 @@ def _describe(err: Any, path: tuple[Any, ...], data: dict[str, Any]) -> tuple[st
         "missing_value",
         "bad_condition",
         "bad_limit",
+        "bad_terms",
     ):
         return f"{ctx}: {err['msg']}" + _at(path), ctx_data.get("hint")
     if kind in _TYPE_WORDS:

@@ -361,6 +361,10 @@ class Limit(_Strict):
         return (per,) if isinstance(per, str) else tuple(per)
 
 
+#: An approver: a group from the operators file, an operator's name or an API token role.
+_APPROVER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
+
+
 class Rule(_Strict):
     """One rule. ``id`` is required and unique; everything else has a sensible default.
 
@@ -381,6 +385,63 @@ class Rule(_Strict):
     mode: Literal["enforce", "shadow"] = "enforce"
     timeout_seconds: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     limit: Limit | None = None
+    # Who decides (require_approval rules): groups / operators / token roles, how many must
+    # approve, whether the agent's own identity may, and who else may after a while.
+    approvers: list[Annotated[str, Field(pattern=_APPROVER_NAME)]] | None = None
+    quorum: Annotated[int, Field(ge=1, le=20)] = 1
+    deny_quorum: Annotated[int, Field(ge=1, le=20)] = 1
+    self_approval: bool | None = None
+    escalate_after: str | Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    escalate_to: list[Annotated[str, Field(pattern=_APPROVER_NAME)]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _decision_terms(self) -> Rule:
+        named = [
+            f for f in ("approvers", "escalate_after", "self_approval")
+            if getattr(self, f) is not None
+        ] + [f for f in ("quorum", "deny_quorum") if getattr(self, f) != 1]
+        if self.escalate_to:
+            named.append("escalate_to")
+        if named and self.action != "require_approval":
+            raise PydanticCustomError(
+                "bad_terms",
+                "`{field}` says who approves; this rule's action is {action}, which asks nobody",
+                {"field": named[0], "action": self.action,
+                 "hint": "use it on an action: require_approval rule"},
+            )
+        if (self.escalate_after is None) != (not self.escalate_to):
+            raise PydanticCustomError(
+                "bad_terms",
+                "`escalate_after` and `escalate_to` go together: after how long, to whom",
+                {"hint": "escalate_after: 10m\nescalate_to: [security]"},
+            )
+        if self.escalate_after is not None:
+            try:
+                parse_window(self.escalate_after)
+            except ValueError as exc:
+                raise PydanticCustomError(
+                    "bad_terms", "`escalate_after`: {error}", {"error": str(exc),
+                                                               "hint": "e.g. 10m, 1h, 90s"},
+                ) from None
+        if self.approvers is not None and not self.approvers:
+            raise PydanticCustomError(
+                "bad_terms",
+                "`approvers` is empty: nobody could approve (leave it out to let any operator)",
+                {"hint": "approvers: [finance]"},
+            )
+        return self
+
+    @property
+    def escalate_seconds(self) -> float | None:
+        """``escalate_after`` in seconds (None: no escalation)."""
+        return None if self.escalate_after is None else parse_window(self.escalate_after)
+
+    @property
+    def allows_self_approval(self) -> bool:
+        """``self_approval`` as given; by default False for rules naming ``approvers``."""
+        if self.self_approval is not None:
+            return self.self_approval
+        return not self.approvers
 
     @model_validator(mode="after")
     def _limit_action(self) -> Rule:

@@ -18,6 +18,7 @@ from sentinel.store.models import (
     FINAL_STATES,
     PENDING,
     PROTECTING_KINDS,
+    DecisionTerms,
     EventRecord,
     HistoryFilter,
     MetricsSnapshot,
@@ -25,6 +26,7 @@ from sentinel.store.models import (
     OperatorIdentity,
     PendingSummary,
     RequestRecord,
+    Vote,
 )
 from sentinel.store.ops import conflict_message
 from sentinel.store.paths import default_db_path
@@ -43,6 +45,7 @@ __all__ = [
     "PENDING",
     "PROTECTING_KINDS",
     "AsyncStore",
+    "DecisionTerms",
     "EventRecord",
     "HistoryFilter",
     "MetricsSnapshot",
@@ -51,6 +54,7 @@ __all__ = [
     "PendingSummary",
     "RequestRecord",
     "Store",
+    "Vote",
     "Watcher",
     "canonical_json",
     "conflict_message",

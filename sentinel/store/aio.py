@@ -41,6 +41,7 @@ from sentinel.store.models import (
     OperatorIdentity,
     PendingSummary,
     RequestRecord,
+    Vote,
 )
 from sentinel.store.paths import file_identity, live_dir, prepare, resolve_path
 from sentinel.store.schema import migrate
@@ -399,9 +400,17 @@ class AsyncStore:
         return rec
 
     async def decide(
-        self, request_id: str, approve: bool, operator: OperatorIdentity, reason: str | None = None
+        self,
+        request_id: str,
+        approve: bool,
+        operator: OperatorIdentity,
+        reason: str | None = None,
+        *,
+        vote: Vote | None = None,
     ) -> RequestRecord:
         """See :meth:`Store.decide`."""
+        now = time.time()
+        cast = ops.cast_vote(approve, operator, reason, vote, now)
         try:
             full_id = request_id
             if len((request_id or "").strip()) < ops.FULL_ID_LENGTH:
@@ -409,18 +418,19 @@ class AsyncStore:
                 full_id = (await self.get(request_id)).id
             try:
                 rec: RequestRecord = await self._write(
-                    ops.decide(full_id, approve, operator, reason, time.time()), durable=True
+                    ops.decide(full_id, cast, operator, now), durable=True
                 )
             except RequestNotFound:
                 full_id = (await self.get(request_id)).id  # a unique prefix, or a clear error
                 rec = await self._write(
-                    ops.decide(full_id, approve, operator, reason, time.time()), durable=True
+                    ops.decide(full_id, cast, operator, now), durable=True
                 )
         except DecisionConflict as conflict:
             if conflict.record is not None:
                 hints.send([conflict.record.lock_path])
             raise
-        hints.send([rec.lock_path])
+        if not rec.is_pending:  # a vote short of the quorum wakes nobody
+            hints.send([rec.lock_path])
         return rec
 
     async def expire(self, request_id: str) -> RequestRecord | None:

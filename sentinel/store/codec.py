@@ -11,7 +11,13 @@ from dataclasses import asdict
 from typing import Any
 
 from sentinel.normalize import canonical_text
-from sentinel.store.models import EventRecord, OperatorIdentity, RequestRecord
+from sentinel.store.models import (
+    DecisionTerms,
+    EventRecord,
+    OperatorIdentity,
+    RequestRecord,
+    Vote,
+)
 
 #: prev_hash of the first event.
 GENESIS_HASH = "0" * 64
@@ -73,6 +79,9 @@ REQUEST_COLUMNS = (
     "decided_by",
     "operator",
     "decision_reason",
+    "terms",
+    "requester",
+    "votes",
 )
 
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
@@ -254,8 +263,55 @@ def request_from_row(row: tuple[Any, ...]) -> RequestRecord:
         timeout_seconds=v["timeout_seconds"],
         pid_start=v["pid_start"],
         lock_path=v["lock_path"],
+        terms=terms_from_json(v["terms"]),
+        requester=_object_or_none(v["requester"]),
+        votes=votes_from_json(v["votes"]),
     )
 
 
+def votes_from_json(text: str | None) -> tuple[Vote, ...]:
+    """The stored votes; entries that are not objects are dropped (the waiting call verifies
+    every vote it counts, so nothing here can make one count)."""
+    try:
+        data = loads(text) if text else None
+    except ValueError:
+        return ()
+    if not isinstance(data, list):
+        return ()
+    votes = []
+    for item in data:
+        if isinstance(item, dict):
+            try:
+                votes.append(Vote.from_dict(item))
+            except (TypeError, ValueError):
+                continue
+    return tuple(votes)
+
+
+def terms_from_json(text: str | None) -> DecisionTerms:
+    """The stored terms (shown to operators; never enforced from here — see DecisionTerms)."""
+    data = _object_or_none(text)
+    try:
+        return DecisionTerms.from_dict(data)
+    except (TypeError, ValueError):
+        return DecisionTerms()
+
+
+def _object_or_none(text: str | None) -> dict[str, Any] | None:
+    try:
+        data = loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def votes_json(votes: tuple[Vote, ...]) -> str:
+    return dumps([v.to_dict() for v in votes])
+
+
+def operator_dict(operator: OperatorIdentity) -> dict[str, Any]:
+    return dict(asdict(operator), label=operator.label)
+
+
 def operator_json(operator: OperatorIdentity) -> str:
-    return dumps(dict(asdict(operator), label=operator.label))
+    return dumps(operator_dict(operator))

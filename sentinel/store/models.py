@@ -57,6 +57,115 @@ class PendingSummary:
 
 
 @dataclass(frozen=True)
+class DecisionTerms:
+    """Who may decide a request and how many must agree, from the rule that asked (stored with
+    the request so every command center shows the same thing; the waiting call enforces its own
+    copy, never the stored one).
+
+    ``approvers`` names groups, operators or API token roles (empty: any operator);
+    ``self_approval`` False refuses a decision by the agent's own identity; ``quorum`` distinct
+    authorised approvals are needed, and ``deny_quorum`` denials end the request (1: one deny
+    ends it). After ``escalate_after`` seconds without a decision, ``escalate_to`` may decide too.
+    """
+
+    quorum: int = 1
+    approvers: tuple[str, ...] = ()
+    self_approval: bool = True
+    deny_quorum: int = 1
+    escalate_after: float | None = None
+    escalate_to: tuple[str, ...] = ()
+
+    @property
+    def is_default(self) -> bool:
+        return self == DecisionTerms()
+
+    def may_decide(self, at_age: float) -> tuple[str, ...]:
+        """The names allowed to decide ``at_age`` seconds after the request (empty: anyone)."""
+        if not self.approvers:
+            return ()
+        if self.escalate_after is not None and at_age >= self.escalate_after:
+            return tuple(dict.fromkeys(self.approvers + self.escalate_to))
+        return self.approvers
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quorum": self.quorum,
+            "approvers": list(self.approvers),
+            "self_approval": self.self_approval,
+            "deny_quorum": self.deny_quorum,
+            "escalate_after": self.escalate_after,
+            "escalate_to": list(self.escalate_to),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> DecisionTerms:
+        if not data:
+            return cls()
+        return cls(
+            quorum=int(data.get("quorum", 1)),
+            approvers=tuple(data.get("approvers") or ()),
+            self_approval=bool(data.get("self_approval", True)),
+            deny_quorum=int(data.get("deny_quorum", 1)),
+            escalate_after=data.get("escalate_after"),
+            escalate_to=tuple(data.get("escalate_to") or ()),
+        )
+
+
+@dataclass(frozen=True)
+class Vote:
+    """One operator's decision on a request, as stored (a quorum collects several).
+
+    ``operator`` is the name that signed (a trusted operator's) or, unsigned, the decider's OS
+    account; ``signature`` covers the request id, digest, verdict, operator, time, expiry, role
+    and groups (:mod:`sentinel.trust.decision`). The store records votes; only the waiting call's
+    check of the signatures makes one count."""
+
+    operator: str
+    verdict: str  # approve | deny
+    decided_at: float
+    signature: str | None = None
+    role: str | None = None
+    groups: tuple[str, ...] = ()
+    account: str | None = None  # the deciding OS account (or token:<name> via the API)
+    label: str | None = None  # OperatorIdentity.label of who decided (provenance)
+    channel: str | None = None
+    reason: str | None = None
+
+    @property
+    def approves(self) -> bool:
+        return self.verdict == "approve"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operator": self.operator,
+            "verdict": self.verdict,
+            "decided_at": self.decided_at,
+            "signature": self.signature,
+            "role": self.role,
+            "groups": list(self.groups),
+            "account": self.account,
+            "label": self.label,
+            "channel": self.channel,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Vote:
+        return cls(
+            operator=str(data.get("operator") or ""),
+            verdict=str(data.get("verdict") or ""),
+            decided_at=float(data.get("decided_at") or 0.0),
+            signature=data.get("signature"),
+            role=data.get("role"),
+            groups=tuple(data.get("groups") or ()),
+            account=data.get("account"),
+            label=data.get("label"),
+            channel=data.get("channel"),
+            reason=data.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
 class NewRequest:
     """What an agent submits when a call needs approval."""
 
@@ -78,6 +187,9 @@ class NewRequest:
     policy_version: str | None = None
     channel: str = "queue"
     created_at: float = field(default_factory=time.time)
+    terms: DecisionTerms = field(default_factory=DecisionTerms)
+    #: Who asked: the waiting process's OS account and host, or the API token that submitted.
+    requester: dict[str, Any] | None = None
 
     @property
     def display_arguments(self) -> dict[str, Any]:
@@ -115,10 +227,18 @@ class RequestRecord:
     timeout_seconds: float | None = None  # as submitted (expires_at = created_at + timeout)
     pid_start: int | None = None  # start time of the waiting process (guards pid reuse)
     lock_path: str | None = None  # liveness lock file held by the waiting process
+    terms: DecisionTerms = field(default_factory=DecisionTerms)
+    requester: dict[str, Any] | None = None
+    votes: tuple[Vote, ...] = ()  # in the order cast
 
     @property
     def is_pending(self) -> bool:
         return self.status == PENDING
+
+    @property
+    def approvals(self) -> tuple[Vote, ...]:
+        """The approving votes cast so far (one per operator)."""
+        return tuple(v for v in self.votes if v.approves)
 
     @property
     def display_arguments(self) -> dict[str, Any]:
@@ -154,6 +274,9 @@ class RequestRecord:
             "decided_by": self.decided_by,
             "operator": self.operator,
             "decision_reason": self.decision_reason,
+            "terms": self.terms.to_dict(),
+            "requester": self.requester,
+            "votes": [v.to_dict() for v in self.votes],
         }
 
     def time_left(self, now: float | None = None) -> float:

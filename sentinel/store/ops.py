@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sentinel.errors import AmbiguousRequestId, DecisionConflict, RequestNotFound
+from sentinel.errors import AmbiguousRequestId, DecisionConflict, DuplicateVote, RequestNotFound
 from sentinel.store import sql
 from sentinel.store.codec import (
     GENESIS_HASH,
@@ -24,8 +24,10 @@ from sentinel.store.codec import (
     dumps,
     event_from_row,
     normalize_event,
+    operator_dict,
     operator_json,
     request_from_row,
+    votes_json,
 )
 from sentinel.store.models import (
     APPROVED,
@@ -40,6 +42,7 @@ from sentinel.store.models import (
     OperatorIdentity,
     PendingSummary,
     RequestRecord,
+    Vote,
 )
 from sentinel.store.query import where_clause
 
@@ -192,6 +195,9 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         "decided_by": None,
         "operator": None,
         "decision_reason": None,
+        "terms": None if new.terms.is_default else dumps(new.terms.to_dict()),
+        "requester": None if new.requester is None else dumps(new.requester),
+        "votes": "[]",
     }
     yield Q(sql.BEGIN_WRITE)
     inserted = yield Q(sql.INSERT_REQUEST, tuple(row.values()), "one")
@@ -213,6 +219,10 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         "pid": caller.pid,
         "host": caller.host,
     }
+    if not new.terms.is_default:
+        data["terms"] = new.terms.to_dict()
+    if new.requester is not None:
+        data["requester"] = new.requester
     yield from _append(
         [_request_event("approval_requested", rec, created_at, reason=new.reason, data=data)]
     )
@@ -220,42 +230,43 @@ def submit(new: NewRequest, caller: Caller) -> Op:
     return rec
 
 
-def decide(
-    request_id: str, approve: bool, operator: OperatorIdentity, reason: str | None, now: float
-) -> Op:
-    status = APPROVED if approve else DENIED
-    yield Q(sql.BEGIN_WRITE)
-    row = yield Q(
-        sql.DECIDE,
-        (status, now, operator.label, operator_json(operator), reason, request_id, now),
-        "one",
+def unsigned_vote(
+    approve: bool, operator: OperatorIdentity, reason: str | None, now: float
+) -> Vote:
+    """The vote of a decision made without a signature: named by the decider's OS account."""
+    return Vote(
+        operator=operator.account,
+        verdict="approve" if approve else "deny",
+        decided_at=now,
+        account=operator.account,
+        label=operator.label,
+        channel=operator.channel,
+        reason=reason,
     )
-    if row is not None:
-        rec = request_from_row(row)
-        yield from _append(
-            [
-                _request_event(
-                    status,
-                    rec,
-                    now,
-                    actor=operator.label,
-                    reason=reason,
-                    data={
-                        "operator": rec.operator,
-                        "latency_seconds": round(now - rec.created_at, 6),
-                        "channel": operator.channel,
-                    },
-                )
-            ]
-        )
-        yield Q(sql.COMMIT)
-        return rec
+
+
+def cast_vote(
+    approve: bool, operator: OperatorIdentity, reason: str | None, vote: Vote | None, now: float
+) -> Vote:
+    """The vote a decision records: ``vote`` as given (its verdict must be ``approve``'s), or
+    an unsigned one."""
+    if vote is None:
+        return unsigned_vote(approve, operator, reason, now)
+    if vote.approves != approve or vote.verdict not in ("approve", "deny"):
+        raise ValueError(f"vote verdict {vote.verdict!r} does not match approve={approve}")
+    return vote
+
+
+def decide(request_id: str, vote: Vote, operator: OperatorIdentity, now: float) -> Op:
+    """Record ``vote`` on a pending, unexpired request; finish it when the votes reach the
+    request's quorum (approved) or its deny quorum (denied). One vote per operator name."""
+    yield Q(sql.BEGIN_WRITE)
     found = yield Q(sql.SELECT_REQUEST, (request_id,), "one")
     if found is None:
         yield Q(sql.ROLLBACK)
         raise RequestNotFound(f"no approval request with id {request_id!r}")
     current = request_from_row(found)
-    if current.is_pending:
+    if current.is_pending and now >= current.expires_at:
         # Past its expiry but not yet marked: record the expiry now, then refuse.
         expired = yield from _finish(
             current.id, EXPIRED, now, None, "expired before a decision", "expiry"
@@ -263,8 +274,66 @@ def decide(
         yield Q(sql.COMMIT)
         final = expired or current
         raise DecisionConflict(conflict_message(final), record=final)
-    yield Q(sql.ROLLBACK)
-    raise DecisionConflict(conflict_message(current), record=current)
+    if not current.is_pending:
+        yield Q(sql.ROLLBACK)
+        raise DecisionConflict(conflict_message(current), record=current)
+    earlier = next((v for v in current.votes if v.operator == vote.operator), None)
+    if earlier is not None:
+        yield Q(sql.ROLLBACK)
+        raise DuplicateVote(
+            f"operator {vote.operator!r} already voted on request {current.id} "
+            f"({earlier.verdict} at {_when(earlier.decided_at)}): each operator counts once",
+            record=current,
+        )
+    votes = (*current.votes, vote)
+    terms = current.terms
+    same = [v for v in votes if v.verdict == vote.verdict]
+    status: str | None = None
+    if vote.approves and len(same) >= max(1, terms.quorum):
+        status = APPROVED
+    elif not vote.approves and len(same) >= max(1, terms.deny_quorum):
+        status = DENIED
+    tally = {
+        "approvals": sum(v.approves for v in votes),
+        "denials": sum(not v.approves for v in votes),
+        "quorum": terms.quorum,
+    }
+    data = {
+        "operator": dict(operator_dict(operator)),
+        "latency_seconds": round(now - current.created_at, 6),
+        "channel": operator.channel,
+        "vote": {"operator": vote.operator, "verdict": vote.verdict, "signed": bool(vote.signature)},
+    }
+    if terms.quorum > 1 or terms.deny_quorum > 1:
+        data["tally"] = tally
+    if status is None:
+        row = yield Q(sql.VOTE, (votes_json(votes), request_id, now), "one")
+        kind = "voted"
+    else:
+        row = yield Q(
+            sql.DECIDE,
+            (
+                status,
+                now,
+                operator.label,
+                operator_json(operator),
+                vote.reason,
+                votes_json(votes),
+                request_id,
+                now,
+            ),
+            "one",
+        )
+        kind = status
+    if row is None:  # pragma: no cover - the row was checked inside this transaction
+        yield Q(sql.ROLLBACK)
+        raise DecisionConflict(conflict_message(current), record=current)
+    rec = request_from_row(row)
+    yield from _append(
+        [_request_event(kind, rec, now, actor=operator.label, reason=vote.reason, data=data)]
+    )
+    yield Q(sql.COMMIT)
+    return rec
 
 
 def _finish(

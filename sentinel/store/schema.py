@@ -235,10 +235,19 @@ _ONE_ARGUMENTS_COPY = """
 ALTER TABLE requests DROP COLUMN display_arguments;
 """
 
+#: Decisions by more than one person (issue 16): the rule's terms (quorum, approvers, …), who
+#: asked, and the votes cast so far — each with its operator's signature, which only the waiting
+#: call's check makes count (whoever can write this table can write anything into it).
+_VOTES = """
+ALTER TABLE requests ADD COLUMN terms TEXT;
+ALTER TABLE requests ADD COLUMN requester TEXT;
+ALTER TABLE requests ADD COLUMN votes TEXT NOT NULL DEFAULT '[]';
+"""
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
 MIGRATIONS: list[str] = [
     _V1, _V2, _LIMITS, _ANOMALY, _AUDIT, _LIMIT_TOTALS, _EXPIRY, _PENDING_NEWEST,
-    _ONE_ARGUMENTS_COPY,
+    _ONE_ARGUMENTS_COPY, _VOTES,
 ]  # fmt: skip
 
 

@@ -66,7 +66,13 @@ SELECT_PENDING_LIVENESS = (
 
 #: Compare-and-set of a decision: only a pending, unexpired row changes.
 DECIDE = (
-    "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, operator = ?, decision_reason = ? "
+    "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, operator = ?, "
+    "decision_reason = ?, votes = ? "
+    f"WHERE id = ? AND status = 'pending' AND expires_at > ? RETURNING {_RCOLS}"
+)
+#: A vote that does not finish the request (a quorum still short of its count).
+VOTE = (
+    "UPDATE requests SET votes = ? "
     f"WHERE id = ? AND status = 'pending' AND expires_at > ? RETURNING {_RCOLS}"
 )
 #: Compare-and-set pending → expired / cancelled (no expiry condition: the caller's deadline rules).

@@ -23,6 +23,7 @@ from sentinel.store.models import (
     OperatorIdentity,
     PendingSummary,
     RequestRecord,
+    Vote,
 )
 from sentinel.store.paths import file_identity, live_dir, prepare, resolve_path
 from sentinel.store.schema import migrate
@@ -309,14 +310,26 @@ class Store:
         return rec
 
     def decide(
-        self, request_id: str, approve: bool, operator: OperatorIdentity, reason: str | None = None
+        self,
+        request_id: str,
+        approve: bool,
+        operator: OperatorIdentity,
+        reason: str | None = None,
+        *,
+        vote: Vote | None = None,
     ) -> RequestRecord:
         """Approve or deny a pending, unexpired request (compare-and-set, durable commit).
 
-        Raises :class:`DecisionConflict` (``.record`` = the row now) when someone decided first or
-        the request expired, and :class:`RequestNotFound` for an unknown id. ``request_id`` may be a
-        unique prefix.
+        The decision is recorded as ``vote`` (a signed vote, see :mod:`sentinel.trust.decide`) or,
+        without one, as an unsigned vote named by ``operator.account``. The request is finished
+        when the votes reach its quorum (or deny quorum); until then the record returned is
+        still pending. Raises :class:`DecisionConflict` (``.record`` = the row now) when someone
+        decided first or the request expired, :class:`DuplicateVote` when this operator already
+        voted, and :class:`RequestNotFound` for an unknown id. ``request_id`` may be a unique
+        prefix.
         """
+        now = time.time()
+        cast = ops.cast_vote(approve, operator, reason, vote, now)
         try:
             full_id = request_id
             if len((request_id or "").strip()) < ops.FULL_ID_LENGTH:
@@ -325,18 +338,19 @@ class Store:
                 full_id = self.get(request_id).id
             try:
                 rec: RequestRecord = self._write(
-                    ops.decide(full_id, approve, operator, reason, time.time()), durable=True
+                    ops.decide(full_id, cast, operator, now), durable=True
                 )
             except RequestNotFound:
                 full_id = self.get(request_id).id  # a unique prefix, or a clear error
                 rec = self._write(
-                    ops.decide(full_id, approve, operator, reason, time.time()), durable=True
+                    ops.decide(full_id, cast, operator, now), durable=True
                 )
         except DecisionConflict as conflict:
             if conflict.record is not None:
                 hints.send([conflict.record.lock_path])  # it may have just been marked expired
             raise
-        hints.send([rec.lock_path])  # wake the waiting process now (it re-reads the row)
+        if not rec.is_pending:  # a vote short of the quorum wakes nobody
+            hints.send([rec.lock_path])  # wake the waiting process now (it re-reads the row)
         return rec
 
     def expire(self, request_id: str) -> RequestRecord | None:

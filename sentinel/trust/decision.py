@@ -49,6 +49,7 @@ class SignedDecision:
     expires_at: float | None
     role: str | None = None
     groups: tuple[str, ...] = ()
+    account: str | None = None  # the deciding OS account, or token:<name> via the API
 
     def __post_init__(self) -> None:
         for name in ("request_id", "digest", "operator"):
@@ -67,8 +68,10 @@ class SignedDecision:
                 raise ValueError(f"{name} must be finite, not {value!r}")
             # 100 and 100.0 are the same time: one canonical form, so both sides agree.
             object.__setattr__(self, name, float(value))
-        if self.role is not None and not isinstance(self.role, str):
-            raise ValueError(f"role must be a string or None, not {self.role!r}")
+        for name in ("role", "account"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a string or None, not {value!r}")
         groups = self.groups
         if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
             raise ValueError(f"groups must be a list of names, not {groups!r}")
@@ -88,20 +91,35 @@ class SignedDecision:
                 "expires_at": self.expires_at,
                 "role": self.role,
                 "groups": list(self.groups),
+                "account": self.account,
             }
         ).encode("utf-8")
 
 
 @dataclass(frozen=True)
 class VerifiedOperator:
-    """Who made a decision whose signature verified: the trusted entry's name, key id and groups
-    (from the operators file), and the role/groups the signature bound (e.g. an API token's)."""
+    """Who made a decision whose signature verified: the operator's name, the key id, the groups
+    the operators file gives them, and the role/groups the signature bound (an API token's).
+    ``via`` names the service key that signed on the operator's behalf (``sentinel serve``)."""
 
     name: str
     key_id: str
     groups: tuple[str, ...]
     role: str | None = None
     signed_groups: tuple[str, ...] = ()
+    via: str | None = None
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Everything an ``approvers:`` list can name this operator by: their name, their groups
+        from the operators file and, when a service signed for them, the token's role and
+        groups it bound (a service is trusted to say what its tokens are)."""
+        names = {self.name, *self.groups}
+        if self.via is not None:
+            names.update(self.signed_groups)
+            if self.role:
+                names.add(self.role)
+        return frozenset(names)
 
 
 def sign_decision(
@@ -115,12 +133,13 @@ def sign_decision(
     expires_at: float | None,
     role: str | None = None,
     groups: Iterable[str] = (),
+    account: str | None = None,
 ) -> str:
     """Sign a decision with ``key``; returns ``ed25519:<key id>:<base64 signature>``.
 
     Raises ValueError for a field that cannot be signed (empty id, unknown verdict, …)."""
     decision = SignedDecision(
-        request_id, digest, verdict, operator, decided_at, expires_at, role, tuple(groups)
+        request_id, digest, verdict, operator, decided_at, expires_at, role, tuple(groups), account
     )
     sig = base64.b64encode(key.sign(decision.message())).decode("ascii")
     return f"{key.key_id}:{sig}"
@@ -138,8 +157,15 @@ def verify_decision(
     expires_at: float | None,
     role: str | None = None,
     groups: Iterable[str] = (),
+    account: str | None = None,
+    at: float | None = None,
 ) -> VerifiedOperator:
     """Check that a trusted, unrevoked operator signed exactly this decision.
+
+    A key counts as revoked when it was revoked at or before ``decided_at`` — or before ``at``
+    when given: the waiting call passes its own clock, so a stolen key revoked while a request
+    waits cannot approve it with a back-dated time. A ``service`` key may sign for any operator
+    name (``sentinel serve`` on behalf of a token); its decision's groups are those it bound.
 
     Raises :class:`~sentinel.errors.DecisionNotTrusted` saying why not: ``malformed`` (not a
     signature string, or fields that cannot have been signed), ``unknown_key``, ``revoked``
@@ -154,7 +180,15 @@ def verify_decision(
         )
     try:
         decision = SignedDecision(
-            request_id, digest, verdict, operator, decided_at, expires_at, role, tuple(groups)
+            request_id,
+            digest,
+            verdict,
+            operator,
+            decided_at,
+            expires_at,
+            role,
+            tuple(groups),
+            account,
         )
     except ValueError as exc:
         raise DecisionNotTrusted("malformed", f"request {request_id!r}: {exc}") from None
@@ -166,13 +200,15 @@ def verify_decision(
             f"request {request_id!r}: key {key_id} is not in the trusted operators file"
             + (f" {trusted.path}" if trusted.path is not None else ""),
         )
-    if entry.revoked_by(decision.decided_at):
+    checked_at = decision.decided_at if at is None else max(decision.decided_at, at)
+    if entry.revoked_by(checked_at):
         raise DecisionNotTrusted(
             "revoked",
             f"request {request_id!r}: the key of operator {entry.name!r} was revoked at "
-            f"{entry.revoked_at}, before the decision at {decision.decided_at}",
+            f"{entry.revoked_at}, before "
+            + (f"the decision at {decision.decided_at}" if at is None else "it was checked"),
         )
-    if entry.name != decision.operator:
+    if entry.name != decision.operator and not entry.is_service:
         raise DecisionNotTrusted(
             "operator_mismatch",
             f"request {request_id!r}: the decision names operator {decision.operator!r} but is "
@@ -186,13 +222,25 @@ def verify_decision(
         raise DecisionNotTrusted(
             "mismatch",
             f"request {request_id!r}: the signature by {entry.name!r} does not match this "
-            "decision (request id, argument digest, verdict, times, role or groups differ "
-            "from what was signed)",
+            "decision (request id, argument digest, verdict, times, role, groups or account "
+            "differ from what was signed)",
         ) from None
     if decision.expires_at is not None and decision.decided_at > decision.expires_at:
         raise DecisionNotTrusted(
             "expired",
             f"request {request_id!r}: decided at {decision.decided_at}, after the request "
             f"expired at {decision.expires_at}",
+        )
+    if entry.is_service:
+        person = trusted.by_name.get(decision.operator)
+        if person is not None and not person.is_service and person.revoked_by(checked_at):
+            raise DecisionNotTrusted(
+                "revoked",
+                f"request {request_id!r}: service {entry.name!r} signed for operator "
+                f"{decision.operator!r}, whose key was revoked at {person.revoked_at}",
+            )
+        own = person.groups if person is not None and not person.is_service else ()
+        return VerifiedOperator(
+            decision.operator, entry.key_id, own, decision.role, decision.groups, via=entry.name
         )
     return VerifiedOperator(entry.name, entry.key_id, entry.groups, decision.role, decision.groups)

@@ -50,7 +50,10 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 GROUP_RE = NAME_RE
 #: Seconds an add/revoke waits for another one to finish.
 LOCK_WAIT = 10.0
-FIELDS = ("name", "public_key", "groups", "added_at", "revoked_at")
+FIELDS = ("name", "public_key", "groups", "added_at", "revoked_at", "kind")
+#: ``operator``: a person's key, signing as themself. ``service``: ``sentinel serve``'s key, which
+#: signs API decisions on behalf of the token's named operator (role and groups bound in).
+KINDS = ("operator", "service")
 
 
 def operators_path(env: Mapping[str, str] | None = None) -> Path:
@@ -73,6 +76,7 @@ class TrustedOperator:
     groups: tuple[str, ...] = ()
     added_at: float = 0.0
     revoked_at: float | None = None
+    kind: str = "operator"
     key_id: str = field(default="", compare=False)
     key: Ed25519PublicKey | None = field(default=None, compare=False, repr=False)
 
@@ -80,14 +84,25 @@ class TrustedOperator:
         """Whether the key was revoked at or before ``when``."""
         return self.revoked_at is not None and self.revoked_at <= when
 
+    @property
+    def is_service(self) -> bool:
+        return self.kind == "service"
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "public_key": self.public_key,
             "groups": list(self.groups),
             "added_at": self.added_at,
             "revoked_at": self.revoked_at,
         }
+        if self.kind != "operator":
+            data["kind"] = self.kind
+        return data
+
+    def active(self, at: float) -> bool:
+        """Trusted at ``at``: added (any time) and not revoked at or before it."""
+        return not self.revoked_by(at)
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,11 @@ class TrustedOperators:
     def __len__(self) -> int:
         return len(self.operators)
 
+    def active_people(self, at: float | None = None) -> tuple[TrustedOperator, ...]:
+        """The unrevoked operator (not service) entries."""
+        when = time.time() if at is None else at
+        return tuple(op for op in self.operators if not op.is_service and op.active(when))
+
 
 def make_operator(
     name: str,
@@ -134,6 +154,7 @@ def make_operator(
     *,
     added_at: float | None = None,
     revoked_at: float | None = None,
+    kind: str = "operator",
     where: str = "operator",
 ) -> TrustedOperator:
     """A checked entry; errors name ``where`` and the field."""
@@ -155,6 +176,10 @@ def make_operator(
     for g in groups:
         if not GROUP_RE.match(g):
             raise SentinelConfigError(f"{where}: field 'groups': {g!r} is not a valid group name")
+    if kind not in KINDS:
+        raise SentinelConfigError(
+            f"{where}: field 'kind': {kind!r} is not one of {', '.join(KINDS)}"
+        )
     stamps = {"added_at": added_at, "revoked_at": revoked_at}
     for fname, value in stamps.items():
         if value is None:
@@ -173,6 +198,7 @@ def make_operator(
         groups=tuple(dict.fromkeys(groups)),
         added_at=float(added_at) if added_at is not None else round(time.time(), 3),
         revoked_at=float(revoked_at) if revoked_at is not None else None,
+        kind=kind,
         key_id=key_id,
         key=key,
     )
@@ -219,6 +245,7 @@ def parse_operators(raw: bytes, path: Path | None = None) -> TrustedOperators:
                 entry.get("groups", []) if entry.get("groups") is not None else [],
                 added_at=entry.get("added_at", 0.0),
                 revoked_at=entry.get("revoked_at"),
+                kind=entry.get("kind", "operator"),
                 where=label,
             )
         )
@@ -301,10 +328,11 @@ def _changing(path: Path) -> Iterator[None]:
 
 
 def add_operator(
-    path: Path, name: str, public_key: str, groups: Iterable[str] = ()
+    path: Path, name: str, public_key: str, groups: Iterable[str] = (), *, kind: str = "operator"
 ) -> TrustedOperator:
-    """Trust ``public_key`` as ``name``. Refused when the name or the key is already there."""
-    new = make_operator(name, public_key, groups, where=f"operator {name!r}")
+    """Trust ``public_key`` as ``name`` (``kind="service"``: a ``sentinel serve`` key that signs
+    on behalf of API tokens' operators). Refused when the name or the key is already there."""
+    new = make_operator(name, public_key, groups, kind=kind, where=f"operator {name!r}")
     with _changing(path):
         current = load_operators(path, missing_ok=True)
         _check_new(path, current, new)

@@ -94,6 +94,7 @@ def test_every_documented_variable_is_read(
         "SENTINEL_WEBHOOK_SECRET": "sekrit",
         "SENTINEL_WEBHOOK_TIMEOUT": "3",
         "SENTINEL_POLL_INTERVAL": "0.5",
+        "SENTINEL_REQUIRE_SIGNED": "0",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -114,8 +115,13 @@ def test_every_documented_variable_is_read(
     assert cfg.webhook_secret == "sekrit"
     assert cfg.webhook_timeout == 3
     assert cfg.webhook_poll_interval == 0.5
-    # Every variable we document is one we read (SENTINEL_OPERATOR is read by identity, tested there).
-    assert set(env) | {"SENTINEL_DB", "SENTINEL_OPERATOR"} == set(ENVIRONMENT)
+    assert cfg.require_signed_decisions is False
+    # Every variable we document is one we read (SENTINEL_OPERATOR is read by identity, and the
+    # operators file and key variables by sentinel.trust: tested there).
+    read_elsewhere = {
+        "SENTINEL_DB", "SENTINEL_OPERATOR", "SENTINEL_OPERATORS_FILE", "SENTINEL_OPERATOR_KEY"
+    }
+    assert set(env) | read_elsewhere == set(ENVIRONMENT)
 
 
 def test_sentinel_db_overrides_home(

@@ -158,7 +158,7 @@ def test_the_message_is_domain_tagged_canonical_json_and_times_are_one_form() ->
     data = json.loads(b.message())
     assert data["domain"] == DOMAIN == "sentinel-decision-v1"
     assert b.message().decode() == canonical_text(data)
-    assert set(data) == {"domain", *FIELDS, "role", "groups"}
+    assert set(data) == {"domain", *FIELDS, "role", "groups", "account"}
 
 
 def test_a_signature_over_the_raw_fields_without_the_domain_does_not_verify(
