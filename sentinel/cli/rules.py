@@ -195,6 +195,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"value at risk: {verdict.value_at_risk:g}")
     if verdict.timeout_seconds is not None:
         print(f"approval timeout: {verdict.timeout_seconds:g}s")
+    if verdict.action.value == "require_approval":
+        who = describe_terms(policy.terms_for(verdict.rule_id))
+        if who:
+            print(f"who decides: {safe_text(who, 300)}")
     for m in verdict.shadow:
         print(f"shadow:  rule {m.rule_id} would {m.action.value}: {safe_text(m.message, 300)}")
     print("rules (evaluation order):")
@@ -212,6 +216,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
         for cond in trace.conditions:
             _print_condition(cond, 6)
     return 0
+
+
+def describe_terms(terms: Any) -> str:
+    """A rule's decision terms in one line (empty for the default: any one operator)."""
+    if terms.is_default:
+        return ""
+    parts = [f"{', '.join(terms.approvers)}" if terms.approvers else "any operator"]
+    if terms.quorum > 1:
+        parts.append(f"{terms.quorum} approvals needed")
+    if terms.deny_quorum > 1:
+        parts.append(f"{terms.deny_quorum} denials end it")
+    if not terms.self_approval:
+        parts.append("not the agent's own identity")
+    if terms.escalate_after is not None and terms.escalate_to:
+        parts.append(
+            f"after {terms.escalate_after:g}s also {', '.join(terms.escalate_to)} (escalation)"
+        )
+    return "; ".join(parts)
 
 
 def _print_condition(cond: Any, indent: int) -> None:

@@ -37,7 +37,7 @@ from sentinel.policy.values import NotANumber, to_decimal
 class Widening:
     """One way an edit widens what is allowed. ``rule_id`` is None for a policy setting;
     ``kind`` is one of ``added``, ``removed``, ``disabled``, ``action``, ``condition``,
-    ``pattern``, ``limit``, ``order``, ``default_action``, ``ordering``, ``anomaly``;
+    ``pattern``, ``limit``, ``terms``, ``order``, ``default_action``, ``ordering``, ``anomaly``;
     ``reason`` says it for a person."""
 
     rule_id: str | None
@@ -151,6 +151,85 @@ def _limit_widenings(rid: str, old: Limit, new: Limit) -> list[Widening]:
     return out
 
 
+def _names(names: Any) -> str:
+    return ", ".join(names)
+
+
+def _terms_widenings(old: Rule, new: Rule) -> list[Widening]:
+    """Who decides a require_approval rule's requests, compared: fewer approvals needed, more
+    people (or anyone) allowed to approve, the agent allowed to approve itself, more denials
+    needed to stop a call, or a wider set of deciders reached sooner after the escalation delay."""
+    rid = new.id
+    out: list[Widening] = []
+    if new.quorum < old.quorum:
+        out.append(Widening(rid, "terms", f"quorum lowered from {old.quorum} to {new.quorum}"))
+    old_approvers, new_approvers = set(old.approvers or ()), set(new.approvers or ())
+    if old_approvers and not new_approvers:
+        out.append(
+            Widening(
+                rid,
+                "terms",
+                f"approvers removed (was {_names(old.approvers)}): any operator may approve",
+            )
+        )
+    elif old_approvers and new_approvers - old_approvers:
+        added = [a for a in new.approvers or () if a not in old_approvers]
+        out.append(Widening(rid, "terms", f"approvers extended with {_names(added)}"))
+    if new.allows_self_approval and not old.allows_self_approval:
+        how = "self_approval turned on" if new.self_approval else "self_approval on by default"
+        out.append(
+            Widening(rid, "terms", f"{how}: the agent's own identity may approve its request")
+        )
+    if new.deny_quorum > old.deny_quorum:
+        out.append(
+            Widening(
+                rid,
+                "terms",
+                f"deny_quorum raised from {old.deny_quorum} to {new.deny_quorum}: "
+                "more denials are needed to stop a call",
+            )
+        )
+    if new_approvers:  # without approvers anyone decides at once: escalation changes nothing
+        out.extend(_escalation_widenings(old, new, old_approvers))
+    return out
+
+
+def _escalation_widenings(old: Rule, new: Rule, old_approvers: set[str]) -> list[Widening]:
+    """``escalate_after`` / ``escalate_to`` compared, where both rules name approvers (a rule
+    without them let anyone decide at once: no escalation can widen that)."""
+    rid = new.id
+    new_after = new.escalate_seconds
+    if new_after is None or not old_approvers:
+        return []
+    # Who the old rule let decide at any time.
+    old_reach = old_approvers | set(old.escalate_to)
+    gained = [n for n in new.escalate_to if n not in old_reach]
+    old_after = old.escalate_seconds
+    if old_after is None:
+        if not gained:
+            return []
+        return [
+            Widening(
+                rid,
+                "terms",
+                f"escalation added: {_names(gained)} may decide after {new.escalate_after}",
+            )
+        ]
+    out: list[Widening] = []
+    if gained:
+        out.append(Widening(rid, "terms", f"escalate_to extended with {_names(gained)}"))
+    # Sooner matters for whoever the escalation reaches that the old approvers did not include.
+    if new_after < old_after and set(new.escalate_to) - old_approvers:
+        out.append(
+            Widening(
+                rid,
+                "terms",
+                f"escalate_after shortened from {old.escalate_after} to {new.escalate_after}",
+            )
+        )
+    return out
+
+
 def _strict_rule_narrowed(old: Rule, new: Rule) -> list[Widening]:
     """A block / require_approval / limit rule that now catches fewer calls."""
     rid = new.id
@@ -201,7 +280,9 @@ def find_widenings(old: Policy | None, new: Policy) -> list[Widening]:
 
     Kinds reported: a new rule looser than the default action (or, under ``first_match``, placed
     before a stricter rule); a block / approval / limit rule removed, disabled or put in shadow
-    mode; an action lowered; an allow rule whose conditions or patterns were loosened, or a strict
+    mode; an action lowered; an approval rule's decision terms loosened (quorum lowered,
+    approvers extended or removed, self-approval turned on, deny quorum raised, escalation
+    added, sooner or to more people); an allow rule whose conditions or patterns were loosened, or a strict
     rule whose conditions or patterns were narrowed; a limit raised, its window shortened or its
     scope changed; ``default_action`` loosened; ``ordering`` switched to ``first_match``; anomaly
     escalation switched off or its thresholds raised. ``old`` None (nothing before): nothing.
@@ -258,6 +339,8 @@ def find_widenings(old: Policy | None, new: Policy) -> list[Widening]:
             continue
         if before.limit is not None and rule.limit is not None:
             out.extend(_limit_widenings(rid, before.limit, rule.limit))
+        if rule.action == before.action == "require_approval":
+            out.extend(_terms_widenings(before, rule))
         if rule.limit is not None or rule.action != "allow":
             out.extend(_strict_rule_narrowed(before, rule))
         elif before.action == "allow":

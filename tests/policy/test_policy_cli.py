@@ -128,6 +128,24 @@ def test_explain(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "shadow:  rule trial would block" in out
 
 
+def test_explain_says_who_decides(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    terms = GOOD.replace(
+        "    priority: 200\n",
+        "    priority: 200\n    approvers: [finance]\n    quorum: 2\n"
+        "    escalate_after: 10m\n    escalate_to: [security]\n",
+    )
+    path = write(tmp_path, terms)
+    assert main(["rules", "explain", "transfer_funds", "amount=5000", "--rules", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "who decides: finance; 2 approvals needed; not the agent's own identity; "
+        "after 600s also security (escalation)"
+    ) in out
+    plain = write(tmp_path, GOOD, "plain.yaml")
+    assert main(["rules", "explain", "transfer_funds", "amount=5000", "--rules", str(plain)]) == 0
+    assert "who decides" not in capsys.readouterr().out
+
+
 def test_explain_string_value_and_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write(tmp_path, GOOD)
     assert main(["rules", "explain", "transfer_funds", "amount=lots", "--rules", str(path)]) == 0

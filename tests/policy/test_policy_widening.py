@@ -295,3 +295,103 @@ def test_re_enabled_allow_rule_and_nothing_before():
     assert [(w.rule_id, w.kind) for w in found] == [("reads", "added")]
     assert "re-enabled" in found[0].reason
     assert find_widenings(None, parse_policy(BASE)) == []
+
+
+TERMS = """
+default_action: block
+rules:
+  - id: big_pay
+    function_pattern: "pay*"
+    action: require_approval
+    approvers: [finance]
+    quorum: 2
+    deny_quorum: 1
+    escalate_after: 10m
+    escalate_to: [security]
+"""
+
+TERMS_WIDENING = [
+    ("quorum lowered", "quorum: 2", "quorum: 1", "quorum lowered from 2 to 1"),
+    ("approver group added", "[finance]", "[finance, ops]", "approvers extended with ops"),
+    (
+        "approvers removed",
+        "    approvers: [finance]\n",
+        "",
+        "approvers removed (was finance): any operator may approve",
+    ),
+    (
+        "self_approval turned on",
+        "    quorum: 2\n",
+        "    quorum: 2\n    self_approval: true\n",
+        "self_approval turned on",
+    ),
+    ("deny_quorum raised", "deny_quorum: 1", "deny_quorum: 2", "deny_quorum raised from 1 to 2"),
+    ("escalate_after shortened", "10m", "2m", "escalate_after shortened from 10m to 2m"),
+    ("escalate_to extended", "[security]", "[security, ops]", "escalate_to extended with ops"),
+]
+
+
+@pytest.mark.parametrize("name,old,new,reason", TERMS_WIDENING, ids=[c[0] for c in TERMS_WIDENING])
+def test_loosened_decision_terms_are_widenings(name, old, new, reason):
+    assert old in TERMS, name
+    found = find_widenings(parse_policy(TERMS), parse_policy(TERMS.replace(old, new)))
+    kinds = [(w.rule_id, w.kind) for w in found]
+    assert ("big_pay", "terms") in kinds and set(kinds) == {("big_pay", "terms")}
+    assert any(reason in w.reason for w in found), [w.reason for w in found]
+
+
+def test_removing_approvers_also_reports_self_approval_on_by_default():
+    found = find_widenings(
+        parse_policy(TERMS), parse_policy(TERMS.replace("    approvers: [finance]\n", ""))
+    )
+    reasons = " | ".join(w.reason for w in found)
+    assert "any operator may approve" in reasons and "self_approval on by default" in reasons
+
+
+def test_escalation_added_to_a_rule_without_one_widens():
+    without = TERMS.replace("    escalate_after: 10m\n    escalate_to: [security]\n", "")
+    found = find_widenings(parse_policy(without), parse_policy(TERMS))
+    assert [(w.rule_id, w.kind) for w in found] == [("big_pay", "terms")]
+    assert "escalation added: security may decide after 10m" in found[0].reason
+    # Escalating to people who could approve anyway adds nobody.
+    to_finance = TERMS.replace("[security]", "[finance]")
+    assert _w(without, to_finance) == []
+
+
+TERMS_TIGHTENING = [
+    ("quorum raised", "quorum: 2", "quorum: 3"),
+    ("approver group removed", "[finance]", "[finance, ops]"),  # applied in reverse below
+    ("deny_quorum lowered", "deny_quorum: 1", "deny_quorum: 1\n    self_approval: false"),
+    ("escalate_after longer", "10m", "1h"),
+    ("escalation removed", "    escalate_after: 10m\n    escalate_to: [security]\n", ""),
+    ("escalate_to narrowed", "[security]", "[finance]"),
+    ("message only", "    quorum: 2\n", "    quorum: 2\n    message: ask two\n"),
+]
+
+
+@pytest.mark.parametrize("name,old,new", TERMS_TIGHTENING, ids=[c[0] for c in TERMS_TIGHTENING])
+def test_tightened_or_unchanged_decision_terms_are_not_flagged(name, old, new):
+    assert old in TERMS, name
+    edited = TERMS.replace(old, new)
+    if name == "approver group removed":
+        assert _w(edited, TERMS) == []
+    else:
+        assert _w(TERMS, edited) == []
+
+
+def test_terms_added_to_an_approval_rule_tighten_and_any_operator_is_not_widened_further():
+    plain = TERMS.replace(
+        "    approvers: [finance]\n    quorum: 2\n    deny_quorum: 1\n"
+        "    escalate_after: 10m\n    escalate_to: [security]\n",
+        "",
+    )
+    assert _w(plain, TERMS) == []
+    # No approvers before: anyone could decide at once, so no escalation can widen that.
+    assert (
+        _w(
+            plain,
+            plain + "    escalate_after: 1m\n    escalate_to: [security]\n"
+            "    approvers: [finance]\n",
+        )
+        == []
+    )
