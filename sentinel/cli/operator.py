@@ -1,8 +1,10 @@
 """``sentinel operator``: operator keys and the trusted operators file::
 
 sentinel operator init [--name NAME] [--key PATH] [--force]   # your key pair; prints the line to add
+sentinel operator init --service [--key PATH]                # sentinel serve's service key
 sentinel operator add NAME --key ed25519:... [--group G ...]  # trust a key (an admin)
-sentinel operator list [--json]
+sentinel operator add NAME --service --key ed25519:...       # trust a service key
+sentinel operator list [--json]                              # name, groups, key id, state, kind
 sentinel operator revoke NAME
 """
 
@@ -28,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "operator",
         help="operator keys and the trusted operators who may sign decisions",
-        description="Create your operator key and manage the trusted operators file. "
-        "(Foundation: the waiting call does not verify signatures yet.)",
+        description="Create your operator key (or sentinel serve's service key) and manage the "
+        "trusted operators file the waiting calls check decisions against.",
     )
     sub = p.add_subparsers(dest="operator_command", metavar="SUBCOMMAND", required=True)
 
@@ -42,7 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         help="private key file (default $SENTINEL_OPERATOR_KEY, else operator-key.pem in the "
-        "configuration folder)",
+        "configuration folder; with --service $SENTINEL_SERVICE_KEY, else service-key.pem there)",
+    )
+    init.add_argument(
+        "--service",
+        action="store_true",
+        help="create sentinel serve's service key, which signs API decisions on behalf of the "
+        "API tokens (run it as the user that runs sentinel serve)",
     )
     init.add_argument("--force", action="store_true", help="replace an existing key file")
     init.set_defaults(func=_init)
@@ -52,6 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--key", required=True, metavar="PUBKEY", help="ed25519:<base64> public key")
     add.add_argument(
         "--group", action="append", default=[], metavar="G", help="a group (repeatable)"
+    )
+    add.add_argument(
+        "--service",
+        action="store_true",
+        help="trust it as a service key (kind service: sentinel serve signing for its API "
+        "tokens, whose role and groups it binds); it may sign for any operator name",
     )
     add.add_argument("--file", type=Path, default=None, help=FILE_HELP)
     add.set_defaults(func=_add)
@@ -81,6 +95,8 @@ def _path(args: argparse.Namespace) -> Path:
 def _init(args: argparse.Namespace) -> int:
     from sentinel.trust.keys import default_key_path, generate_key
 
+    if args.service:
+        return _init_service(args)
     name = args.name
     if not name:
         try:
@@ -101,16 +117,46 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_service(args: argparse.Namespace) -> int:
+    from sentinel.server.signing import default_service_key_path
+    from sentinel.trust.keys import generate_key
+
+    name = args.name or "sentinel-serve"
+    path = args.key.absolute() if args.key is not None else default_service_key_path()
+    try:
+        key = generate_key(path, force=args.force)
+    except SentinelConfigError as exc:
+        return _fail(exc)
+    print(f"sentinel operator add {name} --service --key {key.public_key}")
+    print(
+        f"service key written to {key.path} (mode 0600, key id {key.key_id}); only the account "
+        "running sentinel serve may read it. Ask the operators file's admin to run the line "
+        "above: every API token's decisions are then signed with it"
+        + ("" if args.key is None else f" (start the server with --service-key {key.path})"),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def _add(args: argparse.Namespace) -> int:
     from sentinel.trust.operators import add_operator
 
     path = _path(args)
+    if args.service and args.group:
+        return _fail(
+            SentinelConfigError(
+                f"operator {args.name!r}: field 'groups': a service key has no groups of its own "
+                "(it signs each API token's role and groups); drop --group",
+            )
+        )
+    kind = "service" if args.service else "operator"
     try:
-        op = add_operator(path, args.name, args.key, args.group)
+        op = add_operator(path, args.name, args.key, args.group, kind=kind)
     except SentinelConfigError as exc:
         return _fail(exc)
     groups = f" (groups: {', '.join(op.groups)})" if op.groups else ""
-    print(f"operator {op.name!r} trusted{groups}, key id {op.key_id}, in {path}", file=sys.stderr)
+    what = "service" if op.is_service else "operator"
+    print(f"{what} {op.name!r} trusted{groups}, key id {op.key_id}, in {path}", file=sys.stderr)
     return 0
 
 
@@ -127,12 +173,12 @@ def _list(args: argparse.Namespace) -> int:
     except SentinelConfigError as exc:
         return _fail(exc)
     if args.json:
-        rows = [{**op.to_dict(), "key_id": op.key_id} for op in trusted.operators]
+        rows = [{**op.to_dict(), "kind": op.kind, "key_id": op.key_id} for op in trusted.operators]
         print(json.dumps({"file": str(path), "operators": rows}, indent=2))
         return 0
     for op in trusted.operators:
         state = "active" if op.revoked_at is None else f"revoked {_when(op.revoked_at)}"
-        print(f"{op.name}\t{','.join(op.groups) or '-'}\t{op.key_id}\t{state}")
+        print(f"{op.name}\t{','.join(op.groups) or '-'}\t{op.key_id}\t{state}\t{op.kind}")
     if not trusted.operators:
         print(f"no trusted operators in {path}", file=sys.stderr)
     return 0
@@ -146,8 +192,9 @@ def _revoke(args: argparse.Namespace) -> int:
         op = revoke_operator(path, args.name)
     except SentinelConfigError as exc:
         return _fail(exc)
+    what = "service" if op.is_service else "operator"
     print(
-        f"operator {op.name!r} revoked at {_when(op.revoked_at)} in {path}: decisions signed "
+        f"{what} {op.name!r} revoked at {_when(op.revoked_at)} in {path}: decisions signed "
         "with this key from now on are refused",
         file=sys.stderr,
     )

@@ -1,7 +1,7 @@
 """``sentinel serve``: the authenticated approval API (an extra), and its token management::
 
-sentinel serve [--host 127.0.0.1] [--port 8765] [--db PATH] [--tokens FILE]
-sentinel serve --add-token NAME [--role operator|agent]   # prints the token once
+sentinel serve [--host 127.0.0.1] [--port 8765] [--db PATH] [--tokens FILE] [--service-key PATH]
+sentinel serve --add-token NAME [--role operator|agent] [--group G ...]   # prints the token once
 sentinel serve --remove-token NAME
 sentinel serve --list-tokens
 """
@@ -44,6 +44,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("operator", "agent"),
         default="operator",
         help="role of the token created by --add-token: operator (decide) or agent (submit, poll)",
+    )
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="G",
+        help="a group of the token created by --add-token (repeatable): what a rule's approvers "
+        "can name it by, signed with its decisions",
+    )
+    p.add_argument(
+        "--service-key",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the service key that signs API decisions for the tokens (default "
+        "$SENTINEL_SERVICE_KEY, else service-key.pem in the configuration folder; create it with "
+        "sentinel operator init --service). Required once the operators file lists operators",
     )
     p.add_argument("--remove-token", metavar="NAME", help="delete a token and exit")
     p.add_argument(
@@ -88,10 +105,11 @@ def handle(args: argparse.Namespace) -> int:
         if args.tokens is None and os.path.lexists(legacy):
             raise legacy_refusal(legacy, tokens)
         if args.add_token:
-            token = add_token(tokens, args.add_token, args.role)
+            token = add_token(tokens, args.add_token, args.role, args.group)
             print(token)
+            groups = f", groups {', '.join(args.group)}" if args.group else ""
             print(
-                f"token {args.add_token!r} ({args.role}) saved as a hash in {tokens}; "
+                f"token {args.add_token!r} ({args.role}{groups}) saved as a hash in {tokens}; "
                 "this is the only time it is shown",
                 file=sys.stderr,
             )
@@ -107,7 +125,7 @@ def handle(args: argparse.Namespace) -> int:
         if args.list_tokens:
             entries = read_tokens_file(tokens) if tokens.exists() else []
             for e in sorted(entries, key=lambda e: e.name):
-                print(f"{e.name}\t{e.role}")
+                print(f"{e.name}\t{e.role}\t{','.join(e.groups) or '-'}")
             if not entries:
                 print(f"no tokens in {tokens}", file=sys.stderr)
             return 0
@@ -126,6 +144,7 @@ def handle(args: argparse.Namespace) -> int:
             tls_key=args.tls_key,
             notify=not args.no_notify,
             notify_all=args.notify_all,
+            service_key=args.service_key.absolute() if args.service_key is not None else None,
         )
     except (SentinelConfigError, StoreError) as exc:
         print(f"sentinel serve: {exc}", file=sys.stderr)

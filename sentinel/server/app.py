@@ -10,7 +10,10 @@ Endpoints (compatible with agentic-sentinel 0.1.0's dashboard API):
                                               as the caller's correlation key)
 ``GET  /approval/{id}/status``     agent      status, approved_by, decided_by, reason (agents:
                                               only their own requests)
-``POST /approval/{id}/approve``    operator   compare-and-set decision; 409 with who decided
+``POST /approval/{id}/approve``    operator   a vote, signed with the service key for the token;
+                                              200 decided, 202 a quorum still short (the tally),
+                                              403 refused (not an approver, own request,
+                                              already voted: nothing recorded), 409 who decided
 ``POST /approval/{id}/deny``       operator   the same
 ``GET  /approvals/pending``        operator   pending requests, oldest first (redacted)
 =================================  =========  ==============================================
@@ -45,11 +48,20 @@ from sentinel.approval.webhook import (
     signed_headers,
     verify,
 )
-from sentinel.errors import AmbiguousRequestId, DecisionConflict, RequestNotFound, StoreError
+from sentinel.errors import (
+    AmbiguousRequestId,
+    DecisionConflict,
+    DecisionRefused,
+    DuplicateVote,
+    RequestNotFound,
+    SentinelConfigError,
+    StoreError,
+)
 from sentinel.server import payload
 from sentinel.server.auth import AGENT, OPERATOR, Principal, TokenRegistry
 from sentinel.server.openapi import openapi_document
 from sentinel.server.pending import PendingIndex
+from sentinel.server.signing import ServiceSigning, default_service_key_path
 from sentinel.store.models import OperatorIdentity
 
 log = logging.getLogger("sentinel.server")
@@ -77,6 +89,9 @@ class ServerSettings:
     watch_interval: float = 0.5
     sweep_interval: float = 5.0
     max_skew: float = 300.0
+    #: How API decisions are signed; None: no service key (decisions are refused once the
+    #: operators file lists anyone, since the waiting calls would refuse them unsigned).
+    signing: ServiceSigning | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -109,6 +124,7 @@ class ApprovalApi:
 
         self.settings = settings
         self.store = Store(settings.db_path)
+        self.signing = settings.signing or ServiceSigning(None, default_service_key_path())
         self._sweeper: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.pending_index = PendingIndex(self.store)  # kept current from the audit log
@@ -257,7 +273,12 @@ class ApprovalApi:
         return self.respond(openapi_document())
 
     async def submit(self, request: Request, principal: Principal, body: bytes) -> Response:
-        new = payload.new_request_from_body(self.parse_json(body), owner=principal.name)
+        new = payload.new_request_from_body(
+            self.parse_json(body),
+            owner=principal.name,
+            # Who asked: the token, so that where self-approval is off it cannot approve this.
+            requester={"token": principal.name, "role": principal.role},
+        )
         try:
             existing = await run_in_threadpool(self.store.get, new.id)
         except RequestNotFound:
@@ -293,17 +314,33 @@ class ApprovalApi:
     async def _decide(
         self, request: Request, principal: Principal, body: bytes, approve: bool
     ) -> Response:
+        """One vote by ``principal``, checked and signed by the :class:`Decider` (the service key
+        on behalf of the token), like every other place that decides."""
         reason = payload.reason_from_body(self.parse_json(body, allow_empty=True))
         rec, _ = await self.lookup(request.path_params["action_id"], principal)
         try:
-            rec = await run_in_threadpool(
-                self.store.decide, rec.id, approve, api_operator(principal), reason
+            decider = await run_in_threadpool(
+                self.signing.decider, principal, api_operator(principal)
             )
+        except SentinelConfigError as exc:  # the operators file cannot be trusted now
+            log.error("cannot decide over the API: %s", exc)
+            raise ApiError(503, f"decisions unavailable: {exc}") from None
+        try:
+            rec = await run_in_threadpool(decider.decide, self.store, rec.id, approve, reason)
+        except (DecisionRefused, DuplicateVote) as refused:
+            now = getattr(refused, "record", None) or rec
+            data = payload.decision_json(now, str(refused))
+            data["error"] = str(refused)
+            return self.respond(data, 403)
         except DecisionConflict as conflict:
             now = conflict.record if conflict.record is not None else rec
             data = payload.decision_json(now, str(conflict))
             data["error"] = "request is no longer pending"
             return self.respond(data, 409)
+        if rec.is_pending:  # a vote towards a quorum: counted, not yet decided
+            verb = "approval" if approve else "denial"
+            data = payload.decision_json(rec, f"{verb} by {decider.name} recorded; still pending")
+            return self.respond(data, 202)
         verb = "approved" if approve else "denied"
         return self.respond(payload.decision_json(rec, f"request {verb}"))
 

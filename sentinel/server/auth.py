@@ -1,10 +1,12 @@
 """Who may call the approval API: named bearer tokens (stored as hashes) and HMAC signatures.
 
-* **Tokens** have a name (the operator identity recorded with each decision, ``api:<name>``) and a
-  role: ``operator`` may do everything; ``agent`` may only submit requests and read their status,
-  so an agent's credential can never approve its own calls. They live in a JSON file (mode 0600)
-  as SHA-256 hashes — a token is shown once, when it is created — or in ``SENTINEL_API_TOKENS``
-  (``name:token[:role]``, comma-separated) for containers.
+* **Tokens** have a name (the operator identity recorded with each decision, ``api:<name>``, and
+  the operator name ``sentinel serve``'s service key signs for), a role — ``operator`` may do
+  everything; ``agent`` may only submit requests and read their status, so an agent's credential
+  can never approve its own calls — and optional groups (what a rule's ``approvers`` can name
+  them by; signed with each decision). They live in a JSON file (mode 0600) as SHA-256 hashes —
+  a token is shown once, when it is created — or in ``SENTINEL_API_TOKENS``
+  (``name:token[:role[:group+group…]]``, comma-separated) for containers.
 * **The tokens file lives outside the database folder**, which agents write to (an agent able to
   edit it could give itself an operator token): ``$SENTINEL_CONFIG_DIR/api-tokens.json``, else
   ``$XDG_CONFIG_HOME/sentinel/api-tokens.json``, else ``~/.config/sentinel/api-tokens.json``. Like
@@ -66,6 +68,7 @@ class Principal:
     name: str
     role: str
     via: str
+    groups: tuple[str, ...] = ()
 
     @property
     def is_operator(self) -> bool:
@@ -165,12 +168,28 @@ def _check_role(role: str, where: str) -> str:
     return role
 
 
+def _check_groups(groups: object, where: str) -> tuple[str, ...]:
+    """Group names (the operators file's rules: 1-64 letters, digits, '.', '_', '-', '@')."""
+    if isinstance(groups, str) or not isinstance(groups, (list, tuple)):
+        raise SentinelConfigError(
+            f"{where}: field 'groups' must be a list of group names, not {groups!r}"
+        )
+    for group in groups:
+        if not isinstance(group, str) or not NAME_RE.match(group):
+            raise SentinelConfigError(
+                f"{where}: field 'groups': {group!r} is not a valid group name",
+                hint="1-64 letters, digits, '.', '_', '-' or '@', starting with a letter or digit",
+            )
+    return tuple(dict.fromkeys(groups))
+
+
 @dataclass(frozen=True)
 class TokenEntry:
     name: str
     role: str
     sha256: str
     created_at: float | None = None
+    groups: tuple[str, ...] = ()
 
 
 class TokenRegistry:
@@ -288,26 +307,36 @@ class TokenRegistry:
         for entry in self.entries.values():
             if hmac.compare_digest(presented, entry.sha256.encode("ascii")):
                 found = entry
-        return None if found is None else Principal(found.name, found.role, "token")
+        if found is None:
+            return None
+        return Principal(found.name, found.role, "token", found.groups)
 
 
 def parse_env_tokens(text: str) -> list[TokenEntry]:
-    """Parse ``name:token[:role],...`` (``SENTINEL_API_TOKENS``); errors name the item."""
+    """Parse ``name:token[:role[:group+group…]],...`` (``SENTINEL_API_TOKENS``); errors name
+    the item."""
     out: list[TokenEntry] = []
     for n, item in enumerate(p.strip() for p in text.split(",")):
         if not item:
             continue
         parts = item.split(":")
         where = f"{TOKENS_ENV} item {n + 1}"
-        if len(parts) not in (2, 3) or not parts[1]:
+        if len(parts) not in (2, 3, 4) or not parts[1]:
             raise SentinelConfigError(
-                f"{where} is not name:token[:role]", hint="e.g. alice:snt_xxx,bot:snt_yyy:agent"
+                f"{where} is not name:token[:role[:group+group]]",
+                hint="e.g. alice:snt_xxx:operator:finance+ops,bot:snt_yyy:agent",
             )
-        role = parts[2] if len(parts) == 3 else OPERATOR
+        role = parts[2] if len(parts) >= 3 and parts[2] else OPERATOR
         if len(parts[1]) < 16:
             raise SentinelConfigError(f"{where}: the token is too short (16 characters at least)")
+        groups = _check_groups(parts[3].split("+"), where) if len(parts) == 4 else ()
         out.append(
-            TokenEntry(_check_name(parts[0], where), _check_role(role, where), hash_token(parts[1]))
+            TokenEntry(
+                _check_name(parts[0], where),
+                _check_role(role, where),
+                hash_token(parts[1]),
+                groups=groups,
+            )
         )
     return out
 
@@ -404,6 +433,7 @@ def _parse_tokens(path: Path, raw: bytes) -> list[TokenEntry]:
                 spec.get("created_at")
                 if isinstance(spec.get("created_at"), (int, float))
                 else None,
+                _check_groups([] if spec.get("groups") is None else spec["groups"], where),
             )
         )
     return out
@@ -421,23 +451,26 @@ def write_tokens_file(path: Path, entries: list[TokenEntry]) -> None:
         made.mkdir(mode=0o700, exist_ok=True)
         os.chmod(made, 0o700)
     check_folder(folder)
-    data = {
-        "version": 1,
-        "tokens": {
-            e.name: {"sha256": e.sha256, "role": e.role, "created_at": e.created_at}
-            for e in sorted(entries, key=lambda e: e.name)
-        },
-    }
+    tokens: dict[str, dict[str, object]] = {}
+    for e in sorted(entries, key=lambda e: e.name):
+        spec: dict[str, object] = {"sha256": e.sha256, "role": e.role, "created_at": e.created_at}
+        if e.groups:
+            spec["groups"] = list(e.groups)
+        tokens[e.name] = spec
+    data = {"version": 1, "tokens": tokens}
     write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"), 0o600)
 
 
-def add_token(path: Path, name: str, role: str = OPERATOR) -> str:
+def add_token(
+    path: Path, name: str, role: str = OPERATOR, groups: tuple[str, ...] | list[str] = ()
+) -> str:
     """Create (or replace) the token ``name`` in the file; returns the token — shown only now."""
     _check_name(name, "--add-token")
     _check_role(role, "--role")
+    checked = _check_groups(list(groups), "--group")
     entries = {e.name: e for e in (read_tokens_file(path) if path.exists() else [])}
     token = new_token()
-    entries[name] = TokenEntry(name, role, hash_token(token), round(time.time(), 3))
+    entries[name] = TokenEntry(name, role, hash_token(token), round(time.time(), 3), checked)
     write_tokens_file(path, list(entries.values()))
     return token
 

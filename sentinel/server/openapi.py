@@ -57,6 +57,44 @@ _DECISION = {
         "reason": _NULLABLE_STR,
         "message": {"type": "string"},
         "error": {"type": "string"},
+        "approvals": {"type": "integer", "description": "approving votes so far"},
+        "quorum": {"type": "integer", "description": "approvals the request needs"},
+        "denials": {"type": "integer"},
+        "deny_quorum": {"type": "integer"},
+        "votes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "operator": {"type": "string"},
+                    "verdict": {"type": "string", "enum": ["approve", "deny"]},
+                    "signed": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
+_NAMES = {
+    "type": "array",
+    "maxItems": 100,
+    "items": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"},
+}
+_TERMS = {
+    "type": "object",
+    "nullable": True,
+    "additionalProperties": False,
+    "description": (
+        "who decides this request, as in a rule (approvers name token groups, token roles or "
+        "operators); self_approval is false unless given: the submitting token cannot approve"
+    ),
+    "properties": {
+        "approvers": _NAMES,
+        "quorum": {"type": "integer", "minimum": 1, "maximum": 20},
+        "deny_quorum": {"type": "integer", "minimum": 1, "maximum": 20},
+        "self_approval": {"type": "boolean"},
+        "escalate_after": {"type": "number", "exclusiveMinimum": True, "minimum": 0},
+        "escalate_to": _NAMES,
     },
 }
 
@@ -93,6 +131,7 @@ _SUBMIT = {
         },
         "digest": {"type": "string", "nullable": True, "pattern": "^[0-9a-f]{64}$"},
         "value_at_risk": {"type": "number", "nullable": True},
+        "terms": _TERMS,
     },
 }
 
@@ -168,6 +207,20 @@ def _decide_op(verb: str) -> dict[str, Any]:
         "requestBody": _REASON_BODY,
         "responses": {
             "200": _json({"$ref": "#/components/schemas/Decision"}, "decided"),
+            "202": _json(
+                {"$ref": "#/components/schemas/Decision"},
+                "vote recorded; the request still waits for its quorum (the tally says how far)",
+            ),
+            "403": _json(
+                {
+                    "anyOf": [
+                        {"$ref": "#/components/schemas/Decision"},
+                        {"$ref": "#/components/schemas/Error"},
+                    ]
+                },
+                "refused, nothing recorded: an agent credential, a token not among the rule's "
+                "approvers, the token's own request, a second vote, or no trusted service key",
+            ),
             "409": _json(
                 {
                     "anyOf": [
@@ -177,7 +230,7 @@ def _decide_op(verb: str) -> dict[str, Any]:
                 },
                 "already decided (says who and when), expired, or an ambiguous id prefix",
             ),
-            **_errors(400, 401, 403, 404, 413, 422, 503),
+            **_errors(400, 401, 404, 413, 422, 503),
         },
     }
 

@@ -11,12 +11,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sentinel.approval.base import new_request_id
-from sentinel.store.models import PENDING, NewRequest, RequestRecord
+from sentinel.store.models import PENDING, DecisionTerms, NewRequest, RequestRecord
 
 #: Longest wait an HTTP client may ask for (seconds): one week.
 MAX_TIMEOUT = 7 * 24 * 3600.0
 DEFAULT_TIMEOUT = 300.0
 ID_RE = re.compile(r"[A-Za-z0-9_-]{8,64}\Z")
+#: An approver name (a group, an operator, a token role): the operators file's name rule.
+APPROVER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
+#: Most approvals or denials a request can ask for (the rules' limit).
+MAX_QUORUM = 20
 DIGEST_RE = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -111,12 +115,70 @@ def _parse_time(text: str, name: str) -> float:
         raise PayloadError(f"{name} is not an ISO 8601 time: {text[:40]!r}", name) from None
 
 
+def _names(data: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = data.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > 100:
+        raise PayloadError(f"terms.{name} must be a list of at most 100 names", f"terms.{name}")
+    for item in value:
+        if not isinstance(item, str) or not APPROVER_RE.match(item):
+            raise PayloadError(
+                f"terms.{name}: {str(item)[:40]!r} is not a group, operator or role name",
+                f"terms.{name}",
+            )
+    return tuple(dict.fromkeys(value))
+
+
+def _count(data: dict[str, Any], name: str) -> int:
+    value = data.get(name, 1)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_QUORUM:
+        raise PayloadError(
+            f"terms.{name} must be a whole number from 1 to {MAX_QUORUM}", f"terms.{name}"
+        )
+    return value
+
+
+def terms_from_body(data: Any) -> DecisionTerms:
+    """The optional ``terms`` object of a submission: who decides it (``approvers``, ``quorum``,
+    ``deny_quorum``, ``self_approval``, ``escalate_after`` seconds, ``escalate_to``), as in a
+    rule. ``self_approval`` is False unless given: a credential never approves its own request
+    unless its submission says it may (separation of duties by default over the API)."""
+    if data is None:
+        return DecisionTerms(self_approval=False)
+    if not isinstance(data, dict):
+        raise PayloadError("terms must be a JSON object", "terms")
+    known = {"approvers", "quorum", "deny_quorum", "self_approval", "escalate_after", "escalate_to"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise PayloadError(f"terms: unknown field {unknown[0][:40]!r}", f"terms.{unknown[0][:40]}")
+    self_approval = data.get("self_approval", False)
+    if not isinstance(self_approval, bool):
+        raise PayloadError("terms.self_approval must be true or false", "terms.self_approval")
+    escalate_after = _opt_number(data, "escalate_after")
+    if escalate_after is not None and escalate_after <= 0:
+        raise PayloadError("terms.escalate_after must be a positive number of seconds",
+                           "terms.escalate_after")  # fmt: skip
+    return DecisionTerms(
+        quorum=_count(data, "quorum"),
+        approvers=_names(data, "approvers"),
+        self_approval=self_approval,
+        deny_quorum=_count(data, "deny_quorum"),
+        escalate_after=escalate_after,
+        escalate_to=_names(data, "escalate_to"),
+    )
+
+
 def new_request_from_body(
-    data: Any, now: float | None = None, owner: str = "anonymous"
+    data: Any,
+    now: float | None = None,
+    owner: str = "anonymous",
+    requester: dict[str, Any] | None = None,
 ) -> NewRequest:
     """The original webhook body (``action_id, function_name, rule_id, parameters, reason,
     agent_id, context, timestamp, timeout_at`` and optionally ``timeout_seconds``, ``digest``,
-    ``value_at_risk``) as a :class:`NewRequest`. Raises :class:`PayloadError`.
+    ``value_at_risk``, ``terms`` — see :func:`terms_from_body`) as a :class:`NewRequest`, asked
+    by ``requester`` (the API records the token). Raises :class:`PayloadError`.
 
     The request id is chosen here, never by the caller: a caller's ``action_id`` is kept as a
     correlation key (in the context under :data:`API_CONTEXT_KEY`, with ``owner``, the name of
@@ -160,6 +222,7 @@ def new_request_from_body(
         raise PayloadError("digest must be 64 lower-case hex characters", "digest")
     value = _opt_number(data, "value_at_risk")
     rule_id = _opt_str(data, "rule_id", 200)
+    terms = terms_from_body(data.get("terms"))
     shown_context = dict(redact(context)) if context is not None else {}
     # Set by the server only: a caller's own "sentinel_api" entry is replaced.
     shown_context[API_CONTEXT_KEY] = {"client_action_id": client_id, "submitted_by": owner}
@@ -180,6 +243,8 @@ def new_request_from_body(
         value_at_risk=value,
         channel="api",
         created_at=now,
+        terms=terms,
+        requester=requester,
     )
 
 
@@ -251,7 +316,8 @@ def pending_json(rec: RequestRecord) -> dict[str, Any]:
 
 
 def decision_json(rec: RequestRecord, message: str) -> dict[str, Any]:
-    """The reply to an approve / deny (and to a refused one, with HTTP 409)."""
+    """The reply to an approve / deny (and to a refused one, with HTTP 403 or 409), with the
+    tally so far: approvals of the quorum, denials of the deny quorum, who voted."""
     return {
         "action_id": rec.id,
         "status": rec.status,
@@ -259,6 +325,14 @@ def decision_json(rec: RequestRecord, message: str) -> dict[str, Any]:
         "decided_at": _iso(rec.decided_at),
         "reason": rec.decision_reason,
         "message": message,
+        "approvals": len(rec.approvals),
+        "quorum": rec.terms.quorum,
+        "denials": sum(1 for v in rec.votes if not v.approves),
+        "deny_quorum": rec.terms.deny_quorum,
+        "votes": [
+            {"operator": v.operator, "verdict": v.verdict, "signed": v.signature is not None}
+            for v in rec.votes
+        ],
     }
 
 
@@ -274,4 +348,5 @@ __all__ = [
     "pending_json",
     "reason_from_body",
     "status_json",
+    "terms_from_body",
 ]

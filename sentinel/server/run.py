@@ -47,14 +47,21 @@ def serve(
     tls_key: str | None = None,
     notify: bool = True,
     notify_all: bool = False,
+    service_key: Path | None = None,
     out: TextIO = sys.stderr,
 ) -> int:
-    """Serve the API until interrupted. Returns the exit status."""
+    """Serve the API until interrupted. Returns the exit status.
+
+    ``service_key`` (default ``$SENTINEL_SERVICE_KEY``, else ``service-key.pem`` in the
+    configuration folder) signs API decisions; when the operators file lists operators and the
+    key is missing or not trusted as a service, SentinelConfigError is raised before anything
+    listens (see :mod:`sentinel.server.signing`)."""
     _require_extra()
     import uvicorn
 
     from sentinel.server.app import ServerSettings, create_app
     from sentinel.server.auth import TOKENS_ENV, TokenRegistry, check_outside_db_folder
+    from sentinel.server.signing import ServiceSigning
 
     if tokens_path is not None:  # also for callers other than the CLI: agents write there
         check_outside_db_folder(tokens_path, db_path)
@@ -70,6 +77,8 @@ def serve(
     if bool(tls_cert) != bool(tls_key):
         print("sentinel serve: --tls-cert and --tls-key go together", file=out)
         return 2
+    # Before anything listens: an API whose approvals every waiting call would refuse is refused.
+    signing = ServiceSigning.load(service_key)
     scheme = "https" if tls_cert else "http"
     shown_host = f"[{host}]" if ":" in host else host
     base = f"{scheme}://{shown_host}:{port}"
@@ -107,12 +116,14 @@ def serve(
         secret=secret,
         notify=notifier,
         notify_all=hints if notify_all else None,
+        signing=signing,
     )
     app = create_app(settings)
     print(
         f"sentinel serve: approval API on {base} (database {Path(db_path).absolute()}, "
         f"{len(tokens)} token(s){', signatures accepted' if secret else ''}"
         f"{'' if tokens_path is None else f'; tokens file {tokens_path}, re-read when it changes'})\n"
+        f"  {signing.mode}\n"
         f"  agents:    SENTINEL_WEBHOOK_URL={base}/approval "
         f"SENTINEL_STATUS_URL='{base}/approval/{{action_id}}/status'\n"
         f"  operators: curl -H 'Authorization: Bearer <token>' {base}/approvals/pending",

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sentinel.trust import OperatorKey, add_operator, generate_key, load_operators
 from tests.helpers import ROOT, python_env
 from tests.webhook.receiver import free_port
 
@@ -50,6 +51,29 @@ def config_dir_for(tmp: Path) -> Path:
     return tmp.with_name(tmp.name + "-config")
 
 
+def trust_service_key(config: Path, operators: Path, name: str = "sentinel-serve") -> OperatorKey:
+    """Make the server's service key at its default place (``service-key.pem`` in ``config``)
+    and trust it in ``operators`` as kind service, as ``sentinel operator init --service`` and
+    ``sentinel operator add NAME --service`` do."""
+    key = generate_key(config / "service-key.pem", force=True)
+    add_operator(operators, name, key.public_key, kind="service")
+    return key
+
+
+def _needs_service_key(env: dict[str, str], config: Path) -> Path | None:
+    """The operators file the server will read when it lists operators but no service key the
+    server has (signing is expected, so serve would refuse to start), else None."""
+    if env.get("SENTINEL_SERVICE_KEY"):
+        return None
+    ops = Path(env.get("SENTINEL_OPERATORS_FILE") or config / "operators.json")
+    if not ops.exists():
+        return None
+    trusted = load_operators(ops)
+    if not trusted.operators or any(op.is_service for op in trusted.operators):
+        return None
+    return ops
+
+
 def start_server(
     tmp: Path,
     db: Path | None = None,
@@ -69,6 +93,9 @@ def start_server(
         **(extra_env or {}),
     }
     env = python_env(**settings)
+    ops = _needs_service_key(env, config_dir_for(tmp))
+    if ops is not None:
+        trust_service_key(config_dir_for(tmp), ops)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [

@@ -13,7 +13,7 @@ import pytest
 from sentinel import secure_files
 from sentinel.errors import SentinelConfigError
 from sentinel.server import auth
-from sentinel.server.auth import TokenEntry, TokenRegistry, hash_token
+from sentinel.server.auth import TokenEntry, TokenRegistry, add_token, hash_token, parse_env_tokens
 
 ALICE = "snt_alice-operator-token-0123456789"
 BOB = "snt_bob-operator-token-0123456789ab"
@@ -202,3 +202,29 @@ def test_serve_itself_refuses_a_tokens_file_in_the_database_folder(tmp_path: Pat
     auth.write_tokens_file(tmp_path / "t.json", [entry("alice", ALICE)])
     with pytest.raises(SentinelConfigError, match="inside the database folder"):
         serve(db_path=db, tokens_path=tmp_path / "t.json", port=1)
+
+
+def test_tokens_carry_groups_in_the_file_and_the_environment(tokens: Path) -> None:
+    token = add_token(tokens, "alice", "operator", ["finance", "ops"])
+    assert json.loads(tokens.read_text())["tokens"]["alice"]["groups"] == ["finance", "ops"]
+    principal = TokenRegistry.load(tokens).authenticate(token)
+    assert principal is not None and principal.groups == ("finance", "ops")
+    plain = add_token(tokens, "bob")
+    assert "groups" not in json.loads(tokens.read_text())["tokens"]["bob"]  # the old format
+    bob = TokenRegistry.load(tokens).authenticate(plain)
+    assert bob is not None and bob.groups == ()
+
+    env = parse_env_tokens("a:snt_aaaaaaaaaaaaaaaa:operator:finance+ops,b:snt_bbbbbbbbbbbbbbbb::x")
+    assert [(e.name, e.role, e.groups) for e in env] == [
+        ("a", "operator", ("finance", "ops")),
+        ("b", "operator", ("x",)),
+    ]
+    with pytest.raises(SentinelConfigError, match="item 1: field 'groups': 'bad group'"):
+        parse_env_tokens("a:snt_aaaaaaaaaaaaaaaa:operator:bad group")
+
+    data = json.loads(tokens.read_text())
+    data["tokens"]["alice"]["groups"] = "finance"
+    tokens.write_text(json.dumps(data))
+    with pytest.raises(SentinelConfigError) as err:
+        TokenRegistry.load(tokens)
+    assert f"tokens file {tokens}, token 'alice': field 'groups' must be a list" in str(err.value)

@@ -98,3 +98,40 @@ def test_init_with_an_explicit_key_path_and_force(env: dict[str, str], tmp_path:
     second = run(env, "init", "--key", str(path), "--force")
     assert second.returncode == 0 and second.stdout != first.stdout
     assert load_key(path).public_key == second.stdout.split()[-1]
+
+
+def test_service_key_init_add_list(env: dict[str, str], tmp_path: Path) -> None:
+    init = run(env, "init", "--service")
+    assert init.returncode == 0, init.stderr
+    line = init.stdout.strip()
+    assert line.startswith("sentinel operator add sentinel-serve --service --key ed25519:")
+    key_path = tmp_path / "cfg" / "service-key.pem"
+    assert stat.S_IMODE(os.stat(key_path).st_mode) == 0o600
+    assert f"service key written to {key_path} (mode 0600" in init.stderr
+    assert not (tmp_path / "cfg" / "operator-key.pem").exists()
+    assert run(env, "init", "--service").returncode == 1  # never replaced without --force
+
+    grouped = run(env, *line.split()[2:], "--group", "finance")
+    assert grouped.returncode == 1
+    assert "operator 'sentinel-serve': field 'groups': a service key has no groups" in grouped.stderr
+    add = run(env, *line.split()[2:])
+    assert add.returncode == 0, add.stderr
+    assert "service 'sentinel-serve' trusted, key id ed25519:" in add.stderr
+    (entry,) = load_operators(Path(env["SENTINEL_OPERATORS_FILE"])).operators
+    assert entry.is_service and entry.public_key == line.split()[-1]
+    assert load_key(key_path).key_id == entry.key_id
+
+    person = run(env, "init", "--name", "alice")
+    assert run(env, *person.stdout.split()[2:]).returncode == 0
+    rows = run(env, "list").stdout.splitlines()
+    assert rows[0].startswith("sentinel-serve\t-\ted25519:") and rows[0].endswith("\tactive\tservice")
+    assert rows[1].startswith("alice\t-\t") and rows[1].endswith("\toperator")
+    kinds = {o["name"]: o["kind"] for o in json.loads(run(env, "list", "--json").stdout)["operators"]}
+    assert kinds == {"sentinel-serve": "service", "alice": "operator"}
+
+    other = tmp_path / "srv" / "k.pem"
+    explicit = run({**env, "SENTINEL_SERVICE_KEY": str(tmp_path / "env.pem")}, "init", "--service",
+                   "--key", str(other), "--name", "api2")  # fmt: skip
+    assert explicit.returncode == 0 and f"--service-key {other}" in explicit.stderr
+    assert explicit.stdout.startswith("sentinel operator add api2 --service --key ")
+    assert other.exists() and not (tmp_path / "env.pem").exists()
