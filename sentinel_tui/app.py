@@ -39,7 +39,7 @@ from sentinel.store.models import (
     RequestRecord,
 )
 from sentinel_tui.config import TuiConfig, load_config
-from sentinel_tui.data import DataSource, DecisionOutcome, PolicyInfo
+from sentinel_tui.data import DataSource, DecisionOutcome, PolicyInfo, SigningState
 from sentinel_tui.dialogs import DecisionDialog, DialogResult, HelpScreen, TextScreen
 from sentinel_tui.messages import (
     DataError,
@@ -52,7 +52,14 @@ from sentinel_tui.messages import (
     ReplayReady,
     Swept,
 )
-from sentinel_tui.render import format_time, format_value, full_arguments, risk_level, safe
+from sentinel_tui.render import (
+    format_time,
+    format_value,
+    full_arguments,
+    risk_level,
+    safe,
+    vote_progress,
+)
 from sentinel_tui.views.history import HistoryView
 from sentinel_tui.views.metrics import MetricsView
 from sentinel_tui.views.queue import QueueView
@@ -162,6 +169,8 @@ class SentinelApp(App[int]):
         self._history_loaded = False
         self._ticks = 0
         self._operator_label = ""
+        #: Whether decisions here are signed (None until the identity worker has looked).
+        self.signing: SigningState | None = None
         self._terminal_gone = False
         self.snapshot_count = 0  # for tests and benchmarks: QueueSnapshots applied
         self._policy_problem: str | None = None  # the invalid edit last told about
@@ -282,10 +291,22 @@ class SentinelApp(App[int]):
     def _load_identity(self) -> None:
         label = self.data.operator().label
         self.call_from_thread(self._set_operator, label)
+        if not self.readonly:
+            # The operators file and this operator's key (file I/O): whether decisions made
+            # here are signed, shown in the status bar before the first key press.
+            signing = self.data.signing()
+            self.call_from_thread(self._set_signing, signing)
 
     def _set_operator(self, label: str) -> None:
         self._operator_label = label
         self.status.set(operator=label)
+
+    def _set_signing(self, signing: SigningState) -> None:
+        self.signing = signing
+        self.status.set(
+            signing_as=signing.name if signing.signs else None,
+            unsigned=signing.problem if signing.expected and not signing.signs else None,
+        )
 
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll_loop(self) -> None:
@@ -579,27 +600,71 @@ class SentinelApp(App[int]):
 
     def on_decided(self, msg: Decided) -> None:
         ok = [o for o in msg.outcomes if o.ok]
+        votes = [o for o in ok if o.voted]
         for o in msg.outcomes:
             self._inflight.discard(o.request_id)
-            if o.ok and o.request_id in self._seen:
+            if o.ok and not o.voted and o.request_id in self._seen:
                 # Not yet shown gone: the poll that shows it leaving must not say "elsewhere".
+                # (A vote short of the quorum stays; whoever finishes it is named when it goes.)
                 self._decided_here.add(o.request_id)
         if msg.batch:
             verb = "approved" if msg.outcomes and msg.outcomes[0].approve else "denied"
-            self.notify(f"{len(ok)} of {len(msg.outcomes)} {verb}", markup=False)
+            text = f"{len(ok) - len(votes)} of {len(msg.outcomes)} {verb}"
+            if votes:
+                text += f"; {len(votes)} voted, waiting for more approvers"
+            refused = [o for o in msg.outcomes if o.refused]
+            if refused:
+                text += f"; {len(refused)} refused: {safe_text(refused[0].error or '', 200)}"
+            self.notify(text, markup=False, severity="error" if refused else "information")
         for o in msg.outcomes:
-            if o.ok and not msg.batch:
+            if o.voted and o.record is not None:
+                self._tell_vote(o.record, o.approve, quiet=msg.batch)
+            elif o.ok and not msg.batch:
                 fn = safe_text(o.record.function if o.record else "?", 60)
                 self.notify(
                     f"{'Approved' if o.approve else 'Denied'} {fn} ({o.request_id[:8]})",
                     markup=False,
                     timeout=3,
                 )
-            elif not o.ok:
+            elif o.refused and not msg.batch:
+                self._tell_refused(o.error or "you may not decide this request")
+            elif not o.ok and not o.refused:
                 self._tell_conflict(o)
         for o in ok:
             self.queue.marked.discard(o.request_id)
         self._poll_now.set()
+
+    def _tell_vote(self, record: RequestRecord, approve: bool, quiet: bool) -> None:
+        """A vote short of the quorum: say how far it is, and show it on the card now (the
+        poll would show it a moment later)."""
+        if record.id in self.queue.records:
+            self.queue.records[record.id] = record
+            if self.queue.card.request_id == record.id and not self.paused:
+                self.queue.render_card(record)
+        if quiet:
+            return
+        terms = record.terms
+        if approve:
+            more = terms.quorum - len(record.approvals)
+        else:
+            more = terms.deny_quorum - (len(record.votes) - len(record.approvals))
+        who = "another approver" if more <= 1 else f"{more} more approvers"
+        self.notify(
+            f"voted: {vote_progress(record)}; waiting for {who} — "
+            f"{safe_text(record.function, 60)} ({record.id[:8]})",
+            title="Vote recorded",
+            markup=False,
+            timeout=5,
+        )
+
+    def _tell_refused(self, why: str) -> None:
+        self.notify(
+            f"{safe_text(why, 400)}. Nothing was recorded.",
+            title="You may not decide this",
+            severity="error",
+            markup=False,
+            timeout=10,
+        )
 
     def poll_soon(self) -> None:
         """Ask the poll worker to fetch the queue now (e.g. a deeper window after paging)."""
@@ -685,12 +750,25 @@ class SentinelApp(App[int]):
         text.append_text(safe(record.reason or "—", 200))
         return text
 
+    def _refused(self, record: RequestRecord | None, approve: bool) -> bool:
+        """Tell the operator, and True, when they may not decide ``record`` (the decider the
+        identity worker loaded; the decision worker checks again before writing)."""
+        if record is None:
+            return False
+        why = self.data.quick_refusal(record, approve)
+        if why is None:
+            return False
+        self._tell_refused(why)
+        return True
+
     def request_decision(self, rid: str | None, approve: bool) -> None:
         """``a``/``d``: decide the request whose id was on the card at the key press."""
         if not self._decision_allowed(rid):
             return
         assert rid is not None
         record = self.queue.records.get(rid)
+        if self._refused(record, approve):
+            return  # before any dialog: nobody confirms what cannot be recorded
         if approve and record is not None and self.needs_confirmation(record):
             body = self._summary(record)
             body.append("\n\nThis approval is above the confirmation threshold.", style="bold yellow")
@@ -711,6 +789,10 @@ class SentinelApp(App[int]):
             return
         assert rid is not None
         record = self.queue.records.get(rid)
+        # Deny is refused for the same reasons as approve except self-approval (checked once
+        # the dialog says which it is).
+        if self._refused(record, False):
+            return
         body = self._summary(record) if record else Text(rid)
 
         def done(result: DialogResult | None) -> None:
@@ -734,6 +816,17 @@ class SentinelApp(App[int]):
         if not ids:
             self.notify("No marked requests (space marks).", severity="warning", markup=False)
             return
+        refused = {
+            rid: why for rid in ids
+            if (why := self.data.quick_refusal(self.queue.records[rid], approve)) is not None
+        }
+        if len(refused) == len(ids):
+            first = next(iter(refused.values()))
+            more = f" (and {len(ids) - 1} more marked request(s) likewise)" if len(ids) > 1 else ""
+            self._tell_refused(first + more)
+            return
+        skipped = [rid for rid in ids if rid in refused]
+        ids = [rid for rid in ids if rid not in refused]
         verb = "Approve" if approve else "Deny"
         body = Text(f"{verb} these {len(ids)} requests?\n\n", style="bold", end="")
         total = 0.0
@@ -746,6 +839,13 @@ class SentinelApp(App[int]):
             body.append_text(safe(r.agent_id or "—", 20))
             body.append(f"  {format_value(r.value_at_risk)}\n")
         body.append(f"\ntotal value {format_value(total)}")
+        if skipped:
+            body.append(f"\n\n{len(skipped)} marked request(s) left out: you may not decide them\n",
+                        style="bold yellow")
+            for rid in skipped[:5]:
+                body.append(f"  {rid[:8]}  ")
+                body.append_text(safe(refused[rid], 160, "yellow"))
+                body.append("\n")
 
         def done(result: DialogResult | None) -> None:
             if result is not None:
@@ -756,6 +856,8 @@ class SentinelApp(App[int]):
 
     def _send(self, ids: list[str], approve: bool, reason: str | None, batch: bool) -> None:
         ids = [i for i in ids if i not in self._inflight]
+        if not batch and ids and self._refused(self.queue.records.get(ids[0]), approve):
+            return  # e.g. approving your own request, chosen in the reason dialog
         if not ids:
             return
         self._inflight.update(ids)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sentinel.errors import DecisionConflict, SentinelError
+from sentinel.errors import DecisionConflict, DecisionRefused, SentinelError
 from sentinel.policy.diff import PolicyDiff
 from sentinel.policy.replay import ReplayReport
 from sentinel.policy.widening import Widening
@@ -96,6 +96,43 @@ class DecisionOutcome:
     ok: bool
     record: RequestRecord | None
     error: str | None = None  # conflict or failure text
+    refused: bool = False  # this operator may not decide it (nothing was recorded)
+
+    @property
+    def voted(self) -> bool:
+        """A vote recorded short of the quorum: the request is still pending."""
+        return self.ok and self.record is not None and self.record.is_pending
+
+
+@dataclass(frozen=True)
+class SigningState:
+    """Whether this command center's decisions are signed, for the status bar.
+
+    ``name`` is the trusted operator they are signed as; ``expected`` says the waiting calls
+    want signatures (the operators file lists someone), and ``problem`` why this operator
+    cannot give them (no key, a key nobody trusts, a revoked key, an unreadable file)."""
+
+    signs: bool
+    name: str | None
+    expected: bool
+    problem: str | None = None
+
+    @classmethod
+    def of(cls, decider: Decider) -> SigningState:
+        if decider.signs:
+            return cls(True, decider.name, True)
+        if not decider.signing_expected:
+            return cls(False, None, False)
+        entry = decider.entry
+        if decider.key is None:
+            problem = "no trusted operator key — sentinel operator init"
+        elif entry is None:
+            problem = "operator key not trusted — ask an admin: sentinel operator add"
+        elif entry.revoked_at is not None:
+            problem = f"operator key of {entry.name} revoked — ask an admin for a new entry"
+        else:
+            problem = "operator key cannot sign here"
+        return cls(False, None, True, problem=problem)
 
 
 def _rule_row(position: int, rule: Any) -> RuleRow:
@@ -130,6 +167,7 @@ class DataSource:
         self._lock = threading.Lock()
         self._operator = operator
         self._decider: Decider | None = None
+        self._decider_error: str | None = None
         self._clock = clock
         # The rules file, followed by the library (sentinel.policy_source.PolicyFollower);
         # only the display times are the command center's own.
@@ -225,14 +263,28 @@ class DataSource:
         return self._operator
 
     def decider(self) -> Decider:
-        """Who decides here and the key they sign with (loaded once, in a worker)."""
+        """Who decides here and the key they sign with (loaded once, in a worker). Raises
+        SentinelConfigError for an operators file or key that cannot be trusted (tried again
+        at the next call: every decision meanwhile is refused)."""
         if self._decider is None:
-            self._decider = Decider.local("tui")
+            try:
+                decider = Decider.local("tui")
+            except SentinelError as exc:
+                self._decider_error = str(exc)
+                raise
             if self._operator is not None:
                 from dataclasses import replace
 
-                self._decider = replace(self._decider, operator=self._operator)
+                decider = replace(decider, operator=self._operator)
+            self._decider, self._decider_error = decider, None
         return self._decider
+
+    def signing(self) -> SigningState:
+        """Whether decisions made here are signed (loads the decider: call from a worker)."""
+        try:
+            return SigningState.of(self.decider())
+        except SentinelError as exc:
+            return SigningState(False, None, True, problem=f"operator key: {exc}")
 
     def refusal(self, record: RequestRecord, approve: bool) -> str | None:
         """Why this operator may not decide ``record`` (shown at the key press), or None."""
@@ -241,11 +293,24 @@ class DataSource:
         except SentinelError as exc:
             return str(exc)
 
+    def quick_refusal(
+        self, record: RequestRecord, approve: bool, now: float | None = None
+    ) -> str | None:
+        """:meth:`refusal` without I/O, for the UI thread at a key press: the decider loaded by
+        a worker, or why it could not be loaded. None before it is loaded (the decision worker
+        checks again before anything is written)."""
+        decider, error = self._decider, self._decider_error
+        if decider is not None:
+            return decider.refusal(record, approve, now)
+        return error
+
     def decide(self, request_id: str, approve: bool, reason: str | None) -> DecisionOutcome:
         """Check, sign and record a decision. A conflict or a refusal is an outcome, not an
         exception (a refusal records nothing)."""
         try:
             record = self.decider().decide(self.store, request_id, approve, reason or None)
+        except DecisionRefused as exc:
+            return DecisionOutcome(request_id, approve, False, None, error=str(exc), refused=True)
         except DecisionConflict as exc:
             return DecisionOutcome(request_id, approve, False, exc.record, error=str(exc))
         except SentinelError as exc:

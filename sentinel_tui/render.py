@@ -41,6 +41,8 @@ KIND_STYLES: dict[str, str] = {
     "notification_failed": "bold red",
     "policy_rejected": "bold red",
     "policy_loaded": "cyan",
+    "voted": "cyan",
+    "escalated": "bold yellow",
 }
 
 
@@ -54,6 +56,35 @@ KIND_LABELS: dict[str, str] = {
     "policy_loaded": "rules loaded",
     "policy_rejected": "rules invalid",
 }
+
+
+#: ``blocked`` events whose data carries this ``refused`` value are approvals the waiting call
+#: did not accept (see ``sentinel/guard.py``): shown apart from policy blocks.
+UNTRUSTED_DECISION = "untrusted_decision"
+
+
+def _data(event: EventRecord) -> Mapping[str, Any]:
+    return event.data if isinstance(event.data, Mapping) else {}
+
+
+def _vote_of(event: EventRecord) -> Mapping[str, Any]:
+    vote = _data(event).get("vote")
+    return vote if isinstance(vote, Mapping) else {}
+
+
+def event_kind(event: EventRecord) -> tuple[str, str]:
+    """(label, style) of an event in the History table: a vote shows its verdict, an approval
+    the waiting call refused (``untrusted_decision``) is told apart from a policy block."""
+    kind = event.kind
+    if kind == "voted":
+        verdict = _vote_of(event).get("verdict")
+        if verdict == "approve":
+            return "voted ✔", "green"
+        if verdict == "deny":
+            return "voted ✖", "red"
+    if kind == "blocked" and _data(event).get("refused") == UNTRUSTED_DECISION:
+        return "untrusted", "bold red"
+    return KIND_LABELS.get(kind, kind), KIND_STYLES.get(kind, "")
 
 
 def safe(value: Any, max_len: int | None = 200, style: str = "") -> Text:
@@ -174,6 +205,94 @@ def _mapping_block(
         text.append("\n")
 
 
+#: Below this many columns the card's "who decides" parts take their short forms.
+TERMS_NARROW = 40
+
+
+def _names(names: Any, room: int) -> str:
+    """``a, b, c`` within ``room`` columns (``a, +2 more`` when they do not fit)."""
+    names = [safe_text(n, 40) for n in names]
+    text = ", ".join(names)
+    if len(text) <= room or len(names) < 2:
+        return text
+    for keep in range(len(names) - 1, 0, -1):
+        short = ", ".join(names[:keep]) + f", +{len(names) - keep} more"
+        if len(short) <= room:
+            return short
+    return f"{names[0]}, +{len(names) - 1} more"
+
+
+def vote_progress(record: RequestRecord) -> str:
+    """``1 of 2 approvals`` (and denials towards a deny quorum), for toasts."""
+    terms = record.terms
+    approvals = len(record.approvals)
+    text = f"{approvals} of {terms.quorum} approvals"
+    denials = len(record.votes) - approvals
+    if denials and terms.deny_quorum > 1:
+        text += f", {denials} of {terms.deny_quorum} denials"
+    return text
+
+
+def decision_terms(record: RequestRecord, now: float, width: int | None = None) -> list[Text]:
+    """Who may decide ``record`` and how far its quorum is, as short parts for the card:
+    ``approvers: finance``, ``escalated to security``, ``self-approval off``,
+    ``1 of 2 approvals — alice``. Empty for a request any one operator may decide.
+    ``width`` (the card's columns) chooses the short forms and how many names fit."""
+    terms = record.terms
+    if terms.is_default:
+        return []
+    narrow = width is not None and width < TERMS_NARROW
+    room = max(12, (width or 80) - 12)
+    parts: list[Text] = []
+    if terms.approvers:
+        part = Text("by " if narrow else "approvers: ", style="dim", end="")
+        part.append(_names(terms.approvers, room), style="bold")
+        parts.append(part)
+    if terms.escalate_after is not None and terms.escalate_to:
+        to = _names(terms.escalate_to, room)
+        age = now - record.created_at
+        if age >= terms.escalate_after:
+            parts.append(Text(f"↑ {to}" if narrow else f"escalated to {to}", style="bold yellow", end=""))
+        else:
+            left = format_age(terms.escalate_after - age)
+            parts.append(Text(f"↑ {to} in {left}" if narrow else f"escalates to {to} in {left}",
+                              style="dim", end=""))
+    if not terms.self_approval:
+        parts.append(Text("no self-approval" if narrow else "self-approval off", style="yellow", end=""))
+    approvals = record.approvals
+    if terms.quorum > 1:
+        got = f"{len(approvals)}/{terms.quorum} ✔" if narrow else f"{len(approvals)} of {terms.quorum} approvals"
+        part = Text(got, style="bold cyan", end="")
+        if approvals:
+            part.append(" — ")
+            part.append(_names([v.operator for v in approvals], room))
+        parts.append(part)
+    denials = [v for v in record.votes if not v.approves]
+    if terms.deny_quorum > 1 and denials:
+        got = f"{len(denials)}/{terms.deny_quorum} ✖" if narrow else f"{len(denials)} of {terms.deny_quorum} denials"
+        part = Text(got, style="bold red", end="")
+        part.append(" — ")
+        part.append(_names([v.operator for v in denials], room))
+        parts.append(part)
+    return parts
+
+
+def _pack(text: Text, parts: list[Text], width: int | None) -> None:
+    """Append ``parts`` joined by `` · ``, starting a new line rather than splitting a part."""
+    used = 0
+    for i, part in enumerate(parts):
+        if i:
+            if width is not None and used + 3 + part.cell_len > width:
+                text.append("\n")
+                used = 0
+            else:
+                text.append(" · ", style="dim")
+                used += 3
+        text.append_text(part)
+        used += part.cell_len
+    text.append("\n")
+
+
 def request_card(
     record: RequestRecord,
     now: float,
@@ -182,10 +301,12 @@ def request_card(
     confirm_risk: float,
     fold_chars: int,
     marked: bool = False,
+    width: int | None = None,
 ) -> Text:
     """The approval card: everything an operator needs to decide, terminal-safe.
 
-    Dense on purpose: at 80x24 the first lines must already show what is asked and why.
+    Dense on purpose: at 80x24 the first lines must already show what is asked and why, and
+    who may decide it (``width``: the card's columns, for the short forms).
     """
     text = Text(end="")
     level, why = risk_level(record, confirm_value, confirm_risk)
@@ -213,6 +334,9 @@ def request_card(
     text.append(" — ", style="dim")
     text.append_text(safe(record.reason or "no reason given", 500))
     text.append("\n")
+    terms = decision_terms(record, now, width)
+    if terms:
+        _pack(text, terms, width)
     guard = guard_section(record.context, safe)
     if guard.plain:
         # The anomaly score, its baseline and limit standings come before the arguments: at
@@ -297,12 +421,38 @@ def event_detail(event: EventRecord) -> Text:
         if value is None or value == "":
             continue
         _field(text, label, safe(value, 500), 9)
+    _decision_fields(text, event)
     if event.data:
         text.append("\ndata\n", style="bold underline")
         text.append(safe_text(pretty_value(redact(event.data)), 20_000, multiline=True))
         text.append("\n")
     text.append(f"\nhash {event.hash[:16]}  prev {event.prev_hash[:16]}\n", style="dim")
     return text
+
+
+def _decision_fields(text: Text, event: EventRecord) -> None:
+    """The readable part of a vote, an escalation or a refused approval (the data follows)."""
+    data = _data(event)
+    vote = _vote_of(event)
+    if event.kind == "voted" and vote:
+        shown = safe(f"{vote.get('operator') or '?'} {vote.get('verdict') or '?'}", 120)
+        shown.append(" (signed)" if vote.get("signed") else " (unsigned)", style="dim")
+        _field(text, "vote", shown, 9)
+    tally = data.get("tally")
+    if isinstance(tally, Mapping) and "quorum" in tally:
+        _field(text, "tally", f"{tally.get('approvals', 0)} of {tally.get('quorum')} approvals", 9)
+    if event.kind == "escalated":
+        to = data.get("escalate_to") or data.get("to")
+        if isinstance(to, (list, tuple)) and to:
+            _field(text, "to", safe(", ".join(str(t) for t in to), 200, "bold yellow"), 9)
+    if data.get("refused") == UNTRUSTED_DECISION:
+        _field(text, "refused", safe(event.reason or "decision not signed by a trusted operator",
+                                     500, "bold red"), 9)
+        for v in data.get("votes") or ():
+            if isinstance(v, Mapping):
+                line = safe(f"{v.get('operator') or '?'} {v.get('verdict') or '?'}", 120)
+                line.append(" (signed)" if v.get("signed") else " (unsigned)", style="dim")
+                _field(text, "vote", line, 9)
 
 
 def now() -> float:

@@ -18,9 +18,8 @@ from sentinel.redact import safe_text
 from sentinel.store.models import EventRecord
 from sentinel_tui.config import TuiConfig
 from sentinel_tui.render import (
-    KIND_LABELS,
-    KIND_STYLES,
     event_detail,
+    event_kind,
     format_time,
     format_value,
 )
@@ -128,7 +127,7 @@ class HistoryView(Container):
     def _cells(self, ev: EventRecord) -> tuple[Cell, ...]:
         return (
             Cell(format_time(ev.ts)),
-            Cell(KIND_LABELS.get(ev.kind, ev.kind), KIND_STYLES.get(ev.kind, "")),
+            Cell(*event_kind(ev)),
             Cell(safe_text(ev.function or "—", 18)),
             Cell(safe_text(ev.agent_id or "—", 14)),
             Cell(format_value(ev.value_at_risk)),

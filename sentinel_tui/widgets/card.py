@@ -28,6 +28,8 @@ class RequestCard(VerticalScroll):
         self.record: RequestRecord | None = None
         self._body = Static(EMPTY, id="card-body")
         self.text: Text = EMPTY  # what the card shows now (tests read it)
+        self._shown: tuple[float, dict[str, Any]] | None = None  # the last show()'s arguments
+        self._width: int | None = None
 
     @property
     def request_id(self) -> str | None:
@@ -48,6 +50,11 @@ class RequestCard(VerticalScroll):
     ) -> None:
         changed = record is None or self.record is None or record.id != self.record.id
         self.record = record
+        options = {"confirm_value": confirm_value, "confirm_risk": confirm_risk,
+                   "fold_chars": fold_chars, "marked": marked}
+        self._shown = (now, options)
+        width = self._body.size.width
+        self._width = width if width > 0 else None
         if record is None:
             self.border_title = "Request"
             self.text = EMPTY
@@ -61,7 +68,15 @@ class RequestCard(VerticalScroll):
                 confirm_risk=confirm_risk,
                 fold_chars=fold_chars,
                 marked=marked,
+                width=self._width,
             )
             self._body.update(self.text)
         if changed:
             self.scroll_home(animate=False)
+
+    def on_resize(self) -> None:
+        # The "who decides" line packs its parts to the card's width: lay it out again.
+        width = self._body.size.width
+        if self.record is not None and self._shown is not None and width > 0 and width != self._width:
+            now, options = self._shown
+            self.show(self.record, now, **options)

@@ -31,6 +31,8 @@ class StatusState:
     operator: str = ""
     readonly: bool = False
     error: str | None = None
+    signing_as: str | None = None  # the trusted operator decisions are signed as
+    unsigned: str | None = None  # why decisions here are unsigned where signatures are expected
 
 
 def _shorten_path(path: str, width: int) -> str:
@@ -74,6 +76,10 @@ class StatusBar(Widget):
         right = Text(end="")
         if s.readonly:
             right.append("READ-ONLY ", style="bold yellow")
+        if s.signing_as:
+            right.append("✔ signing as ", style="green")
+            right.append(shorten(safe_text(s.signing_as), 24), style="bold green")
+            right.append("  ")
         right.append("op ", style="dim")
         # The operator identity is always shown, shortened from the right if it must be.
         room = max(8, width - top.cell_len - right.cell_len - 2)
@@ -89,6 +95,13 @@ class StatusBar(Widget):
             room = 44 if width < 100 else 90
             shown = safe_text(_strip_dir(s.policy_error), None)
             bottom.append(shown if len(shown) <= room else shown[: room - 1] + "…", style="bold red")
+            bottom.append(" │ ")
+        if s.unsigned:
+            # Before the rest, as an invalid rules file is: every approval here would be refused.
+            bottom.append("⚠ unsigned: ", style="bold yellow")
+            room = 56 if width < 100 else 90
+            shown = safe_text(s.unsigned, None)
+            bottom.append(shown if len(shown) <= room else shown[: room - 1] + "…", style="bold yellow")
             bottom.append(" │ ")
         if s.error:
             bottom.append("✖ ", style="bold red")

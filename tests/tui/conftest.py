@@ -123,3 +123,45 @@ async def wait_for(pilot: Any, cond: Callable[[], bool], timeout: float = 40.0) 
 
 def notifications(app: Any) -> list[str]:
     return [n.message for n in app._notifications]
+
+
+class Operators:
+    """A trusted operators file with real keys; :meth:`use` makes one of them this process's
+    operator (``$SENTINEL_OPERATOR_KEY``), as ``sentinel operator init`` + ``add`` would."""
+
+    def __init__(self, folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        folder.mkdir(mode=0o755, parents=True, exist_ok=True)
+        self.folder = folder
+        self.path = folder / "operators.json"
+        self.keys: dict[str, Path] = {}
+        self._monkeypatch = monkeypatch
+        monkeypatch.setenv("SENTINEL_OPERATORS_FILE", str(self.path))
+
+    def add(self, name: str, *groups: str) -> Path:
+        from sentinel.trust import add_operator, generate_key
+
+        key = generate_key(self.folder / "keys" / name / "operator-key.pem")
+        add_operator(self.path, name, key.public_key, groups)
+        self.keys[name] = key.path
+        return key.path
+
+    def use(self, name: str) -> None:
+        """Decide as ``name`` (a key not in the file when ``name`` was never added)."""
+        path = self.keys.get(name, self.folder / "keys" / name / "missing.pem")
+        self._monkeypatch.setenv("SENTINEL_OPERATOR_KEY", str(path))
+
+    def env(self) -> dict[str, str]:
+        """What an agent subprocess needs to check signatures against this file."""
+        return {"SENTINEL_OPERATORS_FILE": str(self.path)}
+
+
+@pytest.fixture
+def operators(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Operators:
+    """Trusted operators ``tester`` (finance, ops), ``bob`` (finance) and ``carol`` (security);
+    this process decides as ``tester``."""
+    ops = Operators(tmp_path / "trust", monkeypatch)
+    ops.add("tester", "finance", "ops")
+    ops.add("bob", "finance")
+    ops.add("carol", "security")
+    ops.use("tester")
+    return ops
