@@ -27,7 +27,7 @@ from sentinel.store import OperatorIdentity  # noqa: E402
 from sentinel_tui.app import SentinelApp  # noqa: E402
 from sentinel_tui.config import TuiConfig  # noqa: E402
 from sentinel_tui.dialogs import DecisionDialog, HelpScreen  # noqa: E402
-from sentinel_tui.sample import SAMPLE_RULES, seed  # noqa: E402
+from sentinel_tui.sample import QUORUM_ID, SAMPLE_RULES, add_quorum_request, seed  # noqa: E402
 
 OPERATOR = OperatorIdentity("alice", 1000, 1000, "alice", "ops-1", "10.0.0.5 52114", channel="tui")
 
@@ -60,6 +60,12 @@ async def _rules(pilot: Any) -> None:
     await _until(pilot, lambda: pilot.app._metrics is not None)
 
 
+async def _quorum(pilot: Any) -> None:
+    """The two-person transfer: who may decide, and bob's approval of the two needed."""
+    await pilot.press("down", "down", "down")
+    await _until(pilot, lambda: pilot.app.queue.card.request_id == QUORUM_ID)
+
+
 async def _confirm(pilot: Any) -> None:
     await pilot.press("down", "a")
     await _until(pilot, lambda: isinstance(pilot.app.screen, DecisionDialog))
@@ -90,6 +96,7 @@ async def _rules_changed(pilot: Any) -> None:
 
 SHOTS: dict[str, Callable[[Any], Awaitable[None]]] = {
     "queue": _queue,
+    "quorum": _quorum,
     "history": _history,
     "metrics": _metrics,
     "rules": _rules,
@@ -110,13 +117,26 @@ async def shoot(name: str, home: Path, out: Path, size: tuple[int, int]) -> Path
         title="Sentinel",
     )
     async with app.run_test(size=size) as pilot:
-        await _until(pilot, lambda: app.queue.table.row_count >= 6 and app.status.state.operator != "")
+        await _until(pilot, lambda: app.queue.table.row_count >= 7 and app.status.state.operator != "")
+        await _until(pilot, lambda: app.status.state.signing_as is not None)
         await _until(pilot, lambda: app.query_one("RulesView").info is not None)  # type: ignore[attr-defined]
         await SHOTS[name](pilot)
         await pilot.pause(0.3)
         path = out / f"{name}.svg"
         app.save_screenshot(filename=path.name, path=str(out))
     return path
+
+
+def trust(folder: Path) -> None:
+    """A trusted operator ``alice`` (finance) with her key, so the shots show signed decisions
+    (whatever the operators file and key of the person running the script)."""
+    from sentinel.trust import add_operator, generate_key
+
+    folder.mkdir(mode=0o755)
+    key = generate_key(folder / "operator-key.pem")
+    add_operator(folder / "operators.json", "alice", key.public_key, ["finance"])
+    os.environ["SENTINEL_OPERATORS_FILE"] = str(folder / "operators.json")
+    os.environ["SENTINEL_OPERATOR_KEY"] = str(key.path)
 
 
 def to_png(svg: Path) -> Path | None:
@@ -147,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="sentinel-shots-") as tmp:
         home = Path(tmp)
         seed(home / "sentinel.db", time.time(), events=400, rules_path=home / "rules.yaml", decided=12)
+        add_quorum_request(home / "sentinel.db", time.time())
+        trust(home / "trust")
         missing_png = False
         for name in SHOTS:
             svg = asyncio.run(shoot(name, home, out, (cols, rows)))

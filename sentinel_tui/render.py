@@ -235,7 +235,7 @@ def vote_progress(record: RequestRecord) -> str:
 
 def decision_terms(record: RequestRecord, now: float, width: int | None = None) -> list[Text]:
     """Who may decide ``record`` and how far its quorum is, as short parts for the card:
-    ``approvers: finance``, ``escalated to security``, ``self-approval off``,
+    ``approvers: finance``, ``self-approval off``, ``escalated to security``,
     ``1 of 2 approvals — alice``. Empty for a request any one operator may decide.
     ``width`` (the card's columns) chooses the short forms and how many names fit."""
     terms = record.terms
@@ -248,6 +248,8 @@ def decision_terms(record: RequestRecord, now: float, width: int | None = None) 
         part = Text("by " if narrow else "approvers: ", style="dim", end="")
         part.append(_names(terms.approvers, room), style="bold")
         parts.append(part)
+    if not terms.self_approval:
+        parts.append(Text("no self-approval" if narrow else "self-approval off", style="yellow", end=""))
     if terms.escalate_after is not None and terms.escalate_to:
         to = _names(terms.escalate_to, room)
         age = now - record.created_at
@@ -257,8 +259,6 @@ def decision_terms(record: RequestRecord, now: float, width: int | None = None) 
             left = format_age(terms.escalate_after - age)
             parts.append(Text(f"↑ {to} in {left}" if narrow else f"escalates to {to} in {left}",
                               style="dim", end=""))
-    if not terms.self_approval:
-        parts.append(Text("no self-approval" if narrow else "self-approval off", style="yellow", end=""))
     approvals = record.approvals
     if terms.quorum > 1:
         got = f"{len(approvals)}/{terms.quorum} ✔" if narrow else f"{len(approvals)} of {terms.quorum} approvals"
@@ -434,7 +434,7 @@ def _decision_fields(text: Text, event: EventRecord) -> None:
     """The readable part of a vote, an escalation or a refused approval (the data follows)."""
     data = _data(event)
     vote = _vote_of(event)
-    if event.kind == "voted" and vote:
+    if vote:
         shown = safe(f"{vote.get('operator') or '?'} {vote.get('verdict') or '?'}", 120)
         shown.append(" (signed)" if vote.get("signed") else " (unsigned)", style="dim")
         _field(text, "vote", shown, 9)

@@ -125,6 +125,36 @@ def pending_specs(now: float) -> list[dict[str, Any]]:
     ]
 
 
+#: The sample request under a two-person rule (finance decides, security after 15 minutes).
+QUORUM_ID = sample_id(7)
+
+
+def add_quorum_request(db_path: Path | str, now: float, *, voter: str = "bob") -> str:
+    """A pending 48,000 transfer that needs two finance approvals and already has ``voter``'s
+    (the card's "who decides" line and quorum progress); returns its id."""
+    from sentinel.store import NewRequest, OperatorIdentity, Store
+    from sentinel.store.models import DecisionTerms, Vote
+
+    terms = DecisionTerms(quorum=2, approvers=("finance",), self_approval=False,
+                          escalate_after=900.0, escalate_to=("security",))
+    with Store(db_path) as store:
+        store.submit(NewRequest(
+            id=QUORUM_ID, function="transfer_funds",
+            arguments={"amount": 48000, "destination": "ACC-7310", "memo": "supplier prepayment"},
+            digest=hashlib.sha256(QUORUM_ID.encode()).hexdigest(), timeout_seconds=1800.0,
+            agent_id="payments-agent", rule_id="dual_control",
+            rule_ids=("dual_control",),
+            reason="Transfer of 48000 to ACC-7310 needs two finance approvals",
+            value_at_risk=48000.0, policy_version=POLICY_VERSION, created_at=now - 200,
+            terms=terms, requester={"account": "payments-svc", "host": "agents-1"},
+        ))
+        who = OperatorIdentity(voter, 1001, None, None, "ops-2", None, channel="tui")
+        store.decide(QUORUM_ID, True, who, "invoice checked",
+                     vote=Vote(voter, "approve", now - 60, account=voter, channel="tui",
+                               reason="invoice checked"))
+    return QUORUM_ID
+
+
 _OPERATORS = ("alice@ops-1", "bob@ops-2 via ssh 10.0.0.5")
 _FUNCS = (
     ("transfer_funds", "payments-agent", "large_transfer"),

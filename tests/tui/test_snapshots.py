@@ -19,8 +19,9 @@ from sentinel.store import OperatorIdentity, Store
 from sentinel_tui.app import SentinelApp
 from sentinel_tui.config import TuiConfig
 from sentinel_tui.dialogs import DecisionDialog, HelpScreen, TextScreen
-from sentinel_tui.sample import SAMPLE_RULES, seed
+from sentinel_tui.sample import QUORUM_ID, SAMPLE_RULES, add_quorum_request, seed
 from sentinel_tui.views.rules import RulesView
+from tests.tui.conftest import Operators
 
 T0 = 1_900_000_000.0  # 2030-03-17 17:46:40 UTC; sample requests are created shortly before
 OPERATOR = OperatorIdentity("alice", 1000, 1000, "alice", "ops-1", "10.0.0.5 52114", channel="tui")
@@ -43,6 +44,10 @@ def frozen_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    # No trusted operators here, whatever the suite sets up: the header shows no signing state
+    # (test_quorum_card shows it).
+    monkeypatch.setenv("SENTINEL_OPERATORS_FILE", str(tmp_path / "no-trust" / "operators.json"))
+    monkeypatch.setenv("SENTINEL_OPERATOR_KEY", str(tmp_path / "no-trust" / "operator-key.pem"))
     time.tzset()
     seed("sentinel.db", T0, rules_path="rules.yaml")
     yield tmp_path
@@ -152,6 +157,43 @@ SCREENS = ["queue", "history", "history_filter", "metrics", "rules", "rules_chan
 @pytest.mark.parametrize("name", SCREENS)
 def test_screen(name: str, size: tuple[int, int], frozen_env: Path, snap_compare: Any) -> None:
     assert snap_compare(make_app(), terminal_size=size, run_before=_steps(name))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_quorum_card(size: tuple[int, int], frozen_env: Path, monkeypatch: pytest.MonkeyPatch,
+                     snap_compare: Any) -> None:
+    """A two-person rule's card (approvers, escalation, self-approval off, 1 of 2 approvals) with
+    alice signing as a trusted finance operator."""
+    ops = Operators(frozen_env / "trust", monkeypatch)
+    ops.add("alice", "finance")
+    ops.use("alice")
+    add_quorum_request("sentinel.db", T0)
+
+    async def run(pilot: Any) -> None:
+        app: SentinelApp = pilot.app
+        await _until(pilot, lambda: app.queue.table.row_count == 7 and app.status.state.operator != "")
+        await _until(pilot, lambda: app.status.state.signing_as == "alice")
+        await _until(pilot, lambda: app.query_one("RulesView").info is not None)  # type: ignore[attr-defined]
+        await pilot.press("down", "down", "down")  # newest first: the fourth row
+        await _until(pilot, lambda: app.queue.card.request_id == QUORUM_ID)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=size, run_before=run)
+
+
+def test_unsigned_warning(frozen_env: Path, monkeypatch: pytest.MonkeyPatch, snap_compare: Any) -> None:
+    """Signatures are expected (the operators file trusts bob) but alice has no key."""
+    ops = Operators(frozen_env / "trust", monkeypatch)
+    ops.add("bob", "finance")
+    ops.use("alice")
+
+    async def run(pilot: Any) -> None:
+        app: SentinelApp = pilot.app
+        await _ready(pilot)
+        await _until(pilot, lambda: app.status.state.unsigned is not None)
+        await pilot.pause()
+
+    assert snap_compare(make_app(), terminal_size=(80, 24), run_before=run)
 
 
 def test_empty_queue_and_readonly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snap_compare: Any) -> None:
