@@ -102,7 +102,13 @@ class ServiceSigning:
         explicit = key_path is not None or bool(os.environ.get(SERVICE_KEY_ENV))
         path = Path(key_path).absolute() if key_path is not None else default_service_key_path()
         trusted = load_operators(operators, missing_ok=True)
-        key = load_key(path) if explicit or os.path.lexists(path) else None
+        if explicit and not os.path.lexists(path):
+            raise SentinelConfigError(
+                f"service key {path} does not exist (named by "
+                f"{'--service-key' if key_path is not None else '$' + SERVICE_KEY_ENV})",
+                hint=f"create it with: sentinel operator init --service --key {path}",
+            )
+        key = load_key(path) if os.path.lexists(path) else None
         if trusted.operators:
             why = service_key_problem(key, path, trusted)
             if why is not None:

@@ -339,7 +339,7 @@ def test_a_token_cannot_approve_its_own_api_request(server: ApiServer) -> None:
     assert r.status_code == 403, r.text
     assert "was made by you (token:alice)" in r.json()["error"]
     assert votes(server, rid).votes == ()
-    # Denying one's own request is always allowed; another token may approve.
+    # Another token may approve it.
     assert decide(server, DAVE, rid).status_code == 200
     assert votes(server, rid).status == "approved"
 
@@ -400,8 +400,11 @@ def test_serve_refuses_to_start_without_a_trusted_service_key(signed: Signed) ->
     assert "as operator 'tester', not as a service (field 'kind'" in as_person.stderr
 
     revoke_operator(signed.operators, "sentinel-serve")
-    gone = run_serve(signed, "--service-key", str(signed.tmp / "nowhere.pem"))
-    assert gone.returncode == 1 and "does not exist" in gone.stderr
+    nowhere = signed.tmp / "nowhere.pem"
+    gone = run_serve(signed, "--service-key", str(nowhere))
+    assert gone.returncode == 1
+    assert f"service key {nowhere} does not exist (named by --service-key)" in gone.stderr
+    assert f"sentinel operator init --service --key {nowhere}" in gone.stderr
 
 
 def test_without_operators_serve_starts_unsigned(tmp_path: Path) -> None:
