@@ -408,7 +408,9 @@ def test_serve_refuses_to_start_without_a_trusted_service_key(signed: Signed) ->
 
 
 def test_without_operators_serve_starts_unsigned(tmp_path: Path) -> None:
-    srv = start_server(tmp_path, extra_env={"SENTINEL_API_TOKENS": TOKENS})
+    nobody = tmp_path / "no-etc" / "operators.json"  # whatever file the suite sets up elsewhere
+    env = {"SENTINEL_API_TOKENS": TOKENS, "SENTINEL_OPERATORS_FILE": str(nobody)}
+    srv = start_server(tmp_path, extra_env=env)
     try:
         assert "decisions unsigned" in srv.log.read_text()
         rid = submit(srv, BOT)["request_id"]
