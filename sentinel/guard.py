@@ -799,6 +799,15 @@ class Guard:
         watcher = _watcher_for(Path(self.config.db_path or ""))
         row_future: asyncio.Future[RequestRecord] = asyncio.wrap_future(watcher.watch(record.id))
         waiting: set[asyncio.Future[Any]] = {row_future}
+        # Its own task, never waited on: the decision wakes this call the moment it lands.
+        escalation: asyncio.Future[None] | None = None
+        terms = new.terms
+        if (
+            terms.escalate_after is not None
+            and terms.escalate_to
+            and record.created_at + terms.escalate_after < record.expires_at
+        ):
+            escalation = asyncio.ensure_future(self._escalate_when_due(store, record, terms))
         channel_task: asyncio.Future[ApprovalResult] | None = None
         if channel is not None:
             request = ApprovalRequest(
@@ -844,7 +853,39 @@ class Guard:
         finally:
             if channel_task is not None and not channel_task.done():
                 channel_task.cancel()
+            if escalation is not None and not escalation.done():
+                escalation.cancel()
             watcher.unwatch(record.id)
+
+    async def _escalate_when_due(
+        self, store: AsyncStore, record: RequestRecord, terms: DecisionTerms
+    ) -> None:
+        """At ``created_at + escalate_after`` (the clock the signed decision times are checked
+        against), record once that nobody decided and tell the notification targets who may
+        decide now. Widens nothing itself: the check counts ``escalate_to`` by the signed times.
+        A failure is only warned about (a missed notice never lets a call through)."""
+        if terms.escalate_after is None:
+            return
+        due = record.created_at + terms.escalate_after
+        while (left := due - time.time()) > 0:
+            await asyncio.sleep(left)
+        try:
+            escalated = await store.escalate(
+                record.id,
+                terms.escalate_to,
+                may_decide=terms.may_decide(terms.escalate_after),
+            )
+        except Exception as exc:
+            _warn(f"could not record the escalation of request {record.id}: {exc}")
+            return
+        if escalated is None:  # decided, expired or escalated meanwhile: nothing to announce
+            return
+        # Announce with this call's own terms, not whatever the row says of them.
+        _notify_escalated(
+            self.config,
+            replace(escalated, terms=terms),
+            _store_for(Path(self.config.db_path or "")),
+        )
 
     async def _apply_channel_result(
         self, store: AsyncStore, record: RequestRecord, task: asyncio.Future[ApprovalResult]
@@ -1211,6 +1252,15 @@ def _notify_pending(config: SentinelConfig, record: RequestRecord, store: Store)
     except ImportError:  # pragma: no cover - part of the package
         return
     notify_pending(config, record, store)
+
+
+def _notify_escalated(config: SentinelConfig, record: RequestRecord, store: Store) -> None:
+    """Tell the notification targets a request was escalated (returns at once, never raises)."""
+    try:
+        from sentinel.notify import notify_escalated
+    except ImportError:  # pragma: no cover - part of the package
+        return
+    notify_escalated(config, record, store)
 
 
 def _hint(record: RequestRecord) -> None:

@@ -70,6 +70,14 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _escalation(rec: Any) -> str:
+    """``escalated to security at …`` for an escalated request, else ``""``."""
+    if rec.escalated_at is None:
+        return ""
+    to = ", ".join(rec.escalated_to) or "-"
+    return f"escalated to {_t(to, 80)} at {_when(rec.escalated_at)}"
+
+
 def _request_json(rec: Any) -> dict[str, Any]:
     """A request for ``--json`` output (:meth:`RequestRecord.to_dict`: arguments redacted)."""
     return dict(rec.to_dict())
@@ -161,7 +169,12 @@ def _pending(store: Any, args: argparse.Namespace) -> int:
         ]
         for r in records
     ]
-    print(_table(["ID", "AGE", "AGENT", "FUNCTION", "VALUE", "RULE", "EXPIRES IN"], rows))
+    headers = ["ID", "AGE", "AGENT", "FUNCTION", "VALUE", "RULE", "EXPIRES IN"]
+    if any(r.escalated_at is not None for r in records):
+        headers.append("ESCALATION")
+        for row, r in zip(rows, records, strict=True):
+            row.append(_escalation(r))
+    print(_table(headers, rows))
     print(
         f"\n{len(records)} pending — decide with: sentinel approve ID | sentinel deny ID (or sentinel tui)"
     )
@@ -197,6 +210,16 @@ def _show(store: Any, args: argparse.Namespace) -> int:
         ("policy", _t((rec.policy_version or "")[:12])),
         ("channel", _t(rec.channel)),
     ]
+    if not rec.terms.is_default:
+        from sentinel.cli.rules import describe_terms
+
+        lines.append(("who decides", _t(describe_terms(rec.terms), 300)))
+        if rec.votes:
+            got = len(rec.approvals)
+            lines.append(("approvals", f"{got} of {rec.terms.quorum}"))
+    if rec.escalated_at is not None:
+        ago = _duration(now - rec.escalated_at)
+        lines.append(("escalation", f"{_escalation(rec)} ({ago} ago)"))
     if not rec.is_pending:
         lines += [
             ("decided", _when(rec.decided_at)),

@@ -1,5 +1,6 @@
 """Tell people when a call waits for them: a signed JSON webhook and a Slack-compatible message
-for every new pending request, delivered in the background (never delaying the protected call),
+for every new pending request (and again, "escalated to …", for one nobody decided within its
+rule's ``escalate_after``), delivered in the background (never delaying the protected call),
 retried with back-off, failures recorded as ``notification_failed`` events.
 
 The one entry point is :func:`notify_pending`, called right after a request is stored::
@@ -52,6 +53,17 @@ def notify_pending(config: Any, record: RequestRecord, store: Any = None) -> boo
     the environment) or None. Returns True when something was queued. Never raises: a broken
     notification setup is logged, and the protected call goes on.
     """
+    return _notify(config, record, store, "approval_requested")
+
+
+def notify_escalated(config: Any, record: RequestRecord, store: Any = None) -> bool:
+    """Queue "escalated to …" notifications for a request nobody decided within its rule's
+    ``escalate_after`` (``record.escalated_to``; who may decide now from ``record.terms``), to
+    the same targets as :func:`notify_pending`. Returns at once; never raises."""
+    return _notify(config, record, store, "approval_escalated")
+
+
+def _notify(config: Any, record: RequestRecord, store: Any, kind: str) -> bool:
     try:
         settings = NotifySettings.from_env(config)
         if not settings.enabled:
@@ -59,11 +71,11 @@ def notify_pending(config: Any, record: RequestRecord, store: Any = None) -> boo
         from sentinel.notify.deliver import Notifier, build_deliveries
 
         return Notifier.shared().submit(
-            build_deliveries(settings, record), _event_writer(config, store)
+            build_deliveries(settings, record, kind), _event_writer(config, store)
         )
     except Exception as exc:
         log.warning("sentinel notify: notifications not sent: %s", exc)
         return False
 
 
-__all__ = ["ENVIRONMENT", "NotifySettings", "notify_pending"]
+__all__ = ["ENVIRONMENT", "NotifySettings", "notify_escalated", "notify_pending"]

@@ -15,7 +15,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sentinel.approval.webhook import ACTION_HEADER, dumps, signed_headers
-from sentinel.notify.messages import generic_payload, slack_payload
+from sentinel.notify.messages import (
+    escalated_payload,
+    generic_payload,
+    slack_escalated_payload,
+    slack_payload,
+)
 from sentinel.notify.settings import NotifySettings
 from sentinel.store.models import RequestRecord
 
@@ -24,6 +29,9 @@ log = logging.getLogger("sentinel.notify")
 #: Deliveries waiting or running at most; beyond it new ones are dropped (and logged).
 MAX_BACKLOG = 1000
 EVENT_HEADER = "X-Sentinel-Event"
+#: What a notification announces (the ``event`` of the JSON document and the X-Sentinel-Event
+#: header): a new pending request, or one nobody decided within its rule's ``escalate_after``.
+KINDS = ("approval_requested", "approval_escalated")
 
 
 @dataclass(frozen=True)
@@ -38,27 +46,39 @@ class Delivery:
     attempts: int
     timeout: float
     backoff: float
+    kind: str = "approval_requested"  # one of KINDS
 
 
-def build_deliveries(settings: NotifySettings, rec: RequestRecord) -> list[Delivery]:
-    """The messages for one new pending request under ``settings``."""
+def build_deliveries(
+    settings: NotifySettings, rec: RequestRecord, kind: str = "approval_requested"
+) -> list[Delivery]:
+    """The messages for one new pending request (or, ``kind="approval_escalated"``, one just
+    escalated) under ``settings``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown notification kind {kind!r}: one of {', '.join(KINDS)}")
+    generic, slack = (
+        (generic_payload, slack_payload)
+        if kind == "approval_requested"
+        else (escalated_payload, slack_escalated_payload)
+    )
     out: list[Delivery] = []
     common = {
         "attempts": settings.attempts,
         "timeout": settings.timeout,
         "backoff": settings.backoff,
+        "kind": kind,
     }
     if settings.webhook_url:
-        body = dumps(generic_payload(rec, settings.decide_url))
+        body = dumps(generic(rec, settings.decide_url))
         headers = {
             "Content-Type": "application/json",
-            EVENT_HEADER: "approval_requested",
+            EVENT_HEADER: kind,
             ACTION_HEADER: rec.id,
             **signed_headers(settings.secret, body),
         }
         out.append(Delivery("webhook", settings.webhook_url, body, headers, rec, **common))  # type: ignore[arg-type]
     if settings.slack_url:
-        body = dumps(slack_payload(rec, settings.decide_url))
+        body = dumps(slack(rec, settings.decide_url))
         headers = {"Content-Type": "application/json"}
         out.append(Delivery("slack", settings.slack_url, body, headers, rec, **common))  # type: ignore[arg-type]
     return out
@@ -198,6 +218,7 @@ class Notifier:
                 "host": host,
                 "attempts": delivery.attempts,
                 "error": failure,
+                "notification": delivery.kind,
             },
         }
         try:
@@ -211,4 +232,4 @@ class Notifier:
             return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
 
 
-__all__ = ["Delivery", "Notifier", "build_deliveries", "send_with_retries"]
+__all__ = ["KINDS", "Delivery", "Notifier", "build_deliveries", "send_with_retries"]

@@ -78,6 +78,37 @@ def generic_payload(
     }
 
 
+def escalation_of(rec: RequestRecord) -> dict[str, Any]:
+    """What an escalation notification says of it: to whom, when, after how long, and who may
+    decide now (``rec.terms`` are the waiting call's own terms: approvers widened by
+    ``escalate_to``)."""
+    escalated_at = rec.escalated_at if rec.escalated_at is not None else time.time()
+    to = list(rec.escalated_to or rec.terms.escalate_to)
+    may = list(rec.terms.may_decide(escalated_at - rec.created_at)) or ["any operator"]
+    return {
+        "to": to,
+        "escalated_at": escalated_at,
+        "after_seconds": round(escalated_at - rec.created_at, 3),
+        "escalate_after": rec.terms.escalate_after,
+        "may_decide": may,
+        "quorum": rec.terms.quorum,
+        "approvals": len(rec.approvals),
+    }
+
+
+def escalated_payload(
+    rec: RequestRecord, decide_url: str | None, now: float | None = None
+) -> dict[str, Any]:
+    """The JSON document POSTed to ``SENTINEL_NOTIFY_WEBHOOK`` when a request is escalated."""
+    return {
+        "event": "approval_escalated",
+        "sent_at": time.time() if now is None else now,
+        "request": {k: v for k, v in rec.to_dict().items() if k in _NOTIFIED},
+        "escalation": escalation_of(rec),
+        "decide": decide_commands(rec, decide_url),
+    }
+
+
 def slack_escape(value: Any, limit: int = 300) -> str:
     """Agent text made safe for Slack mrkdwn: terminal-safe, ``& < >`` escaped, no backticks."""
     text = safe_text(value if isinstance(value, str) else json.dumps(value, default=str), limit)
@@ -157,4 +188,88 @@ def slack_payload(
     }
 
 
-__all__ = ["decide_commands", "generic_payload", "slack_escape", "slack_payload"]
+def slack_escalated_payload(
+    rec: RequestRecord, decide_url: str | None, now: float | None = None
+) -> dict[str, Any]:
+    """A Slack message for an escalation: "escalated to security", the request, the rule, who
+    may decide now, how long it waited and how to decide."""
+    now = time.time() if now is None else now
+    esc = escalation_of(rec)
+    to = ", ".join(slack_escape(n, 64) for n in esc["to"]) or "nobody"
+    may = ", ".join(slack_escape(n, 64) for n in esc["may_decide"])
+    fn = slack_escape(rec.function, 80)
+    agent = slack_escape(rec.agent_id, 60) if rec.agent_id else "unnamed agent"
+    rule = slack_escape(rec.rule_id or "default", 80)
+    waited = _duration(esc["after_seconds"])
+    left = _duration(rec.expires_at - now)
+    cmds = decide_commands(rec, decide_url)
+    decide = f"`{cmds['cli']['approve']}`  ·  `{cmds['cli']['deny']}`  ·  or press a / d in `sentinel tui`"
+    if "api" in cmds:
+        decide += f"\nAPI: `POST {slack_escape(cmds['api']['approve'], 300)}` (or `/deny`)"
+    tally = ""
+    if esc["quorum"] > 1:
+        tally = f"\n*Approvals:* {esc['approvals']} of {esc['quorum']}"
+    fallback = (
+        f"Sentinel: {fn} from {agent} escalated to {to}: no decision after {waited} "
+        f"(rule {rule}; may decide now: {may}; expires in {left})"
+    )
+    return {
+        "text": fallback,
+        "blocks": [
+            {
+                "type": "header",
+                "text": {
+                    "type": "plain_text",
+                    "text": f"Escalated to {to[:80]}: {slack_escape(rec.function, 100)}",
+                },
+            },
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*Function*\n`{fn}`"},
+                    {"type": "mrkdwn", "text": f"*Agent*\n{agent}"},
+                    {"type": "mrkdwn", "text": f"*Value at risk*\n{_value(rec.value_at_risk)}"},
+                    {
+                        "type": "mrkdwn",
+                        "text": f"*Expires*\nin {left} ({_when(rec.expires_at)})",
+                    },
+                ],
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"*No decision after {waited}:* escalated to {to}\n*Rule:* {rule}\n"
+                    f"*May decide now:* {may}{tally}",
+                },
+            },
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"*Arguments (redacted)*\n```{_arguments(rec)}```",
+                },
+            },
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Decide:* {decide}"}},
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"request `{rec.id}` · digest `{rec.digest[:12]}`",
+                    }
+                ],
+            },
+        ],
+    }
+
+
+__all__ = [
+    "decide_commands",
+    "escalated_payload",
+    "escalation_of",
+    "generic_payload",
+    "slack_escalated_payload",
+    "slack_escape",
+    "slack_payload",
+]

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -431,6 +431,20 @@ class AsyncStore:
             raise
         if not rec.is_pending:  # a vote short of the quorum wakes nobody
             hints.send([rec.lock_path])
+        return rec
+
+    async def escalate(
+        self,
+        request_id: str,
+        to: Sequence[str],
+        now: float | None = None,
+        *,
+        may_decide: Sequence[str] | None = None,
+    ) -> RequestRecord | None:
+        """See :meth:`Store.escalate`."""
+        rec: RequestRecord | None = await self._write(
+            ops.escalate(request_id, to, may_decide, time.time() if now is None else now)
+        )
         return rec
 
     async def expire(self, request_id: str) -> RequestRecord | None:

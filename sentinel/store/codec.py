@@ -82,6 +82,8 @@ REQUEST_COLUMNS = (
     "terms",
     "requester",
     "votes",
+    "escalated_at",
+    "escalated_to",
 )
 
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
@@ -266,7 +268,20 @@ def request_from_row(row: tuple[Any, ...]) -> RequestRecord:
         terms=terms_from_json(v["terms"]),
         requester=_object_or_none(v["requester"]),
         votes=votes_from_json(v["votes"]),
+        escalated_at=v["escalated_at"],
+        escalated_to=names_from_json(v["escalated_to"]),
     )
+
+
+def names_from_json(text: str | None) -> tuple[str, ...]:
+    """A stored list of names (escalated_to); anything else reads as none."""
+    try:
+        data = loads(text) if text else None
+    except ValueError:
+        return ()
+    if not isinstance(data, list):
+        return ()
+    return tuple(str(n) for n in data if isinstance(n, str))
 
 
 def votes_from_json(text: str | None) -> tuple[Vote, ...]:

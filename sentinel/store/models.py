@@ -230,6 +230,10 @@ class RequestRecord:
     terms: DecisionTerms = field(default_factory=DecisionTerms)
     requester: dict[str, Any] | None = None
     votes: tuple[Vote, ...] = ()  # in the order cast
+    #: When the waiting call escalated the request (nobody decided within the rule's
+    #: ``escalate_after``) and to whom; None / () while not escalated.
+    escalated_at: float | None = None
+    escalated_to: tuple[str, ...] = ()
 
     @property
     def is_pending(self) -> bool:
@@ -277,6 +281,8 @@ class RequestRecord:
             "terms": self.terms.to_dict(),
             "requester": self.requester,
             "votes": [v.to_dict() for v in self.votes],
+            "escalated_at": self.escalated_at,
+            "escalated_to": list(self.escalated_to),
         }
 
     def time_left(self, now: float | None = None) -> float:

@@ -198,6 +198,8 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         "terms": None if new.terms.is_default else dumps(new.terms.to_dict()),
         "requester": None if new.requester is None else dumps(new.requester),
         "votes": "[]",
+        "escalated_at": None,
+        "escalated_to": None,
     }
     yield Q(sql.BEGIN_WRITE)
     inserted = yield Q(sql.INSERT_REQUEST, tuple(row.values()), "one")
@@ -332,6 +334,41 @@ def decide(request_id: str, vote: Vote, operator: OperatorIdentity, now: float) 
     yield from _append(
         [_request_event(kind, rec, now, actor=operator.label, reason=vote.reason, data=data)]
     )
+    yield Q(sql.COMMIT)
+    return rec
+
+
+def escalate(
+    request_id: str, to: Sequence[str], may_decide: Sequence[str] | None, now: float
+) -> Op:
+    """Record, once, that nobody decided ``request_id`` in time and ``to`` may decide it now:
+    the row's ``escalated_at`` / ``escalated_to`` and one ``escalated`` event, in one transaction.
+    ``may_decide`` (who may decide from now on, for the event) defaults to the row's approvers
+    and ``to``. Returns the record when this call escalated it; None when the request is unknown,
+    no longer pending, past its expiry or already escalated (nothing is written then)."""
+    names = [str(n) for n in to]
+    if not names:
+        raise ValueError("escalate: name at least one group or operator to escalate to")
+    yield Q(sql.BEGIN_WRITE)
+    row = yield Q(sql.ESCALATE, (now, dumps(names), request_id, now), "one")
+    if row is None:
+        yield Q(sql.ROLLBACK)
+        return None
+    rec = request_from_row(row)
+    after = round(now - rec.created_at, 6)
+    data = {
+        "to": names,
+        "may_decide": [
+            str(n)
+            for n in (
+                dict.fromkeys((*rec.terms.approvers, *names)) if may_decide is None else may_decide
+            )
+        ],
+        "after_seconds": after,
+        "votes": len(rec.votes),
+    }
+    reason = f"no decision after {after:g}s: escalated to {', '.join(names)}"
+    yield from _append([_request_event("escalated", rec, now, reason=reason, data=data)])
     yield Q(sql.COMMIT)
     return rec
 

@@ -244,10 +244,18 @@ ALTER TABLE requests ADD COLUMN requester TEXT;
 ALTER TABLE requests ADD COLUMN votes TEXT NOT NULL DEFAULT '[]';
 """
 
+#: Escalation (issue 16): when nobody decided within the rule's ``escalate_after``, the waiting
+#: call records once, on the pending row, when it escalated and to whom (the command center shows
+#: it; the waiting call's own clock and terms decide who may approve, never these columns).
+_ESCALATION = """
+ALTER TABLE requests ADD COLUMN escalated_at REAL;
+ALTER TABLE requests ADD COLUMN escalated_to TEXT;
+"""
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
 MIGRATIONS: list[str] = [
     _V1, _V2, _LIMITS, _ANOMALY, _AUDIT, _LIMIT_TOTALS, _EXPIRY, _PENDING_NEWEST,
-    _ONE_ARGUMENTS_COPY, _VOTES,
+    _ONE_ARGUMENTS_COPY, _VOTES, _ESCALATION,
 ]  # fmt: skip
 
 

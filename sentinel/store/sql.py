@@ -75,6 +75,12 @@ VOTE = (
     "UPDATE requests SET votes = ? "
     f"WHERE id = ? AND status = 'pending' AND expires_at > ? RETURNING {_RCOLS}"
 )
+#: Mark a pending, unexpired, not yet escalated row escalated (once: a second call changes nothing).
+ESCALATE = (
+    "UPDATE requests SET escalated_at = ?, escalated_to = ? "
+    "WHERE id = ? AND status = 'pending' AND expires_at > ? AND escalated_at IS NULL "
+    f"RETURNING {_RCOLS}"
+)
 #: Compare-and-set pending → expired / cancelled (no expiry condition: the caller's deadline rules).
 FINISH = (
     "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, decision_reason = ? "

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -351,6 +351,26 @@ class Store:
             raise
         if not rec.is_pending:  # a vote short of the quorum wakes nobody
             hints.send([rec.lock_path])  # wake the waiting process now (it re-reads the row)
+        return rec
+
+    def escalate(
+        self,
+        request_id: str,
+        to: Sequence[str],
+        now: float | None = None,
+        *,
+        may_decide: Sequence[str] | None = None,
+    ) -> RequestRecord | None:
+        """Record that nobody decided in time and ``to`` (groups / operators) may decide now:
+        sets the row's ``escalated_at`` / ``escalated_to`` and appends one ``escalated`` event
+        (same transaction, same chain). Idempotent: only a pending, unexpired request that was
+        not escalated yet changes; returns its record, else None (nothing written).
+
+        Recording an escalation widens nothing by itself: who may approve is decided by the
+        waiting call from its own rule terms and the signed decision times."""
+        rec: RequestRecord | None = self._write(
+            ops.escalate(request_id, to, may_decide, time.time() if now is None else now)
+        )
         return rec
 
     def expire(self, request_id: str) -> RequestRecord | None:
