@@ -26,6 +26,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import ContentSwitcher, DataTable, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
@@ -45,11 +46,13 @@ from sentinel_tui.messages import (
     DataError,
     Decided,
     HistoryPage,
+    IdentityKnown,
     MetricsReady,
     NotificationsFailed,
     PolicyLoaded,
     QueueSnapshot,
     ReplayReady,
+    SigningKnown,
     Swept,
 )
 from sentinel_tui.render import (
@@ -289,19 +292,19 @@ class SentinelApp(App[int]):
 
     @work(thread=True, exclusive=True, group="identity", exit_on_error=False)
     def _load_identity(self) -> None:
-        label = self.data.operator().label
-        self.call_from_thread(self._set_operator, label)
+        # Messages, not call_from_thread: the app may be closing by the time the key is read.
+        self.post_message(IdentityKnown(self.data.operator().label))
         if not self.readonly:
             # The operators file and this operator's key (file I/O): whether decisions made
             # here are signed, shown in the status bar before the first key press.
-            signing = self.data.signing()
-            self.call_from_thread(self._set_signing, signing)
+            self.post_message(SigningKnown(self.data.signing()))
 
-    def _set_operator(self, label: str) -> None:
-        self._operator_label = label
-        self.status.set(operator=label)
+    def on_identity_known(self, msg: IdentityKnown) -> None:
+        self._operator_label = msg.label
+        self.status.set(operator=msg.label)
 
-    def _set_signing(self, signing: SigningState) -> None:
+    def on_signing_known(self, msg: SigningKnown) -> None:
+        signing = msg.signing
         self.signing = signing
         self.status.set(
             signing_as=signing.name if signing.signs else None,
@@ -420,7 +423,10 @@ class SentinelApp(App[int]):
         if event.state == WorkerState.ERROR and event.worker.error is not None:
             err = event.worker.error
             text = safe_text(f"{type(err).__name__}: {err}", 200)
-            self.status.set(error=text)
+            try:
+                self.status.set(error=text)
+            except NoMatches:
+                return  # the app is closing: its widgets are already gone
             self.notify(text, title=f"{event.worker.group} failed", severity="error", markup=False)
             if event.worker.group == "decide":
                 self._inflight.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from textual.message import Message
 
 from sentinel.store.models import EventRecord, MetricsSnapshot, RequestRecord
-from sentinel_tui.data import DecisionOutcome, PolicyInfo, ReplayInfo
+from sentinel_tui.data import DecisionOutcome, PolicyInfo, ReplayInfo, SigningState
 
 
 class QueueSnapshot(Message):
@@ -97,3 +97,19 @@ class DataError(Message):
         super().__init__()
         self.where = where
         self.error = error
+
+
+class IdentityKnown(Message):
+    """Who this operator is (``label``: OS account, host, SSH client), for the status bar."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+
+class SigningKnown(Message):
+    """Whether decisions made here are signed (the operators file and this operator's key)."""
+
+    def __init__(self, signing: SigningState) -> None:
+        super().__init__()
+        self.signing = signing

@@ -37,7 +37,7 @@ rules:
 
 
 def make_app(db_path: Path, **kwargs: Any) -> SentinelApp:
-    return SentinelApp(db_path, None, tick_interval=0, **kwargs)
+    return SentinelApp(db_path, None, tick_interval=0, sweep_interval=0, **kwargs)
 
 
 def submit(db_path: Path, rid: str, terms: DecisionTerms, *, value: float = 500.0,
@@ -292,3 +292,23 @@ async def test_web_child_signs_with_the_key_of_the_user_running_it(db_path, oper
     (vote,) = rec.votes
     assert vote.operator == "tester" and vote.signature and vote.channel == "web"
 
+
+
+def test_terms_take_short_forms_in_a_narrow_card() -> None:
+    from sentinel.store.models import RequestRecord, Vote
+    from sentinel_tui.render import decision_terms
+
+    terms = DecisionTerms(quorum=2, approvers=("finance", "treasury-leads", "security-oncall"),
+                          self_approval=False, escalate_after=60.0, escalate_to=("security",))
+    rec = RequestRecord(
+        id=RID, status="pending", function="transfer_funds", arguments={}, digest="0" * 64,
+        agent_id=None, pid=1, host="h", context=None, rule_id="r", rule_ids=("r",), reason="",
+        value_at_risk=None, risk_score=None, risk_explanation=None, policy_version=None,
+        channel="queue", created_at=1000.0, expires_at=2000.0, terms=terms,
+        votes=(Vote("bob", "approve", 1010.0),),
+    )
+    wide = [p.plain for p in decision_terms(rec, 1030.0, 76)]
+    assert wide == ["approvers: finance, treasury-leads, security-oncall", "self-approval off",
+                    "escalates to security in 30s", "1 of 2 approvals — bob"]
+    narrow = [p.plain for p in decision_terms(rec, 1090.0, 30)]
+    assert narrow == ["by finance, +2 more", "no self-approval", "↑ security", "1/2 ✔ — bob"]
