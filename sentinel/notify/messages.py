@@ -80,11 +80,13 @@ def generic_payload(
 
 def escalation_of(rec: RequestRecord) -> dict[str, Any]:
     """What an escalation notification says of it: to whom, when, after how long, and who may
-    decide now (``rec.terms`` are the waiting call's own terms: approvers widened by
-    ``escalate_to``)."""
+    decide now: the approvers of ``rec.terms`` (the waiting call's own terms when it announces)
+    and whom it was escalated to."""
     escalated_at = rec.escalated_at if rec.escalated_at is not None else time.time()
     to = list(rec.escalated_to or rec.terms.escalate_to)
-    may = list(rec.terms.may_decide(escalated_at - rec.created_at)) or ["any operator"]
+    # Escalated: the approvers and whom it went to (empty approvers: anyone could all along).
+    may = list(dict.fromkeys((*rec.terms.approvers, *to))) if rec.terms.approvers else []
+    may = may or ["any operator"]
     return {
         "to": to,
         "escalated_at": escalated_at,

@@ -225,3 +225,30 @@ def test_the_watcher_pages_through_a_burst_and_skips_decided_requests(
         assert Notifier.shared().flush(10)
         names = sorted(json.loads(p.body)["request"]["function"] for p in rx.requests("POST"))
     assert names == [f"burst_{i}" for i in range(1, 7)]
+
+
+def test_the_watcher_announces_escalations_of_pending_requests(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentinel.identity import current_operator
+    from sentinel.notify.watch import PendingWatcher
+    from sentinel.store.models import DecisionTerms
+
+    terms = DecisionTerms(approvers=("finance",), escalate_after=60.0, escalate_to=("security",))
+    waiting = submit(store, terms=terms)
+    decided = submit(store, terms=terms)
+    with Receiver(lambda *a: Reply(200)) as rx:
+        monkeypatch.setenv("SENTINEL_NOTIFY_WEBHOOK", f"{rx.url}/hook")
+        watcher = PendingWatcher(store)
+        assert watcher.poll() == 0  # both were submitted before the watcher started
+        store.escalate(waiting.id, ["security"])
+        store.escalate(decided.id, ["security"])
+        store.decide(decided.id, True, current_operator("cli"))  # decided before the poll
+        assert watcher.poll() == 1
+        assert watcher.poll() == 0
+        assert Notifier.shared().flush(10)
+        (seen,) = rx.requests("POST")
+    doc = seen.json()
+    assert doc["event"] == "approval_escalated" and doc["request"]["id"] == waiting.id
+    assert doc["escalation"]["to"] == ["security"]
+    assert doc["escalation"]["may_decide"] == ["finance", "security"]
