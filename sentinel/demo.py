@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from sentinel.config import SentinelConfig
-from sentinel.errors import SentinelBlockedError
+from sentinel.errors import SentinelBlockedError, SentinelError
+from sentinel.identity import current_operator
 from sentinel.protect import protect
 
 AGENTS = ("payments", "email", "ops")
@@ -193,6 +194,7 @@ def run_demo(args: argparse.Namespace) -> int:
         finally:
             _stop(procs)
         return 0
+    signer = _demo_signing(home)
     procs = _spawn_agents(rules, db, args.seed, home)
     try:
         try:
@@ -208,7 +210,35 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         _stop(procs)
     print(f"demo data kept in {home} (agent logs: {home}/*.log)")
+    if signer:
+        print(f"decisions were signed as {signer} (demo operators file: {home}/trusted)")
     return 0
+
+
+def _demo_signing(home: Path) -> str | None:
+    """Make the demo sign its decisions as a real install does: unless an operators file is
+    configured already, trust a new demo key for this OS account (groups ops, finance) in the
+    demo's home, for the agents and the command center alike. Returns the operator's name."""
+    from sentinel.trust import add_operator, generate_key, load_key, load_operators
+    from sentinel.trust.keys import KEY_ENV
+    from sentinel.trust.operators import OPERATORS_ENV
+
+    if os.environ.get(OPERATORS_ENV):
+        return None  # the person running the demo set up signing themselves
+    key_path = home / "operator-key.pem"
+    path = home / "trusted" / "operators.json"
+    name = current_operator("tui").account
+    try:
+        key = load_key(key_path) if key_path.exists() else generate_key(key_path)
+        path.parent.mkdir(mode=0o755, exist_ok=True)
+        if key.key_id not in load_operators(path, missing_ok=True).by_key:
+            add_operator(path, name, key.public_key, ["ops", "finance"])
+    except SentinelError as exc:  # e.g. the signing extra (cryptography) is not installed
+        print(f"the demo runs unsigned: {exc}", file=sys.stderr)
+        return None
+    os.environ[OPERATORS_ENV] = str(path)
+    os.environ[KEY_ENV] = str(key_path)
+    return name
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:

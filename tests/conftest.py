@@ -9,14 +9,39 @@ from pathlib import Path
 
 import pytest
 
+from sentinel.trust import OperatorKey, add_operator, generate_key
+
+#: The trusted operator name of whoever runs the tests (see _isolated_home).
+TESTER = "tester"
+
+
+@pytest.fixture(scope="session")
+def tester_key(tmp_path_factory: pytest.TempPathFactory) -> OperatorKey:
+    """The operator key of the person running the tests (one per session: real Ed25519)."""
+    return generate_key(tmp_path_factory.mktemp("operator") / "operator-key.pem")
+
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def _isolated_home(
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tester_key: OperatorKey,
+) -> Iterator[Path]:
     for key in list(os.environ):
         if key.startswith("SENTINEL_"):
             monkeypatch.delenv(key, raising=False)
     home = tmp_path / "home"
     monkeypatch.setenv("SENTINEL_HOME", str(home))
+    # Signing is on in every test, as it is once an admin trusts an operator: the tester is a
+    # trusted operator (groups finance, ops) and decides with their own key. Tests of unsigned
+    # behaviour turn it off (SENTINEL_REQUIRE_SIGNED=0 or require_signed_decisions=False).
+    # Outside tmp_path: tests that check what a command created there see only their own files.
+    operators = tmp_path_factory.mktemp("trusted") / "operators.json"
+    operators.parent.chmod(0o755)
+    add_operator(operators, TESTER, tester_key.public_key, ["finance", "ops"])
+    monkeypatch.setenv("SENTINEL_OPERATORS_FILE", str(operators))
+    monkeypatch.setenv("SENTINEL_OPERATOR_KEY", str(tester_key.path))
     yield home
     from sentinel.guard import close_shared
     from sentinel.policy_source import PolicySource

@@ -16,6 +16,7 @@ from sentinel.anomaly import describe
 from sentinel.identity import current_operator
 from sentinel.store import Store
 from sentinel.store.models import HistoryFilter
+from tests.helpers import signed_decide
 
 NO_RULES = "rules: []\n"
 
@@ -55,7 +56,7 @@ def decide_next(db: Path, approve: bool, seen: dict[str, Any]) -> threading.Thre
                 rows = store.list_pending()
                 if rows:
                     seen["request"] = rows[0]
-                    store.decide(rows[0].id, approve, current_operator("tui"), "test")
+                    signed_decide(store, rows[0].id, approve, current_operator("tui"), "test")
                     return
                 time.sleep(0.02)
 

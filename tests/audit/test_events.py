@@ -24,6 +24,7 @@ from sentinel.audit.verify import verify
 from sentinel.identity import current_operator
 from sentinel.protect import get_guard
 from sentinel.store import Store
+from tests.helpers import signed_decide
 
 RULES = """
 rules:
@@ -74,7 +75,7 @@ def decide_next(db: Path, approve: bool) -> threading.Thread:
             while time.monotonic() < deadline:
                 rows = store.list_pending()
                 if rows:
-                    store.decide(rows[0].id, approve, current_operator("tui"), "checked")
+                    signed_decide(store, rows[0].id, approve, current_operator("tui"), "checked")
                     return
                 time.sleep(0.02)
 

@@ -24,6 +24,7 @@ from sentinel import (
     SentinelTimeoutError,
     protect,
 )
+from tests.helpers import signed_decide
 
 POLICY = """
 version: "1.0"
@@ -238,7 +239,7 @@ def test_queue_decision_from_another_thread_unblocks(rules: Path, db_path: Path,
         for _ in range(200):
             pending = store.list_pending()
             if pending:
-                store.decide(pending[0].id, True, current_operator("cli"), "looks fine")
+                signed_decide(store, pending[0].id, True, current_operator("cli"), "looks fine")
                 return
             time.sleep(0.02)
 

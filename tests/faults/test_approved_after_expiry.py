@@ -38,6 +38,7 @@ from tests.faults.support import (
     raw_connection,
     verify_chain,
 )
+from tests.helpers import signed_decide
 
 RULES = """\
 default_action: allow
@@ -263,7 +264,7 @@ def test_approval_in_time_still_runs(env):
     thread, out, ran = _start_call(rules, db, "sync", timeout=30.0)
     rec = first_pending(db)
     with Store(db) as store:
-        store.decide(rec.id, True, current_operator("alice"))
+        signed_decide(store, rec.id, True, current_operator("alice"))
     thread.join(30)
     assert out.get("result") == "paid" and ran == [5000]
 
@@ -288,7 +289,7 @@ def test_store_approve_of_an_expired_unswept_request_names_its_expiry(env):
     rec = _overdue(db)
     with Store(db) as store:
         with pytest.raises(DecisionConflict) as caught:
-            store.decide(rec.id, True, current_operator("late"))
+            signed_decide(store, rec.id, True, current_operator("late"))
         assert str(caught.value) == (
             f"request {rec.id} expired at {_utc(rec.expires_at)} with no decision"
         )
@@ -322,7 +323,7 @@ def test_a_database_from_before_the_expiry_triggers_is_migrated(env):
             id="a" * 32, function="pay", arguments={}, digest="0" * 64,
             timeout_seconds=60,
         ))  # fmt: skip
-        assert store.decide(rec.id, True, current_operator("alice")).status == "approved"
+        assert signed_decide(store, rec.id, True, current_operator("alice")).status == "approved"
     conn = raw_connection(db)
     try:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

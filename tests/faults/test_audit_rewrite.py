@@ -243,8 +243,9 @@ def test_prune_with_anchors_still_verifies(setup: tuple[Path, Path]) -> None:
 
 
 def test_a_call_approved_by_raw_sql_shows_in_verify(tmp_path: Path) -> None:
-    """Whoever can write the database can approve a waiting call with a raw UPDATE (a known
-    limit); the call runs, but its outcome has no ``approved`` event, and verify says so."""
+    """With signing off, whoever can write the database can approve a waiting call with a raw
+    UPDATE (what unsigned mode trusts); the call runs, but its outcome has no ``approved``
+    event, and verify says so. (With signing on it is refused: tests/trust/test_forgery.py.)"""
     import threading
     import time
 
@@ -258,7 +259,7 @@ def test_a_call_approved_by_raw_sql_shows_in_verify(tmp_path: Path) -> None:
     db = tmp_path / "agents" / "sentinel.db"
     config = SentinelConfig(
         rules_path=rules, db_path=db, timeout_seconds=30, show_waiting_hint=False,
-        hot_reload=False, audit_sync=True,
+        hot_reload=False, audit_sync=True, require_signed_decisions=False,
     )  # fmt: skip
 
     @protect(config)

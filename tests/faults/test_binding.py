@@ -26,6 +26,7 @@ from sentinel.identity import current_operator
 from sentinel.normalize import UnbindableArgument, binding_digest, digest, to_jsonable
 from sentinel.store import Store
 from tests.faults.support import first_pending
+from tests.helpers import signed_decide
 
 RULES = """\
 default_action: allow
@@ -92,7 +93,7 @@ def _approve_after(env: Any, value: Any, mutate: Any) -> tuple[dict[str, Any], A
     rec = first_pending(store)
     if mutate is not None:
         mutate(value)  # TOCTOU: the caller's object changes while it waits
-    store.decide(rec.id, True, current_operator("test"))
+    signed_decide(store, rec.id, True, current_operator("test"))
     t.join(20)
     assert not t.is_alive()
     return out, rec
@@ -194,6 +195,6 @@ def test_value_that_gains_unreadable_state_while_waiting_is_refused(
     store = Store(db)
     rec = first_pending(store)
     ledger.owner = threading.Lock()  # type: ignore[assignment]
-    store.decide(rec.id, True, current_operator("test"))
+    signed_decide(store, rec.id, True, current_operator("test"))
     t.join(20)
     _refused(out, ran)

@@ -25,6 +25,7 @@ from tests.faults.support import (
     integrity_ok,
     verify_chain,
 )
+from tests.helpers import signed_decide
 
 ACK = re.compile(r"ACK (\d+) (w\d+-\d+)\Z")
 
@@ -90,7 +91,7 @@ def test_decider_killed_before_commit_leaves_the_request_pending_for_another(db,
     rec = store.get(row.id)
     assert rec.status == "approved" and "killed-op" not in (rec.decided_by or "")
     with pytest.raises(DecisionConflict):
-        store.decide(row.id, False, current_operator("test"))
+        signed_decide(store, row.id, False, current_operator("test"))
     verify_chain(store)
     assert_decided_once(store, db)
     agent.kill()

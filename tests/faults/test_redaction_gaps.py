@@ -24,6 +24,7 @@ from sentinel.notify.deliver import Notifier
 from sentinel.protect import get_guard
 from sentinel.store import Store
 from tests.faults.support import cli
+from tests.helpers import signed_decide
 from tests.webhook.receiver import Receiver, Reply, json_reply
 
 RULES = """\
@@ -111,7 +112,7 @@ def approve_next(db: Path, seen: list[str]) -> threading.Thread:
                     for args in (("show", rows[0].id), ("show", rows[0].id, "--json"), ("pending",)):
                         out = cli(*args, db=db)
                         seen.append(out.stdout + out.stderr)
-                    store.decide(rows[0].id, True, current_operator("tui"), "checked")
+                    signed_decide(store, rows[0].id, True, current_operator("tui"), "checked")
                     return
                 time.sleep(0.02)
 

@@ -25,6 +25,7 @@ from tests.faults.support import (
     raw_connection,
     verify_chain,
 )
+from tests.helpers import signed_decide
 
 RULES = """\
 default_action: allow
@@ -81,7 +82,7 @@ def test_arguments_changed_after_submission_are_not_executed(env):
     assert rec.digest == digest({"order": {"to": "alice", "amount": 10}})
     order["to"] = "mallory"  # TOCTOU: the caller's dict changes while it waits
     order["amount"] = 10_000
-    store.decide(rec.id, True, current_operator("test"))  # the operator approved alice/10
+    signed_decide(store, rec.id, True, current_operator("test"))  # the operator approved alice/10
     t.join(10)
     assert isinstance(out.get("error"), SentinelBlockedError)
     assert "digest mismatch" in out["error"].reason
@@ -103,10 +104,14 @@ def test_request_rewritten_in_the_database_before_approval_is_not_executed(env):
         "UPDATE requests SET arguments = ?, digest = ? WHERE id = ?",
         ('{"order":{"amount":10,"to":"alice-verified"}}', digest(forged), rec.id),
     )
-    store.decide(rec.id, True, current_operator("test"))
+    signed_decide(store, rec.id, True, current_operator("test"))
     t.join(10)
     assert isinstance(out.get("error"), SentinelBlockedError)
-    assert "digest mismatch" in out["error"].reason
+    # The operator signed the digest they were shown (the forged one): the waiting call checks
+    # the signature against the digest of its real arguments, and refuses it before running.
+    # (Unsigned, the digest binding check refuses it: test_binding.py.)
+    reason = out["error"].reason
+    assert "decision not signed by a trusted operator" in reason and "mismatch" in reason
     assert ran == []
 
 
@@ -120,7 +125,7 @@ def test_decision_for_an_expired_request_is_refused(env):
     assert isinstance(out.get("error"), SentinelTimeoutError) and ran == []
     assert store.get(rec.id).status == "expired"
     with pytest.raises(DecisionConflict, match="expired"):
-        store.decide(rec.id, True, current_operator("late"))
+        signed_decide(store, rec.id, True, current_operator("late"))
     conn = raw_connection(db)
     with pytest.raises(sqlite3.IntegrityError, match="already decided"):
         conn.execute("UPDATE requests SET status = 'approved', decided_by = 'x' WHERE id = ?", (rec.id,))
@@ -141,7 +146,7 @@ def test_expired_but_unswept_request_cannot_be_approved(env):
         timeout_seconds=60, created_at=time.time() - 120,
     ))  # fmt: skip
     with pytest.raises(DecisionConflict, match="expired"):
-        store.decide(rec.id, True, current_operator("late"))
+        signed_decide(store, rec.id, True, current_operator("late"))
     assert store.get(rec.id).status == "expired"
     assert_decided_once(store, db)
 
@@ -152,11 +157,11 @@ def test_second_decision_is_refused_through_the_api_and_the_trigger(env):
     t, out = _call_in_thread(pay, {"to": "carol", "amount": 5})
     store = Store(db)
     rec = first_pending(store)
-    store.decide(rec.id, False, current_operator("first"))
+    signed_decide(store, rec.id, False, current_operator("first"))
     t.join(10)
     assert ran == [] and "denied" in str(out.get("error"))
     with pytest.raises(DecisionConflict, match="already denied"):
-        store.decide(rec.id, True, current_operator("second"))
+        signed_decide(store, rec.id, True, current_operator("second"))
     conn = raw_connection(db)
     for stmt in (
         "UPDATE requests SET status = 'approved' WHERE id = ?",

@@ -25,6 +25,7 @@ from sentinel.errors import SentinelBlockedError
 from sentinel.identity import current_operator
 from sentinel.store import Store
 from tests.faults.support import Proc, all_events, verify_chain
+from tests.helpers import signed_decide
 
 RULES = """\
 version: "1.0"
@@ -64,7 +65,7 @@ def _approve_when_pending(db: Path, timeout: float = 20) -> threading.Thread:
         while time.monotonic() < deadline:
             rows = store.list_pending()
             if rows:
-                store.decide(rows[0].id, True, current_operator("test"))
+                signed_decide(store, rows[0].id, True, current_operator("test"))
                 return
             time.sleep(0.02)
 
@@ -194,7 +195,7 @@ def test_database_deleted_while_in_use_is_noticed(tmp_path, rules):
                 rows = Store(db).list_pending()
                 if rows:
                     seen.append(rows[0].id)
-                    Store(db).decide(rows[0].id, True, current_operator("test"))
+                    signed_decide(Store(db), rows[0].id, True, current_operator("test"))
                     return
             time.sleep(0.05)
 

@@ -16,6 +16,7 @@ from sentinel.approval.base import (
     ApprovalResult,
     ApprovalStatus,
 )
+from tests.helpers import signed_decide
 
 RULES = """
 version: "1.0"
@@ -112,7 +113,8 @@ class QueueDecider:
                         for rec in pending:
                             if self.before_decide is not None:
                                 self.before_decide(rec)
-                            store.decide(
+                            signed_decide(
+                                store,
                                 rec.id, self.approve, current_operator("test"), self.reason
                             )
                             self.decided.append(rec)

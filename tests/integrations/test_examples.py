@@ -12,7 +12,7 @@ import pytest
 
 from sentinel.identity import current_operator
 from sentinel.store import Store
-from tests.helpers import ROOT, python_env
+from tests.helpers import ROOT, python_env, signed_decide
 
 EXAMPLES = ROOT / "examples"
 
@@ -72,7 +72,7 @@ def test_langgraph_example_waits_in_the_queue_for_another_process(tmp_path: Path
         (request,) = pending
         assert request.function == "deploy_service"
         assert request.arguments == {"service": "api", "environment": "prod"}
-        Store(db).decide(request.id, True, current_operator("test"), "ship it")
+        signed_decide(Store(db), request.id, True, current_operator("test"), "ship it")
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -18,7 +18,7 @@ from sentinel.limits import remaining
 from sentinel.policy import parse_policy
 from sentinel.store import Store
 from sentinel.store.models import HistoryFilter
-from tests.helpers import PYTHON, python_env
+from tests.helpers import PYTHON, python_env, signed_decide
 
 RATE = """
 rules:
@@ -109,7 +109,7 @@ def test_cumulative_limit_escalates_and_the_approver_sees_spend_cap_and_would_be
                 if rows:
                     seen["context"] = rows[0].context
                     seen["rule_id"] = rows[0].rule_id
-                    store.decide(rows[0].id, True, current_operator("tui"), "one-off")
+                    signed_decide(store, rows[0].id, True, current_operator("tui"), "one-off")
                     return
                 time.sleep(0.02)
 
@@ -139,7 +139,7 @@ def test_a_denied_call_does_not_count(write_rules: Callable[..., Path], db_path:
             for _ in range(500):
                 rows = store.list_pending()
                 if rows:
-                    store.decide(rows[0].id, False, current_operator("tui"), "no")
+                    signed_decide(store, rows[0].id, False, current_operator("tui"), "no")
                     return
                 time.sleep(0.02)
 

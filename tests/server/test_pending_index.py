@@ -15,6 +15,7 @@ from sentinel.identity import current_operator
 from sentinel.server import pending as pending_module
 from sentinel.server.pending import PendingIndex
 from sentinel.store import NewRequest, Store
+from tests.helpers import signed_decide
 
 
 def new(store: Store, timeout: float = 600, created: float | None = None) -> str:
@@ -49,7 +50,7 @@ def test_changes_are_replayed_not_reloaded(db_path: Path) -> None:
         index = PendingIndex(server_side)
         assert ids(index) == [a, b]
         c = new(other)
-        other.decide(a, True, current_operator("cli"))
+        signed_decide(other, a, True, current_operator("cli"))
         assert ids(index) == [b, c]
         other.cancel(b, "gone")
         d = new(other)
@@ -117,7 +118,7 @@ def test_the_index_always_matches_the_database(
                 rid = made[n % len(made)]
                 if op in ("approve", "deny"):
                     try:
-                        writer.decide(rid, op == "approve", current_operator("cli"))
+                        signed_decide(writer, rid, op == "approve", current_operator("cli"))
                     except Exception:
                         pass  # already decided: nothing changes
                 elif op == "cancel":

@@ -17,10 +17,12 @@ from tests.helpers import PYTHON, ROOT, python_env
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     (tmp_path / "etc").mkdir(mode=0o755)
-    return python_env(
+    env = python_env(
         SENTINEL_CONFIG_DIR=str(tmp_path / "cfg"),
         SENTINEL_OPERATORS_FILE=str(tmp_path / "etc" / "operators.json"),
     )
+    env.pop("SENTINEL_OPERATOR_KEY")  # the key goes to the default place in SENTINEL_CONFIG_DIR
+    return env
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

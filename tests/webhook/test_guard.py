@@ -14,6 +14,7 @@ import pytest
 from sentinel import SentinelConfig, SentinelDeniedError, protect
 from sentinel.identity import current_operator
 from sentinel.store import Store
+from tests.helpers import signed_decide
 from tests.webhook.receiver import Receiver, Reply, json_reply
 
 SECRET = "guard-test-secret"
@@ -115,7 +116,7 @@ def test_the_command_center_can_decide_a_webhook_request_first(
                 for _ in range(400):
                     rows = store.list_pending()
                     if rows and rx.requests("GET"):  # decide while the webhook is being polled
-                        store.decide(rows[0].id, False, current_operator("tui"), "not today")
+                        signed_decide(store, rows[0].id, False, current_operator("tui"), "not today")
                         return
                     time.sleep(0.02)
 

@@ -10,9 +10,11 @@ import json
 import random
 import sys
 import time
+from dataclasses import replace
 
 from sentinel.errors import DecisionConflict
 from sentinel.store import HistoryFilter, OperatorIdentity, Store
+from sentinel.trust.decide import Decider
 
 
 def main(db: str, name: str, expected: int, max_seconds: float) -> None:
@@ -20,6 +22,8 @@ def main(db: str, name: str, expected: int, max_seconds: float) -> None:
     op = OperatorIdentity(
         account=name, uid=1000, login_uid=None, login_account=None, host="test", ssh_client=None
     )
+    # Signed with the tester's key when the test's operators file trusts it (signing on).
+    decider = replace(Decider.local("cli"), operator=op)
     decided = HistoryFilter(kinds=("approved", "denied"))
     deadline = time.monotonic() + max_seconds
     rng = random.Random(name)
@@ -28,7 +32,7 @@ def main(db: str, name: str, expected: int, max_seconds: float) -> None:
         rng.shuffle(pending)
         for rec in pending:
             try:
-                out = store.decide(rec.id, rng.random() < 0.5, op)
+                out = decider.decide(store, rec.id, rng.random() < 0.5)
                 line = {"id": rec.id, "won": True, "status": out.status}
             except DecisionConflict as exc:
                 line = {"id": rec.id, "won": False, "status": exc.record.status}

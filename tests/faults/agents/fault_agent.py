@@ -192,7 +192,8 @@ def decide_pause(db: str, request_id: str) -> int:
     Store(db).close()  # schema in place
     conn = sqlite3.connect(db, isolation_level=None, timeout=5)
     op = OperatorIdentity("killed-op", os.getuid(), None, None, "test", None)
-    gen = ops.decide(request_id, True, op, "about to die", time.time())
+    now = time.time()
+    gen = ops.decide(request_id, ops.unsigned_vote(True, op, "about to die", now), op, now)
     q = next(gen)
     result: Any = None
     while True:
