@@ -136,8 +136,10 @@ class Decider:
         terms = record.terms
         allowed = terms.may_decide(now - record.created_at)
         if allowed and not self.names & set(allowed):
-            who = self.name + (f" (groups: {', '.join(sorted(self.names - {self.name}))})"
-                               if self.names - {self.name} else " (no groups)")
+            groups = sorted(self.names - {self.name, self.role or ""})
+            who = self.name + (f" (groups: {', '.join(groups)})" if groups else " (no groups)")
+            if self.role:
+                who += f", role {self.role}"
             rule = f" (rule {record.rule_id})" if record.rule_id else ""
             return (
                 f"only {', '.join(allowed)} may decide request {record.id[:8]}{rule}; "

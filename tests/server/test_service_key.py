@@ -201,7 +201,7 @@ def test_a_token_outside_the_approvers_is_refused_and_nothing_is_recorded(
             r = decide(server, BOB, rid, verb)
             assert r.status_code == 403, r.text
             assert "only finance may decide" in r.json()["error"]
-            assert "you are bob (groups: operator)" in r.json()["error"]
+            assert "you are bob (no groups), role operator" in r.json()["error"]
         rec = votes(server, rid)
         assert rec.status == "pending" and rec.votes == ()
         assert decide(server, ALICE, rid).status_code == 200
