@@ -56,6 +56,7 @@ from sentinel_tui.messages import (
     Swept,
 )
 from sentinel_tui.render import (
+    decision_terms,
     format_time,
     format_value,
     full_arguments,
@@ -754,6 +755,10 @@ class SentinelApp(App[int]):
         text.append(f"\nvalue  {format_value(record.value_at_risk)}   risk {level} ({why})\n")
         text.append("why    ")
         text.append_text(safe(record.reason or "—", 200))
+        terms = decision_terms(record, self.clock())
+        if terms:
+            text.append("\nwho    ")
+            text.append_text(Text(" · ", style="dim", end="").join(terms))
         return text
 
     def _refused(self, record: RequestRecord | None, approve: bool) -> bool:

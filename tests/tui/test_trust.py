@@ -190,6 +190,19 @@ async def test_quorum_vote_then_a_second_operator_finishes_it(db_path, operators
     assert rec.status == "approved" and [v.operator for v in rec.votes] == ["tester", "bob"]
 
 
+async def test_confirm_dialog_says_who_decides_and_the_quorum(db_path, operators):
+    submit(db_path, RID, DecisionTerms(quorum=2, approvers=("finance",)), value=99_000)
+    app = make_app(db_path)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.queue.card.request_id == RID)
+        await wait_for(pilot, lambda: app.signing is not None)
+        await pilot.press("a")
+        await wait_for(pilot, lambda: isinstance(app.screen, DecisionDialog))
+        body = app.screen._body.plain  # type: ignore[attr-defined]
+    assert "who    approvers: finance · 0 of 2 approvals" in body
+    assert votes(db_path, RID) == ()  # the dialog was never answered
+
+
 async def test_header_says_signing_as_the_trusted_operator(db_path, operators):
     app = make_app(db_path)
     async with app.run_test(size=(120, 40)) as pilot:
