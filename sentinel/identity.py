@@ -9,6 +9,7 @@ account that originally logged in (it survives ``su``/``sudo``; 4294967295 means
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import socket
@@ -59,3 +60,23 @@ def current_operator(channel: str = "cli") -> OperatorIdentity:
         display_name=display,
         channel=channel,
     )
+
+
+def os_groups(account: str | None) -> frozenset[str]:
+    """The OS groups of ``account`` as this host's user database says (primary and
+    supplementary), for ``approvers:`` lists naming OS groups; empty for an unknown account or
+    an API token (``token:NAME``)."""
+    if not account or account.startswith("token:"):
+        return frozenset()
+    try:
+        entry = pwd.getpwnam(account)
+        ids = os.getgrouplist(account, entry.pw_gid)
+    except (KeyError, OSError):
+        return frozenset()
+    names = set()
+    for gid in ids:
+        try:
+            names.add(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            continue
+    return frozenset(names)

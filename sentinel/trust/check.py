@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sentinel.errors import DecisionNotTrusted, SentinelConfigError
+from sentinel.identity import os_groups
 from sentinel.store.models import DecisionTerms, RequestRecord, Vote
 from sentinel.trust.decision import verify_decision
 from sentinel.trust.operators import TrustedOperators, load_operators
@@ -129,9 +130,11 @@ def tally(
 def _identify(
     vote: Vote, own: OwnRequest, trusted: TrustedOperators | None, now: float
 ) -> tuple[str, frozenset[str], str | None]:
-    """(name, what approvers can name it by, why it does not count or None)."""
+    """(name, what approvers can name it by, why it does not count or None). Besides what the
+    operators file and a service bind, an operator is named by the OS groups this host gives
+    the account they decided as (looked up here, never taken from the vote)."""
     if trusted is None:
-        names = {vote.operator, *vote.groups}
+        names = {vote.operator, *vote.groups, *os_groups(vote.account)}
         if vote.role:
             names.add(vote.role)
         return vote.operator, frozenset(names), None
@@ -158,7 +161,7 @@ def _identify(
         )
     except DecisionNotTrusted as exc:
         return vote.operator, frozenset(), f"{exc.reason}: {exc.detail}"
-    return who.name, who.names, None
+    return who.name, who.names | os_groups(vote.account), None
 
 
 def check_approval(

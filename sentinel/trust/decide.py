@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sentinel.errors import DecisionRefused
-from sentinel.identity import current_operator
+from sentinel.identity import current_operator, os_groups
 from sentinel.store import AsyncStore, Store
 from sentinel.store.models import OperatorIdentity, RequestRecord, Vote
 from sentinel.trust.check import is_requester
@@ -109,7 +109,7 @@ class Decider:
     @property
     def names(self) -> frozenset[str]:
         """What an ``approvers:`` list can name this decider by."""
-        names = {self.name, *self.groups}
+        names = {self.name, *self.groups, *os_groups(self.account)}
         if self.role:
             names.add(self.role)
         if self.entry is not None and not self.entry.is_service:

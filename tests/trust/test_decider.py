@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from sentinel.errors import DecisionRefused
+from sentinel.identity import os_groups
 from sentinel.store import AsyncStore, NewRequest, RequestRecord, Store
 from sentinel.store.models import DecisionTerms
 from sentinel.trust import (
@@ -96,7 +97,9 @@ def refused_and_nothing_written(world: World, decider: Decider, rec: RequestReco
 
 def test_a_trusted_operator_signs_what_the_waiting_call_counts(world: World) -> None:
     alice = world.local("alice")
-    assert alice.signs and alice.name == "alice" and alice.names == {"alice", "finance"}
+    # Named by the operators file's groups and by the OS groups of the account deciding.
+    assert alice.signs and alice.name == "alice"
+    assert alice.names == {"alice", "finance"} | os_groups(alice.account)
     rec = world.submit()
     done = alice.decide(world.store, rec.id, True, "fine")
     assert done.status == "approved"
@@ -126,8 +129,12 @@ async def test_decide_async_signs_and_refuses_the_same(world: World, db_path: Pa
 
 def test_not_an_approver(world: World) -> None:
     rec = world.submit()
-    why = refused_and_nothing_written(world, world.local("carol"), rec)
-    assert why == f"only finance may decide request {rec.id[:8]} (rule pay); you are carol (groups: ops)"
+    carol = world.local("carol")
+    why = refused_and_nothing_written(world, carol, rec)
+    groups = ", ".join(sorted({"ops"} | os_groups(carol.account)))
+    assert why == (
+        f"only finance may decide request {rec.id[:8]} (rule pay); you are carol (groups: {groups})"
+    )
     assert world.local("carol").refusal(rec, False) == why  # nor may she deny it
 
 
