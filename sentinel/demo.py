@@ -211,7 +211,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _stop(procs)
     print(f"demo data kept in {home} (agent logs: {home}/*.log)")
     if signer:
-        print(f"decisions were signed as {signer} (demo operators file: {home}/trusted)")
+        print(f"decisions were signed as {signer} (trusted in {os.environ['SENTINEL_OPERATORS_FILE']})")
     return 0
 
 
@@ -225,8 +225,12 @@ def _demo_signing(home: Path) -> str | None:
 
     if os.environ.get(OPERATORS_ENV):
         return None  # the person running the demo set up signing themselves
-    key_path = home / "operator-key.pem"
-    path = home / "trusted" / "operators.json"
+    # Not in the demo's home: that folder is shared with the agents (group-writable), and an
+    # operators file below a folder others can write is refused, as it must be.
+    folder = Path(tempfile.mkdtemp(prefix="sentinel-demo-operator-"))
+    folder.chmod(0o755)
+    key_path = folder / "operator-key.pem"
+    path = folder / "trusted" / "operators.json"
     name = current_operator("tui").account
     try:
         key = load_key(key_path) if key_path.exists() else generate_key(key_path)
