@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import PYTHON, ROOT, python_env
 
@@ -73,3 +76,25 @@ def test_simulated_agent_fills_the_queue(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_demo_signs_with_a_demo_operator_unless_one_is_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentinel.demo import _demo_signing
+    from sentinel.trust import load_key, load_operators
+    from sentinel.trust.decide import Decider
+
+    configured = os.environ["SENTINEL_OPERATORS_FILE"]
+    assert _demo_signing(tmp_path) is None  # the person running it set up signing: left alone
+    assert os.environ["SENTINEL_OPERATORS_FILE"] == configured
+    monkeypatch.delenv("SENTINEL_OPERATORS_FILE")
+    monkeypatch.delenv("SENTINEL_OPERATOR_KEY")
+    home = tmp_path / "demo"
+    home.mkdir(mode=0o770)  # shared with the agents, as the store makes it
+    name = _demo_signing(home)
+    trusted = load_operators()
+    key = load_key()
+    assert trusted.by_key[key.key_id].name == name
+    assert not str(trusted.path).startswith(str(home))  # never below the group-writable home
+    assert Decider.local("tui").signs
