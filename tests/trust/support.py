@@ -147,20 +147,24 @@ class Lab:
 
     # -- processes -----------------------------------------------------------------------------
 
-    def start(self, script: str, args: list[str], key: str | None = None) -> Proc:
-        proc = Proc(script, args, self.env(key))
+    def start(
+        self, script: str, args: list[str], key: str | None = None, **extra: str
+    ) -> Proc:
+        proc = Proc(script, args, {**self.env(key), **extra})
         self.procs.append(proc)
         return proc
 
-    def waiter(self, *calls: str) -> Proc:
-        """The agent: one process making each ``AMOUNT:TO`` call in turn, waiting on approval."""
+    def waiter(self, *calls: str, asynchronous: bool = False) -> Proc:
+        """The agent: one process making each ``AMOUNT:TO`` call in turn, waiting on approval
+        (``asynchronous``: through an ``async def`` tool)."""
         if not self.rules_path.exists():
             self.rules()
-        args = [str(self.db), str(self.rules_path), str(self.marker), *(calls or ("5000:acct-9",))]
-        return self.start("waiter.py", args)
+        calls = calls or ("5000:acct-9",)
+        args = [str(self.db), str(self.rules_path), str(self.marker), *calls]
+        return self.start("waiter.py", args, WAITER_ASYNC="1" if asynchronous else "0")
 
     def forge(self, request_id: str, key: str | None = None, **spec: Any) -> dict[str, Any]:
-        """Run the forger to its end; returns its ``forged`` line (fails if the write was refused)."""
+        """Run the forger; returns its ``forged`` line (fails if the database refused it)."""
         proc = self.start("forger.py", [str(self.db), request_id, json.dumps(spec)], key)
         return proc.next("forged")
 

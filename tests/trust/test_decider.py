@@ -133,7 +133,8 @@ def test_not_an_approver(world: World) -> None:
     why = refused_and_nothing_written(world, carol, rec)
     groups = ", ".join(sorted({"ops"} | os_groups(carol.account)))
     assert why == (
-        f"only finance may decide request {rec.id[:8]} (rule pay); you are carol (groups: {groups})"
+        f"only finance may decide request {rec.id[:8]} (rule pay); "
+        f"you are carol (groups: {groups})"
     )
     assert world.local("carol").refusal(rec, False) == why  # nor may she deny it
 
@@ -213,7 +214,7 @@ def test_a_decided_request_is_not_refused_but_conflicts(world: World) -> None:
     assert info.value.record.status == "approved"
 
 
-# -- no operators file: unsigned, as before ---------------------------------------------------------
+# -- no operators file: unsigned, as before ------------------------------------------------------
 
 
 def test_without_an_operators_file_decisions_are_unsigned(world: World, tmp_path: Path) -> None:

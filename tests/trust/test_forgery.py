@@ -221,6 +221,44 @@ def test_own_identity_hidden_by_rewriting_the_rows_requester(no_self: Lab) -> No
     lab.assert_refused(agent.next("result"), rec.id, "the agent's own identity")
 
 
+def test_an_async_tool_runs_on_a_genuine_decision_and_not_on_a_forged_one(lab: Lab) -> None:
+    agent = lab.waiter("5000:acct-1", "5000:acct-2", asynchronous=True)
+    first = lab.pending()
+    lab.decider("bob").decide(lab.store, first.id, True)
+    assert agent.next("result")["outcome"] == "ran"
+    second = lab.pending(exclude=(first.id,))
+    lab.forge(second.id, mode="unsigned", operator="bob")
+    lab.assert_refused(agent.next("result"), second.id, "bob: no signature", ran=("5000 acct-1",))
+
+
+def test_a_genuine_denial_turned_into_an_approval(lab: Lab) -> None:
+    """Bob really denied (deny_quorum 2 keeps the request open); the forger flips his verdict."""
+    lab.rules(deny_quorum=2, **FINANCE)
+    agent = lab.waiter()
+    rec = lab.pending()
+    assert lab.decider("bob").decide(lab.store, rec.id, False, "no").is_pending
+    forged = lab.forge(rec.id, mode="turn")
+    assert [(v["operator"], v["verdict"]) for v in forged["votes"]] == [("bob", "approve")]
+    lab.assert_refused(agent.next("result"), rec.id, "bob: mismatch")
+
+
+@pytest.mark.parametrize("doubt", ["writable-by-others", "removed"])
+def test_a_genuine_approval_is_refused_when_the_operators_file_is_in_doubt(
+    lab: Lab, doubt: str
+) -> None:
+    """The waiting call reads the operators file again before trusting a decision: a file that
+    became unsafe or vanished while it waited blocks the call (doubt never lowers protection)."""
+    agent = lab.waiter()
+    rec = lab.pending()
+    alice = lab.decider("alice")  # loaded while the file was fine
+    if doubt == "removed":
+        lab.ops_file.unlink()
+    else:
+        lab.ops_file.chmod(0o666)
+    alice.decide(lab.store, rec.id, True)
+    lab.assert_refused(agent.next("result"), rec.id, "the operators file cannot be read")
+
+
 def test_the_forgers_wake_up_datagram_is_the_librarys() -> None:
     """The forger sends hints without importing Sentinel; it must address what waiters bind."""
     import hashlib

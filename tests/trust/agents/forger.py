@@ -8,9 +8,10 @@ could, then sends the wake-up datagram any process on the host can send (or, wit
 * ``mode``:
   ``flip``       set the row approved, no vote at all;
   ``unsigned``   add an approving vote named ``operator`` with no signature;
-  ``copy``       a fresh vote for this request carrying the signature of request ``from``'s approval;
+  ``copy``       a fresh vote for this request carrying the signature of ``from``'s approval;
   ``replay``     add request ``from``'s approving votes as they are;
   ``duplicate``  add this request's approving votes a second time (each operator counted twice);
+  ``turn``       turn this request's recorded denials into approvals (signatures kept);
   ``sign``       a vote signed with the key at $SENTINEL_OPERATOR_KEY over this request as its row
                  reads, named ``operator``; ``decided_at: "created"`` back-dates it to the
                  request's creation; ``tamper`` overwrites vote fields after signing;
@@ -100,6 +101,8 @@ def main(db: str, request_id: str, spec: dict[str, Any]) -> int:
         votes.extend(_approving(conn, spec["from"]))
     elif mode == "duplicate":
         votes.extend(_approving(conn, request_id))
+    elif mode == "turn":
+        votes = [dict(v, verdict="approve") for v in votes]
     elif mode == "sign":
         votes.append(_signed(row, spec))
     elif mode != "rewrite":

@@ -2,7 +2,8 @@
 
 ``waiter.py DB RULES MARKER CALL [CALL ...]``: each CALL is ``AMOUNT:TO``, made in order through
 a ``@protect``-ed ``transfer_funds`` that appends ``AMOUNT TO`` to MARKER when — and only when —
-it really runs. Before each call it prints ``{"event": "calling", "n": N}``; after it
+it really runs (with $WAITER_ASYNC=1 an ``async def`` one, awaited in ``asyncio.run``). Before
+each call it prints ``{"event": "calling", "n": N}``; after it
 ``{"event": "result", "n": N, "outcome": ran|blocked|denied|expired, "error": type name,
 "message": …, "request_id": …}``. The operators file and the home come from the environment
 (SENTINEL_OPERATORS_FILE, SENTINEL_HOME) that the test passes explicitly.
@@ -10,7 +11,9 @@ it really runs. Before each call it prints ``{"event": "calling", "n": N}``; aft
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,18 +34,35 @@ def main(db: str, rules: str, marker: str, calls: list[str]) -> int:
         hot_reload=False,
     )  # fmt: skip
 
-    @protect(config)
-    def transfer_funds(amount: int, to: str) -> str:
+    def send(amount: int, to: str) -> str:
         with open(marker, "a", encoding="utf-8") as f:
             f.write(f"{amount} {to}\n")
         return "sent"
 
-    for n, call in enumerate(calls):
-        amount, to = call.split(":", 1)
+    if os.environ.get("WAITER_ASYNC") == "1":
+
+        @protect(config)
+        async def transfer_funds(amount: int, to: str) -> str:  # the rule matches this name
+            return send(amount, to)
+
+        guarded: Any = transfer_funds
+
+        def call(amount: int, to: str) -> Any:
+            return asyncio.run(guarded(amount, to))
+    else:
+
+        @protect(config)
+        def transfer_funds(amount: int, to: str) -> str:
+            return send(amount, to)
+
+        guarded = call = transfer_funds
+
+    for n, spec in enumerate(calls):
+        amount, to = spec.split(":", 1)
         _say({"event": "calling", "n": n})
         out: dict[str, Any] = {"event": "result", "n": n}
         try:
-            transfer_funds(int(amount), to)
+            call(int(amount), to)
             out["outcome"] = "ran"
         except SentinelBlockedError as exc:
             if isinstance(exc, SentinelDeniedError):
@@ -52,7 +72,7 @@ def main(db: str, rules: str, marker: str, calls: list[str]) -> int:
             else:
                 out["outcome"] = "blocked"
             out.update(error=type(exc).__name__, message=str(exc), request_id=exc.request_id)
-        transfer_funds.__sentinel_guard__.flush()  # type: ignore[attr-defined]
+        guarded.__sentinel_guard__.flush()  # type: ignore[attr-defined]
         _say(out)
     return 0
 
