@@ -675,7 +675,10 @@ class Guard:
         channel = self._channel()
         # Whether approvals must be signed, and by whom: an operators file that cannot be
         # trusted blocks the call here, before anyone is asked.
-        signing = signing_operators(self.config.require_signed_decisions)
+        try:
+            signing = signing_operators(self.config.require_signed_decisions)
+        except SentinelConfigError as exc:
+            raise self._refuse_unverifiable(function, params, decision, exc) from None
         db = Path(self.config.db_path or "")
         store = async_store_for(db)  # this loop's store: awaited, no thread hop per statement
         deadline = time.monotonic() + timeout
@@ -706,6 +709,32 @@ class Guard:
             )
             self._check_decision(function, record, own, signing, by_channel)
         return self._interpret(function, record)
+
+    def _refuse_unverifiable(
+        self,
+        function: str,
+        params: Mapping[str, Any],
+        decision: Decision,
+        exc: SentinelConfigError,
+    ) -> SentinelBlockedError:
+        """Block (and audit) a call whose approval could not be checked: the operators file is
+        missing while required, or unsafe. A block, not a governance error: under
+        ``fail_mode="safe"`` a governance error runs the call, which here would skip the
+        approval itself, not just a check of it (doubt never lowers protection)."""
+        reason = (
+            f"{UNTRUSTED}: the operators file cannot be read, so no approval could be checked: "
+            f"{exc}"
+        )
+        event = self._base_event("blocked", function, params, decision)
+        event.reason = reason
+        event.data = {**(event.data or {}), "refused": "operators_file"}
+        try:
+            self._get_sink().emit_now(event)
+        except Exception as sink_exc:
+            _warn(f"could not record the block of {function}: {sink_exc}")
+        return SentinelBlockedError(
+            reason, function, False, self.agent_id, rule_id=decision.rule_id
+        )
 
     def _check_decision(
         self,

@@ -22,6 +22,7 @@ from sentinel.arguments import CallArguments
 from sentinel.errors import DecisionRefused
 from sentinel.store import hints
 from sentinel.trust import revoke_operator
+from sentinel.trust.check import UNTRUSTED
 from tests.trust.support import Lab
 
 FINANCE = {"approvers": ["finance"], "self_approval": True}
@@ -257,6 +258,42 @@ def test_a_genuine_approval_is_refused_when_the_operators_file_is_in_doubt(
         lab.ops_file.chmod(0o666)
     alice.decide(lab.store, rec.id, True)
     lab.assert_refused(agent.next("result"), rec.id, "the operators file cannot be read")
+
+
+@pytest.mark.parametrize("fail_mode", ["secure", "safe"])
+@pytest.mark.parametrize("problem", ["required-but-missing", "writable-by-others"])
+def test_an_operators_file_in_doubt_blocks_before_anyone_is_asked(
+    lab: Lab, monkeypatch: pytest.MonkeyPatch, fail_mode: str, problem: str
+) -> None:
+    """No decision could be checked, so the call is blocked whatever fail_mode says: under
+    "safe" it used to run as a governance error, skipping the approval altogether."""
+    from sentinel.config import SentinelConfig
+    from sentinel.errors import SentinelBlockedError
+    from sentinel.protect import protect
+
+    monkeypatch.setenv("SENTINEL_OPERATORS_FILE", str(lab.ops_file))
+    required = problem == "required-but-missing"
+    if required:
+        lab.ops_file.unlink()
+    else:
+        lab.ops_file.chmod(0o666)
+    ran: list[int] = []
+
+    @protect(SentinelConfig(
+        rules_path=lab.rules_path, db_path=lab.db, fail_mode=fail_mode, show_waiting_hint=False,
+        require_signed_decisions=True if required else None, hot_reload=False,
+    ))  # fmt: skip
+    def transfer_funds(amount: int, to: str) -> None:
+        ran.append(amount)
+
+    with pytest.raises(SentinelBlockedError, match="operators file") as info:
+        transfer_funds(5000, "acct-9")
+    assert type(info.value) is SentinelBlockedError and str(info.value).count(UNTRUSTED) == 1
+    assert ran == []
+    assert lab.store.list_pending() == []  # nobody was asked
+    events = [e for e in lab.store.events_after(0, 100) if e.function == "transfer_funds"]
+    assert [e.kind for e in events] == ["blocked"]
+    assert events[0].data is not None and events[0].data["refused"] == "operators_file"
 
 
 def test_the_forgers_wake_up_datagram_is_the_librarys() -> None:
