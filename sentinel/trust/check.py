@@ -131,8 +131,10 @@ def _identify(
     vote: Vote, own: OwnRequest, trusted: TrustedOperators | None, now: float
 ) -> tuple[str, frozenset[str], str | None]:
     """(name, what approvers can name it by, why it does not count or None). Besides what the
-    operators file and a service bind, an operator is named by the OS groups this host gives
-    the account they decided as (looked up here, never taken from the vote)."""
+    operators file and a service bind, an operator is named by the OS groups this host gives the
+    account of their name in the operators file (looked up here). Never by the groups of the
+    vote's ``account``: a signer writes whatever account they like there, so it proves no
+    membership — an operator outside the approvers would name an account inside them."""
     if trusted is None:
         names = {vote.operator, *vote.groups, *os_groups(vote.account)}
         if vote.role:
@@ -161,7 +163,9 @@ def _identify(
         )
     except DecisionNotTrusted as exc:
         return vote.operator, frozenset(), f"{exc.reason}: {exc.detail}"
-    return who.name, who.names | os_groups(vote.account), None
+    # A service signs for a token's name, which the admin never bound to an OS account.
+    host_groups = os_groups(who.name) if who.via is None else frozenset()
+    return who.name, who.names | host_groups, None
 
 
 def check_approval(

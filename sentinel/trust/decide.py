@@ -109,7 +109,12 @@ class Decider:
     @property
     def names(self) -> frozenset[str]:
         """What an ``approvers:`` list can name this decider by."""
-        names = {self.name, *self.groups, *os_groups(self.account)}
+        names = {self.name, *self.groups}
+        if self.on_behalf_of is None:
+            # The OS groups of the name the waiting call will know this decider by: the
+            # operators-file entry's (signed) or this process's account (unsigned); an API
+            # token's name is bound to no OS account.
+            names.update(os_groups(self.name))
         if self.role:
             names.add(self.role)
         if self.entry is not None and not self.entry.is_service:

@@ -99,7 +99,7 @@ def test_a_trusted_operator_signs_what_the_waiting_call_counts(world: World) -> 
     alice = world.local("alice")
     # Named by the operators file's groups and by the OS groups of the account deciding.
     assert alice.signs and alice.name == "alice"
-    assert alice.names == {"alice", "finance"} | os_groups(alice.account)
+    assert alice.names == {"alice", "finance"} | os_groups("alice")  # the entry's, not root's
     rec = world.submit()
     done = alice.decide(world.store, rec.id, True, "fine")
     assert done.status == "approved"
@@ -131,7 +131,7 @@ def test_not_an_approver(world: World) -> None:
     rec = world.submit()
     carol = world.local("carol")
     why = refused_and_nothing_written(world, carol, rec)
-    groups = ", ".join(sorted({"ops"} | os_groups(carol.account)))
+    groups = ", ".join(sorted({"ops"} | os_groups(carol.name)))
     assert why == (
         f"only finance may decide request {rec.id[:8]} (rule pay); "
         f"you are carol (groups: {groups})"

@@ -260,6 +260,53 @@ def test_a_genuine_approval_is_refused_when_the_operators_file_is_in_doubt(
     lab.assert_refused(agent.next("result"), rec.id, "the operators file cannot be read")
 
 
+def _account_with_a_group_of_its_own() -> tuple[str, str]:
+    """An OS account on this host and an OS group it is in that this test's account is not
+    (named otherwise than the account, so an operator name cannot match it by accident)."""
+    import os
+    import pwd
+
+    from sentinel.identity import os_groups
+    from sentinel.trust.operators import NAME_RE
+
+    mine = os_groups(pwd.getpwuid(os.getuid()).pw_name)
+    for entry in pwd.getpwall():
+        if not NAME_RE.match(entry.pw_name):
+            continue
+        for group in sorted(os_groups(entry.pw_name) - mine - {entry.pw_name}):
+            if NAME_RE.match(group):
+                return entry.pw_name, group
+    pytest.skip("no account with an OS group of its own on this host")
+
+
+def test_a_trusted_operator_claiming_another_os_account_gains_none_of_its_groups(
+    lab: Lab,
+) -> None:
+    """Carol (operators-file group ops) signs as an account in the OS group the rule names: the
+    account in a vote is whatever its signer wrote, so it proves no membership."""
+    account, group = _account_with_a_group_of_its_own()
+    lab.rules(approvers=[group], self_approval=True)
+    agent = lab.waiter()
+    rec = lab.pending()
+    lab.forge(rec.id, key="carol", mode="sign", operator="carol", account=account)
+    lab.assert_refused(agent.next("result"), rec.id, f"carol: not among the approvers ({group})")
+
+
+def test_an_operator_the_file_names_after_an_os_account_decides_for_its_os_groups(
+    lab: Lab,
+) -> None:
+    """The positive side: the admin trusted the key under the account's name."""
+    account, group = _account_with_a_group_of_its_own()
+    lab.add(account)  # no operators-file groups: membership is the host's
+    lab.rules(approvers=[group], self_approval=True)
+    agent = lab.waiter()
+    rec = lab.pending()
+    assert group in lab.decider(account).names
+    lab.decider(account).decide(lab.store, rec.id, True)
+    assert agent.next("result")["outcome"] == "ran"
+    assert lab.ran() == ["5000 acct-9"]
+
+
 @pytest.mark.parametrize("fail_mode", ["secure", "safe"])
 @pytest.mark.parametrize("problem", ["required-but-missing", "writable-by-others"])
 def test_an_operators_file_in_doubt_blocks_before_anyone_is_asked(
