@@ -466,6 +466,12 @@ class SentinelApp(App[int]):
                         markup=False, timeout=3)
 
     def on_queue_snapshot(self, msg: QueueSnapshot) -> None:
+        try:
+            self._apply_snapshot(msg)
+        except NoMatches:
+            pass  # the app is closing: the poll's last snapshot came after the widgets went
+
+    def _apply_snapshot(self, msg: QueueSnapshot) -> None:
         rows = msg.rows
         self.snapshot_count += 1
         first = not self._have_snapshot
