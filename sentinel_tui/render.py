@@ -251,9 +251,10 @@ def decision_terms(record: RequestRecord, now: float, width: int | None = None) 
     if not terms.self_approval:
         parts.append(Text("no self-approval" if narrow else "self-approval off", style="yellow", end=""))
     if terms.escalate_after is not None and terms.escalate_to:
-        to = _names(terms.escalate_to, room)
+        # The row says so once the waiting call recorded the escalation; until then the age does.
+        to = _names(record.escalated_to or terms.escalate_to, room)
         age = now - record.created_at
-        if age >= terms.escalate_after:
+        if record.escalated_at is not None or age >= terms.escalate_after:
             parts.append(Text(f"↑ {to}" if narrow else f"escalated to {to}", style="bold yellow", end=""))
         else:
             left = format_age(terms.escalate_after - age)

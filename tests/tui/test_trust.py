@@ -8,6 +8,7 @@ import getpass
 import hashlib
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +326,6 @@ def test_terms_take_short_forms_in_a_narrow_card() -> None:
                     "escalates to security in 30s", "1 of 2 approvals — bob"]
     narrow = [p.plain for p in decision_terms(rec, 1090.0, 30)]
     assert narrow == ["by finance, +2 more", "no self-approval", "↑ security", "1/2 ✔ — bob"]
+    # Recorded on the row by the waiting call: escalated, whatever this terminal's clock says.
+    recorded = replace(rec, escalated_at=1055.0, escalated_to=("security",))
+    assert "escalated to security" in [p.plain for p in decision_terms(recorded, 1030.0, 76)]
