@@ -113,8 +113,11 @@ class Lab:
         add_operator(self.ops_file, name, key.public_key, groups)
         return key
 
-    def rules(self, timeout: float = 3.0, **terms: Any) -> Path:
-        """One require_approval rule, ``pay``, for transfer_funds with these decision terms."""
+    def rules(self, timeout: float = 5.0, **terms: Any) -> Path:
+        """One require_approval rule, ``pay``, for transfer_funds with these decision terms.
+
+        The default timeout is never waited for (each test ends on a decision); it only has to
+        outlast a loaded machine starting the forger or decider. Expiry tests pass their own."""
         lines = "".join(f"    {k}: {json.dumps(v)}\n" for k, v in terms.items())
         self.rules_path.write_text(
             textwrap.dedent(

@@ -181,7 +181,7 @@ def test_two_operators_approving_at_the_same_moment(lab: Lab, round_: int) -> No
 
 
 def test_one_of_two_approvals_then_expiry(lab: Lab) -> None:
-    lab.rules(timeout=1.5, quorum=2, **FINANCE)
+    lab.rules(timeout=3.0, quorum=2, **FINANCE)  # room for the decider to start first
     agent = lab.waiter()
     rec = lab.pending()
     (alone,) = lab.race(rec.id, ("alice", "approve"))
