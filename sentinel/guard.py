@@ -678,10 +678,46 @@ class Guard:
         try:
             signing = signing_operators(self.config.require_signed_decisions)
         except SentinelConfigError as exc:
-            raise self._refuse_unverifiable(function, params, decision, exc) from None
+            reason = (
+                f"{UNTRUSTED}: the operators file cannot be read, so no approval could be "
+                f"checked: {exc}"
+            )
+            raise self._refuse_unverifiable(
+                function, params, decision, reason, "operators_file"
+            ) from None
         db = Path(self.config.db_path or "")
         store = async_store_for(db)  # this loop's store: awaited, no thread hop per statement
         deadline = time.monotonic() + timeout
+        try:
+            return await self._ask_and_wait(
+                function, new, context, store, db, deadline, channel, signing
+            )
+        except StoreError as exc:
+            if signing is None or self.config.fail_mode != "safe":
+                raise  # a governance error: fail_mode decides (secure blocks)
+            # Whoever can write the database can also lock or break it: with signed decisions
+            # required, a queue that fails must not turn into fail_mode="safe" running the call.
+            raise self._refuse_unverifiable(
+                function,
+                params,
+                decision,
+                f"the approval queue failed ({exc}); blocked although fail_mode=safe: with "
+                "signed decisions required, a call that needs approval never runs unapproved",
+                "queue_failed",
+            ) from None
+
+    async def _ask_and_wait(
+        self,
+        function: str,
+        new: NewRequest,
+        context: dict[str, Any] | None,
+        store: AsyncStore,
+        db: Path,
+        deadline: float,
+        channel: ApprovalInterface | None,
+        signing: TrustedOperators | None,
+    ) -> RequestRecord:
+        """Submit the request, wait for its decision, and check an approval (see _approval)."""
         record = await store.submit(new)
         # Notifications deliver on their own threads: they record failures through the sync store.
         _notify_pending(self.config, record, _store_for(db))
@@ -715,19 +751,17 @@ class Guard:
         function: str,
         params: Mapping[str, Any],
         decision: Decision,
-        exc: SentinelConfigError,
+        reason: str,
+        refused: str,
     ) -> SentinelBlockedError:
-        """Block (and audit) a call whose approval could not be checked: the operators file is
-        missing while required, or unsafe. A block, not a governance error: under
+        """Block (and audit, when the audit can still be written) a call whose approval could
+        not be checked: the operators file is missing while required, or unsafe; or, with
+        signing required, the queue failed. A block, not a governance error: under
         ``fail_mode="safe"`` a governance error runs the call, which here would skip the
         approval itself, not just a check of it (doubt never lowers protection)."""
-        reason = (
-            f"{UNTRUSTED}: the operators file cannot be read, so no approval could be checked: "
-            f"{exc}"
-        )
         event = self._base_event("blocked", function, params, decision)
         event.reason = reason
-        event.data = {**(event.data or {}), "refused": "operators_file"}
+        event.data = {**(event.data or {}), "refused": refused}
         try:
             self._get_sink().emit_now(event)
         except Exception as sink_exc:

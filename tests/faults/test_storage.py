@@ -107,6 +107,36 @@ def test_locked_beyond_busy_timeout_blocks_with_a_reason_then_recovers(tmp_path,
     runtime._stores.pop(db.absolute()).close()
 
 
+def test_a_locked_queue_never_runs_an_approval_call_under_fail_mode_safe_when_signing(
+    tmp_path, rules
+):
+    """Whoever can write the database can lock it. Under fail_mode="safe" a governance error
+    lets a call run; with signed decisions required, a call that needs approval must not."""
+    import sentinel.runtime as runtime
+    from sentinel import SentinelConfig, protect
+
+    db = tmp_path / "db" / "sentinel.db"
+    runtime._stores[db.absolute()] = Store(db, busy_timeout=0.3)
+    ran: list[int] = []
+    config = SentinelConfig(rules_path=rules, db_path=db, fail_mode="safe", timeout_seconds=5,
+                            show_waiting_hint=False, hot_reload=False)  # fmt: skip
+
+    @protect(config)
+    def transfer(amount: int) -> int:
+        ran.append(amount)
+        return amount
+
+    holder = Proc(["lock", str(db), "4"])
+    holder.expect("LOCKED")
+    with pytest.raises(SentinelBlockedError) as err:
+        transfer(5000)
+    assert "locked by another process" in err.value.reason
+    assert "never runs unapproved" in err.value.reason
+    assert ran == []
+    holder.expect("RELEASED", timeout=15)
+    runtime._stores.pop(db.absolute()).close()
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 4 MB tmpfs (root only); skipped where mounting is not allowed."""
