@@ -12,7 +12,7 @@ import hashlib
 import math
 import time
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -250,12 +250,14 @@ def unsigned_vote(
 def cast_vote(
     approve: bool, operator: OperatorIdentity, reason: str | None, vote: Vote | None, now: float
 ) -> Vote:
-    """The vote a decision records: ``vote`` as given (its verdict must be ``approve``'s), or
-    an unsigned one."""
+    """The vote a decision records: ``vote`` as given (its verdict must be ``approve``'s; a
+    ``reason`` it lacks is added — the reason is not signed), or an unsigned one."""
     if vote is None:
         return unsigned_vote(approve, operator, reason, now)
     if vote.approves != approve or vote.verdict not in ("approve", "deny"):
         raise ValueError(f"vote verdict {vote.verdict!r} does not match approve={approve}")
+    if reason is not None and vote.reason is None:
+        return replace(vote, reason=reason)
     return vote
 
 
