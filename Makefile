@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := dev,langchain,langgraph,openai-agents,serve,web,signing
+EXTRAS := dev,langchain,langgraph,openai-agents,serve,web,signing,postgres
 
 .PHONY: demo test setup lint typecheck pytest screenshots bench clean system-deps
 
@@ -16,10 +16,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# What tests need from the system, installed only when missing.
+# What tests need from the system, installed only when missing. PostgreSQL: the server programs
+# for the suite's throwaway cluster (tests/pg.py; Debian keeps them in /usr/lib/postgresql/N/bin),
+# without the package's default cluster (the tests start their own, as the `postgres` user).
 system-deps:
 	@command -v tmux >/dev/null 2>&1 || { echo "installing tmux"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux) >/dev/null; }
+	@{ ls /usr/lib/postgresql/*/bin/initdb || command -v initdb; } >/dev/null 2>&1 || { \
+	  echo "installing postgresql"; mkdir -p /etc/postgresql-common/createcluster.d && \
+	  echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/sentinel-tests.conf && \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null; }
 
 demo: setup
 	$(PY) -m sentinel.cli demo

@@ -6,10 +6,14 @@ import os
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from sentinel.trust import OperatorKey, add_operator, generate_key
+
+if TYPE_CHECKING:
+    from tests.pg import PgCluster
 
 #: The trusted operator name of whoever runs the tests (see _isolated_home).
 TESTER = "tester"
@@ -67,3 +71,19 @@ def write_rules(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "home" / "sentinel.db"
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A real, throwaway PostgreSQL server, started once per session on first use (tests/pg.py)."""
+    from tests.pg import PgCluster
+
+    with PgCluster.start() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """``postgresql://…`` of a database of this test's own (owned by the test role, dropped after)."""
+    with pg_cluster.database() as url:
+        yield url
