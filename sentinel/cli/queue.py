@@ -16,7 +16,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sentinel.cli.options import add_db_option
-from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
+from sentinel.errors import (
+    DecisionConflict,
+    DecisionRefused,
+    RequestNotFound,
+    SentinelConfigError,
+    StoreError,
+)
 from sentinel.redact import safe_text
 
 ID_WIDTH = 12
@@ -130,7 +136,9 @@ def _run(args: argparse.Namespace, body: Any) -> int:
         return int(body(store, args))
     except DecisionConflict as exc:
         return _err(str(exc))
-    except (RequestNotFound, StoreError, ValueError) as exc:
+    except DecisionRefused as exc:
+        return _err(f"refused: {exc}; nothing was recorded")
+    except (RequestNotFound, StoreError, ValueError, SentinelConfigError) as exc:
         return _err(str(exc))
     finally:
         store.close()
