@@ -377,6 +377,13 @@ class SentinelApp(App[int]):
                 changed = 0
             if changed:
                 self.post_message(Swept(changed))
+            if not self.readonly:
+                try:
+                    signing = self.data.signing_if_changed()
+                except Exception:  # shown at the next decision, which reads the files again
+                    signing = None
+                if signing is not None:
+                    self.post_message(SigningKnown(signing))
             self._stop_sweep.wait(self.sweep_interval)
 
     @work(thread=True, group="decide", exit_on_error=False)

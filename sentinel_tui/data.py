@@ -167,6 +167,7 @@ class DataSource:
         self._lock = threading.Lock()
         self._operator = operator
         self._decider: Decider | None = None
+        self._trust_stamp: tuple[object, ...] | None = None
         self._decider_error: str | None = None
         self._clock = clock
         # The rules file, followed by the library (sentinel.policy_source.PolicyFollower);
@@ -279,8 +280,18 @@ class DataSource:
             self._decider, self._decider_error = decider, None
         return self._decider
 
+    def signing_if_changed(self) -> SigningState | None:
+        """The signing state again when the operators file or this operator's key changed
+        since it was last read (an admin trusted or revoked a key while the command center
+        runs), else None. File I/O: call from a worker."""
+        if self._trust_stamp is None or _trust_files_stamp() == self._trust_stamp:
+            return None  # not read yet (signing() at start does), or unchanged
+        self._decider = None
+        return self.signing()
+
     def signing(self) -> SigningState:
         """Whether decisions made here are signed (loads the decider: call from a worker)."""
+        self._trust_stamp = _trust_files_stamp()
         try:
             return SigningState.of(self.decider())
         except SentinelError as exc:
@@ -306,7 +317,9 @@ class DataSource:
 
     def decide(self, request_id: str, approve: bool, reason: str | None) -> DecisionOutcome:
         """Check, sign and record a decision. A conflict or a refusal is an outcome, not an
-        exception (a refusal records nothing)."""
+        exception (a refusal records nothing). The operators file and the key are read again
+        first: a key trusted or revoked since the command center started counts at once."""
+        self._decider = None
         try:
             record = self.decider().decide(self.store, request_id, approve, reason or None)
         except DecisionRefused as exc:
@@ -442,3 +455,18 @@ class DataSource:
         return ReplayInfo(
             path, active, candidate.version, since, report, same_as_active=candidate.version == active
         )
+
+
+def _trust_files_stamp() -> tuple[object, ...]:
+    """(path, mtime, size) of the operators file and this operator's key: what tells that
+    either changed."""
+    from sentinel.trust import default_key_path, operators_path
+
+    stamp: list[object] = []
+    for path in (operators_path(), default_key_path()):
+        try:
+            st = path.stat()
+            stamp.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            stamp.append((str(path), None))
+    return tuple(stamp)

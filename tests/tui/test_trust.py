@@ -329,3 +329,26 @@ def test_terms_take_short_forms_in_a_narrow_card() -> None:
     # Recorded on the row by the waiting call: escalated, whatever this terminal's clock says.
     recorded = replace(rec, escalated_at=1055.0, escalated_to=("security",))
     assert "escalated to security" in [p.plain for p in decision_terms(recorded, 1030.0, 76)]
+
+
+async def test_a_key_trusted_while_the_command_center_runs_counts_without_a_restart(
+    db_path, operators, monkeypatch
+):
+    from sentinel.trust import add_operator, generate_key
+
+    key = generate_key(operators.folder / "keys" / "dora" / "operator-key.pem")
+    monkeypatch.setenv("SENTINEL_OPERATOR_KEY", str(key.path))  # dora's key, not trusted yet
+    submit(db_path, RID, DecisionTerms())
+    app = SentinelApp(db_path, None, tick_interval=0, sweep_interval=0.05)
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.signing is not None)
+        await wait_for(pilot, lambda: app.queue.card.request_id == RID)
+        assert "unsigned" in app.status.render().plain
+        add_operator(operators.path, "dora", key.public_key, ["finance"])  # the admin trusts it
+        await wait_for(pilot, lambda: app.signing is not None and app.signing.signs)
+        assert "signing as dora" in app.status.render().plain
+        await pilot.press("a")
+        await wait_for(pilot, lambda: app.queue.card.request_id != RID)
+    with Store(db_path) as store:
+        [vote] = store.get(RID).votes
+    assert vote.operator == "dora" and vote.signature
