@@ -356,3 +356,31 @@ class MetricsSnapshot:
     hourly: dict[str, list[int]]  # kind → counts per hour, last 24 h, oldest first
     top_rules: list[tuple[str, int]]  # (rule_id, hits), most first
     anomalies: int = 0
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """What ``sentinel db info`` shows about the database a store opened."""
+
+    backend: str  # "sqlite"
+    location: str  # the file (a URL, password masked, for a server backend)
+    schema_version: int
+    latest_version: int
+    migrated_from: int  # the version found when this store opened it (= schema_version: none)
+    requests: int
+    pending: int
+    events: int
+    size_bytes: int  # database plus write-ahead log
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "location": self.location,
+            "schema_version": self.schema_version,
+            "latest_version": self.latest_version,
+            "migrated_from": self.migrated_from,
+            "requests": self.requests,
+            "pending": self.pending,
+            "events": self.events,
+            "size_bytes": self.size_bytes,
+        }

@@ -588,6 +588,13 @@ def events_after(after_seq: int, limit: int) -> Op:
     return [event_from_row(r) for r in rows]
 
 
+def database_counts() -> Op:
+    """(requests, pending, events, schema version)."""
+    row = yield Q(sql.DATABASE_COUNTS, (), "one")
+    events = yield Q(sql.COUNT_EVENTS, (), "one")
+    return int(row[0]), int(row[1]), int(events[0]), int(row[2])
+
+
 def count_events() -> Op:
     row = yield Q(sql.COUNT_EVENTS, (), "one")
     return int(row[0])

@@ -91,6 +91,12 @@ LAST_EVENT = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 INSERT_EVENT = f"INSERT INTO events ({_ECOLS}) VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
 EVENTS_AFTER = f"SELECT {_ECOLS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?"
 COUNT_EVENTS = "SELECT count(*) FROM events"
+#: (requests, pending, schema version) for ``sentinel db info``.
+DATABASE_COUNTS = (
+    "SELECT (SELECT count(*) FROM requests), "
+    "(SELECT count(*) FROM requests WHERE status = 'pending'), "
+    "(SELECT user_version FROM pragma_user_version)"
+)
 #: The hourly rollup, kept in the inserting transaction (one row per hour/kind/rule of a batch).
 ROLLUP_ADD = (
     "INSERT INTO event_rollup (hour, kind, rule_id, n, value) VALUES (?, ?, ?, ?, ?) "

@@ -16,6 +16,7 @@ from sentinel.store.failures import describe
 from sentinel.store.models import (
     CANCELLED,
     EXPIRED,
+    DatabaseInfo,
     EventRecord,
     HistoryFilter,
     MetricsSnapshot,
@@ -26,7 +27,7 @@ from sentinel.store.models import (
     Vote,
 )
 from sentinel.store.paths import file_identity, live_dir, prepare, resolve_path
-from sentinel.store.schema import migrate
+from sentinel.store.schema import migrate, schema_version
 
 if TYPE_CHECKING:
     from sentinel.store.baselines import BaselineRow, LearnPlan
@@ -165,13 +166,16 @@ class Store:
             self._writer = open_connection(self.path, self.busy_timeout, journal_size_limit)
             try:
                 ensure_wal(self._writer, self.busy_timeout)
-                migrate(self._writer, str(self.path))
+                applied = migrate(self._writer, str(self.path))
             except BaseException:
                 self._writer.close()
                 raise
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
         self._identity = file_identity(self.path)
+        #: The schema version this store found when it opened the database (it migrates to
+        #: the latest on open; ``sentinel db migrate`` reports the difference).
+        self.migrated_from = schema_version() - applied
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -613,6 +617,27 @@ class Store:
 
         n: int = self._write(baselines.reset(agent, function, event, time.time()))
         return n
+
+    def info(self) -> DatabaseInfo:
+        """The backend, the file, the schema version, row counts and the size on disk."""
+        requests, pending, events, version = self._read(ops.database_counts())
+        size = 0
+        for suffix in ("", "-wal"):
+            try:
+                size += os.stat(f"{self.path}{suffix}").st_size
+            except OSError:
+                pass
+        return DatabaseInfo(
+            "sqlite",
+            str(self.path),
+            version,
+            schema_version(),
+            self.migrated_from,
+            requests,
+            pending,
+            events,
+            size,
+        )
 
     def count_events(self) -> int:
         """Number of events stored."""

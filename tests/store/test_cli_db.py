@@ -1,0 +1,61 @@
+"""``sentinel db info`` and ``sentinel db migrate`` in real processes on real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from sentinel.store import MIGRATIONS, NewRequest, Store, schema_version
+from sentinel.store.schema import migrate
+from tests.helpers import PYTHON, ROOT, python_env
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "sentinel.cli", "db", *args], capture_output=True,
+                          text=True, env=python_env(), cwd=ROOT, timeout=60)  # fmt: skip
+
+
+def test_migrate_brings_an_old_database_to_the_latest_and_says_how_far(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn, str(db), MIGRATIONS[:8])  # a database as an older Sentinel left it
+    conn.close()
+    out = _cli("migrate", "--db", str(db))
+    latest = schema_version()
+    assert out.returncode == 0, out.stderr
+    assert f"migrated from schema version 8 to {latest} ({latest - 8} steps)" in out.stdout
+    again = _cli("migrate", "--db", str(db))
+    assert f"schema version {latest}, already the latest" in again.stdout
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == latest
+    conn.close()
+
+
+def test_info_counts_what_is_there(tmp_path: Path) -> None:
+    db = tmp_path / "sentinel.db"
+    with Store(db) as store:
+        store.submit(NewRequest(id="a" * 32, function="pay", arguments={}, digest="ab" * 32,
+                                timeout_seconds=60))  # fmt: skip
+    out = _cli("info", "--db", str(db), "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["backend"] == "sqlite" and info["location"] == str(db)
+    assert info["schema_version"] == info["latest_version"] == schema_version()
+    assert (info["requests"], info["pending"], info["events"]) == (1, 1, 1)
+    assert info["size_bytes"] > 0
+    text = _cli("info", "--db", str(db)).stdout
+    assert f"version {schema_version()} of {schema_version()} (latest)" in text
+    assert "requests  1 (1 pending)" in text
+
+
+def test_a_missing_database_is_named_and_nothing_is_created(tmp_path: Path) -> None:
+    db = tmp_path / "none" / "sentinel.db"
+    for verb in ("info", "migrate"):
+        out = _cli(verb, "--db", str(db))
+        assert out.returncode == 1
+        assert f"no Sentinel database at {db}" in out.stderr
+    assert not db.parent.exists()
+    created = _cli("migrate", "--db", str(db), "--create")
+    assert created.returncode == 0 and db.exists()
