@@ -154,6 +154,24 @@ _PENDING_ITEM = {
         "digest": {"type": "string"},
         "timestamp": {"type": "string"},
         "timeout_at": {"type": "string"},
+        "terms": {
+            "type": "object",
+            "description": "who may decide: approvers, quorum, self_approval, deny_quorum, "
+            "escalate_after, escalate_to",
+            "additionalProperties": True,
+        },
+        "approvals": {"type": "integer", "description": "approving votes so far"},
+        "votes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "operator": {"type": "string"},
+                    "verdict": {"type": "string"},
+                    "signed": {"type": "boolean"},
+                },
+            },
+        },
     },
 }
 

@@ -312,7 +312,18 @@ def pending_json(rec: RequestRecord) -> dict[str, Any]:
         "digest": rec.digest,
         "timestamp": _iso(rec.created_at),
         "timeout_at": _iso(rec.expires_at),
+        # Who may decide, and how far the votes are (the same as the command center's card).
+        "terms": rec.terms.to_dict(),
+        "approvals": len(rec.approvals),
+        "votes": _votes(rec),
     }
+
+
+def _votes(rec: RequestRecord) -> list[dict[str, Any]]:
+    return [
+        {"operator": v.operator, "verdict": v.verdict, "signed": v.signature is not None}
+        for v in rec.votes
+    ]
 
 
 def decision_json(rec: RequestRecord, message: str) -> dict[str, Any]:
@@ -329,10 +340,7 @@ def decision_json(rec: RequestRecord, message: str) -> dict[str, Any]:
         "quorum": rec.terms.quorum,
         "denials": sum(1 for v in rec.votes if not v.approves),
         "deny_quorum": rec.terms.deny_quorum,
-        "votes": [
-            {"operator": v.operator, "verdict": v.verdict, "signed": v.signature is not None}
-            for v in rec.votes
-        ],
+        "votes": _votes(rec),
     }
 
 

@@ -2,8 +2,8 @@
 
 Reading and encoding 10,000 pending rows costs about 0.3 s, far too much for something a dashboard
 polls. Every change to a request appends an event in the same transaction (``approval_requested``
-when it is stored; ``approved`` / ``denied`` / ``expired`` / ``cancelled`` when it leaves the
-queue), so after one full load the index replays only the events newer than the last one it saw:
+when it is stored, ``voted`` / ``escalated`` while it waits; ``approved`` / ``denied`` /
+``expired`` / ``cancelled`` when it leaves the queue), so after one full load the index replays only the events newer than the last one it saw:
 a new request costs one ``get``, a decision one dictionary delete. Each row is kept as its encoded
 JSON, so a response is a join of ready bytes. Requests whose time ran out but that nobody marked
 expired yet are filtered out at serve time.
@@ -20,7 +20,10 @@ from sentinel.errors import RequestNotFound
 from sentinel.server.payload import pending_json
 from sentinel.store.models import PENDING, HistoryFilter, RequestRecord
 
-_KINDS = ("approval_requested", "approved", "denied", "expired", "cancelled")
+#: Events that (re)state a pending row: it is read again. (A vote short of the quorum and an
+#: escalation change what the listing shows of a request that stays pending.)
+_RESTATE = ("approval_requested", "voted", "escalated")
+_KINDS = (*_RESTATE, "approved", "denied", "expired", "cancelled")
 _CHANGES = HistoryFilter(kinds=_KINDS)
 #: Beyond this many new events since the last look, a full reload is cheaper than a replay.
 MAX_REPLAY = 5_000
@@ -109,7 +112,7 @@ class PendingIndex:
             rid = event.request_id
             if not rid:
                 continue
-            if event.kind == "approval_requested":
+            if event.kind in _RESTATE:
                 try:
                     rec = self.store.get(rid)
                 except RequestNotFound:

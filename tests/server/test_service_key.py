@@ -254,9 +254,15 @@ def test_a_quorum_vote_returns_the_tally_and_each_token_counts_once(
 ) -> None:
     agent = start_agent(signed, server.db, "    approvers: [finance]\n    quorum: 2")
     try:
-        rid = wait_pending(server)["action_id"]
+        listed = wait_pending(server)
+        rid = listed["action_id"]
+        assert listed["terms"]["quorum"] == 2 and listed["terms"]["approvers"] == ["finance"]
+        assert (listed["approvals"], listed["votes"]) == (0, [])
         first = decide(server, ALICE, rid)
         assert first.status_code == 202, first.text
+        assert wait_pending(server)["votes"] == [
+            {"operator": "alice", "verdict": "approve", "signed": True}
+        ]
         tally = first.json()
         assert tally["status"] == "pending"
         assert (tally["approvals"], tally["quorum"]) == (1, 2)
