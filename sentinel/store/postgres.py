@@ -6,8 +6,9 @@ lock, reads use one connection per thread, and a forked child opens its own conn
 
 Not selectable by users yet (the database value parser refuses ``postgresql://`` until the whole
 backend exists). Not here yet: the LISTEN/NOTIFY wake-up and the decision watcher, liveness
-across hosts (a row's waiter is recorded by pid and host, but nothing sweeps dead waiters),
-limit counters, anomaly baselines, prune and export.
+across hosts (a waiter is recorded by pid and host; :meth:`PgStore.sweep` cancels only waiters
+of this host that are certainly gone, and expiry handles the others), anomaly baselines, the
+async store and a connection pool.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -39,6 +40,10 @@ from sentinel.store.models import (
     Vote,
 )
 from sentinel.store.pgschema import migrate_pg
+from sentinel.store.sync import DEFAULT_EXPIRY_GRACE, sweep_plan
+
+if TYPE_CHECKING:
+    from sentinel.store.limits import LimitCheck, LimitUsage
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -143,8 +148,10 @@ class PgStore:
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         create: bool = True,
+        expiry_grace: float = DEFAULT_EXPIRY_GRACE,
     ) -> None:
         self.url = url
+        self.expiry_grace = float(expiry_grace)
         #: Where the database is, for messages (the password masked).
         self.path = mask_url(url)
         self.lock_timeout = float(lock_timeout)
@@ -330,6 +337,43 @@ class PgStore:
         :meth:`sentinel.store.sync.Store.append_events`)."""
         return self._write(ops.append_events(list(events), time.time(), records))
 
+    def sweep(self) -> int:
+        """Cancel pending rows whose waiting process (on this host) certainly died; expire rows
+        past expiry + grace. Returns how many rows changed; safe from any number of processes."""
+        now = time.time()
+        rows = self._read(ops.pending_liveness())
+        dead, overdue, _waiters = sweep_plan(rows, now, self.expiry_grace)
+        if not dead and not overdue:
+            return 0
+        n: int = self._write(ops.sweep_apply(dead, overdue, now), durable=True)
+        return n
+
+    # --- limit counters (operations in store/limits.py) -----------------------------------
+
+    def limit_reserve(self, checks: list[LimitCheck]) -> list[LimitUsage]:
+        """Check limit counters and reserve this call in each, atomically (under the write lock,
+        across every process and host)."""
+        from sentinel.store import limits
+
+        out: list[LimitUsage] = self._write(limits.reserve(checks, time.time()))
+        return out
+
+    def limit_release(self, reservations: list[tuple[str, float]]) -> int:
+        """Release reservations (``LimitUsage.reservation``) of calls that did not run."""
+        from sentinel.store import limits
+
+        if not reservations:
+            return 0
+        n: int = self._write(limits.release(reservations))
+        return n
+
+    def limit_usage(self, checks: list[LimitCheck]) -> list[LimitUsage]:
+        """Read limit counters without reserving anything."""
+        from sentinel.store import limits
+
+        out: list[LimitUsage] = self._read(limits.usage(checks, time.time()))
+        return out
+
     # --- audit --------------------------------------------------------------------------
 
     def audit_state(self) -> tuple[Any, ...]:
@@ -340,6 +384,28 @@ class PgStore:
     def event_rows(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[Any, ...]]:
         """Raw event rows (column order) with ``seq > after_seq``, oldest first."""
         out: list[tuple[Any, ...]] = self._read(ops.event_rows(after_seq, limit))
+        return out
+
+    def export_page(
+        self, filter: HistoryFilter | None, after_seq: int = 0, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Events matching ``filter`` with ``seq > after_seq``, oldest first."""
+        out: list[EventRecord] = self._read(ops.export_page(filter, after_seq, limit))
+        return out
+
+    def value_protected(
+        self, since: float | None = None, until: float | None = None
+    ) -> dict[str, tuple[int, float]]:
+        """kind -> (count, sum of value_at_risk) over blocked/denied/expired events in [since, until)."""
+        out: dict[str, tuple[int, float]] = self._read(ops.value_protected(since, until))
+        return out
+
+    def prune_events(self, up_to_seq: int) -> tuple[int, str, int] | None:
+        """Delete events with ``seq <= up_to_seq`` after recording that checkpoint (one durable
+        transaction). Returns (up_to_seq, its hash, rows deleted), or None if no such event."""
+        out: tuple[int, str, int] | None = self._write(
+            ops.prune(up_to_seq, time.time()), durable=True
+        )
         return out
 
     # --- reads --------------------------------------------------------------------------

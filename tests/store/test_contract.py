@@ -397,3 +397,99 @@ def test_database_refuses_a_second_decision_and_event_edits(backend: Backend) ->
             backend.raw("TRUNCATE events")
     with backend.open() as s:
         assert s.get(done.id).status == "approved" and s.count_events() == 3
+
+
+# --- escalation, sweeping, limits, prune ----------------------------------------------------
+
+
+def test_escalation_is_recorded_once(store: Any) -> None:
+    rec = store.submit(new_request())
+    first = store.escalate(rec.id, ["security"])
+    assert first is not None and first.escalated_to == ("security",)
+    assert store.escalate(rec.id, ["security"]) is None  # once: a second call writes nothing
+    assert [e.kind for e in store.history()] == ["escalated", "approval_requested"]
+
+
+_WAITER = """
+import sys
+from sentinel.store import Store
+from sentinel.store.postgres import PgStore
+from tests.store.factories import new_request
+store = Store(sys.argv[2]) if sys.argv[1] == "sqlite" else PgStore(sys.argv[2])
+print(store.submit(new_request()).id, flush=True)
+store.close()
+"""
+
+
+def test_sweep_cancels_dead_waiters_and_expires_overdue_rows(backend: Backend) -> None:
+    gone = subprocess.run(
+        [sys.executable, "-c", _WAITER, backend.name, backend.target],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    ).stdout.strip()  # its waiting process has exited
+    with backend.open() as s:
+        overdue = s.submit(new_request(created_at=time.time() - 400))  # 300 s timeout
+        alive = s.submit(new_request())  # this process: alive, not overdue
+        assert s.sweep() == 2
+        assert s.get(gone).status == "cancelled"
+        assert s.get(overdue.id).status == "expired"
+        assert s.get(alive.id).status == "pending"
+        assert s.sweep() == 0
+
+
+def test_limit_reserve_lets_exactly_the_cap_through_across_connections(
+    backend: Backend,
+) -> None:
+    from sentinel.store.limits import LimitCheck
+
+    check = LimitCheck(key="daily_spend|agent=bot", window=3600.0, cap=150.0, amount=10.0)
+    stores = [backend.open() for _ in range(4)]
+    passed: list[tuple[str, float]] = []
+    lock = threading.Lock()
+    try:
+
+        def caller(s: Any) -> Callable[[], None]:
+            def run() -> None:
+                for _ in range(8):
+                    (usage,) = s.limit_reserve([check])
+                    if not usage.exceeded:
+                        with lock:
+                            passed.append(usage.reservation)
+                    else:
+                        s.limit_release([usage.reservation])
+
+            return run
+
+        _threads([caller(s) for s in stores])
+        assert len(passed) == 15  # 150 / 10, whoever raced
+        (now,) = stores[0].limit_usage([check])
+        assert now.used == pytest.approx(150.0) and now.calls == 15
+        stores[0].limit_release(passed[:5])
+        (after,) = stores[0].limit_usage([check])
+        assert after.used == pytest.approx(100.0) and after.calls == 10
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_prune_through_a_checkpoint_and_value_protected(store: Any) -> None:
+    store.append_events(
+        [
+            {"kind": "blocked", "function": "pay", "value_at_risk": 40.0},
+            {"kind": "denied", "function": "pay", "value_at_risk": 2.5},
+            {"kind": "allowed", "function": "read"},
+        ]
+    )
+    assert store.value_protected() == {"blocked": (1, 40.0), "denied": (1, 2.5)}
+    assert [e.kind for e in store.export_page(HistoryFilter(function="pay"))] == [
+        "blocked",
+        "denied",
+    ]
+    up_to, head, deleted = store.prune_events(2)
+    assert (up_to, deleted) == (2, 2) and head == store.audit_state()[4][0][1]
+    assert [e.seq for e in store.events_after(0)] == [3]
+    assert store.prune_events(99) is None
