@@ -12,7 +12,9 @@ first time it runs (the result is cached per statement text):
 * ``json_each(?)`` becomes ``json_array_elements_text`` / ``json_each_text`` of the parameter;
 * ``x = ? COLLATE NOCASE`` becomes ``lower(x) = lower(?)``, ``LIKE`` becomes ``ILIKE`` (SQLite's
   LIKE ignores case), and a unary ``+column`` (a SQLite planner hint) is dropped;
-* ``WHERE 1`` (an empty history filter) becomes ``WHERE TRUE``.
+* ``WHERE 1`` (an empty history filter) becomes ``WHERE TRUE``;
+* ``? IS NULL`` becomes ``CAST(? AS TEXT) IS NULL`` (PostgreSQL must know a parameter's type;
+  every parameter the store's statements test for NULL is a text filter).
 
 The few statements with no mechanical counterpart are in :data:`_PG_OVERRIDES`, keyed by the
 SQLite text. The one that matters most is :data:`~sentinel.store.sql.BEGIN_WRITE`: SQLite's
@@ -71,6 +73,7 @@ _JSON_EACH = re.compile(r"\bjson_each\(\?\)")
 _NOCASE = re.compile(r"([\w.]+) = \? COLLATE NOCASE")
 _LIKE = re.compile(r"\bLIKE\b")
 _UNARY_PLUS = re.compile(r"(?<=[\s(])\+(?=[A-Za-z_])")
+_IS_NULL = re.compile(r"(?<![\w)])\?(?= IS NULL\b)")
 _WHERE_1 = re.compile(r"\bWHERE 1(?=\s+(AND|ORDER|LIMIT|GROUP)\b|\s*\Z)")
 
 
@@ -137,6 +140,7 @@ def to_postgres(statement: str) -> tuple[str, ...]:
     text = _LIKE.sub("ILIKE", text)
     text = _UNARY_PLUS.sub("", text)
     text = _WHERE_1.sub("WHERE TRUE", text)
+    text = _IS_NULL.sub("CAST(? AS TEXT)", text)
     return (_placeholders(text),)
 
 

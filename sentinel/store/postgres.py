@@ -43,6 +43,7 @@ from sentinel.store.pgschema import migrate_pg
 from sentinel.store.sync import DEFAULT_EXPIRY_GRACE, sweep_plan
 
 if TYPE_CHECKING:
+    from sentinel.store.baselines import BaselineRow, LearnPlan
     from sentinel.store.limits import LimitCheck, LimitUsage
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -373,6 +374,73 @@ class PgStore:
 
         out: list[LimitUsage] = self._read(limits.usage(checks, time.time()))
         return out
+
+    # --- anomaly baselines (operations in store/baselines.py) -----------------------------
+
+    def baseline_for_call(self, agent: str, function: str) -> list[BaselineRow]:
+        """Every :class:`~sentinel.store.baselines.BaselineRow` of one (agent, function)."""
+        from sentinel.store import baselines
+
+        out: list[BaselineRow] = self._read(baselines.for_call(agent, function))
+        return out
+
+    def baseline_for_call_seen(
+        self, agent: str, function: str, vkeys: dict[str, str]
+    ) -> tuple[list[BaselineRow], set[str]]:
+        """:meth:`baseline_for_call` plus which parameters' values were seen before."""
+        from sentinel.store import baselines
+
+        out: tuple[list[BaselineRow], set[str]] = self._read(
+            baselines.for_call_seen(agent, function, vkeys)
+        )
+        return out
+
+    def baseline_seen(self, agent: str, function: str, vkeys: list[str]) -> set[str]:
+        """Which of these string-value digests were seen before for this (agent, function)."""
+        from sentinel.store import baselines
+
+        out: set[str] = self._read(baselines.seen(agent, function, vkeys))
+        return out
+
+    def baseline_window(self, agent: str, function: str, param: str) -> tuple[bytes, bytes] | None:
+        """The recent-values window (float64 blobs: values, times) behind a numeric baseline."""
+        from sentinel.store import baselines
+
+        out: tuple[bytes, bytes] | None = self._read(baselines.window(agent, function, param))
+        return out
+
+    def baseline_learn(
+        self, agent: str, function: str, plan: LearnPlan, now: float | None = None
+    ) -> None:
+        """Add a call (or a batch) to the baselines in one write transaction."""
+        from sentinel.store import baselines
+
+        self._write(baselines.learn(agent, function, plan, time.time() if now is None else now))
+
+    def baseline_list(
+        self, agent: str | None = None, function: str | None = None
+    ) -> list[BaselineRow]:
+        """Every baseline row, optionally of one agent and/or function."""
+        from sentinel.store import baselines
+
+        out: list[BaselineRow] = self._read(baselines.list_rows(agent, function))
+        return out
+
+    def baseline_top_values(
+        self, agent: str, function: str, param: str, limit: int = 5
+    ) -> list[tuple[str, int]]:
+        """The most frequent values seen for a string parameter (redacted as stored)."""
+        from sentinel.store import baselines
+
+        out: list[tuple[str, int]] = self._read(baselines.top_values(agent, function, param, limit))
+        return out
+
+    def baseline_reset(self, agent: str | None, function: str | None, event: dict[str, Any]) -> int:
+        """Delete matching baselines (None = any) and append ``event`` in one transaction."""
+        from sentinel.store import baselines
+
+        n: int = self._write(baselines.reset(agent, function, event, time.time()))
+        return n
 
     # --- audit --------------------------------------------------------------------------
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from sentinel.audit.keys import Verifier
 from sentinel.audit.verify import verify
 from sentinel.errors import DecisionConflict, DuplicateVote, RequestNotFound, StoreError
 from sentinel.store import Store
+from sentinel.store.baselines import BaselineRow, LearnPlan, NumberWindow, SeenValue
 from sentinel.store.dialect import POSTGRES, to_postgres
 from sentinel.store.models import DecisionTerms, HistoryFilter
 from sentinel.store.pgschema import migrate_pg, pg_schema_version
@@ -493,3 +495,60 @@ def test_prune_through_a_checkpoint_and_value_protected(store: Any) -> None:
     assert (up_to, deleted) == (2, 2) and head == store.audit_state()[4][0][1]
     assert [e.seq for e in store.events_after(0)] == [3]
     assert store.prune_events(99) is None
+
+
+# --- anomaly baselines ----------------------------------------------------------------------
+
+
+def _fold_number(
+    param: str, before: NumberWindow, values: Sequence[float], times: Sequence[float]
+) -> tuple[BaselineRow, bytes, bytes]:
+    vals = before.vals + struct.pack(f"{len(values)}d", *values)
+    ts = before.times + struct.pack(f"{len(times)}d", *times)
+    seen = struct.unpack(f"{len(vals) // 8}d", vals)
+    row = BaselineRow(
+        param, "number", len(seen), len(seen), float(len(seen)), times[0], times[-1],
+        mean=sum(seen) / len(seen),
+    )  # fmt: skip
+    return row, vals, ts
+
+
+def _fold_rate(row: BaselineRow | None, calls: int, now: float) -> BaselineRow:
+    n = calls + (row.n if row else 0)
+    return BaselineRow("", "rate", n, 0, float(n), now if row is None else row.first_at, now)
+
+
+def _plan(amount: float, to: str) -> LearnPlan:
+    return LearnPlan(
+        numbers={"amount": [amount]},
+        times=[1000.0],
+        fold_number=_fold_number,
+        categories=[SeenValue("to", f"to={to}", to)],
+        rate_calls=1,
+        fold_rate=_fold_rate,
+    )
+
+
+def test_anomaly_baselines_learn_score_and_reset(backend: Backend) -> None:
+    with backend.open() as one, backend.open() as other:
+        one.baseline_learn("billing", "transfer", _plan(10.0, "acct-1"), 1000.0)
+        other.baseline_learn("billing", "transfer", _plan(30.0, "acct-2"), 1001.0)
+        one.baseline_learn("billing", "transfer", _plan(20.0, "acct-1"))
+        rows = one.baseline_for_call("billing", "transfer")
+        by_kind = {r.kind: r for r in rows}
+        assert by_kind["number"].mean == pytest.approx(20.0) and by_kind["number"].n == 3
+        assert by_kind["category"].size == 2 and by_kind["rate"].n == 3
+        found, known = other.baseline_for_call_seen("billing", "transfer", {"to": "to=acct-1"})
+        assert sorted(found) == sorted(rows) and known == {"to"}
+        assert other.baseline_for_call_seen("billing", "transfer", {"to": "to=new"})[1] == set()
+        assert one.baseline_seen("billing", "transfer", ["to=acct-2", "to=nope"]) == {"to=acct-2"}
+        window = one.baseline_window("billing", "transfer", "amount")
+        assert window is not None and struct.unpack("3d", window[0]) == (10.0, 30.0, 20.0)
+        assert one.baseline_window("billing", "transfer", "nope") is None
+        assert len(one.baseline_list(agent="billing")) == 3
+        assert one.baseline_list(function="other") == []
+        assert one.baseline_top_values("billing", "transfer", "to", 1) == [("acct-1", 2)]
+        assert one.baseline_reset("billing", None, {"kind": "baseline_reset"}) == 3
+        assert other.baseline_list() == []
+        last = other.history(limit=1)[0]
+        assert last.kind == "baseline_reset" and last.data["baselines_removed"] == 3
