@@ -34,6 +34,7 @@ from sentinel.store.limits import LimitCheck, LimitUsage
 from sentinel.store.models import (
     CANCELLED,
     EXPIRED,
+    DatabaseInfo,
     EventRecord,
     HistoryFilter,
     MetricsSnapshot,
@@ -43,8 +44,8 @@ from sentinel.store.models import (
     RequestRecord,
     Vote,
 )
-from sentinel.store.paths import file_identity, live_dir, prepare, resolve_path
-from sentinel.store.schema import migrate
+from sentinel.store.paths import database_size, file_identity, live_dir, prepare, resolve_path
+from sentinel.store.schema import migrate, schema_version
 from sentinel.store.sync import (
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_EXPIRY_GRACE,
@@ -216,6 +217,8 @@ class AsyncStore:
         self._identity: tuple[int, int] | None = None
         self._caller: tuple[int, ops.Caller] | None = None
         self._pid = os.getpid()
+        #: The schema version found when the database was first opened (see Store).
+        self.migrated_from = schema_version()
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -226,7 +229,7 @@ class AsyncStore:
         conn = open_connection(self.path, self.busy_timeout, self._journal_size_limit)
         try:
             ensure_wal(conn, self.busy_timeout)
-            migrate(conn, str(self.path))
+            self.migrated_from = schema_version() - migrate(conn, str(self.path))
         finally:
             conn.close()
 
@@ -638,6 +641,21 @@ class AsyncStore:
         """See :meth:`Store.baseline_reset`."""
         n: int = await self._write(baselines.reset(agent, function, event, time.time()))
         return n
+
+    async def info(self) -> DatabaseInfo:
+        """See :meth:`Store.info`."""
+        requests, pending, events, version = await self._read(ops.database_counts())
+        return DatabaseInfo(
+            "sqlite",
+            str(self.path),
+            version,
+            schema_version(),
+            self.migrated_from,
+            requests,
+            pending,
+            events,
+            database_size(self.path),
+        )
 
     async def count_events(self) -> int:
         """Number of events stored."""

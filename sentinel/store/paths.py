@@ -199,3 +199,14 @@ def file_identity(path: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_dev, st.st_ino)
+
+
+def database_size(path: Path) -> int:
+    """Bytes on disk of the database file and its write-ahead log."""
+    size = 0
+    for suffix in ("", "-wal"):
+        try:
+            size += os.stat(f"{path}{suffix}").st_size
+        except OSError:
+            pass
+    return size

@@ -26,7 +26,7 @@ from sentinel.store.models import (
     RequestRecord,
     Vote,
 )
-from sentinel.store.paths import file_identity, live_dir, prepare, resolve_path
+from sentinel.store.paths import database_size, file_identity, live_dir, prepare, resolve_path
 from sentinel.store.schema import migrate, schema_version
 
 if TYPE_CHECKING:
@@ -621,12 +621,6 @@ class Store:
     def info(self) -> DatabaseInfo:
         """The backend, the file, the schema version, row counts and the size on disk."""
         requests, pending, events, version = self._read(ops.database_counts())
-        size = 0
-        for suffix in ("", "-wal"):
-            try:
-                size += os.stat(f"{self.path}{suffix}").st_size
-            except OSError:
-                pass
         return DatabaseInfo(
             "sqlite",
             str(self.path),
@@ -636,7 +630,7 @@ class Store:
             requests,
             pending,
             events,
-            size,
+            database_size(self.path),
         )
 
     def count_events(self) -> int:

@@ -59,3 +59,18 @@ def test_a_missing_database_is_named_and_nothing_is_created(tmp_path: Path) -> N
     assert not db.parent.exists()
     created = _cli("migrate", "--db", str(db), "--create")
     assert created.returncode == 0 and db.exists()
+
+
+async def test_the_async_store_reports_the_same(tmp_path: Path) -> None:
+    from sentinel.store import AsyncStore
+
+    db = tmp_path / "sentinel.db"
+    with Store(db) as store:
+        expected = store.info()
+    assert expected.migrated_from == 0  # it created the database
+    async with AsyncStore(db) as astore:
+        got = await astore.info()
+    assert got.migrated_from == got.schema_version == schema_version()  # found it up to date
+    same = ("backend", "location", "schema_version", "latest_version", "requests", "events")
+    assert [getattr(got, f) for f in same] == [getattr(expected, f) for f in same]
+    assert got.size_bytes > 0
