@@ -44,6 +44,7 @@ from sentinel.store.models import (
     RequestRecord,
     Vote,
 )
+from sentinel.store.operations import sweep_plan
 from sentinel.store.paths import database_size, file_identity, live_dir, prepare, resolve_path
 from sentinel.store.schema import migrate, schema_version
 from sentinel.store.sync import (
@@ -53,7 +54,6 @@ from sentinel.store.sync import (
     drive,
     ensure_wal,
     open_connection,
-    sweep_plan,
 )
 
 if TYPE_CHECKING:

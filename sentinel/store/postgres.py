@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,27 +23,15 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg.pq import TransactionStatus
 
-from sentinel.errors import RequestNotFound, StoreError
+from sentinel.errors import StoreError
 from sentinel.store import liveness, ops, sql
 from sentinel.store.dialect import POSTGRES
-from sentinel.store.models import (
-    CANCELLED,
-    EXPIRED,
-    EventRecord,
-    HistoryFilter,
-    MetricsSnapshot,
-    NewRequest,
-    OperatorIdentity,
-    PendingSummary,
-    RequestRecord,
-    Vote,
-)
+from sentinel.store.operations import StoreOperations
 from sentinel.store.pgschema import migrate_pg
-from sentinel.store.sync import DEFAULT_EXPIRY_GRACE, sweep_plan
+from sentinel.store.sync import DEFAULT_EXPIRY_GRACE
 
 if TYPE_CHECKING:
-    from sentinel.store.baselines import BaselineRow, LearnPlan
-    from sentinel.store.limits import LimitCheck, LimitUsage
+    pass
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -135,7 +122,7 @@ def drive_pg(conn: Conn, op: ops.Op, fail: Callable[[BaseException], StoreError]
         op.close()
 
 
-class PgStore:
+class PgStore(StoreOperations):
     """Durable approval queue and event log in a PostgreSQL database (see the module doc).
 
     ``url``: a ``postgresql://`` URL or libpq connection string. Migrates the schema on open
@@ -267,265 +254,12 @@ class PgStore:
             )
         return self._caller[1]
 
-    # --- writes -------------------------------------------------------------------------
+    def _wake(self, lock_paths: Iterable[str | None]) -> None:
+        """No wake-up yet (LISTEN/NOTIFY is to come): a waiter finds the change by polling."""
 
-    def submit(self, new: NewRequest) -> RequestRecord:
-        """Insert a pending request and its ``approval_requested`` event (one transaction).
-        Idempotent on ``new.id``."""
-        rec: RequestRecord = self._write(ops.submit(new, self._caller_info()))
-        return rec
-
-    def decide(
-        self,
-        request_id: str,
-        approve: bool,
-        operator: OperatorIdentity,
-        reason: str | None = None,
-        *,
-        vote: Vote | None = None,
-    ) -> RequestRecord:
-        """Record a vote on a pending, unexpired request; finish it at its quorum (as
-        :meth:`sentinel.store.sync.Store.decide`: same errors, ``request_id`` may be a unique
-        prefix)."""
-        now = time.time()
-        cast = ops.cast_vote(approve, operator, reason, vote, now)
-        full_id = request_id
-        if len((request_id or "").strip()) < ops.FULL_ID_LENGTH:
-            full_id = self.get(request_id).id
-        try:
-            rec: RequestRecord = self._write(ops.decide(full_id, cast, operator, now), durable=True)
-        except RequestNotFound:
-            full_id = self.get(request_id).id
-            rec = self._write(ops.decide(full_id, cast, operator, now), durable=True)
-        return rec
-
-    def escalate(
-        self,
-        request_id: str,
-        to: Sequence[str],
-        now: float | None = None,
-        *,
-        may_decide: Sequence[str] | None = None,
-    ) -> RequestRecord | None:
-        """Record once that ``to`` may decide now (see :meth:`sentinel.store.sync.Store.escalate`)."""
-        rec: RequestRecord | None = self._write(
-            ops.escalate(request_id, to, may_decide, time.time() if now is None else now)
-        )
-        return rec
-
-    def expire(self, request_id: str) -> RequestRecord | None:
-        """CAS pending → expired. Returns the row as it is now, None if unknown."""
-        rec: RequestRecord | None = self._write(
-            ops.finish(
-                request_id, EXPIRED, "no decision before the deadline", time.time(), "caller"
-            )
-        )
-        return rec
-
-    def cancel(
-        self, request_id: str, reason: str = "cancelled by the caller"
-    ) -> RequestRecord | None:
-        """CAS pending → cancelled. Returns the row as it is now, None if unknown."""
-        rec: RequestRecord | None = self._write(
-            ops.finish(request_id, CANCELLED, reason, time.time(), "caller")
-        )
-        return rec
-
-    def append_events(
-        self, events: list[dict[str, Any]], *, records: bool = True
-    ) -> list[EventRecord] | Any:
-        """Append events in one transaction, hash-chained; returns them as stored (see
-        :meth:`sentinel.store.sync.Store.append_events`)."""
-        return self._write(ops.append_events(list(events), time.time(), records))
-
-    def sweep(self) -> int:
-        """Cancel pending rows whose waiting process (on this host) certainly died; expire rows
-        past expiry + grace. Returns how many rows changed; safe from any number of processes."""
-        now = time.time()
-        rows = self._read(ops.pending_liveness())
-        dead, overdue, _waiters = sweep_plan(rows, now, self.expiry_grace)
-        if not dead and not overdue:
-            return 0
-        n: int = self._write(ops.sweep_apply(dead, overdue, now), durable=True)
-        return n
-
-    # --- limit counters (operations in store/limits.py) -----------------------------------
-
-    def limit_reserve(self, checks: list[LimitCheck]) -> list[LimitUsage]:
-        """Check limit counters and reserve this call in each, atomically (under the write lock,
-        across every process and host)."""
-        from sentinel.store import limits
-
-        out: list[LimitUsage] = self._write(limits.reserve(checks, time.time()))
-        return out
-
-    def limit_release(self, reservations: list[tuple[str, float]]) -> int:
-        """Release reservations (``LimitUsage.reservation``) of calls that did not run."""
-        from sentinel.store import limits
-
-        if not reservations:
-            return 0
-        n: int = self._write(limits.release(reservations))
-        return n
-
-    def limit_usage(self, checks: list[LimitCheck]) -> list[LimitUsage]:
-        """Read limit counters without reserving anything."""
-        from sentinel.store import limits
-
-        out: list[LimitUsage] = self._read(limits.usage(checks, time.time()))
-        return out
-
-    # --- anomaly baselines (operations in store/baselines.py) -----------------------------
-
-    def baseline_for_call(self, agent: str, function: str) -> list[BaselineRow]:
-        """Every :class:`~sentinel.store.baselines.BaselineRow` of one (agent, function)."""
-        from sentinel.store import baselines
-
-        out: list[BaselineRow] = self._read(baselines.for_call(agent, function))
-        return out
-
-    def baseline_for_call_seen(
-        self, agent: str, function: str, vkeys: dict[str, str]
-    ) -> tuple[list[BaselineRow], set[str]]:
-        """:meth:`baseline_for_call` plus which parameters' values were seen before."""
-        from sentinel.store import baselines
-
-        out: tuple[list[BaselineRow], set[str]] = self._read(
-            baselines.for_call_seen(agent, function, vkeys)
-        )
-        return out
-
-    def baseline_seen(self, agent: str, function: str, vkeys: list[str]) -> set[str]:
-        """Which of these string-value digests were seen before for this (agent, function)."""
-        from sentinel.store import baselines
-
-        out: set[str] = self._read(baselines.seen(agent, function, vkeys))
-        return out
-
-    def baseline_window(self, agent: str, function: str, param: str) -> tuple[bytes, bytes] | None:
-        """The recent-values window (float64 blobs: values, times) behind a numeric baseline."""
-        from sentinel.store import baselines
-
-        out: tuple[bytes, bytes] | None = self._read(baselines.window(agent, function, param))
-        return out
-
-    def baseline_learn(
-        self, agent: str, function: str, plan: LearnPlan, now: float | None = None
-    ) -> None:
-        """Add a call (or a batch) to the baselines in one write transaction."""
-        from sentinel.store import baselines
-
-        self._write(baselines.learn(agent, function, plan, time.time() if now is None else now))
-
-    def baseline_list(
-        self, agent: str | None = None, function: str | None = None
-    ) -> list[BaselineRow]:
-        """Every baseline row, optionally of one agent and/or function."""
-        from sentinel.store import baselines
-
-        out: list[BaselineRow] = self._read(baselines.list_rows(agent, function))
-        return out
-
-    def baseline_top_values(
-        self, agent: str, function: str, param: str, limit: int = 5
-    ) -> list[tuple[str, int]]:
-        """The most frequent values seen for a string parameter (redacted as stored)."""
-        from sentinel.store import baselines
-
-        out: list[tuple[str, int]] = self._read(baselines.top_values(agent, function, param, limit))
-        return out
-
-    def baseline_reset(self, agent: str | None, function: str | None, event: dict[str, Any]) -> int:
-        """Delete matching baselines (None = any) and append ``event`` in one transaction."""
-        from sentinel.store import baselines
-
-        n: int = self._write(baselines.reset(agent, function, event, time.time()))
-        return n
-
-    # --- audit --------------------------------------------------------------------------
-
-    def audit_state(self) -> tuple[Any, ...]:
-        """(db_id, first seq, last seq, last hash, prune checkpoints) in one snapshot."""
-        out: tuple[Any, ...] = self._read(ops.audit_state())
-        return out
-
-    def event_rows(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[Any, ...]]:
-        """Raw event rows (column order) with ``seq > after_seq``, oldest first."""
-        out: list[tuple[Any, ...]] = self._read(ops.event_rows(after_seq, limit))
-        return out
-
-    def export_page(
-        self, filter: HistoryFilter | None, after_seq: int = 0, limit: int = 1000
-    ) -> list[EventRecord]:
-        """Events matching ``filter`` with ``seq > after_seq``, oldest first."""
-        out: list[EventRecord] = self._read(ops.export_page(filter, after_seq, limit))
-        return out
-
-    def value_protected(
-        self, since: float | None = None, until: float | None = None
-    ) -> dict[str, tuple[int, float]]:
-        """kind -> (count, sum of value_at_risk) over blocked/denied/expired events in [since, until)."""
-        out: dict[str, tuple[int, float]] = self._read(ops.value_protected(since, until))
-        return out
-
-    def prune_events(self, up_to_seq: int) -> tuple[int, str, int] | None:
-        """Delete events with ``seq <= up_to_seq`` after recording that checkpoint (one durable
-        transaction). Returns (up_to_seq, its hash, rows deleted), or None if no such event."""
-        out: tuple[int, str, int] | None = self._write(
-            ops.prune(up_to_seq, time.time()), durable=True
-        )
-        return out
-
-    # --- reads --------------------------------------------------------------------------
-
-    def get(self, id_or_prefix: str) -> RequestRecord:
-        """The request with this id or unique id prefix; raises :class:`RequestNotFound`."""
-        rec: RequestRecord = self._read(ops.get(id_or_prefix))
-        return rec
-
-    def list_pending(self, limit: int = 1000) -> list[RequestRecord]:
-        """Pending requests, oldest first."""
-        out: list[RequestRecord] = self._read(ops.list_pending(limit))
-        return out
-
-    def pending_newest(
-        self, limit: int = 100, before: tuple[float, str] | None = None
-    ) -> list[RequestRecord]:
-        """Pending requests, newest first (keyset pages: pass the last row's (created_at, id))."""
-        out: list[RequestRecord] = self._read(ops.pending_newest(limit, before))
-        return out
-
-    def pending_summary(self) -> PendingSummary:
-        """Pending counts by agent, function and whole risk score."""
-        out: PendingSummary = self._read(ops.pending_summary())
-        return out
-
-    def history(
-        self, filter: HistoryFilter | None = None, before_seq: int | None = None, limit: int = 100
-    ) -> list[EventRecord]:
-        """Events newest first; pass the last page's smallest ``seq`` as ``before_seq``."""
-        out: list[EventRecord] = self._read(ops.history(filter, before_seq, limit))
-        return out
-
-    def metrics(self, since: float | None = None) -> MetricsSnapshot:
-        """Counts, value protected, approval latency, pending and hourly figures."""
-        snap: MetricsSnapshot = self._read(ops.metrics(since, time.time()))
-        return snap
-
-    def events_after(self, after_seq: int = 0, limit: int = 1000) -> list[EventRecord]:
-        """Events with ``seq > after_seq``, oldest first."""
-        out: list[EventRecord] = self._read(ops.events_after(after_seq, limit))
-        return out
-
-    def count_events(self) -> int:
-        """Number of events stored."""
-        n: int = self._read(ops.count_events())
-        return n
-
-    def data_version(self) -> int:
-        """Changes whenever anything is committed on the server (a hint to re-read)."""
-        n: int = self._read(ops.data_version())
-        return n
+    def _tidy_liveness(self) -> None:
+        """Nothing to tidy: a PostgreSQL waiter keeps no lock file (liveness across hosts is
+        to come); the sweep cancels only waiters of this host that are certainly gone."""
 
     @property
     def closed(self) -> bool:
