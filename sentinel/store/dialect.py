@@ -55,7 +55,7 @@ _PG_OVERRIDES: dict[str, tuple[str, ...]] = {
     sql.SYNC_FULL: ("SET synchronous_commit = on",),
     sql.SYNC_NORMAL: ("SET synchronous_commit TO DEFAULT",),
     # Changes whenever anything is committed on the server (a hint to re-read, like SQLite's).
-    sql.DATA_VERSION: ("SELECT (pg_current_wal_lsn() - '0/0')::bigint",),
+    sql.DATA_VERSION: ("SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint",),
     sql.JOURNAL_MODE: (),
     sql.SET_WAL: (),
 }

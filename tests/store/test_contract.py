@@ -552,3 +552,16 @@ def test_anomaly_baselines_learn_score_and_reset(backend: Backend) -> None:
         assert other.baseline_list() == []
         last = other.history(limit=1)[0]
         assert last.kind == "baseline_reset" and last.data["baselines_removed"] == 3
+
+
+def test_data_version_changes_when_another_connection_commits(backend: Backend) -> None:
+    """What pollers (the command center, the API's pending index) rely on to re-read."""
+    watcher, writer = backend.open(), backend.open()
+    try:
+        before = watcher.data_version()
+        assert watcher.data_version() == before  # nothing committed: unchanged
+        writer.append_events([{"kind": "allowed"}])
+        assert watcher.data_version() != before
+    finally:
+        watcher.close()
+        writer.close()
