@@ -125,50 +125,41 @@ def _arguments(rec: RequestRecord, limit: int = 8) -> str:
     return "\n".join(lines) if lines else "(no arguments)"
 
 
-def slack_payload(
-    rec: RequestRecord, decide_url: str | None, now: float | None = None
+def _slack_message(
+    rec: RequestRecord,
+    decide_url: str | None,
+    now: float,
+    *,
+    fallback: str,
+    header: str,
+    summary: str,
 ) -> dict[str, Any]:
-    """A Slack incoming-webhook message: what waits, value at risk, why, how to decide."""
-    now = time.time() if now is None else now
+    """The message both kinds share: a header, the request's fields, ``summary`` (why it is
+    announced), the redacted arguments, how to decide and the request id."""
     fn = slack_escape(rec.function, 80)
     agent = slack_escape(rec.agent_id, 60) if rec.agent_id else "unnamed agent"
-    value = _value(rec.value_at_risk)
     left = _duration(rec.expires_at - now)
-    why = slack_escape(rec.reason or "a rule requires approval", 500)
     cmds = decide_commands(rec, decide_url)
     decide = f"`{cmds['cli']['approve']}`  ·  `{cmds['cli']['deny']}`  ·  or press a / d in `sentinel tui`"
     if "api" in cmds:
         decide += f"\nAPI: `POST {slack_escape(cmds['api']['approve'], 300)}` (or `/deny`)"
-    fallback = f"Sentinel: {fn} from {agent} is waiting for approval (value at risk {value}, expires in {left})"
     return {
         "text": fallback,
         "blocks": [
-            {
-                "type": "header",
-                "text": {
-                    "type": "plain_text",
-                    "text": f"Approval needed: {slack_escape(rec.function, 120)}",
-                },
-            },
+            {"type": "header", "text": {"type": "plain_text", "text": header}},
             {
                 "type": "section",
                 "fields": [
                     {"type": "mrkdwn", "text": f"*Function*\n`{fn}`"},
                     {"type": "mrkdwn", "text": f"*Agent*\n{agent}"},
-                    {"type": "mrkdwn", "text": f"*Value at risk*\n{value}"},
+                    {"type": "mrkdwn", "text": f"*Value at risk*\n{_value(rec.value_at_risk)}"},
                     {
                         "type": "mrkdwn",
                         "text": f"*Expires*\nin {left} ({_when(rec.expires_at)})",
                     },
                 ],
             },
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"*Why:* {why}\n*Rule:* {slack_escape(rec.rule_id or 'default', 80)}",
-                },
-            },
+            {"type": "section", "text": {"type": "mrkdwn", "text": summary}},
             {
                 "type": "section",
                 "text": {
@@ -188,6 +179,27 @@ def slack_payload(
             },
         ],
     }
+
+
+def slack_payload(
+    rec: RequestRecord, decide_url: str | None, now: float | None = None
+) -> dict[str, Any]:
+    """A Slack incoming-webhook message: what waits, value at risk, why, how to decide."""
+    now = time.time() if now is None else now
+    fn = slack_escape(rec.function, 80)
+    agent = slack_escape(rec.agent_id, 60) if rec.agent_id else "unnamed agent"
+    value = _value(rec.value_at_risk)
+    left = _duration(rec.expires_at - now)
+    why = slack_escape(rec.reason or "a rule requires approval", 500)
+    return _slack_message(
+        rec,
+        decide_url,
+        now,
+        fallback=f"Sentinel: {fn} from {agent} is waiting for approval (value at risk {value}, "
+        f"expires in {left})",
+        header=f"Approval needed: {slack_escape(rec.function, 120)}",
+        summary=f"*Why:* {why}\n*Rule:* {slack_escape(rec.rule_id or 'default', 80)}",
+    )
 
 
 def slack_escalated_payload(
@@ -204,66 +216,19 @@ def slack_escalated_payload(
     rule = slack_escape(rec.rule_id or "default", 80)
     waited = _duration(esc["after_seconds"])
     left = _duration(rec.expires_at - now)
-    cmds = decide_commands(rec, decide_url)
-    decide = f"`{cmds['cli']['approve']}`  ·  `{cmds['cli']['deny']}`  ·  or press a / d in `sentinel tui`"
-    if "api" in cmds:
-        decide += f"\nAPI: `POST {slack_escape(cmds['api']['approve'], 300)}` (or `/deny`)"
     tally = ""
     if esc["quorum"] > 1:
         tally = f"\n*Approvals:* {esc['approvals']} of {esc['quorum']}"
-    fallback = (
-        f"Sentinel: {fn} from {agent} escalated to {to}: no decision after {waited} "
-        f"(rule {rule}; may decide now: {may}; expires in {left})"
+    return _slack_message(
+        rec,
+        decide_url,
+        now,
+        fallback=f"Sentinel: {fn} from {agent} escalated to {to}: no decision after {waited} "
+        f"(rule {rule}; may decide now: {may}; expires in {left})",
+        header=f"Escalated to {to[:80]}: {slack_escape(rec.function, 100)}",
+        summary=f"*No decision after {waited}:* escalated to {to}\n*Rule:* {rule}\n"
+        f"*May decide now:* {may}{tally}",
     )
-    return {
-        "text": fallback,
-        "blocks": [
-            {
-                "type": "header",
-                "text": {
-                    "type": "plain_text",
-                    "text": f"Escalated to {to[:80]}: {slack_escape(rec.function, 100)}",
-                },
-            },
-            {
-                "type": "section",
-                "fields": [
-                    {"type": "mrkdwn", "text": f"*Function*\n`{fn}`"},
-                    {"type": "mrkdwn", "text": f"*Agent*\n{agent}"},
-                    {"type": "mrkdwn", "text": f"*Value at risk*\n{_value(rec.value_at_risk)}"},
-                    {
-                        "type": "mrkdwn",
-                        "text": f"*Expires*\nin {left} ({_when(rec.expires_at)})",
-                    },
-                ],
-            },
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"*No decision after {waited}:* escalated to {to}\n*Rule:* {rule}\n"
-                    f"*May decide now:* {may}{tally}",
-                },
-            },
-            {
-                "type": "section",
-                "text": {
-                    "type": "mrkdwn",
-                    "text": f"*Arguments (redacted)*\n```{_arguments(rec)}```",
-                },
-            },
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*Decide:* {decide}"}},
-            {
-                "type": "context",
-                "elements": [
-                    {
-                        "type": "mrkdwn",
-                        "text": f"request `{rec.id}` · digest `{rec.digest[:12]}`",
-                    }
-                ],
-            },
-        ],
-    }
 
 
 __all__ = [
