@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sentinel.store import NewRequest, OperatorIdentity
+from sentinel.store.baselines import BaselineRow, LearnPlan, NumberWindow, SeenValue
 
 
 def new_request(**overrides: Any) -> NewRequest:
@@ -40,3 +43,33 @@ def operator(account: str = "alice", **overrides: Any) -> OperatorIdentity:
     )
     fields.update(overrides)
     return OperatorIdentity(**fields)
+
+
+def _fold_number(
+    param: str, before: NumberWindow, values: Sequence[float], times: Sequence[float]
+) -> tuple[BaselineRow, bytes, bytes]:
+    vals = before.vals + struct.pack(f"{len(values)}d", *values)
+    ts = before.times + struct.pack(f"{len(times)}d", *times)
+    seen = struct.unpack(f"{len(vals) // 8}d", vals)
+    row = BaselineRow(
+        param, "number", len(seen), len(seen), float(len(seen)), times[0], times[-1],
+        mean=sum(seen) / len(seen),
+    )  # fmt: skip
+    return row, vals, ts
+
+
+def _fold_rate(row: BaselineRow | None, calls: int, now: float) -> BaselineRow:
+    n = calls + (row.n if row else 0)
+    return BaselineRow("", "rate", n, 0, float(n), now if row is None else row.first_at, now)
+
+
+def learn_plan(amount: float, to: str) -> LearnPlan:
+    """One call's learning (an amount and a recipient), with simple folds, for store tests."""
+    return LearnPlan(
+        numbers={"amount": [amount]},
+        times=[1000.0],
+        fold_number=_fold_number,
+        categories=[SeenValue("to", f"to={to}", to)],
+        rate_calls=1,
+        fold_rate=_fold_rate,
+    )

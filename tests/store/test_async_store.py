@@ -10,16 +10,14 @@ import signal
 import struct
 import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from sentinel.errors import StoreError
 from sentinel.store import AsyncStore, HistoryFilter, Store, Watcher, aio, liveness
-from sentinel.store.baselines import BaselineRow, LearnPlan, NumberWindow, SeenValue
 from sentinel.store.limits import LimitCheck
-from tests.store.factories import new_request, operator
+from tests.store.factories import learn_plan, new_request, operator
 
 #: Public names only one of the two has, and why.
 ONLY_ASYNC = {
@@ -104,41 +102,12 @@ async def test_limit_counters_match_the_sync_store(db_path: Path) -> None:
     sync.close()
 
 
-def _fold_number(
-    param: str, before: NumberWindow, values: Sequence[float], times: Sequence[float]
-) -> tuple[BaselineRow, bytes, bytes]:
-    vals = before.vals + struct.pack(f"{len(values)}d", *values)
-    ts = before.times + struct.pack(f"{len(times)}d", *times)
-    seen = struct.unpack(f"{len(vals) // 8}d", vals)
-    row = BaselineRow(
-        param, "number", len(seen), len(seen), float(len(seen)), times[0], times[-1],
-        mean=sum(seen) / len(seen),
-    )  # fmt: skip
-    return row, vals, ts
-
-
-def _fold_rate(row: BaselineRow | None, calls: int, now: float) -> BaselineRow:
-    n = calls + (row.n if row else 0)
-    return BaselineRow("", "rate", n, 0, float(n), now if row is None else row.first_at, now)
-
-
-def _plan(amount: float, to: str) -> LearnPlan:
-    return LearnPlan(
-        numbers={"amount": [amount]},
-        times=[1000.0],
-        fold_number=_fold_number,
-        categories=[SeenValue("to", f"to={to}", to)],
-        rate_calls=1,
-        fold_rate=_fold_rate,
-    )
-
-
 async def test_anomaly_baselines_match_the_sync_store(db_path: Path) -> None:
     sync = Store(db_path)
     async with AsyncStore(db_path) as astore:
-        await astore.baseline_learn("billing", "transfer", _plan(10.0, "acct-1"), 1000.0)
-        sync.baseline_learn("billing", "transfer", _plan(30.0, "acct-2"), 1001.0)
-        await astore.baseline_learn("billing", "transfer", _plan(20.0, "acct-1"))
+        await astore.baseline_learn("billing", "transfer", learn_plan(10.0, "acct-1"), 1000.0)
+        sync.baseline_learn("billing", "transfer", learn_plan(30.0, "acct-2"), 1001.0)
+        await astore.baseline_learn("billing", "transfer", learn_plan(20.0, "acct-1"))
         rows = await astore.baseline_for_call("billing", "transfer")
         assert rows == sync.baseline_for_call("billing", "transfer")
         by_kind = {r.kind: r for r in rows}

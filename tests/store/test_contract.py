@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,13 +28,12 @@ from sentinel.audit.keys import Verifier
 from sentinel.audit.verify import verify
 from sentinel.errors import DecisionConflict, DuplicateVote, RequestNotFound, StoreError
 from sentinel.store import Store
-from sentinel.store.baselines import BaselineRow, LearnPlan, NumberWindow, SeenValue
 from sentinel.store.dialect import POSTGRES, to_postgres
 from sentinel.store.models import DecisionTerms, HistoryFilter
 from sentinel.store.pgschema import migrate_pg, pg_schema_version
 from sentinel.store.postgres import PgStore, mask_url
 from sentinel.store.schema import schema_version
-from tests.store.factories import new_request, operator
+from tests.store.factories import learn_plan, new_request, operator
 
 if TYPE_CHECKING:
     from tests.pg import PgCluster
@@ -500,40 +499,11 @@ def test_prune_through_a_checkpoint_and_value_protected(store: Any) -> None:
 # --- anomaly baselines ----------------------------------------------------------------------
 
 
-def _fold_number(
-    param: str, before: NumberWindow, values: Sequence[float], times: Sequence[float]
-) -> tuple[BaselineRow, bytes, bytes]:
-    vals = before.vals + struct.pack(f"{len(values)}d", *values)
-    ts = before.times + struct.pack(f"{len(times)}d", *times)
-    seen = struct.unpack(f"{len(vals) // 8}d", vals)
-    row = BaselineRow(
-        param, "number", len(seen), len(seen), float(len(seen)), times[0], times[-1],
-        mean=sum(seen) / len(seen),
-    )  # fmt: skip
-    return row, vals, ts
-
-
-def _fold_rate(row: BaselineRow | None, calls: int, now: float) -> BaselineRow:
-    n = calls + (row.n if row else 0)
-    return BaselineRow("", "rate", n, 0, float(n), now if row is None else row.first_at, now)
-
-
-def _plan(amount: float, to: str) -> LearnPlan:
-    return LearnPlan(
-        numbers={"amount": [amount]},
-        times=[1000.0],
-        fold_number=_fold_number,
-        categories=[SeenValue("to", f"to={to}", to)],
-        rate_calls=1,
-        fold_rate=_fold_rate,
-    )
-
-
 def test_anomaly_baselines_learn_score_and_reset(backend: Backend) -> None:
     with backend.open() as one, backend.open() as other:
-        one.baseline_learn("billing", "transfer", _plan(10.0, "acct-1"), 1000.0)
-        other.baseline_learn("billing", "transfer", _plan(30.0, "acct-2"), 1001.0)
-        one.baseline_learn("billing", "transfer", _plan(20.0, "acct-1"))
+        one.baseline_learn("billing", "transfer", learn_plan(10.0, "acct-1"), 1000.0)
+        other.baseline_learn("billing", "transfer", learn_plan(30.0, "acct-2"), 1001.0)
+        one.baseline_learn("billing", "transfer", learn_plan(20.0, "acct-1"))
         rows = one.baseline_for_call("billing", "transfer")
         by_kind = {r.kind: r for r in rows}
         assert by_kind["number"].mean == pytest.approx(20.0) and by_kind["number"].n == 3
