@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -43,6 +44,40 @@ class ApiServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def wait_pending(
+    api: ApiServer, token: str, agent_id: str = "e2e-agent", timeout: float = 20
+) -> dict[str, Any]:
+    """The first request of ``agent_id`` listed by ``GET /approvals/pending`` (as ``token``)."""
+    deadline = time.monotonic() + timeout
+    with api.client(token) as c:
+        while time.monotonic() < deadline:
+            rows = [
+                r
+                for r in c.get("/approvals/pending", params={"limit": 10000}).json()
+                if r["agent_id"] == agent_id
+            ]
+            if rows:
+                return rows[0]
+            time.sleep(0.05)
+    raise AssertionError("the agent's request never showed up in /approvals/pending")
+
+
+def result_of(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    """The ``result`` line an agent process printed (killed if it does not end in 30 s)."""
+    try:
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    results = [
+        x for x in (json.loads(line) for line in out.splitlines() if line.strip())
+        if x["event"] == "result"
+    ]  # fmt: skip
+    assert results, f"no result from the agent: {out!r} {err!r}"
+    return results[0]
 
 
 def config_dir_for(tmp: Path) -> Path:

@@ -3,17 +3,23 @@ another process — through the queue, and through the webhook channel pointed a
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import ROOT, python_env
-from tests.server.conftest import ALICE, BOT, SECRET, ApiServer, start_server
+from tests.server.conftest import (
+    ALICE,
+    BOT,
+    SECRET,
+    ApiServer,
+    result_of,
+    start_server,
+    wait_pending,
+)
 
 AGENT = Path(__file__).parent / "agents" / "protected_agent.py"
 POLICY = """
@@ -42,29 +48,6 @@ def start_agent(
     )
 
 
-def wait_pending(api: ApiServer, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    with api.client(ALICE) as c:
-        while time.monotonic() < deadline:
-            rows = [
-                r
-                for r in c.get("/approvals/pending", params={"limit": 10000}).json()
-                if r["agent_id"] == "e2e-agent"
-            ]
-            if rows:
-                return rows[0]
-            time.sleep(0.05)
-    raise AssertionError("the agent's request never showed up in /approvals/pending")
-
-
-def result_of(proc: subprocess.Popen[str]) -> dict[str, Any]:
-    out, err = proc.communicate(timeout=30)
-    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
-    results = [x for x in lines if x["event"] == "result"]
-    assert results, f"no result from the agent: {out!r} {err!r}"
-    return results[0]
-
-
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
     path = tmp_path / "rules.yaml"
@@ -85,7 +68,7 @@ def test_api_approval_releases_a_queue_agent_in_another_process(
 ) -> None:
     agent = start_agent(rules, server.db, "queue")
     try:
-        row = wait_pending(server)
+        row = wait_pending(server, ALICE)
         assert row["function_name"] == "transfer_funds" and row["parameters"]["amount"] == 5000
         with server.client(ALICE) as c:
             assert (
@@ -103,7 +86,7 @@ def test_api_approval_releases_a_queue_agent_in_another_process(
 def test_api_denial_reaches_the_agent_with_the_token_name(server: ApiServer, rules: Path) -> None:
     agent = start_agent(rules, server.db, "queue")
     try:
-        row = wait_pending(server)
+        row = wait_pending(server, ALICE)
         with server.client(ALICE) as c:
             assert (
                 c.post(
@@ -133,7 +116,7 @@ def test_webhook_agent_pointed_at_the_api_is_released_by_an_operator(
     }
     agent = start_agent(rules, server.db, "webhook", env)
     try:
-        row = wait_pending(server)
+        row = wait_pending(server, ALICE)
         # The agent's own credential cannot approve its request.
         with server.client(BOT) as c:
             assert c.post(f"/approval/{row['action_id']}/approve").status_code == 403

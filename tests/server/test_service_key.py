@@ -7,11 +7,9 @@ with signing on (its own copy of the operators file), real Ed25519 keys and real
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +28,14 @@ from sentinel.trust import (
     verify_decision,
 )
 from tests.helpers import ROOT, python_env
-from tests.server.conftest import ApiServer, config_dir_for, start_server, trust_service_key
+from tests.server.conftest import (
+    ApiServer,
+    config_dir_for,
+    result_of,
+    start_server,
+    trust_service_key,
+    wait_pending,
+)
 
 AGENT = Path(__file__).parent / "agents" / "protected_agent.py"
 
@@ -121,32 +126,6 @@ def start_agent(signed: Signed, db: Path, terms: str, operators: Path | None = N
     )
 
 
-def wait_pending(api: ApiServer, timeout: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    with api.client(ALICE) as c:
-        while time.monotonic() < deadline:
-            rows = [r for r in c.get("/approvals/pending").json() if r["agent_id"] == "e2e-agent"]
-            if rows:
-                return rows[0]
-            time.sleep(0.05)
-    raise AssertionError("the agent's request never showed up in /approvals/pending")
-
-
-def result_of(proc: Any) -> dict[str, Any]:
-    try:
-        out, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    results = [
-        x for x in (json.loads(line) for line in out.splitlines() if line.strip())
-        if x["event"] == "result"
-    ]  # fmt: skip
-    assert results, f"no result from the agent: {out!r} {err!r}"
-    return results[0]
-
-
 def decide(api: ApiServer, token: str, rid: str, verb: str = "approve") -> Any:
     with api.client(token) as c:
         return c.post(f"/approval/{rid}/{verb}", json={"reason": f"{verb} by test"})
@@ -166,7 +145,7 @@ def test_an_api_approval_is_signed_by_the_service_key_and_the_call_runs(
 ) -> None:
     agent = start_agent(signed, server.db, "    approvers: [finance]")
     try:
-        rid = wait_pending(server)["action_id"]
+        rid = wait_pending(server, ALICE)["action_id"]
         r = decide(server, ALICE, rid)
         assert r.status_code == 200, r.text
         assert r.json()["status"] == "approved" and r.json()["approvals"] == 1
@@ -196,7 +175,7 @@ def test_a_token_outside_the_approvers_is_refused_and_nothing_is_recorded(
 ) -> None:
     agent = start_agent(signed, server.db, "    approvers: [finance]")
     try:
-        rid = wait_pending(server)["action_id"]
+        rid = wait_pending(server, ALICE)["action_id"]
         for verb in ("approve", "deny"):
             r = decide(server, BOB, rid, verb)
             assert r.status_code == 403, r.text
@@ -219,7 +198,7 @@ def test_approvers_admins_are_matched_by_what_the_token_carries(
 ) -> None:
     agent = start_agent(signed, server.db, "    approvers: [admins]")
     try:
-        rid = wait_pending(server)["action_id"]
+        rid = wait_pending(server, ALICE)["action_id"]
         assert decide(server, ALICE, rid).status_code == 403  # finance, not admins
         r = decide(server, CAROL, rid)
         assert r.status_code == 200, r.text
@@ -238,7 +217,7 @@ def test_approvers_naming_the_token_role_count_its_signed_role(
 ) -> None:
     agent = start_agent(signed, server.db, "    approvers: [operator]")
     try:
-        rid = wait_pending(server)["action_id"]
+        rid = wait_pending(server, ALICE)["action_id"]
         r = decide(server, BOB, rid)  # no groups: the role the service key bound is enough
         assert r.status_code == 200, r.text
         result = result_of(agent)
@@ -254,13 +233,13 @@ def test_a_quorum_vote_returns_the_tally_and_each_token_counts_once(
 ) -> None:
     agent = start_agent(signed, server.db, "    approvers: [finance]\n    quorum: 2")
     try:
-        listed = wait_pending(server)
+        listed = wait_pending(server, ALICE)
         rid = listed["action_id"]
         assert listed["terms"]["quorum"] == 2 and listed["terms"]["approvers"] == ["finance"]
         assert (listed["approvals"], listed["votes"]) == (0, [])
         first = decide(server, ALICE, rid)
         assert first.status_code == 202, first.text
-        assert wait_pending(server)["votes"] == [
+        assert wait_pending(server, ALICE)["votes"] == [
             {"operator": "alice", "verdict": "approve", "signed": True}
         ]
         tally = first.json()
@@ -293,7 +272,7 @@ def test_a_revoked_service_keys_approval_is_refused_by_the_waiting_call(
     revoke_operator(agent_ops, "sentinel-serve")
     agent = start_agent(signed, server.db, "    approvers: [finance]", operators=agent_ops)
     try:
-        rid = wait_pending(server)["action_id"]
+        rid = wait_pending(server, ALICE)["action_id"]
         assert decide(server, ALICE, rid).status_code == 200
         result = result_of(agent)
     finally:
