@@ -665,9 +665,6 @@ class Guard:
             risk_explanation=decision.risk_explanation,
             policy_version=policy_version,
             channel=self.config.channel_name,
-        )
-        new = replace(
-            new,
             terms=self.policy_source.current.terms_for(decision.rule_id),
             requester=_requester(),
         )

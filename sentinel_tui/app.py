@@ -388,7 +388,7 @@ class SentinelApp(App[int]):
 
     @work(thread=True, group="decide", exit_on_error=False)
     def _decide(self, ids: list[str], approve: bool, reason: str | None, batch: bool) -> None:
-        outcomes: list[DecisionOutcome] = [self.data.decide(i, approve, reason) for i in ids]
+        outcomes: list[DecisionOutcome] = self.data.decide_all(ids, approve, reason)
         self.post_message(Decided(outcomes, batch))
 
     @work(thread=True, exclusive=True, group="history", exit_on_error=False)

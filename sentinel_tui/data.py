@@ -277,6 +277,7 @@ class DataSource:
                 from dataclasses import replace
 
                 decider = replace(decider, operator=self._operator)
+            decider.names  # noqa: B018 - the OS group lookup here, never at a key press
             self._decider, self._decider_error = decider, None
         return self._decider
 
@@ -315,11 +316,17 @@ class DataSource:
             return decider.refusal(record, approve, now)
         return error
 
-    def decide(self, request_id: str, approve: bool, reason: str | None) -> DecisionOutcome:
-        """Check, sign and record a decision. A conflict or a refusal is an outcome, not an
-        exception (a refusal records nothing). The operators file and the key are read again
+    def decide_all(
+        self, request_ids: list[str], approve: bool, reason: str | None
+    ) -> list[DecisionOutcome]:
+        """:meth:`decide` each request. The operators file and the key are read again once,
         first: a key trusted or revoked since the command center started counts at once."""
         self._decider = None
+        return [self.decide(rid, approve, reason) for rid in request_ids]
+
+    def decide(self, request_id: str, approve: bool, reason: str | None) -> DecisionOutcome:
+        """Check, sign and record a decision. A conflict or a refusal is an outcome, not an
+        exception (a refusal records nothing)."""
         try:
             record = self.decider().decide(self.store, request_id, approve, reason or None)
         except DecisionRefused as exc:

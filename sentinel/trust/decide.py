@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 
 from sentinel.errors import DecisionRefused
@@ -106,9 +107,10 @@ class Decider:
             return self.entry.name
         return self.operator.account
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
-        """What an ``approvers:`` list can name this decider by."""
+        """What an ``approvers:`` list can name this decider by (computed once: the OS groups
+        are a user-database lookup)."""
         names = {self.name, *self.groups}
         if self.on_behalf_of is None:
             # The OS groups of the name the waiting call will know this decider by: the
