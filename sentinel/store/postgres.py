@@ -1,4 +1,5 @@
-"""The synchronous PostgreSQL store (psycopg 3): the same operations as :class:`~sentinel.store.sync.Store`.
+"""The synchronous PostgreSQL store (psycopg 3): the same public operations as the SQLite
+:class:`~sentinel.store.sync.Store` (both are :class:`~sentinel.store.operations.StoreOperations`).
 
 The operations of :mod:`sentinel.store.ops` run unchanged; :data:`~sentinel.store.dialect.POSTGRES`
 translates their statements. Like the SQLite store: writes go through one connection guarded by a
@@ -7,8 +8,8 @@ lock, reads use one connection per thread, and a forked child opens its own conn
 Not selectable by users yet (the database value parser refuses ``postgresql://`` until the whole
 backend exists). Not here yet: the LISTEN/NOTIFY wake-up and the decision watcher, liveness
 across hosts (a waiter is recorded by pid and host; :meth:`PgStore.sweep` cancels only waiters
-of this host that are certainly gone, and expiry handles the others), anomaly baselines, the
-async store and a connection pool.
+of this host that are certainly gone, and expiry handles the others), the async store and a
+connection pool.
 """
 
 from __future__ import annotations

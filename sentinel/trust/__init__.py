@@ -1,11 +1,12 @@
-"""Operators and signed decisions (the foundation of issue 16).
+"""Operators and signed decisions.
 
 * :mod:`sentinel.trust.keys` — an operator's Ed25519 key pair (private half mode 0600);
 * :mod:`sentinel.trust.operators` — the trusted operators file agents can read but not write;
 * :mod:`sentinel.trust.decision` — signing and verifying a decision over the request id, the
-  argument digest, the verdict, the operator and the times.
-
-Nothing here is wired into the waiting call yet: it does not verify signatures (the next step).
+  argument digest, the verdict, the operator, the times, role, groups and account;
+* :mod:`sentinel.trust.decide` — :class:`~sentinel.trust.decide.Decider`, the one way every
+  command center, CLI and the API decide (refusals first, then a signed vote);
+* :mod:`sentinel.trust.check` — the waiting call's check of the votes before it runs.
 """
 
 from __future__ import annotations
