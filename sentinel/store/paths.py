@@ -36,33 +36,49 @@ _UNSAFE_FS = (
 #: What a database value may be; named in every rejection.
 DB_ACCEPTED = "a file path (e.g. ./.sentinel/sentinel.db) or sqlite:///absolute/path.db"
 
-#: URL schemes known to be database backends that are not built yet, refused by name. A
-#: PostgreSQL backend plugs in where ``parse_db_value`` accepts ``sqlite``.
-_NOT_YET = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL"}
+#: URL schemes of PostgreSQL: a SQLite-only parse names them (sentinel.store.location takes them).
+_POSTGRES = ("postgresql", "postgres")
 
 _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 #: ``postgresql:host/db``, ``mysql:x``: a scheme of two or more characters and a colon not
 #: followed by a slash is a URL without slashes, not a file name.
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]+:(?![\\/])")
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^/:@]*):[^/@]*@")
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|[?&])password=)[^&#]*")
 
 
-def _masked(value: str) -> str:
-    """``value`` with any ``user:password@`` password replaced by ``***``."""
-    return _PASSWORD.sub(r"\1:***@", value)
+def mask_password(text: str) -> str:
+    """``text`` (a URL, or anything that may be one) with every password replaced by ``***``:
+    the ``user:password@`` part and a ``password=`` query parameter.
+
+    Errs on the side of hiding: the password runs to the *last* ``@`` (an unescaped ``@`` or
+    ``/`` in a password never leaks a piece of it)."""
+    match = _URL.match(text)
+    if match:
+        rest = text[match.end():]
+        colon = rest.find(":")
+        at = rest.rfind("@")
+        if colon != -1 and at > colon and not any(c in rest[:colon] for c in "/?#@"):
+            text = text[: match.end()] + rest[: colon + 1] + "***" + rest[at:]
+    return _QUERY_PASSWORD.sub(r"\1***", text)
 
 
-def parse_db_value(value: str | os.PathLike[str], *, source: str = "database") -> Path:
-    """The SQLite file path that ``value`` names, or :class:`DatabaseValueError`.
+_masked = mask_password
 
-    Accepts a plain path or ``sqlite:///path``. Any other URL (``postgresql://``,
-    ``mysql://``, ``https://`` ...) or a ``name:`` value is refused *before* anything is
-    created, so a mistyped value never becomes a folder named after a connection string.
-    ``source`` says where the value came from (``SENTINEL_DB``, ``--db``, ``db_path``).
+
+def parse_sqlite_value(
+    value: str | os.PathLike[str], *, source: str = "database", accepted: str = DB_ACCEPTED
+) -> Path:
+    """The SQLite file path that ``value`` names (a plain path or ``sqlite:///path``), or
+    :class:`DatabaseValueError` naming ``source`` and what is ``accepted``.
+
+    Any URL of another scheme (``mysql://``, ``https://``, ``postgresql://`` too: see
+    :func:`sentinel.store.location.parse_location`) or a ``name:`` value is refused *before*
+    anything is created, so a mistyped value never becomes a folder named after a connection
+    string.
     """
     text = os.fspath(value)
     if not text.strip():
-        raise DatabaseValueError(f"{source} is empty; expected {DB_ACCEPTED}")
+        raise DatabaseValueError(f"{source} is empty; expected {accepted}")
     match = _URL.match(text)
     if match:
         scheme = match.group(1).lower()
@@ -72,27 +88,36 @@ def parse_db_value(value: str | os.PathLike[str], *, source: str = "database") -
             if not rest.startswith("/") or not rest.strip("/"):
                 raise DatabaseValueError(
                     f"{source} {_masked(text)!r}: sqlite URLs need an absolute path "
-                    f"(sqlite:///path/to/file.db); expected {DB_ACCEPTED}"
+                    f"(sqlite:///path/to/file.db); expected {accepted}"
                 )
             return Path("/" + rest.lstrip("/"))
-        if base in _NOT_YET:
+        if base in _POSTGRES:
             raise DatabaseValueError(
-                f"{source} {_masked(text)!r}: {_NOT_YET[base]} is not supported yet; "
-                f"expected {DB_ACCEPTED}"
+                f"{source} {_masked(text)!r}: a PostgreSQL URL where a SQLite database file is "
+                f"needed; expected {accepted}"
             )
         raise DatabaseValueError(
             f"{source} {_masked(text)!r}: {scheme}:// is not a supported database; "
-            f"expected {DB_ACCEPTED}"
+            f"expected {accepted}"
         )
     if _URL_LIKE.match(text):
         raise DatabaseValueError(
-            f"{source} {_masked(text)!r} looks like a URL, not a path; expected {DB_ACCEPTED}"
+            f"{source} {_masked(text)!r} looks like a URL, not a path; expected {accepted}"
         )
     return Path(text).expanduser()
 
 
+def parse_db_value(value: str | os.PathLike[str], *, source: str = "database") -> Path:
+    """The SQLite file path that ``value`` names (see :func:`parse_sqlite_value`): for the
+    places that need a file (the SQLite :class:`~sentinel.store.sync.Store`, the demo). Every
+    place a user names *the* database parses it with
+    :func:`sentinel.store.location.parse_location`, which also takes ``postgresql://``."""
+    return parse_sqlite_value(value, source=source)
+
+
 def default_db_path() -> Path:
-    """``$SENTINEL_DB``, else ``$SENTINEL_HOME/sentinel.db``, else ``./.sentinel/sentinel.db``."""
+    """``$SENTINEL_DB``, else ``$SENTINEL_HOME/sentinel.db``, else ``./.sentinel/sentinel.db``
+    (a SQLite file: :func:`sentinel.store.location.default_location` also takes a URL)."""
     explicit = os.environ.get("SENTINEL_DB")
     if explicit:
         return parse_db_value(explicit, source="SENTINEL_DB")

@@ -41,7 +41,7 @@ def test_postgresql_says_not_supported_yet_and_masks_password() -> None:
     with pytest.raises(DatabaseValueError) as info:
         parse_db_value(URLS[0], source="SENTINEL_DB")
     text = str(info.value)
-    assert "SENTINEL_DB" in text and "PostgreSQL is not supported yet" in text
+    assert "SENTINEL_DB" in text and "SQLite database file is needed" in text
     assert "alice:***@db.example" in text and "s3cret" not in text
 
 
@@ -77,7 +77,7 @@ def test_cli_db_flag_and_env_refuse_url(argv: list[str], tmp_path: Path) -> None
         [sys.executable, "-m", "sentinel.cli", *argv], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert run.returncode != 0
-    assert "PostgreSQL is not supported yet" in run.stderr, run.stderr
+    assert "SQLite database file is needed" in run.stderr, run.stderr
     assert "s3cret" not in run.stderr + run.stdout
     assert _tree(tmp_path) == []
 
@@ -102,6 +102,6 @@ def test_every_db_flag_names_itself_when_refused(argv: list[str], tmp_path: Path
     )  # fmt: skip
     assert run.returncode == 2, run.stderr
     assert "argument --db: 'postgresql://alice:***@db.example/sentinel'" in run.stderr, run.stderr
-    assert "PostgreSQL is not supported yet" in run.stderr
+    assert "SQLite database file is needed" in run.stderr
     assert "s3cret" not in run.stderr + run.stdout
     assert _tree(tmp_path) == []
