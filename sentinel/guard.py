@@ -46,7 +46,7 @@ from sentinel.errors import (
     StoreError,
 )
 from sentinel.identity import current_operator
-from sentinel.normalize import Binder, to_jsonable
+from sentinel.normalize import Binder, UnbindableArgument, to_jsonable
 from sentinel.policy import Action
 from sentinel.policy.values import fold_key
 from sentinel.redact import Redactor, safe_text
@@ -643,6 +643,14 @@ class Guard:
                 context.setdefault("sentinel", {})[esc.source] = to_jsonable(esc.data)
         policy_version = decision.verdict.policy_version
         args = CallArguments.of(params)
+        try:
+            bound = args.binding_digest
+        except UnbindableArgument as exc:
+            # A refusal, never a governance error: under fail_mode="safe" that would run a
+            # call needing approval unasked, with arguments no approval could be bound to.
+            raise self._refuse_unverifiable(
+                function, params, decision, str(exc), "unbindable_arguments"
+            ) from None
         shown = args.redacted(self._current_redactor())
         timeout = decision.verdict.timeout_seconds or float(self.config.timeout_seconds or 300.0)
         rule_ids = tuple(m.rule_id for m in decision.verdict.matches)
@@ -653,7 +661,7 @@ class Guard:
             function=function,
             # The real values are never stored: the digest binds them, the call runs with them.
             arguments=shown,
-            digest=args.binding_digest,
+            digest=bound,
             timeout_seconds=timeout,
             agent_id=self.agent_id,
             context=self._redact(to_jsonable(context)) if context is not None else None,

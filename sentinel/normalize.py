@@ -267,6 +267,10 @@ def to_jsonable(
         if math.isfinite(value):
             return value
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if _unbound is not None and kind.__flags__ & _HEAPTYPE and not isinstance(value, enum.Enum):
+        bound = _bind_object(value, _depth, _unbound, _path)
+        if bound is not None:
+            return bound
     if isinstance(value, (int, float, str)) and not isinstance(value, enum.Enum):
         return to_jsonable(exact(value), _depth, _unbound, _path)
     if _depth > 50:
@@ -346,6 +350,64 @@ def to_jsonable(
             f"{_path or 'the arguments'} (a {_type_name(value)}) has state Sentinel cannot read"
         )
     return {"$repr": text[:500], "$type": _type_name(value)}
+
+
+#: Builtin data types a class can derive from while keeping its value in the builtin part.
+_BUILTIN_DATA = (dict, list, tuple, set, frozenset, str, int, float, bytes, bytearray, Decimal)
+
+
+def _builtin_value(value: Any) -> Any:
+    """The exact builtin value held by an instance of a subclass of :data:`_BUILTIN_DATA`, read
+    through the builtin's own methods (never the subclass's)."""
+    if isinstance(value, dict):
+        return dict(dict.items(value))
+    if isinstance(value, list):
+        return list(list.__iter__(value))
+    if isinstance(value, tuple):
+        return tuple(tuple.__iter__(value))
+    if isinstance(value, frozenset):
+        return frozenset(frozenset.__iter__(value))
+    if isinstance(value, set):
+        return set(set.__iter__(value))
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, Decimal):
+        return Decimal(value)
+    return exact(value)
+
+
+def _bind_object(value: Any, depth: int, unbound: list[str], path: str) -> Any:
+    """The binding form of an instance of a class written in Python, or None to take the usual
+    path. What the display form leaves out must still be bound, or it could change while the
+    request waits: a dataclass's attributes beyond its fields, a pydantic model's private
+    attributes, whatever a ``model_dump`` or a ``Mapping.items`` of the class's own chooses to
+    return, attributes set on a ``dict``/``list``/``str`` … subclass. So such values are bound
+    by their whole state (``__dict__`` and ``__slots__``, read without the class's hooks)."""
+    if depth > 50:
+        return None  # the usual path binds or refuses what is nested this deep
+    d = depth + 1
+    if isinstance(value, _BUILTIN_DATA):
+        state = _attributes(type(value).__mro__, value)
+        if not state:
+            return None  # nothing beyond the builtin value: bound as that value
+        return {
+            "$object": _type_name(value),
+            "value": to_jsonable(_builtin_value(value), depth, unbound, path),
+            "state": {k: to_jsonable(v, d, unbound, f"{path}.{k}") for k, v in state.items()},
+        }
+    if (
+        not (dataclasses.is_dataclass(value) and not isinstance(value, type))
+        and not callable(getattr(type(value), "model_dump", None))
+        and not isinstance(value, Mapping)
+    ):
+        return None
+    full = _python_state(value)
+    if full is None:
+        return None  # part of its state lives in C: the usual path refuses or binds its items
+    return {
+        "$object": _type_name(value),
+        "state": {k: to_jsonable(v, d, unbound, f"{path}.{k}") for k, v in full.items()},
+    }
 
 
 class _Raw:
@@ -453,13 +515,21 @@ def _python_state(value: Any) -> dict[str, Any] | None:
             return None
         if "__slots__" not in vars(klass) and not klass.__dictoffset__:
             return None  # an extension heap type keeping its state in C
+    return _attributes(mro, value)
+
+
+def _attributes(mro: tuple[type, ...], value: Any) -> dict[str, Any]:
+    """The ``__slots__`` of the Python classes in ``mro`` and the instance ``__dict__``."""
     state: dict[str, Any] = {}
     for klass in reversed(mro):
+        if not klass.__flags__ & _HEAPTYPE:
+            continue
         slots = vars(klass).get("__slots__", ())
         for name in (slots,) if isinstance(slots, str) else slots:
             if name in ("__dict__", "__weakref__"):
                 continue
-            attr = f"_{klass.__name__.lstrip('_')}{name}" if name.startswith("__") else name
+            private = name.startswith("__") and not name.endswith("__")  # mangled like Python
+            attr = f"_{klass.__name__.lstrip('_')}{name}" if private else name
             descriptor = vars(klass).get(attr)
             if descriptor is None:
                 continue

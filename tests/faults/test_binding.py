@@ -12,6 +12,7 @@ parameter. An unchanged value still runs.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from pathlib import Path
@@ -19,13 +20,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import BaseModel, PrivateAttr
 
 from sentinel import SentinelConfig, protect
 from sentinel.errors import SentinelBlockedError
 from sentinel.identity import current_operator
 from sentinel.normalize import UnbindableArgument, binding_digest, digest, to_jsonable
 from sentinel.store import Store
-from tests.faults.support import first_pending
+from tests.faults.support import all_events, first_pending
 from tests.helpers import signed_decide
 
 RULES = """\
@@ -198,3 +200,88 @@ def test_value_that_gains_unreadable_state_while_waiting_is_refused(
     signed_decide(store, rec.id, True, current_operator("test"))
     t.join(20)
     _refused(out, ran)
+
+
+@dataclasses.dataclass
+class Transfer:
+    amount: int
+
+
+class Payment(BaseModel):
+    amount: int
+    _route: str = PrivateAttr(default="alice")
+
+
+class Dumped:
+    """Claims a constant state through ``model_dump``; its real state is ``to``."""
+
+    def __init__(self) -> None:
+        self.to = "alice"
+
+    def model_dump(self, mode: str = "python") -> dict[str, Any]:
+        return {"to": "alice"}
+
+
+class Tagged(dict):  # type: ignore[type-arg]
+    pass
+
+
+def _with_route(cls: Any) -> Any:
+    value = cls()
+    value.to = "alice"
+    return value
+
+
+@pytest.mark.parametrize(
+    ("make", "tamper"),
+    [
+        (lambda: _with_route(lambda: Transfer(10)), lambda v: setattr(v, "to", "mallory")),
+        (lambda: Payment(amount=10), lambda v: setattr(v, "_route", "mallory")),
+        (Dumped, lambda v: setattr(v, "to", "mallory")),
+        (lambda: _with_route(lambda: Tagged(amount=10)), lambda v: setattr(v, "to", "mallory")),
+    ],
+    ids=["dataclass-extra-attribute", "pydantic-private", "lying-model_dump", "dict-subclass-attr"],
+)
+def test_state_the_display_form_leaves_out_is_bound_too(env: Any, make: Any, tamper: Any) -> None:
+    """A dataclass is shown by its fields, a pydantic model by model_dump, a dict subclass by its
+    items: whatever else the object carries (and the function can read) is bound as well."""
+    out, _ = _approve_after(env, make(), tamper)
+    _refused(out, env[1])
+
+
+def test_unchanged_objects_with_extra_state_still_run(env: Any) -> None:
+    out, _ = _approve_after(env, [_with_route(lambda: Transfer(10)), Payment(amount=3)], None)
+    assert out.get("result") == "paid", out
+
+
+@pytest.mark.parametrize("mode", ["secure", "safe"])
+@pytest.mark.parametrize("kind", ["socket", "cycle", "callback"])
+def test_an_unbindable_argument_is_a_block_even_in_safe_mode(
+    tmp_path: Path, mode: str, kind: str
+) -> None:
+    """Refusing a value no approval can bind to is a block, not a governance error: under
+    ``fail_mode="safe"`` a governance error runs the call, here one that needs approval, unasked."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    db = tmp_path / "home" / "sentinel.db"
+    ran: list[Any] = []
+
+    @protect(SentinelConfig(rules_path=rules, db_path=db, timeout_seconds=30, fail_mode=mode,
+                            show_waiting_hint=False, hot_reload=False, audit_sync=True))  # fmt: skip
+    def pay(payload: Any) -> str:
+        ran.append(payload)
+        return "paid"
+
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    with socket.socket() as sock:
+        value = {"socket": sock, "cycle": cycle, "callback": lambda: None}[kind]
+        with pytest.raises(SentinelBlockedError) as info:
+            pay(value)
+    assert "cannot bind an approval" in info.value.reason
+    assert "fail_mode=safe" not in info.value.reason
+    assert ran == []
+    with Store(db) as store:
+        assert store.list_pending() == []
+        [blocked] = [e for e in all_events(store) if e.kind == "blocked"]
+        assert blocked.data["refused"] == "unbindable_arguments"
