@@ -51,8 +51,12 @@ class AnchorConflict(ValueError):
 
 
 def db_location(db_path: str | os.PathLike[str]) -> str:
-    """The real path that names a database in anchor records (symlinks resolved)."""
-    return os.path.realpath(os.fspath(db_path))
+    """The real path that names a database in anchor records (symlinks resolved); a server
+    database is named by its URL as the store shows it (password masked)."""
+    text = os.fspath(db_path)
+    if "://" in text:
+        return text
+    return os.path.realpath(text)
 
 
 def anchor_dir(env: Mapping[str, str] | None = None) -> Path:

@@ -1,21 +1,46 @@
-"""``sentinel db info`` (which database, which schema version, how much is in it) and
-``sentinel db migrate`` (bring a database to this Sentinel's schema, saying what changed)."""
+"""``sentinel db info`` (which database, which schema version, how much is in it),
+``sentinel db migrate`` (bring a database to this Sentinel's schema, saying what changed) and
+``sentinel db copy`` (the whole history into a new database of either backend). Each takes a
+SQLite path or a ``postgresql://`` URL."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
-from sentinel.cli.options import add_db_option
+from sentinel.cli.options import DB_HELP
 from sentinel.errors import StoreError
+
+_LOCATION_HELP = "a SQLite file (path or sqlite:///path) or a postgresql:// URL"
+
+
+def _location(source: str) -> Any:
+    """An argparse type: a database location (``--db``, ``--from``, ``--to``), checked now."""
+    from sentinel.store.copy import parse_location
+    from sentinel.store.paths import DatabaseValueError
+
+    def parse(text: str) -> Any:
+        try:
+            return parse_location(text, source=source)
+        except DatabaseValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{source} ")) from None
+
+    return parse
 
 
 def _open(args: argparse.Namespace, *, create: bool) -> Any:
+    if args.db is not None and args.db.backend == "postgresql":
+        from sentinel.store.postgres import PgStore
+
+        # The database itself must exist on the server; "create" builds the schema in it.
+        return PgStore(args.db.target, create=create)
     from sentinel.store import Store
 
-    return Store(args.db, create=create)
+    return Store(None if args.db is None else args.db.target, create=create)
 
 
 def _size(n: int) -> str:
@@ -53,8 +78,10 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    # A PostgreSQL database exists on the server already: migrating it builds the schema.
+    server = args.db is not None and args.db.backend == "postgresql"
     try:
-        store = _open(args, create=args.create)
+        store = _open(args, create=args.create or server)
     except StoreError as exc:
         print(f"sentinel: error: {exc}", file=sys.stderr)
         return 1
@@ -73,23 +100,111 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress() -> Any:
+    """Progress lines on stderr: at most two a second per table, and each table's total."""
+    last = [0.0]
+
+    def show(table: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - last[0] < 0.5:
+            return
+        last[0] = now
+        share = 100 if total == 0 else min(100, done * 100 // total)
+        print(f"  {table:<18} {done:>12,} / {total:,} ({share}%)", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _copy(args: argparse.Namespace) -> int:
+    from sentinel.audit.keys import AuditKeyError, load_verifier
+    from sentinel.audit.verify import verify
+    from sentinel.store.copy import copy_database
+
+    print(f"copying {args.source.shown} -> {args.destination.shown}", flush=True)
+    try:
+        result = copy_database(
+            args.source, args.destination, batch=args.batch, progress=_progress()
+        )
+    except StoreError as exc:
+        print(f"sentinel: error: {exc}", file=sys.stderr)
+        return 1
+    rate = result.events / result.seconds if result.seconds > 0 else 0.0
+    print(
+        f"copied in {result.seconds:.1f}s ({rate:,.0f} events/s), one transaction; "
+        f"db_id {result.db_id} kept, so the source's anchors name the copy"
+    )
+    for table, n in result.rows.items():
+        print(f"  {table:<18} {n:,}")
+    try:
+        args.db = args.destination
+        store = _open(args, create=False)
+        try:
+            report = verify(
+                store, anchor_dir=Path(args.anchors) if args.anchors else None,
+                verifier=load_verifier(),
+            )  # fmt: skip
+        finally:
+            store.close()
+    except (StoreError, AuditKeyError, ValueError, OSError) as exc:
+        print(f"sentinel: error: the copy was written but could not be verified: {exc}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    span = "no events" if report.last_seq is None else f"seq {report.first_seq}..{report.last_seq}"
+    print(f"verify: {report.table_events:,} events checked ({span}), "
+          f"{report.anchors_checked} signed anchor(s)")  # fmt: skip
+    for warning in report.warnings:
+        print(f"warning: {warning}")
+    for problem in report.problems:
+        print(f"TAMPERED: {problem}")
+    if not report.ok:
+        print("FAILED: the copy's audit trail does not verify (nor does the source's: the copy "
+              "is exact; run `sentinel audit verify --db` on the source)")  # fmt: skip
+        return 1
+    print("OK: the copy's audit trail verifies")
+    return 0
+
+
 def register(subparsers: Any) -> None:
-    """Add ``db info`` and ``db migrate`` to the ``sentinel`` parser."""
+    """Add ``db info``, ``db migrate`` and ``db copy`` to the ``sentinel`` parser."""
     group = subparsers.add_parser("db", help="the database: where it is, its schema, migrations")
     sub = group.add_subparsers(dest="db_command", metavar="COMMAND")
     group.set_defaults(func=lambda a: (group.print_help(), 2)[1])
 
+    db_help = f"{DB_HELP}; or a postgresql:// URL"
     p = sub.add_parser("info", help="backend, file, schema version, counts and size")
-    add_db_option(p)
+    p.add_argument("--db", metavar="DB", type=_location("--db"), default=None, help=db_help)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_info)
 
     p = sub.add_parser("migrate", help="bring the database to this Sentinel's schema")
-    add_db_option(p)
+    p.add_argument("--db", metavar="DB", type=_location("--db"), default=None, help=db_help)
     p.add_argument(
-        "--create", action="store_true", help="create the database when it does not exist"
+        "--create",
+        action="store_true",
+        help="create the database when it does not exist (PostgreSQL: the schema in an "
+        "existing database)",
     )
     p.set_defaults(func=_migrate)
+
+    p = sub.add_parser(
+        "copy",
+        help="copy the whole history into a new, empty database (SQLite <-> PostgreSQL)",
+        description="Copy every table (requests, votes, events with their hashes, audit id, "
+        "limits, baselines) from --from into the empty --to in one transaction, then verify "
+        "the copy's audit chain.",
+    )
+    p.add_argument("--from", dest="source", metavar="SRC", required=True,
+                   type=_location("--from"), help=_LOCATION_HELP)  # fmt: skip
+    p.add_argument("--to", dest="destination", metavar="DST", required=True,
+                   type=_location("--to"), help=f"{_LOCATION_HELP}; must be empty")  # fmt: skip
+    p.add_argument("--batch", type=int, default=20_000, help="rows per batch (default 20000)")
+    p.add_argument(
+        "--anchors",
+        metavar="DIR",
+        help="anchor folder for the verification (default: $SENTINEL_ANCHOR_DIR or "
+        "~/.local/state/sentinel/anchors)",
+    )
+    p.set_defaults(func=_copy)
 
 
 __all__ = ["register"]

@@ -595,6 +595,12 @@ def database_counts() -> Op:
     return int(row[0]), int(row[1]), int(events[0]), int(row[2])
 
 
+def database_size() -> Op:
+    """Bytes the database takes (as the database itself counts them)."""
+    row = yield Q(sql.DATABASE_SIZE, (), "one")
+    return int(row[0] or 0)
+
+
 def count_events() -> Op:
     row = yield Q(sql.COUNT_EVENTS, (), "one")
     return int(row[0])

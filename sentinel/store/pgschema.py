@@ -240,6 +240,11 @@ def pg_schema_version() -> int:
     return PG_STEPS[-1][0]
 
 
+def pg_current_version(conn: Any) -> int:
+    """The schema version of the database on autocommit connection ``conn`` (0: no schema)."""
+    return _current(conn)
+
+
 def _current(conn: Any) -> int:
     if not conn.execute(_HAS_VERSION).fetchone()[0]:
         return 0

@@ -27,8 +27,9 @@ from psycopg.pq import TransactionStatus
 from sentinel.errors import StoreError
 from sentinel.store import liveness, ops, sql
 from sentinel.store.dialect import POSTGRES
+from sentinel.store.models import DatabaseInfo
 from sentinel.store.operations import StoreOperations
-from sentinel.store.pgschema import migrate_pg
+from sentinel.store.pgschema import migrate_pg, pg_current_version, pg_schema_version
 from sentinel.store.sync import DEFAULT_EXPIRY_GRACE
 
 if TYPE_CHECKING:
@@ -155,6 +156,9 @@ class PgStore(StoreOperations):
         self._pid = os.getpid()
         self._writer = self._connect()
         try:
+            #: The schema version found on open (``create`` migrates it to the latest; without
+            #: it the database is used as found, and ``sentinel db info`` says if it is behind).
+            self.migrated_from = pg_current_version(self._writer)
             if create:
                 migrate_pg(self._writer, self.path)
             else:
@@ -261,6 +265,16 @@ class PgStore(StoreOperations):
     def _tidy_liveness(self) -> None:
         """Nothing to tidy: a PostgreSQL waiter keeps no lock file (liveness across hosts is
         to come); the sweep cancels only waiters of this host that are certainly gone."""
+
+    def info(self) -> DatabaseInfo:
+        """The backend, the URL (password masked), the schema version, row counts and the
+        database's size on the server."""
+        requests, pending, events, version = self._read(ops.database_counts())
+        size = self._read(ops.database_size())
+        return DatabaseInfo(
+            "postgresql", self.path, version, pg_schema_version(), self.migrated_from,
+            requests, pending, events, size,
+        )  # fmt: skip
 
     @property
     def closed(self) -> bool:

@@ -97,6 +97,8 @@ DATABASE_COUNTS = (
     "(SELECT count(*) FROM requests WHERE status = 'pending'), "
     "(SELECT user_version FROM pragma_user_version)"
 )
+#: Bytes the database takes (``sentinel db info`` on a server, where there is no file to stat).
+DATABASE_SIZE = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
 #: The hourly rollup, kept in the inserting transaction (one row per hour/kind/rule of a batch).
 ROLLUP_ADD = (
     "INSERT INTO event_rollup (hour, kind, rule_id, n, value) VALUES (?, ?, ?, ?, ?) "
@@ -224,3 +226,43 @@ BASELINE_COUNT_MATCHING = f"SELECT count(*) FROM anomaly_baselines WHERE {_BFILT
 BASELINE_DELETE = f"DELETE FROM anomaly_baselines WHERE {_BFILTER}"
 BASELINE_DELETE_WINDOWS = f"DELETE FROM anomaly_windows WHERE {_BFILTER}"
 BASELINE_DELETE_VALUES = f"DELETE FROM anomaly_values WHERE {_BFILTER}"
+
+# --- copying a whole database to another backend (sentinel/store/copy.py) -----------------
+#: Every table of the schema's end state (both backends), its columns in a fixed order and the
+#: key it is read in. ``tests/store/test_copy.py`` fails when a schema step adds a table or a
+#: column this does not list (a copy would silently drop it).
+COPY_TABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "audit_meta": (("key", "value"), "key"),
+    "requests": (REQUEST_COLUMNS, "id"),
+    "events": (EVENT_COLUMNS, "seq"),
+    "prune_window": (("up_to_seq", "head_hash", "created_at"), "up_to_seq"),
+    "event_rollup": (("hour", "kind", "rule_id", "n", "value"), "hour, kind, rule_id"),
+    "limit_usage": (("id", "key", "ts", "amount", "hold_until"), "id"),
+    "limit_totals": (("key", "total", "n"), "key"),
+    "anomaly_baselines": (_BKEY + BASELINE_STAT_COLUMNS, "agent, function, param, kind"),
+    "anomaly_windows": (("agent", "function", "param", "vals", "times"), "agent, function, param"),
+    "anomaly_values": (
+        ("agent", "function", "param", "vkey", "shown", "count", "first_at", "last_at"),
+        "agent, function, param, vkey",
+    ),
+}
+COPY_SELECT = {t: f"SELECT {', '.join(c)} FROM {t} ORDER BY {k}" for t, (c, k) in COPY_TABLES.items()}
+COPY_INSERT = {
+    t: f"INSERT INTO {t} ({', '.join(c)}) VALUES ({', '.join('?' * len(c))})"
+    for t, (c, _k) in COPY_TABLES.items()
+}
+COPY_COUNT = {t: f"SELECT count(*) FROM {t}" for t in COPY_TABLES}
+#: A destination is empty when it holds no row but the ``db_id`` its creation wrote.
+COPY_NOT_EMPTY = {
+    t: (
+        "SELECT 1 FROM audit_meta WHERE key != 'db_id' LIMIT 1"
+        if t == "audit_meta"
+        else f"SELECT 1 FROM {t} LIMIT 1"
+    )
+    for t in COPY_TABLES
+}
+#: The destination's own new ``db_id`` gives way to the source's (the anchors name it).
+COPY_CLEAR_META = "DELETE FROM audit_meta"
+#: After rows were copied with their ids, new ids continue after the largest (SQLite does this by
+#: itself; PostgreSQL's serial needs telling: see the dialect).
+COPY_SYNC_IDS = "SELECT max(id) FROM limit_usage"

@@ -74,3 +74,48 @@ async def test_the_async_store_reports_the_same(tmp_path: Path) -> None:
     same = ("backend", "location", "schema_version", "latest_version", "requests", "events")
     assert [getattr(got, f) for f in same] == [getattr(expected, f) for f in same]
     assert got.size_bytes > 0
+
+
+def test_info_and_migrate_on_postgresql(pg_url: str) -> None:
+    from sentinel.store.pgschema import pg_schema_version
+    from sentinel.store.postgres import PgStore
+
+    password = pg_url.split(":")[2].split("@")[0]
+    bare = _cli("info", "--db", pg_url)  # a database without the schema
+    assert bare.returncode == 1 and "run `sentinel db migrate`" in bare.stderr
+    assert password not in bare.stderr
+    out = _cli("migrate", "--db", pg_url)
+    latest = pg_schema_version()
+    assert out.returncode == 0, out.stderr
+    assert f"migrated from schema version 0 to {latest} ({latest} steps)" in out.stdout
+    assert "***" in out.stdout and password not in out.stdout
+    assert f"schema version {latest}, already the latest" in _cli("migrate", "--db", pg_url).stdout
+    with PgStore(pg_url) as store:
+        store.submit(NewRequest(id="b" * 32, function="pay", arguments={}, digest="ab" * 32,
+                                timeout_seconds=60))  # fmt: skip
+    info = json.loads(_cli("info", "--db", pg_url, "--json").stdout)
+    assert info["backend"] == "postgresql" and "***" in info["location"]
+    assert info["schema_version"] == info["latest_version"] == latest == schema_version()
+    assert info["migrated_from"] == latest
+    assert (info["requests"], info["pending"], info["events"]) == (1, 1, 1)
+    assert info["size_bytes"] > 0
+    text = _cli("info", "--db", pg_url).stdout
+    assert "backend   postgresql" in text and f"version {latest} of {latest} (latest)" in text
+
+
+def test_info_says_a_postgresql_schema_is_behind(pg_url: str) -> None:
+    import psycopg
+
+    from sentinel.store.postgres import PgStore
+
+    PgStore(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = 10")  # as an older Sentinel left it
+    info = json.loads(_cli("info", "--db", pg_url, "--json").stdout)
+    assert (info["schema_version"], info["migrated_from"]) == (10, 10)
+    assert "(behind)" in _cli("info", "--db", pg_url).stdout
+
+
+def test_db_values_that_are_no_database_are_refused_by_name(tmp_path: Path) -> None:
+    out = _cli("info", "--db", "mysql://u:secret@h/db")
+    assert out.returncode == 2 and "argument --db" in out.stderr and "secret" not in out.stderr
