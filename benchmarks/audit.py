@@ -31,6 +31,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("_overhead", ROOT / "benchmarks" / "overhead.py")
@@ -158,6 +159,30 @@ def overhead_table(n: int, skip_original: bool) -> None:
         )
 
 
+def fill(store: Any, events: int, batch: int = 20_000) -> None:
+    """Append ``events`` allowed/executed events (a valid chain) in large batches."""
+    ts = time.time() - 86400
+    for start in range(0, events, batch):
+        store.append_events(
+            [
+                {
+                    "kind": "allowed" if i % 2 == 0 else "executed",
+                    "ts": ts + i * 0.05,
+                    "function": "transfer",
+                    "agent_id": "bot-1",
+                    "policy_version": "v1",
+                    "digest": "ab" * 32,
+                    "value_at_risk": 50.0,
+                    "data": {"args": {"amount": 50, "destination": "ACC-1"}}
+                    if i % 2 == 0
+                    else {"duration_ms": 0.004, "result": "50"},
+                }
+                for i in range(start, min(events, start + batch))
+            ],
+            records=False,
+        )
+
+
 def verify_bench(events: int) -> None:
     # This folder holds queue.py, which would shadow the standard library's queue module.
     here = str(Path(__file__).resolve().parent)
@@ -172,27 +197,7 @@ def verify_bench(events: int) -> None:
         db = Path(tmp) / "db" / "s.db"
         store = Store(db)
         t0 = time.perf_counter()
-        batch = 20_000
-        ts = time.time() - 86400
-        for start in range(0, events, batch):
-            store.append_events(
-                [
-                    {
-                        "kind": "allowed" if i % 2 == 0 else "executed",
-                        "ts": ts + i * 0.05,
-                        "function": "transfer",
-                        "agent_id": "bot-1",
-                        "policy_version": "v1",
-                        "digest": "ab" * 32,
-                        "value_at_risk": 50.0,
-                        "data": {"args": {"amount": 50, "destination": "ACC-1"}}
-                        if i % 2 == 0
-                        else {"duration_ms": 0.004, "result": "50"},
-                    }
-                    for i in range(start, min(events, start + batch))
-                ],
-                records=False,
-            )
+        fill(store, events)
         gen = time.perf_counter() - t0
         print(
             f"\ngenerated {events:,} events in {gen:.1f} s ({gen / events * 1e6:.1f} µs per event)"

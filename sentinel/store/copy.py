@@ -17,26 +17,28 @@ translation (:mod:`sentinel.store.dialect`), and loads each batch with ``COPY â€
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sentinel.errors import StoreError
 from sentinel.store import sql
 from sentinel.store.dialect import POSTGRES, bulk_load
-from sentinel.store.paths import DatabaseValueError, parse_db_value
+from sentinel.store.paths import DatabaseValueError
 
 #: Rows per batch: big enough that per-batch costs vanish, small enough that memory stays flat.
 BATCH = 20_000
 #: Seconds a copy waits for the destination's write lock (other writers) before giving up.
 LOCK_TIMEOUT = 30.0
 
-_PG_SCHEMES = ("postgresql://", "postgres://")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+#: Tables loaded in PostgreSQL's binary format: their values' Python types are fixed by the
+#: store's codec (the event columns), so the types the destination reports always fit. The
+#: others go as text, which PostgreSQL converts whatever SQLite's loose typing stored.
+_BINARY = frozenset({"events"})
 
 #: ``progress(table, rows copied so far, rows in the table)``, called after each batch.
 Progress = Callable[[str, int, int], None]
@@ -58,21 +60,20 @@ class Location:
 
 def parse_location(value: str, *, source: str) -> Location:
     """The database ``value`` names (a path, ``sqlite:///path`` or ``postgresql://â€¦``), or a
-    :class:`~sentinel.store.paths.DatabaseValueError` naming ``source`` (``--from``, ``--to``)."""
-    from sentinel.store.postgres import mask_url
+    :class:`~sentinel.store.paths.DatabaseValueError` naming ``source`` (``--from``, ``--to``).
+    A PostgreSQL password may also come from ``SENTINEL_DB_PASSWORD_FILE`` or libpq's own
+    variables (see :mod:`sentinel.store.location`)."""
+    from sentinel.store import location
 
-    text = value.strip()
-    if text.lower().startswith(_PG_SCHEMES):
-        shown = mask_url(text)
-        rest = text.split("://", 1)[1]
-        if not rest.strip("/"):
+    found = location.parse_location(value, source=source)
+    if isinstance(found, location.PgLocation):
+        if not (found.host or found.dbname or urlsplit(found.url).username):
             raise DatabaseValueError(
-                f"{source} {shown!r}: a PostgreSQL URL needs a host or a database "
+                f"{source} {found.display!r}: a PostgreSQL URL needs a host or a database "
                 "(postgresql://user@host:5432/sentinel)"
             )
-        return Location("postgresql", text, shown)
-    path = parse_db_value(value, source=source)
-    full = str(Path(os.path.abspath(path)))
+        return Location("postgresql", found.dsn(), found.display)
+    full = str(Path(os.path.abspath(found)))
     return Location("sqlite", full, full)
 
 
@@ -104,7 +105,11 @@ class _End:
     def stream(self, statement: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
         raise NotImplementedError
 
-    def load(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    def load(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    def ddl(self, statement: str) -> None:
+        """Run a definition read from the database's own catalog, as it is."""
         raise NotImplementedError
 
     def fail(self, exc: BaseException) -> StoreError:
@@ -129,8 +134,11 @@ class _SqliteEnd(_End):
         while rows := cur.fetchmany(batch):
             yield rows
 
-    def load(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
-        self.conn.executemany(insert, rows)
+    def load(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(sql.COPY_INSERT[table], rows)
+
+    def ddl(self, statement: str) -> None:
+        self.conn.execute(statement)
 
     def fail(self, exc: BaseException) -> StoreError:
         from sentinel.store.failures import describe
@@ -154,6 +162,7 @@ class _PgEnd(_End):
         except psycopg.Error as exc:
             raise self.fail(exc) from exc
         self._cursors = 0
+        self._types: dict[str, list[int]] = {}
 
     def run(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         texts = POSTGRES.translate(statement)
@@ -169,16 +178,34 @@ class _PgEnd(_End):
         (text,) = POSTGRES.translate(statement)
         self._cursors += 1
         # A server-side cursor (inside the read transaction): the server holds the result.
-        with self.conn.cursor(name=f"sentinel_copy_{self._cursors}") as cur:
+        # Binary: no numbers printed and parsed again on the way.
+        with self.conn.cursor(name=f"sentinel_copy_{self._cursors}", binary=True) as cur:
             cur.itersize = batch
             cur.execute(text)
             while rows := cur.fetchmany(batch):
                 yield rows
 
-    def load(self, insert: str, rows: list[tuple[Any, ...]]) -> None:
-        with self.conn.cursor() as cur, cur.copy(bulk_load(insert)) as copy:
-            for row in rows:
-                copy.write_row(row)
+    def load(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        from psycopg.copy import QueuedLibpqWriter
+
+        binary = table in _BINARY
+        with self.conn.cursor() as cur:
+            types = None
+            if binary:
+                types = self._types.get(table)
+                if types is None:
+                    cur.execute(POSTGRES.translate(sql.COPY_SHAPE[table])[0])
+                    types = self._types[table] = [d.type_code for d in cur.description or ()]
+            # The queued writer sends on its own thread while this one formats the next rows.
+            statement = bulk_load(sql.COPY_INSERT[table], binary=binary)
+            with cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
+                if types is not None:
+                    copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+
+    def ddl(self, statement: str) -> None:
+        self.conn.execute(statement)
 
     def fail(self, exc: BaseException) -> StoreError:
         from sentinel.store.postgres import describe_pg
@@ -274,15 +301,20 @@ def copy_database(
         dst.run(sql.COPY_CLEAR_META)
         for table, select in sql.COPY_SELECT.items():
             done = 0
-            insert = sql.COPY_INSERT[table]
+            indexes = [(str(n), str(d)) for n, d in dst.run(sql.COPY_INDEXES, (table,))]
+            for name, _definition in indexes:
+                dst.ddl(sql.COPY_DROP_INDEX.format(f'"{name}"'))
             side = src
             for rows in src.stream(select, batch):
                 side = dst
-                dst.load(insert, rows)
+                dst.load(table, rows)
                 done += len(rows)
                 if progress is not None:
                     progress(table, done, totals[table])
                 side = src
+            side = dst
+            for _name, definition in indexes:
+                dst.ddl(definition)
             result.rows[table] = done
             if progress is not None and done == 0:
                 progress(table, 0, 0)

@@ -65,6 +65,13 @@ _PG_OVERRIDES: dict[str, tuple[str, ...]] = {
         "(SELECT version FROM schema_version)",
     ),
     sql.DATABASE_SIZE: ("SELECT pg_database_size(current_database())",),
+    # Indexes a copy may drop and rebuild: not those behind a primary key or unique constraint.
+    sql.COPY_INDEXES: (
+        "SELECT i.indexname, i.indexdef FROM pg_indexes i "
+        "WHERE i.schemaname = current_schema() AND i.tablename = %s AND NOT EXISTS ("
+        "SELECT 1 FROM pg_constraint c WHERE c.conindid = "
+        "(quote_ident(i.schemaname) || '.' || quote_ident(i.indexname))::regclass)",
+    ),
     # Rows copied with their ids: the serial continues after the largest (SQLite's rowid does).
     sql.COPY_SYNC_IDS: (
         "SELECT setval(pg_get_serial_sequence('limit_usage', 'id'), "
@@ -159,14 +166,15 @@ def to_postgres(statement: str) -> tuple[str, ...]:
 _INSERT_VALUES = re.compile(r"\A\s*INSERT INTO (\w+) \(([\w, ]+)\) VALUES \([?, ]+\)\s*\Z")
 
 
-def bulk_load(statement: str) -> str:
+def bulk_load(statement: str, *, binary: bool = False) -> str:
     """PostgreSQL's bulk form of a plain ``INSERT INTO t (cols) VALUES (?, …)``: ``COPY t (cols)
-    FROM STDIN`` (rows written through the driver's copy, ~10x faster than one INSERT per row).
-    SQLite has no such statement: it runs the INSERT once per row (``executemany``)."""
+    FROM STDIN`` (rows written through the driver's copy, ~10x faster than one INSERT per row;
+    ``binary``: in PostgreSQL's binary format, the driver told the column types). SQLite has no
+    such statement: it runs the INSERT once per row (``executemany``)."""
     m = _INSERT_VALUES.match(statement)
     if m is None:
         raise ValueError(f"no bulk form for {statement[:80]!r}: only a plain INSERT … VALUES")
-    return f"COPY {m.group(1)} ({m.group(2)}) FROM STDIN"
+    return f"COPY {m.group(1)} ({m.group(2)}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
 
 
 @dataclass
