@@ -425,9 +425,7 @@ class AsyncStore:
                 )
             except RequestNotFound:
                 full_id = (await self.get(request_id)).id  # a unique prefix, or a clear error
-                rec = await self._write(
-                    ops.decide(full_id, cast, operator, now), durable=True
-                )
+                rec = await self._write(ops.decide(full_id, cast, operator, now), durable=True)
         except DecisionConflict as conflict:
             if conflict.record is not None:
                 hints.send([conflict.record.lock_path])

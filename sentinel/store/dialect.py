@@ -41,6 +41,29 @@ WRITE_LOCK = 0x534E5457
 #: Key of the lock held while the schema is migrated (so two first openers do not both migrate).
 MIGRATE_LOCK = 0x534E544D
 
+#: Channel the ``requests`` trigger notifies (payload: the request id) when a request's status,
+#: votes or escalation change (schema step 12). A hint to re-read the row, never the truth.
+NOTICE_CHANNEL = "sentinel_requests"
+#: Statements that exist only on PostgreSQL (the decision watcher's and liveness's): no SQLite form.
+PG_LISTEN = f"LISTEN {NOTICE_CHANNEL}"
+#: A waiting process's liveness: a session-level advisory lock on its random 63-bit key, held by
+#: its long-lived listener session until the process (or its host) is gone.
+PG_HOLD_KEY = "SELECT pg_try_advisory_lock(%s)"
+#: Every liveness key some session of this database holds (a bigint key is classid:objid, subid 1).
+PG_HELD_KEYS = (
+    "SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks "
+    "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+    "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+#: What the listener runs to find out whether its session is still there.
+PG_PROBE = "SELECT 1"
+#: Server-side TCP keepalives of a session (a vanished host's session ends, releasing its key).
+PG_KEEPALIVES = (
+    "SET tcp_keepalives_idle = {idle:d}",
+    "SET tcp_keepalives_interval = {interval:d}",
+    "SET tcp_keepalives_count = {count:d}",
+)
+
 #: Statements whose PostgreSQL form is not a mechanical translation. An empty tuple: nothing to
 #: run (a SQLite file setting that has no server counterpart).
 _PG_OVERRIDES: dict[str, tuple[str, ...]] = {
@@ -205,5 +228,17 @@ SQLITE = Dialect("sqlite")
 POSTGRES = Dialect("postgresql")
 
 __all__ = [
-    "MIGRATE_LOCK", "POSTGRES", "SQLITE", "WRITE_LOCK", "Dialect", "bulk_load", "to_postgres",
-]  # fmt: skip
+    "MIGRATE_LOCK",
+    "NOTICE_CHANNEL",
+    "PG_HELD_KEYS",
+    "PG_HOLD_KEY",
+    "PG_KEEPALIVES",
+    "PG_LISTEN",
+    "PG_PROBE",
+    "POSTGRES",
+    "SQLITE",
+    "WRITE_LOCK",
+    "Dialect",
+    "bulk_load",
+    "to_postgres",
+]

@@ -12,6 +12,7 @@ import fcntl
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sentinel.store.paths import DIR_MODE, FILE_MODE
@@ -21,7 +22,24 @@ _held: dict[str, tuple[int, str]] = {}  # live dir → (fd, lock path) held by t
 
 
 def hostname() -> str:
-    return socket.gethostname()
+    """This machine's name as requests record it: ``$SENTINEL_HOST`` (a container or runner may
+    claim its own identity), else the OS hostname."""
+    return os.environ.get("SENTINEL_HOST", "").strip() or socket.gethostname()
+
+
+#: A ``lock_path`` starting with this names a PostgreSQL session-level advisory lock key instead
+#: of a lock file: the waiter's listener session holds it (see :mod:`sentinel.store.pgwatch`).
+SESSION_PREFIX = "pg:"
+
+
+def session_key(lock_path: str | None) -> int | None:
+    """The advisory lock key of a ``pg:<key>`` lock path, else None."""
+    if not lock_path or not lock_path.startswith(SESSION_PREFIX):
+        return None
+    try:
+        return int(lock_path[len(SESSION_PREFIX) :])
+    except ValueError:
+        return None
 
 
 def pid_start_time(pid: int) -> int | None:
@@ -99,7 +117,7 @@ def waiter_is_dead(pid: int, pid_start: int | None, host: str, lock_path: str | 
     """True only when the waiting process is certainly gone (same host; lock free or pid gone)."""
     if host != hostname():
         return False  # another machine: cannot judge; expiry handles it
-    if lock_path:
+    if lock_path and session_key(lock_path) is None:
         return lock_is_free(lock_path)
     start = pid_start_time(pid)
     return start is None or (pid_start is not None and start != pid_start)
@@ -134,3 +152,54 @@ def remove_stale_locks(live_dir: Path) -> int:
         finally:
             os.close(fd)
     return removed
+
+
+class SessionLiveness:
+    """Judges waiters recorded as ``pg:<key>`` (a session-level advisory lock, see
+    :mod:`sentinel.store.pgwatch`) from the keys the server says some session holds.
+
+    A key that is held: alive. Not held, same host: the pid decides (its listener may just be
+    reconnecting). Not held, another host: dead once this sweeper has seen it missing for
+    ``grace`` seconds (a waiter whose session dropped, e.g. a server restart, takes its key
+    again on reconnecting, well within the grace). Other lock paths: :func:`waiter_is_dead`.
+    """
+
+    def __init__(self, grace: float) -> None:
+        self.grace = float(grace)
+        self._missing: dict[int, float] = {}  # key -> when first seen not held (monotonic)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def keys(rows: list[tuple[object, ...]]) -> set[int]:
+        """The liveness keys named by pending_liveness rows (lock path at index 4)."""
+        found = {session_key(r[4]) for r in rows if isinstance(r[4], str)}
+        found.discard(None)
+        return found  # type: ignore[return-value]
+
+    def judge(
+        self, rows: list[tuple[object, ...]], held: set[int], now: float | None = None
+    ) -> Callable[[int, int | None, str, str | None], bool]:
+        """A ``waiter_is_dead`` for the sweep of ``rows``, given the ``held`` keys."""
+        import time
+
+        at = time.monotonic() if now is None else now
+        keys = self.keys(rows)
+        with self._lock:
+            self._missing = {
+                k: self._missing.get(k, at) for k in keys if k not in held
+            }  # forgets keys that are held again or whose rows are gone
+            missing = dict(self._missing)
+        me = hostname()
+
+        def is_dead(pid: int, pid_start: int | None, host: str, lock_path: str | None) -> bool:
+            key = session_key(lock_path)
+            if key is None:
+                return waiter_is_dead(pid, pid_start, host, lock_path)
+            if key not in missing:
+                return False
+            if host == me:
+                start = pid_start_time(pid)
+                return start is None or (pid_start is not None and start != pid_start)
+            return at - missing[key] >= self.grace
+
+        return is_dead

@@ -141,7 +141,9 @@ def read_password_file(path: Path) -> str:
     return password
 
 
-def parse_location(value: str | os.PathLike[str] | PgLocation, *, source: str = "database") -> Location:
+def parse_location(
+    value: str | os.PathLike[str] | PgLocation, *, source: str = "database"
+) -> Location:
     """The database ``value`` names: a SQLite :class:`~pathlib.Path` or a :class:`PgLocation`.
 
     Refuses (``DatabaseValueError`` naming ``source``, the password masked, nothing created)
@@ -170,13 +172,19 @@ def _parse_pg(text: str, scheme: str, source: str) -> PgLocation:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
-        raise DatabaseValueError(f"{source} {shown!r}: not a valid PostgreSQL URL ({exc})") from None
+        raise DatabaseValueError(
+            f"{source} {shown!r}: not a valid PostgreSQL URL ({exc})"
+        ) from None
     if any(ch.isspace() for ch in text):
-        raise DatabaseValueError(f"{source} {shown!r}: a PostgreSQL URL has no spaces (quote them as %20)")
+        raise DatabaseValueError(
+            f"{source} {shown!r}: a PostgreSQL URL has no spaces (quote them as %20)"
+        )
     return PgLocation(text)
 
 
-def parse_or_default(value: str | os.PathLike[str] | PgLocation | None, *, source: str = "database") -> Location:
+def parse_or_default(
+    value: str | os.PathLike[str] | PgLocation | None, *, source: str = "database"
+) -> Location:
     """``value`` parsed, or the default location (``$SENTINEL_DB``, ``$SENTINEL_HOME/sentinel.db``,
     ``./.sentinel/sentinel.db``) when it is None. A SQLite path comes back absolute."""
     if value is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import DecisionConflict, RequestNotFound
@@ -35,15 +35,22 @@ if TYPE_CHECKING:
     from sentinel.store.limits import LimitCheck, LimitUsage
 
 
+#: Is the waiter of a row (pid, pid start, host, lock path) certainly gone?
+DeadTest = Callable[[int, "int | None", str, "str | None"], bool]
+
+
 def sweep_plan(
-    rows: list[tuple[Any, ...]], now: float, grace: float
+    rows: list[tuple[Any, ...]],
+    now: float,
+    grace: float,
+    is_dead: DeadTest = liveness.waiter_is_dead,
 ) -> tuple[list[tuple[str, str]], list[str], list[str]]:
     """Which pending rows to cancel (waiter dead) and expire (overdue), and whom to hint."""
     dead: list[tuple[str, str]] = []
     overdue: list[str] = []
     waiters: list[str] = []
     for request_id, pid, pid_start, host, lock_path, expires_at in rows:
-        if liveness.waiter_is_dead(pid, pid_start, host, lock_path):
+        if is_dead(pid, pid_start, host, lock_path):
             dead.append((request_id, f"agent process {pid} on {host} exited"))
         elif expires_at + grace < now:
             overdue.append(request_id)
@@ -77,6 +84,10 @@ class StoreOperations(ABC):
     @abstractmethod
     def _tidy_liveness(self) -> None:
         """Remove liveness traces of waiters that are gone (before a sweep)."""
+
+    def _dead_test(self, rows: list[tuple[Any, ...]]) -> DeadTest:
+        """How :meth:`sweep` tells a dead waiter among ``rows`` (pending_liveness rows)."""
+        return liveness.waiter_is_dead
 
     # --- writes -------------------------------------------------------------------------
 
@@ -122,9 +133,7 @@ class StoreOperations(ABC):
                 )
             except RequestNotFound:
                 full_id = self.get(request_id).id  # a unique prefix, or a clear error
-                rec = self._write(
-                    ops.decide(full_id, cast, operator, now), durable=True
-                )
+                rec = self._write(ops.decide(full_id, cast, operator, now), durable=True)
         except DecisionConflict as conflict:
             if conflict.record is not None:
                 self._wake([conflict.record.lock_path])  # it may have just been marked expired
@@ -182,7 +191,7 @@ class StoreOperations(ABC):
         """
         now = time.time()
         rows = self._read(ops.pending_liveness())
-        dead, overdue, waiters = sweep_plan(rows, now, self.expiry_grace)
+        dead, overdue, waiters = sweep_plan(rows, now, self.expiry_grace, self._dead_test(rows))
         self._tidy_liveness()
         if not dead and not overdue:
             return 0

@@ -306,7 +306,11 @@ def decide(request_id: str, vote: Vote, operator: OperatorIdentity, now: float) 
         "operator": dict(operator_dict(operator)),
         "latency_seconds": round(now - current.created_at, 6),
         "channel": operator.channel,
-        "vote": {"operator": vote.operator, "verdict": vote.verdict, "signed": bool(vote.signature)},
+        "vote": {
+            "operator": vote.operator,
+            "verdict": vote.verdict,
+            "signed": bool(vote.signature),
+        },
     }
     if terms.quorum > 1 or terms.deny_quorum > 1:
         data["tally"] = tally

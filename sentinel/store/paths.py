@@ -13,6 +13,7 @@ from sentinel.errors import StoreError
 class DatabaseValueError(StoreError, ValueError):
     """A database value (``SENTINEL_DB``, ``--db``, ``db_path``) that is not a usable path."""
 
+
 #: Mode of the folder holding the database (owner and group only).
 DIR_MODE = 0o770
 #: Mode of the database file; SQLite copies it to ``-wal``/``-shm``.
@@ -54,7 +55,7 @@ def mask_password(text: str) -> str:
     ``/`` in a password never leaks a piece of it)."""
     match = _URL.match(text)
     if match:
-        rest = text[match.end():]
+        rest = text[match.end() :]
         colon = rest.find(":")
         at = rest.rfind("@")
         if colon != -1 and at > colon and not any(c in rest[:colon] for c in "/?#@"):
@@ -84,7 +85,7 @@ def parse_sqlite_value(
         scheme = match.group(1).lower()
         base = scheme.split("+", 1)[0]
         if base == "sqlite":
-            rest = text[match.end():]
+            rest = text[match.end() :]
             if not rest.startswith("/") or not rest.strip("/"):
                 raise DatabaseValueError(
                     f"{source} {_masked(text)!r}: sqlite URLs need an absolute path "

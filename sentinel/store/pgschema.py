@@ -25,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from sentinel.errors import StoreError
-from sentinel.store.dialect import MIGRATE_LOCK
+from sentinel.store.dialect import MIGRATE_LOCK, NOTICE_CHANNEL
 
 _PG_V11 = r"""
 CREATE TABLE schema_version (
@@ -226,8 +226,26 @@ CREATE TABLE audit_meta (
 INSERT INTO audit_meta (key, value) VALUES ('db_id', replace(gen_random_uuid()::text, '-', ''));
 """
 
+# Step 12: every change of a request's status, votes or escalation notifies NOTICE_CHANNEL with
+# its id, whoever made it (the store, a raw UPDATE): waiting processes LISTEN and re-read the row.
+# NOTIFY is transactional: the notice is sent at COMMIT, once per id and transaction.
+_PG_NOTICE = f"""
+CREATE FUNCTION sentinel_requests_notice() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('{NOTICE_CHANNEL}', NEW.id);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER requests_notice AFTER UPDATE ON requests FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.votes IS DISTINCT FROM NEW.votes
+          OR OLD.escalated_at IS DISTINCT FROM NEW.escalated_at
+          OR OLD.escalated_to IS DISTINCT FROM NEW.escalated_to)
+    EXECUTE FUNCTION sentinel_requests_notice();
+"""
+
 #: ``(version reached, script)``, oldest first. APPEND ONLY, one step per new SQLite step.
-PG_STEPS: list[tuple[int, str]] = [(11, _PG_V11)]
+PG_STEPS: list[tuple[int, str]] = [(11, _PG_V11), (12, _PG_NOTICE)]
 
 _HAS_VERSION = "SELECT to_regclass('schema_version') IS NOT NULL"
 _VERSION = "SELECT version FROM schema_version"

@@ -2,14 +2,16 @@
 :class:`~sentinel.store.sync.Store` (both are :class:`~sentinel.store.operations.StoreOperations`).
 
 The operations of :mod:`sentinel.store.ops` run unchanged; :data:`~sentinel.store.dialect.POSTGRES`
-translates their statements. Like the SQLite store: writes go through one connection guarded by a
-lock, reads use one connection per thread, and a forked child opens its own connections.
+translates their statements. Connections, per process: writes go through ONE session guarded by
+a lock (write transactions of all processes serialise on an advisory lock anyway); reads borrow
+a session from a small bounded pool (psycopg_pool, ``pool_size``), never one per call or per
+thread. A forked child leaves its parent's sessions alone and opens its own.
 
-Not selectable by users yet (the database value parser refuses ``postgresql://`` until the whole
-backend exists). Not here yet: the LISTEN/NOTIFY wake-up and the decision watcher, liveness
-across hosts (a waiter is recorded by pid and host; :meth:`PgStore.sweep` cancels only waiters
-of this host that are certainly gone, and expiry handles the others), the async store and a
-connection pool.
+Waking and liveness go through the process's :class:`~sentinel.store.pgwatch.PgWatcher` (one
+listener session per database): the schema's trigger NOTIFYs it when a request changes, and it
+holds the session-level advisory lock whose key a submitted request records (``pg:<key>``), so
+:meth:`PgStore.sweep` on any host cancels the requests of a waiter whose session is gone. The
+async twin is :class:`~sentinel.store.pgaio.AsyncPgStore`.
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ConnStatus, TransactionStatus
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from sentinel.errors import StoreError
+from sentinel.fdwait import readable
 from sentinel.store import liveness, ops, sql
-from sentinel.store.dialect import POSTGRES
+from sentinel.store.dialect import PG_HELD_KEYS, POSTGRES
 from sentinel.store.models import DatabaseInfo
-from sentinel.store.operations import StoreOperations
+from sentinel.store.operations import DeadTest, StoreOperations
 from sentinel.store.pgschema import migrate_pg, pg_current_version, pg_schema_version
 from sentinel.store.sync import DEFAULT_EXPIRY_GRACE
 
 if TYPE_CHECKING:
-    pass
+    from sentinel.store.pgwatch import PgWatcher
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 
@@ -41,10 +45,15 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 DEFAULT_LOCK_TIMEOUT = 5.0
 #: Seconds to wait for the server when connecting.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Most reader sessions a store keeps open (they are borrowed per operation).
+DEFAULT_POOL_SIZE = 4
+#: Seconds a waiter on another host whose liveness key no session holds is still given (its
+#: listener may be reconnecting after a restart) before a sweep cancels its requests.
+DEFAULT_LIVENESS_GRACE = 10.0
 
 #: Connections inherited across fork(): kept referenced so the child never closes them (closing
 #: would end the parent's session with the server).
-_INHERITED: list[Conn] = []
+_INHERITED: list[object] = []
 
 
 def mask_url(url: str) -> str:
@@ -76,6 +85,10 @@ def describe_pg(exc: BaseException, where: str, lock_timeout: float) -> StoreErr
         msg = f"database {where} is not a Sentinel database ({text}; run `sentinel db migrate`)"
     elif isinstance(exc, pg_errors.ReadOnlySqlTransaction):
         msg = f"database {where} is read-only: cannot record anything ({text})"
+    elif isinstance(exc, pg_errors.QueryCanceled):
+        msg = f"database {where}: a statement ran past the server's statement_timeout ({text})"
+    elif isinstance(exc, PoolTimeout):
+        msg = f"cannot reach database {where}: no connection available ({text})"
     elif isinstance(exc, pg_errors.InsufficientPrivilege):
         msg = f"database {where}: permission denied ({text})"
     elif isinstance(exc, psycopg.OperationalError):
@@ -85,6 +98,21 @@ def describe_pg(exc: BaseException, where: str, lock_timeout: float) -> StoreErr
     err = StoreError(msg)
     err.__cause__ = exc
     return err
+
+
+def session_alive(conn: Conn) -> bool:
+    """False when an idle session is already gone (server restarted, backend terminated).
+
+    A store session never LISTENs and runs nothing between operations, so anything readable
+    while it is idle is the server's goodbye (a FATAL message, the end of the socket) or, rarely,
+    an unsolicited notice: either way a new session is the safe choice. One ``poll`` call, no
+    round trip; a session that dies during a statement still fails it with a clear error."""
+    if conn.closed or conn.broken or conn.pgconn.status != ConnStatus.OK:
+        return False
+    try:
+        return not readable([conn.fileno()], 0)
+    except (OSError, ValueError):
+        return False
 
 
 def drive_pg(conn: Conn, op: ops.Op, fail: Callable[[BaseException], StoreError]) -> Any:
@@ -124,11 +152,19 @@ def drive_pg(conn: Conn, op: ops.Op, fail: Callable[[BaseException], StoreError]
         op.close()
 
 
+def _check_session(conn: Conn) -> None:
+    """The pool's check on lending a session: a gone one is replaced, not lent."""
+    if not session_alive(conn):
+        conn.close()  # closed: the pool discards it (an open one would be lent again)
+        raise psycopg.OperationalError("the session ended while idle in the pool")
+
+
 class PgStore(StoreOperations):
     """Durable approval queue and event log in a PostgreSQL database (see the module doc).
 
     ``url``: a ``postgresql://`` URL or libpq connection string. Migrates the schema on open
     (``create=False`` refuses a database without it). Thread-safe like the SQLite store.
+    ``pool_size``: most reader sessions; ``liveness_grace``: see :data:`DEFAULT_LIVENESS_GRACE`.
     """
 
     def __init__(
@@ -139,6 +175,8 @@ class PgStore(StoreOperations):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         create: bool = True,
         expiry_grace: float = DEFAULT_EXPIRY_GRACE,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        liveness_grace: float = DEFAULT_LIVENESS_GRACE,
     ) -> None:
         self.url = url
         self.expiry_grace = float(expiry_grace)
@@ -146,10 +184,9 @@ class PgStore(StoreOperations):
         self.path = mask_url(url)
         self.lock_timeout = float(lock_timeout)
         self.connect_timeout = float(connect_timeout)
+        self.pool_size = max(1, int(pool_size))
+        self._liveness = liveness.SessionLiveness(liveness_grace)
         self._lock = threading.RLock()
-        self._local = threading.local()
-        self._readers: dict[Conn, threading.Thread] = {}
-        self._readers_lock = threading.Lock()
         self._durable = False
         self._closed = False
         self._caller: tuple[int, ops.Caller] | None = None
@@ -169,31 +206,53 @@ class PgStore(StoreOperations):
         except BaseException:
             self._writer.close()
             raise
+        self._pool = self._new_pool()
 
     # --- plumbing -----------------------------------------------------------------------
 
     def _fail(self, exc: BaseException) -> StoreError:
         return describe_pg(exc, self.path, self.lock_timeout)
 
+    def _connect_kwargs(self) -> dict[str, Any]:
+        from sentinel.store.pgwatch import keepalive_kwargs
+
+        return {
+            "autocommit": True,
+            "connect_timeout": max(1, round(self.connect_timeout)),
+            "application_name": "sentinel",
+            **keepalive_kwargs(self.url),
+        }
+
+    def _configure(self, conn: Conn) -> None:
+        for text in POSTGRES.translate(sql.SET_BUSY_TIMEOUT.format(int(self.lock_timeout * 1000))):
+            conn.execute(text)
+
     def _connect(self) -> Conn:
         try:
-            conn: Conn = psycopg.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=max(1, round(self.connect_timeout)),
-                application_name="sentinel",
-            )
+            conn: Conn = psycopg.connect(self.url, **self._connect_kwargs())
         except psycopg.Error as exc:
             raise self._fail(exc) from exc
         try:
-            for text in POSTGRES.translate(
-                sql.SET_BUSY_TIMEOUT.format(int(self.lock_timeout * 1000))
-            ):
-                conn.execute(text)
+            self._configure(conn)
         except psycopg.Error as exc:
             conn.close()
             raise self._fail(exc) from exc
         return conn
+
+    def _new_pool(self) -> ConnectionPool[Conn]:
+        """The reader sessions: opened on demand (one at first), at most ``pool_size``."""
+        return ConnectionPool(
+            self.url,
+            kwargs=self._connect_kwargs(),
+            min_size=1,
+            max_size=self.pool_size,
+            configure=self._configure,
+            check=_check_session,
+            timeout=self.connect_timeout,
+            reconnect_timeout=0,  # keep trying while the server is down (no "give up" state)
+            name=f"sentinel-readers:{self.path}",
+            open=True,
+        )
 
     def _check_open(self) -> None:
         if self._closed:
@@ -202,69 +261,91 @@ class PgStore(StoreOperations):
             self._after_fork()
 
     def _after_fork(self) -> None:
-        """A forked child must not use its parent's server sessions: it opens its own."""
+        """A forked child must not use its parent's server sessions: it opens its own (the
+        parent's pool and writer stay referenced, never closed: closing would end them for the
+        parent too)."""
         with self._lock:
             if self._pid == os.getpid():
                 return
-            _INHERITED.extend([self._writer, *self._readers])
-            self._readers = {}
-            self._readers_lock = threading.Lock()
-            self._local = threading.local()
+            _INHERITED.extend([self._writer, self._pool])
             self._durable = False
+            self._caller = None
             self._writer = self._connect()
+            self._pool = self._new_pool()
             self._pid = os.getpid()
 
     def _write(self, op: ops.Op, *, durable: bool = False) -> Any:
         self._check_open()
         with self._lock:
-            if self._writer.closed or self._writer.broken:
-                # The session ended (server restarted, backend terminated): the operation that
-                # saw it failed with a clear error; this one runs on a new session.
-                self._writer = self._connect()
+            if not session_alive(self._writer):
+                # The session ended (server restarted, backend terminated) while idle, or under
+                # an operation that failed with a clear error: this one runs on a new session.
+                self._writer.close()
+                try:
+                    self._writer = self._connect()
+                except BaseException:
+                    op.close()
+                    raise
                 self._durable = False
             if durable != self._durable:
                 try:
                     for text in POSTGRES.translate(sql.SYNC_FULL if durable else sql.SYNC_NORMAL):
                         self._writer.execute(text)
                 except psycopg.Error as exc:
+                    op.close()
                     raise self._fail(exc) from exc
                 self._durable = durable
             return drive_pg(self._writer, op, self._fail)
 
-    def _reader(self) -> Conn:
-        conn: Conn | None = getattr(self._local, "conn", None)
-        if conn is None or conn.closed or conn.broken:
-            conn = self._connect()
-            self._local.conn = conn
-            with self._readers_lock:
-                main = threading.main_thread()
-                for old, owner in list(self._readers.items()):
-                    if owner is not main and not owner.is_alive():
-                        del self._readers[old]
-                        old.close()
-                self._readers[conn] = threading.current_thread()
-        return conn
-
     def _read(self, op: ops.Op) -> Any:
         self._check_open()
-        return drive_pg(self._reader(), op, self._fail)
+        try:
+            with self._pool.connection() as conn:
+                return drive_pg(conn, op, self._fail)
+        except PoolTimeout as exc:
+            op.close()
+            raise self._fail(exc) from exc
+
+    def _held_keys(self) -> set[int]:
+        """The liveness keys some session of this database holds now."""
+        self._check_open()
+        try:
+            with self._pool.connection() as conn:
+                return {int(r[0]) for r in conn.execute(PG_HELD_KEYS).fetchall()}
+        except psycopg.Error as exc:  # PoolTimeout is one
+            raise self._fail(exc) from exc
+
+    def _dead_test(self, rows: list[tuple[Any, ...]]) -> DeadTest:
+        held = self._held_keys() if self._liveness.keys(rows) else set()
+        return self._liveness.judge(rows, held)
 
     def _caller_info(self) -> ops.Caller:
         pid = os.getpid()
         if self._caller is None or self._caller[0] != pid:
-            # No lock file: another host could not see it. Liveness across hosts is to come.
             self._caller = (
                 pid,
                 ops.Caller(pid, liveness.pid_start_time(pid), liveness.hostname(), None),
             )
-        return self._caller[1]
+        # The listener session holds this process's key before the row can be seen (a flag
+        # check once held; it reconnects first when the session dropped).
+        lock_path = self.watcher().hold()
+        caller = self._caller[1]
+        if caller.lock_path != lock_path:
+            caller = ops.Caller(caller.pid, caller.pid_start, caller.host, lock_path)
+            self._caller = (pid, caller)
+        return caller
 
     def _wake(self, lock_paths: Iterable[str | None]) -> None:
-        """No wake-up yet (LISTEN/NOTIFY is to come): a waiter finds the change by polling."""
+        """Nothing to send: the schema's trigger notifies the listeners at COMMIT."""
 
     def _tidy_liveness(self) -> None:
-        """Nothing to tidy: a PostgreSQL waiter keeps no lock file (liveness across hosts is
-        to come); the sweep cancels only waiters of this host that are certainly gone."""
+        """Nothing to tidy: a session's advisory lock ends with the session."""
+
+    def watcher(self) -> PgWatcher:
+        """The process-wide :class:`~sentinel.store.pgwatch.PgWatcher` for this database."""
+        from sentinel.store.pgwatch import PgWatcher
+
+        return PgWatcher.for_url(self.url, connect_timeout=self.connect_timeout)
 
     def info(self) -> DatabaseInfo:
         """The backend, the URL (password masked), the schema version, row counts and the
@@ -282,16 +363,16 @@ class PgStore(StoreOperations):
         return self._closed
 
     def close(self) -> None:
-        """Close every connection this store opened (idempotent)."""
+        """Close every connection this store opened (idempotent; the shared watcher stays)."""
         if self._closed:
             return
         self._closed = True
+        if self._pid != os.getpid():  # a forked child: the parent's sessions are not ours
+            _INHERITED.extend([self._writer, self._pool])
+            return
         with self._lock:
             self._writer.close()
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+        self._pool.close(timeout=1.0)
 
     def __enter__(self) -> PgStore:
         return self

@@ -252,10 +252,15 @@ ALTER TABLE requests ADD COLUMN escalated_at REAL;
 ALTER TABLE requests ADD COLUMN escalated_to TEXT;
 """
 
+# Step 12 is PostgreSQL's: the trigger that notifies waiting processes of a change (LISTEN/NOTIFY,
+# sentinel/store/pgschema.py). SQLite wakes waiters with datagram hints and data_version, so the
+# step changes nothing here; it exists so both backends count versions the same.
+_DECISION_NOTICE = ""
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
 MIGRATIONS: list[str] = [
     _V1, _V2, _LIMITS, _ANOMALY, _AUDIT, _LIMIT_TOTALS, _EXPIRY, _PENDING_NEWEST,
-    _ONE_ARGUMENTS_COPY, _VOTES, _ESCALATION,
+    _ONE_ARGUMENTS_COPY, _VOTES, _ESCALATION, _DECISION_NOTICE,
 ]  # fmt: skip
 
 

@@ -184,9 +184,7 @@ BASELINE_ONE = (
     f"SELECT {_BSTATS} FROM anomaly_baselines "
     "WHERE agent = ? AND function = ? AND param = ? AND kind = ?"
 )
-BASELINE_ALL = (
-    f"SELECT agent, function, {_BSTATS} FROM anomaly_baselines ORDER BY agent, function, param, kind"
-)
+BASELINE_ALL = f"SELECT agent, function, {_BSTATS} FROM anomaly_baselines ORDER BY agent, function, param, kind"
 BASELINE_UPSERT = (
     f"INSERT INTO anomaly_baselines ({_BCOLS}) "
     f"VALUES ({', '.join('?' * len(_BKEY + BASELINE_STAT_COLUMNS))}) "
@@ -246,7 +244,9 @@ COPY_TABLES: dict[str, tuple[tuple[str, ...], str]] = {
         "agent, function, param, vkey",
     ),
 }
-COPY_SELECT = {t: f"SELECT {', '.join(c)} FROM {t} ORDER BY {k}" for t, (c, k) in COPY_TABLES.items()}
+COPY_SELECT = {
+    t: f"SELECT {', '.join(c)} FROM {t} ORDER BY {k}" for t, (c, k) in COPY_TABLES.items()
+}
 COPY_INSERT = {
     t: f"INSERT INTO {t} ({', '.join(c)}) VALUES ({', '.join('?' * len(c))})"
     for t, (c, _k) in COPY_TABLES.items()

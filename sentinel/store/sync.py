@@ -67,9 +67,7 @@ def ensure_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
 _INHERITED: list[sqlite3.Connection] = []
 
 
-def drive(
-    conn: sqlite3.Connection, op: ops.Op, fail: Callable[[BaseException], StoreError]
-) -> Any:
+def drive(conn: sqlite3.Connection, op: ops.Op, fail: Callable[[BaseException], StoreError]) -> Any:
     """Run one operation generator on a sqlite3 connection (rolls back on any error)."""
     try:
         q = next(op)

@@ -28,7 +28,9 @@ def _tree(folder: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("value", URLS)
-def test_store_refuses_url_and_creates_nothing(value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_store_refuses_url_and_creates_nothing(
+    value: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DatabaseValueError) as info:
         Store(value)
@@ -56,7 +58,9 @@ def test_sqlite_url_and_plain_paths_are_accepted(tmp_path: Path) -> None:
         parse_db_value("sqlite://relative.db")
 
 
-def test_config_rejects_url_in_env_and_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_rejects_url_in_env_and_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     rules = Path(__file__).resolve().parents[2] / "rules.yaml"
     monkeypatch.setenv("SENTINEL_RULES_PATH", str(rules))
@@ -74,7 +78,11 @@ def test_config_rejects_url_in_env_and_field(tmp_path: Path, monkeypatch: pytest
 def test_cli_db_flag_and_env_refuse_url(argv: list[str], tmp_path: Path) -> None:
     env = {**os.environ, "SENTINEL_DB": URLS[0]}
     run = subprocess.run(
-        [sys.executable, "-m", "sentinel.cli", *argv], cwd=tmp_path, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "sentinel.cli", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert run.returncode != 0
     assert "SQLite database file is needed" in run.stderr, run.stderr

@@ -18,10 +18,15 @@ def _submit_many(store: Store, n: int, base: float = BASE) -> list[str]:
     ids = []
     for i in range(n):
         # Pairs share a created_at so the id tiebreak of the keyset is exercised.
-        req = new_request(id=f"{i:04d}" + "f" * 28, created_at=base + i // 2,
-                          function=f"fn_{i % 3}", agent_id=None if i % 5 == 0 else f"agent-{i % 2}",
-                          risk_score=None if i % 4 == 0 else float(i % 11) + 0.5,
-                          value_at_risk=float(i), timeout_seconds=86_400)
+        req = new_request(
+            id=f"{i:04d}" + "f" * 28,
+            created_at=base + i // 2,
+            function=f"fn_{i % 3}",
+            agent_id=None if i % 5 == 0 else f"agent-{i % 2}",
+            risk_score=None if i % 4 == 0 else float(i % 11) + 0.5,
+            value_at_risk=float(i),
+            timeout_seconds=86_400,
+        )
         store.submit(req)
         ids.append(req.id)
     return ids
@@ -61,7 +66,12 @@ def test_pending_newest_rejects_bad_arguments(store: Store) -> None:
 
 def test_pending_summary_counts_in_the_database(store: Store) -> None:
     empty = store.pending_summary()
-    assert (empty.total, empty.by_agent, empty.oldest_created_at, empty.value_at_risk) == (0, {}, None, 0.0)
+    assert (empty.total, empty.by_agent, empty.oldest_created_at, empty.value_at_risk) == (
+        0,
+        {},
+        None,
+        0.0,
+    )
     _submit_many(store, 20)
     recs = store.list_pending(limit=100)
     s = store.pending_summary()
@@ -85,8 +95,10 @@ def test_pending_newest_reads_the_index_in_order(store: Store, db_path: Path) ->
 
     conn = sqlite3.connect(db_path)
     try:
-        for q, args in ((sql.SELECT_PENDING_NEWEST, (10,)),
-                        (sql.SELECT_PENDING_NEWEST_BEFORE, (1.0, "a", 10))):
+        for q, args in (
+            (sql.SELECT_PENDING_NEWEST, (10,)),
+            (sql.SELECT_PENDING_NEWEST_BEFORE, (1.0, "a", 10)),
+        ):
             plan = " ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + q, args))
             assert "requests_pending_newest" in plan, plan
             assert "TEMP B-TREE" not in plan, plan  # no sort of every pending row per page
@@ -94,7 +106,9 @@ def test_pending_newest_reads_the_index_in_order(store: Store, db_path: Path) ->
         conn.close()
 
 
-async def test_async_store_pages_and_summary_like_the_sync_store(store: Store, db_path: Path) -> None:
+async def test_async_store_pages_and_summary_like_the_sync_store(
+    store: Store, db_path: Path
+) -> None:
     ids = _submit_many(store, 9)
     async with AsyncStore(db_path) as astore:
         first = await astore.pending_newest(limit=4)
