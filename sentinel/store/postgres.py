@@ -164,7 +164,7 @@ class PgStore(StoreOperations):
 
     ``url``: a ``postgresql://`` URL or libpq connection string. Migrates the schema on open
     (``create=False`` refuses a database without it). Thread-safe like the SQLite store.
-    ``pool_size``: most reader sessions; ``liveness_grace``: see :data:`DEFAULT_LIVENESS_GRACE`.
+    ``pool_size``: most reader sessions (a whole number); ``liveness_grace``: see :data:`DEFAULT_LIVENESS_GRACE`.
     """
 
     def __init__(
@@ -175,7 +175,7 @@ class PgStore(StoreOperations):
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         create: bool = True,
         expiry_grace: float = DEFAULT_EXPIRY_GRACE,
-        pool_size: int = DEFAULT_POOL_SIZE,
+        pool_size: float = DEFAULT_POOL_SIZE,
         liveness_grace: float = DEFAULT_LIVENESS_GRACE,
     ) -> None:
         self.url = url
