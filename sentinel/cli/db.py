@@ -164,6 +164,29 @@ def _copy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grants(args: argparse.Namespace) -> int:
+    from sentinel.store.pggrants import apply_grants, grant_script
+
+    try:
+        if not args.apply:
+            print(grant_script(args.agent_role, args.operator_role))
+            return 0
+        if args.db is None or args.db.backend != "postgresql":
+            print("sentinel: error: --apply needs --db postgresql://… (the owner's connection); "
+                  "roles and grants are PostgreSQL's", file=sys.stderr)  # fmt: skip
+            return 1
+        statements = apply_grants(args.db.target, args.agent_role, args.operator_role)
+    except StoreError as exc:
+        print(f"sentinel: error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{args.db.shown}: {len(statements)} statements applied; {args.agent_role} may submit, "
+        f"append events, cancel, reserve limits and learn baselines, not decide; "
+        f"{args.operator_role} may decide"
+    )
+    return 0
+
+
 def register(subparsers: Any) -> None:
     """Add ``db info``, ``db migrate`` and ``db copy`` to the ``sentinel`` parser."""
     group = subparsers.add_parser("db", help="the database: where it is, its schema, migrations")
@@ -205,6 +228,20 @@ def register(subparsers: Any) -> None:
         "~/.local/state/sentinel/anchors)",
     )
     p.set_defaults(func=_copy)
+
+    p = sub.add_parser(
+        "grants",
+        help="PostgreSQL roles: print (or --apply) the grants that let agents submit but not decide",
+    )
+    p.add_argument("--agent-role", required=True, metavar="ROLE",
+                   help="role the guarded agents connect as")  # fmt: skip
+    p.add_argument("--operator-role", required=True, metavar="ROLE",
+                   help="role of deciders, the command center and sentinel serve")  # fmt: skip
+    p.add_argument("--apply", action="store_true",
+                   help="run them on --db (connect as the tables' owner) instead of printing")  # fmt: skip
+    p.add_argument("--db", metavar="DB", type=_location("--db"), default=None,
+                   help="the postgresql:// URL to apply them on")  # fmt: skip
+    p.set_defaults(func=_grants)
 
 
 __all__ = ["register"]

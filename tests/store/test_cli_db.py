@@ -95,7 +95,7 @@ def test_info_and_migrate_on_postgresql(pg_url: str) -> None:
                                 timeout_seconds=60))  # fmt: skip
     info = json.loads(_cli("info", "--db", pg_url, "--json").stdout)
     assert info["backend"] == "postgresql" and "***" in info["location"]
-    assert info["schema_version"] == info["latest_version"] == latest == schema_version()
+    assert info["schema_version"] == info["latest_version"] == latest
     assert info["migrated_from"] == latest
     assert (info["requests"], info["pending"], info["events"]) == (1, 1, 1)
     assert info["size_bytes"] > 0

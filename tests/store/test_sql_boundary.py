@@ -15,6 +15,8 @@ ALLOWED = {
     # The PostgreSQL schema, and the dialect's few statements with no mechanical translation.
     "sentinel/store/pgschema.py",
     "sentinel/store/dialect.py",
+    # PostgreSQL roles: the grants and row policies of `sentinel db grants`.
+    "sentinel/store/pggrants.py",
 }
 
 #: A statement: a string that starts with a statement keyword, or holds a clause that only SQL
