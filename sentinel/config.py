@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from sentinel.approval.base import ApprovalInterface
     from sentinel.policy import Policy
     from sentinel.policy_source import PolicySource
+    from sentinel.store.location import PgLocation
 
 #: Every environment variable Sentinel reads, with the field it sets and what it means.
 ENVIRONMENT: dict[str, str] = {
@@ -29,7 +30,11 @@ ENVIRONMENT: dict[str, str] = {
     "SENTINEL_TIMEOUT": "timeout_seconds: seconds an approval request waits before it expires",
     "SENTINEL_AGENT_ID": "agent_id: the agent's name in requests, events and errors",
     "SENTINEL_HOME": "the folder holding sentinel.db (default ./.sentinel)",
-    "SENTINEL_DB": "db_path: the database file itself (overrides SENTINEL_HOME)",
+    "SENTINEL_DB": "db: the database, a file path or a postgresql:// URL (overrides "
+    "SENTINEL_HOME)",
+    "SENTINEL_DB_PASSWORD_FILE": "a private file holding the PostgreSQL password (when the URL "
+    "has none)",
+    "SENTINEL_HOST": "the host name recorded with each request (default the machine's)",
     "SENTINEL_AUDIT_LOG": "audit_log: 1/true mirrors every event to daily JSONL files",
     "SENTINEL_LOG_DIR": "audit_log_dir: the folder of the JSONL mirror (default ./sentinel_logs)",
     "SENTINEL_AUDIT_SYNC": "audit_sync: 1/true writes allowed-call events synchronously",
@@ -112,7 +117,7 @@ class SentinelConfig:
     anomaly_escalation_threshold: float = RISK_ESCALATE
     anomaly_block_threshold: float = RISK_BLOCK
     # Added by Sentinel (not in 0.1.0):
-    db_path: Path | str | None = None
+    db_path: Path | str | PgLocation | None = None
     audit_sync: bool | None = None
     hot_reload: bool = True
     show_waiting_hint: bool = True
@@ -126,6 +131,10 @@ class SentinelConfig:
     #: the trusted operators file exists; False: the row's word is taken (a single user on a
     #: laptop — whoever can write the database can approve).
     require_signed_decisions: bool | None = None
+    #: The database: a SQLite file path (or ``sqlite:///path``) or a ``postgresql://`` URL
+    #: (:mod:`sentinel.store.location`). After construction a :class:`~pathlib.Path` or a
+    #: :class:`~sentinel.store.location.PgLocation`; ``db_path`` holds the same (its older name).
+    db: Path | str | PgLocation | None = None
 
     def __post_init__(self) -> None:
         rules = self.rules_path if self.rules_path is not None else _env("SENTINEL_RULES_PATH")
@@ -211,16 +220,28 @@ class SentinelConfig:
                 field="anomaly_llm_provider",
             )
 
-        # A URL or other non-path value is refused here, before anything is created.
-        from sentinel.store.paths import DatabaseValueError, parse_db_value
+        # A value that is neither a path nor a known database URL is refused here, before
+        # anything is created.
+        from sentinel.store.location import default_location, parse_location
+        from sentinel.store.paths import DatabaseValueError
 
         try:
-            if self.db_path is not None:
-                self.db_path = parse_db_value(self.db_path, source="db_path")
-            else:
-                self.db_path = default_db_path()
+            given = [
+                (name, parse_location(value, source=name))
+                for name, value in (("db", self.db), ("db_path", self.db_path))
+                if value is not None
+            ]
+            if len(given) == 2 and given[0][1] != given[1][1]:
+                raise SentinelConfigError(
+                    f"db ({given[0][1]}) and db_path ({given[1][1]}) name different databases; "
+                    "give one (db_path is the older name of db)",
+                    field="db",
+                )
+            location = given[0][1] if given else default_location()
         except DatabaseValueError as exc:
-            raise SentinelConfigError(str(exc), field="db_path") from exc
+            field = "db_path" if self.db is None and self.db_path is not None else "db"
+            raise SentinelConfigError(str(exc), field=field) from exc
+        self.db = self.db_path = location
 
         if self.require_signed_decisions is None:
             self.require_signed_decisions = _env_bool(

@@ -22,8 +22,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sentinel.approval.base import (
     ApprovalInterface,
@@ -62,11 +61,14 @@ from sentinel.runtime import (
     _watcher_for,
     async_store_for,
     close_shared,
+    location_of,
 )
-from sentinel.store import AsyncStore, Store
 from sentinel.store.models import DecisionTerms, NewRequest, OperatorIdentity, RequestRecord
 from sentinel.trust.check import UNTRUSTED, OwnRequest, check_approval, signing_operators
 from sentinel.trust.operators import TrustedOperators, load_operators
+
+if TYPE_CHECKING:
+    from sentinel.store.location import AnyAsyncStore, Location, SyncStore
 
 T = TypeVar("T")
 
@@ -690,7 +692,7 @@ class Guard:
             raise self._refuse_unverifiable(
                 function, params, decision, reason, "operators_file"
             ) from None
-        db = Path(self.config.db_path or "")
+        db = location_of(self.config.db)
         store = async_store_for(db)  # this loop's store: awaited, no thread hop per statement
         deadline = time.monotonic() + timeout
         try:
@@ -716,8 +718,8 @@ class Guard:
         function: str,
         new: NewRequest,
         context: dict[str, Any] | None,
-        store: AsyncStore,
-        db: Path,
+        store: AnyAsyncStore,
+        db: Location,
         deadline: float,
         channel: ApprovalInterface | None,
         signing: TrustedOperators | None,
@@ -856,7 +858,7 @@ class Guard:
 
     async def _await_decision(
         self,
-        store: AsyncStore,
+        store: AnyAsyncStore,
         record: RequestRecord,
         new: NewRequest,
         context: dict[str, Any] | None,
@@ -864,7 +866,7 @@ class Guard:
         channel: ApprovalInterface | None,
     ) -> tuple[RequestRecord, bool]:
         """The final record, and whether this process's own channel decided it."""
-        watcher = _watcher_for(Path(self.config.db_path or ""))
+        watcher = _watcher_for(self.config.db)
         row_future: asyncio.Future[RequestRecord] = asyncio.wrap_future(watcher.watch(record.id))
         waiting: set[asyncio.Future[Any]] = {row_future}
         # Its own task, never waited on: the decision wakes this call the moment it lands.
@@ -926,7 +928,7 @@ class Guard:
             watcher.unwatch(record.id)
 
     async def _escalate_when_due(
-        self, store: AsyncStore, record: RequestRecord, terms: DecisionTerms
+        self, store: AnyAsyncStore, record: RequestRecord, terms: DecisionTerms
     ) -> None:
         """At ``created_at + escalate_after`` (the clock the signed decision times are checked
         against), record once that nobody decided and tell the notification targets who may
@@ -952,11 +954,11 @@ class Guard:
         _notify_escalated(
             self.config,
             replace(escalated, terms=terms),
-            _store_for(Path(self.config.db_path or "")),
+            _store_for(self.config.db),
         )
 
     async def _apply_channel_result(
-        self, store: AsyncStore, record: RequestRecord, task: asyncio.Future[ApprovalResult]
+        self, store: AnyAsyncStore, record: RequestRecord, task: asyncio.Future[ApprovalResult]
     ) -> tuple[RequestRecord, bool] | None:
         """Write a channel's answer into the row (first decision wins). Returns the final record,
         or None when the channel gave no decision (time-out) and the row should be waited on."""
@@ -1097,7 +1099,7 @@ class Guard:
     def _get_sink(self) -> EventSink:
         sink = self._sink
         if sink is None or sink.closed:  # closed by close_shared(): open a fresh one
-            path = Path(self.config.db_path or "").absolute()
+            path = location_of(self.config.db)
             key = (path, bool(self.config.audit_sync))
             with _shared_lock:
                 sink = _sinks.get(key)
@@ -1185,7 +1187,7 @@ def _plan_for(guard: Guard, policy: Any, function: str, binder: Binder) -> tuple
 class _StoreWriter:
     """Appends event batches to the store at ``path`` (opened on first write)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Location) -> None:
         self.path = path
 
     def __call__(self, events: list[dict[str, Any]]) -> None:
@@ -1313,7 +1315,7 @@ def _channel_operator(channel: str, approved_by: str | None) -> OperatorIdentity
     return operator
 
 
-def _notify_pending(config: SentinelConfig, record: RequestRecord, store: Store) -> None:
+def _notify_pending(config: SentinelConfig, record: RequestRecord, store: SyncStore) -> None:
     """Tell people something waits (configured notifications; returns at once, never raises)."""
     try:
         from sentinel.notify import notify_pending
@@ -1322,7 +1324,7 @@ def _notify_pending(config: SentinelConfig, record: RequestRecord, store: Store)
     notify_pending(config, record, store)
 
 
-def _notify_escalated(config: SentinelConfig, record: RequestRecord, store: Store) -> None:
+def _notify_escalated(config: SentinelConfig, record: RequestRecord, store: SyncStore) -> None:
     """Tell the notification targets a request was escalated (returns at once, never raises)."""
     try:
         from sentinel.notify import notify_escalated

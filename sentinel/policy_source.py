@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from sentinel.errors import PolicyError, SentinelConfigError
 from sentinel.policy import Policy, load_policy
@@ -40,6 +40,9 @@ from sentinel.policy.diff import PolicyDiff, diff_policies
 from sentinel.policy.loader import DEFAULT_MAX_BYTES, load_policy_bytes
 from sentinel.policy.widening import Widening, find_widenings, summarize
 from sentinel.runtime import store_for
+
+if TYPE_CHECKING:
+    from sentinel.store.location import PgLocation
 
 log = logging.getLogger("sentinel.policy")
 
@@ -117,7 +120,7 @@ class PolicySource:
         #: The last reload that put a new policy in force (None until one did).
         self.last_loaded: PolicyChange | None = None
         self._subscribers: list[Subscriber] = []
-        self._databases: set[Path] = set()
+        self._databases: set[Path | PgLocation] = set()
         self._reload_lock = threading.Lock()
         self._watcher: Any = None
         self._settled_stamp: tuple[int, int, int, str | None] | None = None
@@ -193,11 +196,13 @@ class PolicySource:
 
         return unsubscribe
 
-    def record_events_to(self, db_path: str | os.PathLike[str]) -> None:
+    def record_events_to(self, db_path: str | os.PathLike[str] | PgLocation) -> None:
         """Record reload outcomes as ``policy_loaded`` / ``policy_rejected`` events in this
-        database (every guard using the file registers its database)."""
+        database (every guard using the file registers its database: a path or a location)."""
+        from sentinel.runtime import location_of
+
         with self._reload_lock:
-            self._databases.add(Path(db_path).absolute())
+            self._databases.add(location_of(db_path))
 
     # -- watching -------------------------------------------------------------------------------
 
@@ -280,7 +285,7 @@ class PolicySource:
                 time.time(),
             )
             subscribers = list(self._subscribers) if change is not None else []
-            databases = sorted(self._databases) if change is not None else []
+            databases = sorted(self._databases, key=str) if change is not None else []
         if change is not None:
             self._publish(change, subscribers, databases)
 
@@ -305,13 +310,13 @@ class PolicySource:
                 return False, None
             change = result
             subscribers = list(self._subscribers) if change is not None else []
-            databases = sorted(self._databases) if change is not None else []
+            databases = sorted(self._databases, key=str) if change is not None else []
         if change is not None:
             self._publish(change, subscribers, databases)
         return True, change
 
     def _publish(
-        self, change: PolicyChange, subscribers: list[Subscriber], databases: list[Path]
+        self, change: PolicyChange, subscribers: list[Subscriber], databases: list[Path | PgLocation]
     ) -> None:
         self._report(change, databases)
         for callback in subscribers:
@@ -422,7 +427,7 @@ class PolicySource:
             log.error("rules file rejected, keeping the last good policy: %s", message)
         return PolicyChange("rejected", self.path, self.current, self.current, self.problem, now)
 
-    def _report(self, change: PolicyChange, databases: list[Path]) -> None:
+    def _report(self, change: PolicyChange, databases: list[Path | PgLocation]) -> None:
         """Record the change in every registered database (best effort: a reload never fails
         because the audit database is unavailable; the log still says what happened)."""
         if not databases:

@@ -13,11 +13,24 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sentinel.audit.sink import EventSink
 from sentinel.policy import Action, Verdict
 from sentinel.store import AsyncStore, Store, Watcher
+from sentinel.store.location import (
+    DbValue,
+    Location,
+    PgLocation,
+    open_async_pg,
+    open_store,
+    parse_or_default,
+    pg_watcher_for,
+    stop_pg_watchers,
+)
+
+if TYPE_CHECKING:
+    from sentinel.store.location import AnyAsyncStore, AnyWatcher, SyncStore
 
 # --- escalation hooks ----------------------------------------------------------------------------
 
@@ -122,52 +135,66 @@ class Decision(NamedTuple):
 
 # --- stores and sinks are per database, shared by every guard in the process ------------------
 
-_stores: dict[Path, Store] = {}
-_async_stores: dict[tuple[Path, asyncio.AbstractEventLoop], AsyncStore] = {}
-_sinks: dict[tuple[Path, bool], EventSink] = {}
+_stores: dict[Location, SyncStore] = {}
+_async_stores: dict[tuple[Location, asyncio.AbstractEventLoop], AnyAsyncStore] = {}
+_sinks: dict[tuple[Location, bool], EventSink] = {}
 _shared_lock = threading.Lock()
 
 
-def store_for(path: str | Path) -> Store:
-    """The process's one store (one write connection) for the database at ``path``."""
-    key = Path(path).absolute()
+def location_of(db: DbValue) -> Location:
+    """The database ``db`` names, as the registries key it: an absolute SQLite path or a
+    :class:`~sentinel.store.location.PgLocation` (None: the default database)."""
+    return parse_or_default(db)
+
+
+def store_for(db: DbValue) -> SyncStore:
+    """The process's one synchronous store (one write connection) for the database ``db``
+    (a path, a ``postgresql://`` URL or a location): :class:`Store` or ``PgStore``."""
+    key = location_of(db)
     with _shared_lock:
         store = _stores.get(key)
         if store is None or store.closed:
-            store = Store(key)
+            store = open_store(key)
             _stores[key] = store
         return store
 
 
-def async_store_for(path: str | Path) -> AsyncStore:
-    """The process's one :class:`AsyncStore` for the database at ``path`` on the running event
+def async_store_for(db: DbValue) -> AnyAsyncStore:
+    """The process's one asynchronous store for the database ``db`` on the running event
     loop (the guard's async approval path awaits it).
 
     One per database *per loop*: a store's transactions are serialised by a lock of its loop.
-    It takes its settings (busy timeout, expiry grace) from the process's :func:`store_for`
+    It takes its settings (lock timeout, expiry grace) from the process's :func:`store_for`
     store, so both wait for a locked database alike. Stores of loops that have been closed since
     are closed here. Raises RuntimeError outside a running loop.
     """
     loop = asyncio.get_running_loop()
-    key = Path(path).absolute()
+    key = location_of(db)
     like = store_for(key)
     with _shared_lock:
         ended = [k for k in _async_stores if k[1].is_closed()]
         stale = [_async_stores.pop(k) for k in ended]
         store = _async_stores.get((key, loop))
         if store is None or store.closed:
-            store = AsyncStore(
-                key, busy_timeout=like.busy_timeout, expiry_grace=like.expiry_grace
-            )
+            if isinstance(key, PgLocation):
+                store = open_async_pg(key, like)
+            else:
+                assert isinstance(like, Store)
+                store = AsyncStore(
+                    key, busy_timeout=like.busy_timeout, expiry_grace=like.expiry_grace
+                )
             _async_stores[(key, loop)] = store
     for old in stale:  # their loop is gone: nothing can await them any more
         old.close_blocking()
     return store
 
 
-def watcher_for(path: str | Path) -> Watcher:
-    """The process's one decision watcher for the database at ``path``."""
-    return Watcher.for_path(Path(path).absolute())
+def watcher_for(db: DbValue) -> AnyWatcher:
+    """The process's one decision watcher for the database ``db``."""
+    key = location_of(db)
+    if isinstance(key, PgLocation):
+        return pg_watcher_for(key)
+    return Watcher.for_path(key)
 
 
 # The names the guard and older callers used.
@@ -175,17 +202,27 @@ _store_for = store_for
 _watcher_for = watcher_for
 
 
-def close_shared(under: str | Path | None = None) -> None:
+def close_shared(under: DbValue | None = None) -> None:
     """Flush and close the audit writers, stores and decision watchers shared per database.
 
     They live for the process (and close at exit); a process that opens many databases in turn
     (a test suite, a job runner) calls this to release their files and threads. ``under`` limits
-    it to databases inside that folder. A guard used afterwards opens them again.
+    it to SQLite databases inside that folder, or to one PostgreSQL database (its URL). A guard
+    used afterwards opens them again.
     """
-    root = None if under is None else Path(under).absolute()
+    root: Location | None = None
+    if under is not None:
+        root = location_of(under)
 
-    def chosen(path: Path | str) -> bool:
-        return root is None or Path(path).is_relative_to(root)
+    def chosen(location: Location | str) -> bool:
+        if root is None:
+            return True
+        if isinstance(root, PgLocation) or isinstance(location, PgLocation):
+            return location == root
+        return Path(location).is_relative_to(root)
+
+    def chosen_url(url: str) -> bool:
+        return root is None or (isinstance(root, PgLocation) and root.dsn() == url)
 
     with _shared_lock:
         sinks = [k for k in _sinks if chosen(k[0])]
@@ -199,6 +236,7 @@ def close_shared(under: str | Path | None = None) -> None:
     for astore in closing_async:
         astore.close_blocking()
     Watcher.stop_shared(chosen)
+    stop_pg_watchers(chosen_url)
 
 
 __all__ = [
@@ -209,6 +247,7 @@ __all__ = [
     "HookSet",
     "async_store_for",
     "close_shared",
+    "location_of",
     "store_for",
     "watcher_for",
 ]

@@ -32,6 +32,7 @@ from textual.widgets import ContentSwitcher, DataTable, Footer
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from sentinel.redact import safe_text
+from sentinel.store.location import PgLocation
 from sentinel.store.models import (
     APPROVED,
     DENIED,
@@ -106,7 +107,7 @@ class SentinelApp(App[int]):
 
     def __init__(
         self,
-        db_path: Path | str | None = None,
+        db_path: Path | str | PgLocation | None = None,
         rules_path: Path | str | None = None,
         readonly: bool = False,
         *,
@@ -213,7 +214,7 @@ class SentinelApp(App[int]):
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         self.status.set(
-            db_path=str(self.data.db_path), readonly=self.readonly, live=True, view="queue"
+            db_path=self.data.db_display, readonly=self.readonly, live=True, view="queue"
         )
         self._start()
         self.queue.table.focus()

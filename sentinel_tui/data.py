@@ -19,7 +19,13 @@ from sentinel.policy.diff import PolicyDiff
 from sentinel.policy.replay import ReplayReport
 from sentinel.policy.widening import Widening
 from sentinel.policy_source import PolicyFollower, PolicyProblem
-from sentinel.store import Store
+from sentinel.store.location import (
+    Location,
+    PgLocation,
+    open_store,
+    parse_location,
+    parse_or_default,
+)
 from sentinel.store.models import (
     EventRecord,
     HistoryFilter,
@@ -155,15 +161,16 @@ class DataSource:
 
     def __init__(
         self,
-        db_path: Path | str | None = None,
+        db_path: Path | str | PgLocation | None = None,
         rules_path: Path | str | None = None,
         *,
         operator: OperatorIdentity | None = None,
         clock: Callable[[], float] = time.time,
     ):
-        self._db_arg = Path(db_path) if db_path is not None else None
+        # A path or a postgresql:// URL; parsed now (nothing opened), so a bad value fails here.
+        self._db_arg = db_path
         self.rules_path = Path(rules_path) if rules_path is not None else None
-        self._store: Store | None = None
+        self._store: Any = None  # Store or PgStore, opened on first use
         self._lock = threading.Lock()
         self._operator = operator
         self._decider: Decider | None = None
@@ -182,19 +189,23 @@ class DataSource:
         self._changed_at: float | None = None
 
     @property
-    def db_path(self) -> Path:
-        """The database file (resolved like the store resolves it)."""
-        if self._db_arg is not None:
-            return self._db_arg
-        from sentinel.store import default_db_path
-
-        return Path(default_db_path())
+    def db_path(self) -> Location:
+        """The database: a SQLite file, or a PostgreSQL location (``str()`` masks its
+        password), resolved like the store resolves it."""
+        if self._db_arg is None:
+            return parse_or_default(None)
+        return parse_location(self._db_arg, source="--db")  # as given: a relative path stays so
 
     @property
-    def store(self) -> Store:
+    def db_display(self) -> str:
+        """The database as the status bar shows it (a PostgreSQL password masked)."""
+        return str(self.db_path)
+
+    @property
+    def store(self) -> Any:
         with self._lock:
             if self._store is None:
-                self._store = Store(self._db_arg)
+                self._store = open_store(self.db_path)
             return self._store
 
     def close(self) -> None:

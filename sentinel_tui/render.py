@@ -320,6 +320,9 @@ def request_card(
     text.append("\n")
     text.append("agent ", style="dim")
     text.append_text(safe(record.agent_id or "—", 60))
+    # Which machine asked: with agents on many hosts (PostgreSQL), the name alone is ambiguous.
+    text.append("  host ", style="dim")
+    text.append_text(safe(record.host or "—", 40))
     left = record.time_left(now)
     text.append("  waiting ", style="dim")
     text.append(format_age(now - record.created_at))

@@ -163,6 +163,15 @@ def serve_web(
         print("sentinel tui --web needs textual-serve: pip install 'sentinel-guard[web]'", file=out)
         return 2
     key = key or os.environ.get("SENTINEL_WEB_KEY") or secrets.token_urlsafe(24)
+    if db_path is not None:
+        from sentinel.store.location import PgLocation, parse_location
+
+        location = parse_location(db_path, source="--db")
+        if isinstance(location, PgLocation):
+            # Never on a command line, where every local user can read it: the children
+            # textual-serve starts inherit the URL (and its password) from the environment.
+            os.environ["SENTINEL_DB"] = location.url
+            db_path = None
     server = _make_server(app_command(db_path, rules_path, readonly, keymap_path), port, key, out)
     try:
         server.serve()

@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sentinel.anomaly.settings import RATE_FAST_HALF_LIFE, RATE_SLOW_HALF_LIFE
 from sentinel.anomaly.stats import decay_factor, exposure
+
+if TYPE_CHECKING:
+    from sentinel.store.location import PgLocation
 
 #: Recent values listed per numeric baseline.
 RECENT = 10
@@ -61,17 +64,17 @@ def _num(x: float) -> float | int:
 
 
 def describe(
-    db_path: str | Path, function: str | None = None, agent: str | None = None
+    db_path: str | Path | PgLocation, function: str | None = None, agent: str | None = None
 ) -> list[BaselineView]:
     """Every baseline (optionally of one function and/or agent; ``agent=""`` is calls without an
     agent id), with recent values and known string values."""
     from sentinel.anomaly.hook import flush_learning
-    from sentinel.store import Store
+    from sentinel.store.location import open_store
 
     flush_learning(db_path)  # calls this process already ran are part of what it shows
     now = time.time()
     out: list[BaselineView] = []
-    with Store(db_path, create=False) as store:
+    with open_store(db_path, create=False) as store:
         for r in store.baseline_list(agent, function):
             view: dict[str, Any] = {}
             if r.kind == "number":
@@ -108,7 +111,7 @@ def describe(
 
 
 def reset(
-    db_path: str | Path,
+    db_path: str | Path | PgLocation,
     function: str | None = None,
     agent: str | None = None,
     *,
@@ -118,7 +121,7 @@ def reset(
     """Clear matching baselines (None = any) and record an ``anomaly_reset`` event in the same
     transaction. Returns how many baselines were removed."""
     from sentinel.identity import current_operator
-    from sentinel.store import Store
+    from sentinel.store.location import open_store
 
     if actor is None:
         try:
@@ -141,7 +144,7 @@ def reset(
         "reason": reason or f"anomaly baselines cleared ({scope or 'all'})",
         "data": {"function": function, "agent": agent},
     }
-    with Store(db_path, create=False) as store:
+    with open_store(db_path, create=False) as store:
         n: int = store.baseline_reset(agent, function, event)
     return n
 

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,8 +45,11 @@ from sentinel.arguments import CallArguments
 from sentinel.policy import Action, Verdict
 from sentinel.redact import Redactor
 from sentinel.risk import RISK_BLOCK, RISK_ESCALATE, RISK_MAX
-from sentinel.runtime import Escalation, GovernedCall, store_for
+from sentinel.runtime import Escalation, GovernedCall, location_of, store_for
 from sentinel.store.baselines import BaselineRow, LearnPlan, SeenValue
+
+if TYPE_CHECKING:
+    from sentinel.store.location import PgLocation
 
 log = logging.getLogger("sentinel.anomaly")
 
@@ -57,10 +60,10 @@ SPARK_POINTS = 30
 _LEARNING: weakref.WeakSet[AnomalyHook] = weakref.WeakSet()
 
 
-def flush_learning(db_path: str | Path | None = None) -> None:
+def flush_learning(db_path: str | Path | PgLocation | None = None) -> None:
     """Finish learning every call that already ran (of hooks on ``db_path``, or all), so what
     this process reads next from the baselines includes them."""
-    path = None if db_path is None else Path(db_path).absolute()
+    path = None if db_path is None else location_of(db_path)
     for hook in list(_LEARNING):
         if path is None or hook.db_path == path:
             hook.flush()
@@ -114,7 +117,7 @@ class AnomalyHook:
     def __init__(
         self,
         policy_source: Any,
-        db_path: str | Path,
+        db_path: str | Path | PgLocation,
         *,
         escalate: float = RISK_ESCALATE,
         block: float = RISK_BLOCK,
@@ -123,7 +126,7 @@ class AnomalyHook:
         record_events: bool = True,
     ) -> None:
         self.policy_source = policy_source
-        self.db_path = Path(db_path).absolute()
+        self.db_path = location_of(db_path)
         self.escalate = float(escalate)
         self.block = float(block)
         self.enabled = enabled

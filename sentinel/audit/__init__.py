@@ -13,20 +13,24 @@ export and retention.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentinel.audit.sink import EventSink
 from sentinel.runtime import store_for
 
+if TYPE_CHECKING:
+    from sentinel.store.location import PgLocation
 
-def attach_config(sink: EventSink, config: Any, db_path: str | os.PathLike[str]) -> EventSink:
+
+def attach_config(
+    sink: EventSink, config: Any, db_path: str | os.PathLike[str] | PgLocation
+) -> EventSink:
     """Wire ``sink`` to what ``config`` asks for: the JSONL mirror when ``audit_log`` is on (in
     ``audit_log_dir``) and periodic anchors when a signing key is in the environment
     (``SENTINEL_AUDIT_KEY`` or ``SENTINEL_AUDIT_SIGNING_KEY``). Idempotent."""
     from sentinel.audit.keys import load_signer
 
-    store = store_for(Path(db_path).absolute())
+    store = store_for(db_path)
     mirror_dir = config.audit_log_dir if getattr(config, "audit_log", False) else None
     sink.attach_audit(store, mirror_dir=mirror_dir, signer=load_signer())
     return sink
@@ -34,7 +38,7 @@ def attach_config(sink: EventSink, config: Any, db_path: str | os.PathLike[str])
 
 def attach(guard: Any) -> EventSink:
     """:func:`attach_config` for a :class:`~sentinel.guard.Guard`'s shared sink."""
-    return attach_config(guard._get_sink(), guard.config, guard.config.db_path or "")
+    return attach_config(guard._get_sink(), guard.config, guard.config.db)
 
 
 __all__ = ["EventSink", "attach", "attach_config"]

@@ -37,6 +37,7 @@ from typing import Any
 
 from sentinel.audit.keys import Signer, Verifier, verifier_for
 from sentinel.store.codec import body_text
+from sentinel.store.paths import mask_password
 
 ANCHOR = "anchor"
 CHECKPOINT = "checkpoint"
@@ -51,12 +52,17 @@ class AnchorConflict(ValueError):
 
 
 def db_location(db_path: str | os.PathLike[str]) -> str:
-    """The real path that names a database in anchor records (symlinks resolved); a server
-    database is named by its URL as the store shows it (password masked)."""
+    """What names a database in anchor records: a SQLite file's real path (symlinks
+    resolved), or a PostgreSQL URL with its password masked."""
     text = os.fspath(db_path)
-    if "://" in text:
-        return text
+    if is_url(text):
+        return mask_password(text)
     return os.path.realpath(text)
+
+
+def is_url(location: str) -> bool:
+    """True for a server database's URL (``postgresql://…``), not a file path."""
+    return "://" in location and not location.startswith("/")
 
 
 def anchor_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -69,12 +75,13 @@ def anchor_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(state).expanduser().absolute() / "sentinel" / "anchors"
 
 
-def anchor_path(db_path: Path, db_id: str, directory: Path | None = None) -> Path:
+def anchor_path(db_path: str | os.PathLike[str], db_id: str, directory: Path | None = None) -> Path:
     """The anchor file of a database. Refuses a location inside the database's own folder, where
     whoever can rewrite the database could rewrite the anchors too."""
     folder = (directory or anchor_dir()).absolute()
-    db_folder = Path(db_path).absolute().parent
-    if folder == db_folder or db_folder in folder.parents:
+    # A server database has no folder here that its writers could also write.
+    db_folder = None if is_url(os.fspath(db_path)) else Path(db_path).absolute().parent
+    if db_folder is not None and (folder == db_folder or db_folder in folder.parents):
         raise ValueError(
             f"anchor folder {folder} is inside the database folder {db_folder}; "
             "set SENTINEL_ANCHOR_DIR to a folder the agents cannot write"

@@ -35,6 +35,7 @@ from sentinel.audit.anchors import (
     anchor_files,
     anchor_path,
     db_location,
+    is_url,
     read_records,
     valid_db_id,
 )
@@ -235,10 +236,8 @@ def _load_anchors(
 def _other_database(location: str) -> tuple[str | None, Any] | str:
     """(db id, a function seq -> hash or None) of a database file, opened read-only, or why it
     cannot be read."""
-    if "://" in location:
-        # A server database: the record names it without its password, so it cannot be opened
-        # from here (``sentinel audit verify --db URL`` checks it).
-        return "is a server database, not checked from here"
+    if is_url(location):
+        return "is a PostgreSQL database (not opened from here)"
     if not os.path.exists(location):
         return "missing"
     try:

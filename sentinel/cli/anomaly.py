@@ -89,9 +89,9 @@ def _reset(args: argparse.Namespace) -> int:
 
 
 def _db(args: argparse.Namespace) -> Any:
-    from sentinel.store import default_db_path
+    from sentinel.store.location import parse_or_default
 
-    return args.db if args.db else default_db_path()
+    return parse_or_default(args.db, source="--db")
 
 
 def _run(args: argparse.Namespace, fn: Any) -> int:

@@ -42,10 +42,10 @@ def _anchor_dir(args: argparse.Namespace) -> Path | None:
 
 def _run(args: argparse.Namespace, body: Any) -> int:
     from sentinel.audit.keys import AuditKeyError
-    from sentinel.store import Store
+    from sentinel.store.location import open_store
 
     try:
-        store = Store(args.db, create=False)
+        store = open_store(args.db, create=False, source="--db")
     except StoreError as exc:
         return _err(str(exc))
     try:

@@ -33,14 +33,10 @@ def _location(source: str) -> Any:
 
 
 def _open(args: argparse.Namespace, *, create: bool) -> Any:
-    if args.db is not None and args.db.backend == "postgresql":
-        from sentinel.store.postgres import PgStore
+    from sentinel.store.location import open_store
 
-        # The database itself must exist on the server; "create" builds the schema in it.
-        return PgStore(args.db.target, create=create)
-    from sentinel.store import Store
-
-    return Store(None if args.db is None else args.db.target, create=create)
+    # None: the default database ($SENTINEL_DB — a path or a postgresql:// URL — or the home's).
+    return open_store(None if args.db is None else args.db.target, create=create, source="--db")
 
 
 def _size(n: int) -> str:
@@ -79,7 +75,16 @@ def _info(args: argparse.Namespace) -> int:
 
 def _migrate(args: argparse.Namespace) -> int:
     # A PostgreSQL database exists on the server already: migrating it builds the schema.
-    server = args.db is not None and args.db.backend == "postgresql"
+    from sentinel.store.location import PgLocation, parse_or_default
+
+    if args.db is not None:
+        server = args.db.backend == "postgresql"
+    else:
+        try:
+            server = isinstance(parse_or_default(None), PgLocation)
+        except StoreError as exc:
+            print(f"sentinel: error: {exc}", file=sys.stderr)
+            return 1
     try:
         store = _open(args, create=args.create or server)
     except StoreError as exc:

@@ -122,9 +122,9 @@ def _err(message: str) -> int:
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from sentinel.store import Store
+    from sentinel.store.location import open_store
 
-    return Store(args.db, create=False)
+    return open_store(args.db, create=False, source="--db")
 
 
 def _run(args: argparse.Namespace, body: Any) -> int:
@@ -170,6 +170,7 @@ def _pending(store: Any, args: argparse.Namespace) -> int:
             r.id[:ID_WIDTH],
             _duration(now - r.created_at),
             _t(r.agent_id, 20),
+            _t(r.host, 20),
             _t(r.function, 32),
             _value(r.value_at_risk),
             _t(r.rule_id, 24),
@@ -177,7 +178,7 @@ def _pending(store: Any, args: argparse.Namespace) -> int:
         ]
         for r in records
     ]
-    headers = ["ID", "AGE", "AGENT", "FUNCTION", "VALUE", "RULE", "EXPIRES IN"]
+    headers = ["ID", "AGE", "AGENT", "HOST", "FUNCTION", "VALUE", "RULE", "EXPIRES IN"]
     if any(r.escalated_at is not None for r in records):
         headers.append("ESCALATION")
         for row, r in zip(rows, records, strict=True):
@@ -200,6 +201,7 @@ def _show(store: Any, args: argparse.Namespace) -> int:
         ("status", rec.status),
         ("function", _t(rec.function)),
         ("agent", _t(rec.agent_id)),
+        ("host", _t(rec.host)),
         ("process", f"pid {rec.pid} on {_t(rec.host)}"),
         ("created", f"{_when(rec.created_at)} ({_duration(now - rec.created_at)} ago)"),
         (
@@ -289,6 +291,22 @@ def _decide(approve: bool) -> Any:
     return run
 
 
+def _hosts(store: Any, events: list[Any]) -> dict[str, str]:
+    """The host each shown event's request came from (request id → host): from the page's own
+    ``approval_requested`` events, else read from the request (once per request)."""
+    hosts: dict[str, str] = {}
+    for e in events:
+        host = (e.data or {}).get("host") if e.kind == "approval_requested" else None
+        if e.request_id and isinstance(host, str):
+            hosts[e.request_id] = host
+    for rid in {e.request_id for e in events if e.request_id} - hosts.keys():
+        try:
+            hosts[rid] = store.get(rid).host
+        except (RequestNotFound, StoreError):
+            pass  # pruned or never a request: no host to show
+    return hosts
+
+
 def _history(store: Any, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -304,8 +322,9 @@ def _history(store: Any, args: argparse.Namespace) -> int:
     if args.agent:
         flt = replace(flt, agent=args.agent)
     events = store.history(flt, before_seq=args.before, limit=args.limit)
+    hosts = _hosts(store, events)
     if args.json:
-        _print_json([_event_json(e) for e in events])
+        _print_json([dict(_event_json(e), host=hosts.get(e.request_id or "")) for e in events])
         return 0
     if not events:
         print("no events")
@@ -316,6 +335,7 @@ def _history(store: Any, args: argparse.Namespace) -> int:
             datetime.fromtimestamp(e.ts, UTC).strftime("%m-%d %H:%M:%S"),
             e.kind,
             _t(e.agent_id, 16),
+            _t(hosts.get(e.request_id or ""), 16),
             _t(e.function, 28),
             _value(e.value_at_risk),
             _t(e.actor, 24) if e.actor else _t(e.rule_id, 24),
@@ -331,6 +351,7 @@ def _history(store: Any, args: argparse.Namespace) -> int:
                 "TIME (UTC)",
                 "KIND",
                 "AGENT",
+                "HOST",
                 "FUNCTION",
                 "VALUE",
                 "BY / RULE",

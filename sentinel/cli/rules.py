@@ -343,7 +343,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sentinel.errors import StoreError
     from sentinel.policy import load_policy
     from sentinel.policy.replay import replay_history
-    from sentinel.store import Store
+    from sentinel.store.location import open_store
 
     try:
         since = parse_since(args.since)
@@ -356,7 +356,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         print(f"error: {safe_text(str(exc))}", file=sys.stderr)
         return 1
     try:
-        store = Store(args.db, create=False)
+        store = open_store(args.db, create=False, source="--db")
     except StoreError as exc:
         print(f"error: {safe_text(str(exc))}", file=sys.stderr)
         return 1

@@ -92,17 +92,16 @@ def handle(args: argparse.Namespace) -> int:
         read_tokens_file,
         remove_token,
     )
-    from sentinel.store import default_db_path
-    from sentinel.store.paths import parse_db_value
+    from sentinel.store.location import parse_or_default
 
-    db = parse_db_value(args.db, source="--db") if args.db is not None else default_db_path()
     tokens = Path(args.tokens) if args.tokens is not None else default_tokens_path()
     try:
+        db = parse_or_default(args.db, source="--db")
         # The database folder is written by agents: a tokens file there could hold a token an
         # agent gave itself, whatever its mode says — so it is never used, not even read.
         check_outside_db_folder(tokens, db)
         legacy = legacy_tokens_path(db)
-        if args.tokens is None and os.path.lexists(legacy):
+        if args.tokens is None and legacy is not None and os.path.lexists(legacy):
             raise legacy_refusal(legacy, tokens)
         if args.add_token:
             token = add_token(tokens, args.add_token, args.role, args.group)

@@ -31,16 +31,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentinel.policy import Action, Verdict
 from sentinel.policy.evaluate import CompiledRule, Policy
 from sentinel.policy.regex import fold
 from sentinel.policy.values import MISSING, Call, NotANumber, Uneval, resolve, to_decimal
-from sentinel.runtime import Escalation, GovernedCall, store_for
-from sentinel.store import Store
+from sentinel.runtime import Escalation, GovernedCall, location_of, store_for
 from sentinel.store.limits import LimitCheck, LimitUsage
+
+if TYPE_CHECKING:
+    from sentinel.store.location import DbValue, SyncStore
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ def _status(p: _Planned, usage: LimitUsage | None) -> LimitStatus:
 # --- stores ------------------------------------------------------------------------------------
 
 
-def _store(path: Path) -> Store:
+def _store(path: DbValue) -> SyncStore:
     # The guard's store for this database: one write connection per process, so a limit check
     # never waits on this process's own event writer (two connections would contend for the
     # database's write lock, and SQLite's busy handler sleeps in milliseconds).
@@ -220,9 +221,9 @@ def _store(path: Path) -> Store:
 class LimitsHook:
     """Checks and reserves limit counters for each call (a :class:`sentinel.guard.GuardHook`)."""
 
-    def __init__(self, policy_source: Any, db_path: str | Path, *, approval_timeout: float = 300.0):
+    def __init__(self, policy_source: Any, db_path: DbValue, *, approval_timeout: float = 300.0):
         self.policy_source = policy_source
-        self.db_path = Path(db_path).absolute()
+        self.db_path = location_of(db_path)
         self.approval_timeout = float(approval_timeout)
         # A call's reservations are kept on its token (``call.notes[self]``) until its outcome.
         self._store: Any = None
@@ -318,7 +319,7 @@ def status(
     usages: dict[str, LimitUsage] = {}
     if countable:
         checks = [_check(p) for p in countable]
-        usages = {u.key: u for u in _store(Path(config.db_path)).limit_usage(checks)}
+        usages = {u.key: u for u in _store(config.db).limit_usage(checks)}
     return [_status(p, usages.get(p.key)) for p in planned]
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import Any
 
 from sentinel.notify.settings import ENVIRONMENT, NotifySettings
@@ -24,7 +23,7 @@ from sentinel.store.models import RequestRecord
 
 log = logging.getLogger("sentinel.notify")
 
-_stores: dict[Path, Any] = {}
+_stores: dict[Any, Any] = {}
 _stores_lock = threading.Lock()
 
 
@@ -32,15 +31,16 @@ def _event_writer(config: Any, store: Any) -> Any:
     """Where failure events go: the given store, else a store for ``config.db_path``."""
     if store is not None:
         return store.append_events
-    path = Path(getattr(config, "db_path", None) or "").absolute()
+    from sentinel.store.location import open_store, parse_or_default
+
+    given = getattr(config, "db", None) or getattr(config, "db_path", None)
+    path = parse_or_default(given)
 
     def write(events: list[dict[str, Any]]) -> None:
-        from sentinel.store import Store
-
         with _stores_lock:
             target = _stores.get(path)
             if target is None:
-                target = _stores[path] = Store(path)
+                target = _stores[path] = open_store(path)
         target.append_events(events)
 
     return write

@@ -62,6 +62,7 @@ from sentinel.server.auth import AGENT, OPERATOR, Principal, TokenRegistry
 from sentinel.server.openapi import openapi_document
 from sentinel.server.pending import PendingIndex
 from sentinel.server.signing import ServiceSigning, default_service_key_path
+from sentinel.store.location import PgLocation
 from sentinel.store.models import OperatorIdentity
 
 log = logging.getLogger("sentinel.server")
@@ -79,7 +80,8 @@ DEFAULT_PAGE = 100
 class ServerSettings:
     """What the app needs: the store, who may call it, and what to do on new requests."""
 
-    db_path: Path
+    #: The database: a SQLite file or a PostgreSQL location (a path or URL string is parsed).
+    db_path: Path | PgLocation | str
     tokens: TokenRegistry
     secret: str | None = None
     notify: Callable[[Any, Any], Any] | None = None  # (store, record) → None, must not block
@@ -120,10 +122,10 @@ class ApprovalApi:
     """Handlers bound to one store and one set of credentials."""
 
     def __init__(self, settings: ServerSettings) -> None:
-        from sentinel.store import Store
+        from sentinel.store.location import open_store
 
         self.settings = settings
-        self.store = Store(settings.db_path)
+        self.store = open_store(settings.db_path)
         self.signing = settings.signing or ServiceSigning(None, default_service_key_path())
         self._sweeper: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None

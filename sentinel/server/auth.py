@@ -45,6 +45,7 @@ from sentinel.secure_files import (
     unsafe,
     write_atomic,
 )
+from sentinel.store.location import PgLocation
 
 OPERATOR = "operator"
 AGENT = "agent"
@@ -90,8 +91,11 @@ def default_tokens_path(env: Mapping[str, str] | None = None) -> Path:
     return config_dir(env) / TOKENS_FILE_NAME
 
 
-def legacy_tokens_path(db_path: Path) -> Path:
-    """Where the tokens file used to be by default: ``<db folder>/api-tokens.json``."""
+def legacy_tokens_path(db_path: Path | PgLocation) -> Path | None:
+    """Where the tokens file used to be by default: ``<db folder>/api-tokens.json`` (None for
+    a PostgreSQL database: no version kept tokens beside one)."""
+    if not isinstance(db_path, Path):
+        return None
     return Path(db_path).absolute().parent / TOKENS_FILE_NAME
 
 
@@ -99,8 +103,11 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(os.fspath(path)))
 
 
-def check_outside_db_folder(tokens_path: Path, db_path: Path) -> None:
-    """Refuse a tokens file inside the database's folder: agents write there."""
+def check_outside_db_folder(tokens_path: Path, db_path: Path | PgLocation) -> None:
+    """Refuse a tokens file inside the database's folder: agents write there. (A PostgreSQL
+    database has no folder on this machine that agents write.)"""
+    if not isinstance(db_path, Path):
+        return
     tokens, folder = _real(tokens_path), _real(Path(db_path).absolute().parent)
     if tokens == folder or folder in tokens.parents:
         raise SentinelConfigError(

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any, TextIO
 
 from sentinel.errors import SentinelConfigError
+from sentinel.store.location import PgLocation, describe
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -40,7 +41,7 @@ def serve(
     *,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    db_path: Path,
+    db_path: Path | PgLocation,
     tokens_path: Path | None,
     secret: str | None = None,
     tls_cert: str | None = None,
@@ -111,7 +112,7 @@ def serve(
             notify_pending(hints, record, store)
 
     settings = ServerSettings(
-        db_path=Path(db_path),
+        db_path=db_path,
         tokens=tokens,
         secret=secret,
         notify=notifier,
@@ -120,7 +121,7 @@ def serve(
     )
     app = create_app(settings)
     print(
-        f"sentinel serve: approval API on {base} (database {Path(db_path).absolute()}, "
+        f"sentinel serve: approval API on {base} (database {describe(db_path)}, "
         f"{len(tokens)} token(s){', signatures accepted' if secret else ''}"
         f"{'' if tokens_path is None else f'; tokens file {tokens_path}, re-read when it changes'})\n"
         f"  {signing.mode}\n"

@@ -20,19 +20,28 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from sentinel.errors import StoreError
 from sentinel.store.paths import DB_ACCEPTED, DatabaseValueError, mask_password, parse_sqlite_value
 
 if TYPE_CHECKING:
     from sentinel.store.aio import AsyncStore
+    from sentinel.store.pginterim import PollingWatcher, ThreadedAsyncStore
     from sentinel.store.postgres import PgStore
     from sentinel.store.sync import Store
+    from sentinel.store.watcher import Watcher
+
+    #: A synchronous store of either backend.
+    SyncStore = Store | PgStore
+    #: An asynchronous store of either backend.
+    AnyAsyncStore = AsyncStore | ThreadedAsyncStore
+    #: A decision watcher of either backend.
+    AnyWatcher = Watcher | PollingWatcher
 
 #: The variable naming a file whose whole content (less a trailing newline) is the password.
 PASSWORD_FILE_ENV = "SENTINEL_DB_PASSWORD_FILE"
@@ -84,19 +93,29 @@ class PgLocation:
         return parts.path.lstrip("/") or dict(parse_qsl(parts.query)).get("dbname", "")
 
     def dsn(self, env: Mapping[str, str] | None = None) -> str:
-        """The URL to connect with: as given, plus the password of ``SENTINEL_DB_PASSWORD_FILE``
-        when the URL has none and that variable is set. Raises :class:`DatabaseValueError` for
-        an unreadable or group/other-readable password file (naming the file)."""
+        """The URL to connect with, its password (if any) in the ``user:password@`` part, where
+        every display masks it: from the URL (a ``password=`` parameter is moved there), else
+        from ``SENTINEL_DB_PASSWORD_FILE`` when set, else none (libpq's own ``PGPASSWORD`` /
+        ``PGPASSFILE`` apply). Raises :class:`DatabaseValueError` for an unreadable or
+        group/other-readable password file (naming the file)."""
         env = os.environ if env is None else env
-        file = env.get(PASSWORD_FILE_ENV)
-        if not file or self.has_password:
-            return self.url
-        password = read_password_file(Path(file).expanduser())
         parts = urlsplit(self.url)
-        netloc = parts.netloc
-        user, at, hostport = netloc.rpartition("@")
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        in_query = [v for k, v in query if k.lower() == "password"]
+        if parts.password is not None:
+            return self.url
+        if in_query:
+            password = in_query[-1]
+            rest = [(k, v) for k, v in query if k.lower() != "password"]
+            parts = parts._replace(query=urlencode(rest))
+        else:
+            file = env.get(PASSWORD_FILE_ENV)
+            if not file:
+                return self.url
+            password = read_password_file(Path(file).expanduser())
+        user, at, hostport = parts.netloc.rpartition("@")
         if not at:
-            user, hostport = "", netloc
+            user, hostport = "", parts.netloc
         auth = f"{user}:{quote(password, safe='')}@"
         return urlunsplit((parts.scheme, auth + hostport, parts.path, parts.query, parts.fragment))
 
@@ -109,6 +128,8 @@ class PgLocation:
 
 #: Where a store lives: a SQLite file or a PostgreSQL database.
 Location = Path | PgLocation
+#: What a caller may name a database with (None: the default).
+DbValue = str | os.PathLike[str] | PgLocation | None
 
 
 def read_password_file(path: Path) -> str:
@@ -252,7 +273,7 @@ def open_store(
     return Store(location, create=create)
 
 
-def open_pg(location: PgLocation, *, create: bool = True, **options: float) -> PgStore:
+def open_pg(location: PgLocation, *, create: bool = True, **options: Any) -> PgStore:
     """A :class:`~sentinel.store.postgres.PgStore` for ``location`` (clear error when the
     ``postgres`` extra is not installed)."""
     try:
@@ -264,7 +285,7 @@ def open_pg(location: PgLocation, *, create: bool = True, **options: float) -> P
 
 def _no_driver(exc: ImportError) -> StoreError:
     return StoreError(
-        "PostgreSQL needs the driver: pip install 'sentinel[postgres]' "
+        "PostgreSQL needs the driver: pip install 'sentinel-guard[postgres]' "
         f"(psycopg 3 is not importable: {exc})"
     )
 
@@ -274,30 +295,49 @@ def open_async_store(
     *,
     create: bool = True,
     source: str = "database",
-) -> AsyncStore:
+) -> AnyAsyncStore:
     """An asynchronous store for ``value``: :class:`~sentinel.store.aio.AsyncStore` for a
-    SQLite file; for PostgreSQL the asynchronous PostgreSQL store
-    (:mod:`sentinel.store.pgaio`)."""
+    SQLite file; for PostgreSQL the asynchronous PostgreSQL store."""
     location = parse_or_default(value, source=source)
     if isinstance(location, PgLocation):
-        return open_async_pg(location, create=create)
+        return open_async_pg(location, open_pg(location, create=create))
     from sentinel.store.aio import AsyncStore
 
     return AsyncStore(location, create=create)
 
 
-def open_async_pg(location: PgLocation, *, create: bool = True, **options: float) -> AsyncStore:
-    """The asynchronous store for a PostgreSQL ``location``."""
-    try:
-        import psycopg  # noqa: F401 - the driver first, for the clearer message
-    except ImportError as exc:
-        raise _no_driver(exc) from None
-    try:
-        from sentinel.store.pgaio import AsyncPgStore
-    except ImportError:
-        raise StoreError(
-            f"database {location.display}: the asynchronous PostgreSQL store is not available "
-            "in this version; use the synchronous API"
-        ) from None
-    store: AsyncStore = AsyncPgStore(location.dsn(), create=create, **options)
-    return store
+def open_async_pg(location: PgLocation, like: SyncStore | None = None) -> AnyAsyncStore:
+    """The asynchronous store for a PostgreSQL ``location`` (settings like ``like``'s).
+
+    Interim: the operations of a synchronous ``PgStore`` run on worker threads
+    (:class:`~sentinel.store.pginterim.ThreadedAsyncStore`) until the native asynchronous
+    PostgreSQL store is part of Sentinel."""
+    from sentinel.store.pginterim import ThreadedAsyncStore
+
+    sync = open_pg(location) if like is None else _same_settings(location, like)
+    return ThreadedAsyncStore(sync)
+
+
+def _same_settings(location: PgLocation, like: SyncStore) -> PgStore:
+    options: dict[str, Any] = {"expiry_grace": like.expiry_grace}
+    timeout = getattr(like, "lock_timeout", None)
+    if timeout is not None:
+        options["lock_timeout"] = timeout
+    return open_pg(location, **options)
+
+
+def pg_watcher_for(location: PgLocation) -> AnyWatcher:
+    """The process's decision watcher for a PostgreSQL ``location`` (interim: polls the rows,
+    :class:`~sentinel.store.pginterim.PollingWatcher`)."""
+    from sentinel.store.pginterim import PollingWatcher
+
+    return PollingWatcher.for_url(location.dsn())
+
+
+def stop_pg_watchers(chosen: Callable[[str], bool]) -> None:
+    """Stop the shared PostgreSQL watchers whose connection URL ``chosen`` accepts."""
+    import sys
+
+    interim = sys.modules.get("sentinel.store.pginterim")
+    if interim is not None:
+        interim.PollingWatcher.stop_shared(chosen)

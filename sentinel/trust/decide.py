@@ -17,8 +17,9 @@ from pathlib import Path
 
 from sentinel.errors import DecisionRefused
 from sentinel.identity import current_operator, os_groups
-from sentinel.store import AsyncStore, Store
+from sentinel.store import AsyncStore
 from sentinel.store.models import OperatorIdentity, RequestRecord, Vote
+from sentinel.store.operations import StoreOperations
 from sentinel.trust.check import is_requester
 from sentinel.trust.decision import sign_decision
 from sentinel.trust.keys import OperatorKey, default_key_path, load_key
@@ -228,7 +229,7 @@ class Decider:
         )
 
     def decide(
-        self, store: Store, request_id: str, approve: bool, reason: str | None = None
+        self, store: StoreOperations, request_id: str, approve: bool, reason: str | None = None
     ) -> RequestRecord:
         """Check, sign and record a decision. Raises DecisionRefused (nothing written),
         DecisionConflict / DuplicateVote / RequestNotFound as :meth:`Store.decide` does."""

@@ -117,9 +117,11 @@ def test_every_documented_variable_is_read(
     assert cfg.webhook_poll_interval == 0.5
     assert cfg.require_signed_decisions is False
     # Every variable we document is one we read (SENTINEL_OPERATOR is read by identity, and the
-    # operators file and key variables by sentinel.trust: tested there).
+    # operators file and key variables by sentinel.trust, the PostgreSQL password file by
+    # sentinel.store.location, the host by the store's liveness: tested there).
     read_elsewhere = {
-        "SENTINEL_DB", "SENTINEL_OPERATOR", "SENTINEL_OPERATORS_FILE", "SENTINEL_OPERATOR_KEY"
+        "SENTINEL_DB", "SENTINEL_OPERATOR", "SENTINEL_OPERATORS_FILE", "SENTINEL_OPERATOR_KEY",
+        "SENTINEL_DB_PASSWORD_FILE", "SENTINEL_HOST",
     }
     assert set(env) | read_elsewhere == set(ENVIRONMENT)
 

@@ -1,4 +1,5 @@
-"""A database value that is not a path is refused by name and never creates anything."""
+"""A database value that is neither a path nor a PostgreSQL URL is refused by name and never
+creates anything; the SQLite store itself takes paths only."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ URLS = [
     "https://example.com/db",
     "postgresql:host/db",
 ]
+#: Refused everywhere (the SQLite store refuses the PostgreSQL URLs above as well).
+REFUSED = "mysql://alice:s3cret@db.example/sentinel"
 
 
 def _tree(folder: Path) -> list[str]:
@@ -39,11 +42,11 @@ def test_store_refuses_url_and_creates_nothing(
     assert _tree(tmp_path) == []
 
 
-def test_postgresql_says_not_supported_yet_and_masks_password() -> None:
+def test_sqlite_parse_names_postgresql_and_masks_password() -> None:
     with pytest.raises(DatabaseValueError) as info:
         parse_db_value(URLS[0], source="SENTINEL_DB")
     text = str(info.value)
-    assert "SENTINEL_DB" in text and "SQLite database file is needed" in text
+    assert "SENTINEL_DB" in text and "a PostgreSQL URL where a SQLite database file is needed" in text
     assert "alice:***@db.example" in text and "s3cret" not in text
 
 
@@ -64,19 +67,24 @@ def test_config_rejects_url_in_env_and_field(
     monkeypatch.chdir(tmp_path)
     rules = Path(__file__).resolve().parents[2] / "rules.yaml"
     monkeypatch.setenv("SENTINEL_RULES_PATH", str(rules))
-    monkeypatch.setenv("SENTINEL_DB", URLS[0])
+    monkeypatch.setenv("SENTINEL_DB", REFUSED)
     with pytest.raises(SentinelConfigError) as info:
         SentinelConfig()
-    assert info.value.field == "db_path" and "SENTINEL_DB" in str(info.value)
+    assert info.value.field == "db" and "SENTINEL_DB" in str(info.value)
+    assert "s3cret" not in str(info.value)
     monkeypatch.delenv("SENTINEL_DB")
-    with pytest.raises(SentinelConfigError, match="db_path 'mysql://db.example/x'"):
+    with pytest.raises(SentinelConfigError, match="db_path 'mysql://db.example/x'") as info:
         SentinelConfig(db_path="mysql://db.example/x")
+    assert info.value.field == "db_path"
+    with pytest.raises(SentinelConfigError, match="db 'mysql://db.example/x'") as info:
+        SentinelConfig(db="mysql://db.example/x")
+    assert info.value.field == "db"
     assert _tree(tmp_path) == []
 
 
 @pytest.mark.parametrize("argv", [["pending"], ["show", "abc"]])
 def test_cli_db_flag_and_env_refuse_url(argv: list[str], tmp_path: Path) -> None:
-    env = {**os.environ, "SENTINEL_DB": URLS[0]}
+    env = {**os.environ, "SENTINEL_DB": REFUSED}
     run = subprocess.run(
         [sys.executable, "-m", "sentinel.cli", *argv],
         cwd=tmp_path,
@@ -85,7 +93,8 @@ def test_cli_db_flag_and_env_refuse_url(argv: list[str], tmp_path: Path) -> None
         text=True,
     )
     assert run.returncode != 0
-    assert "SQLite database file is needed" in run.stderr, run.stderr
+    assert "mysql:// is not a supported database" in run.stderr, run.stderr
+    assert "SENTINEL_DB" in run.stderr
     assert "s3cret" not in run.stderr + run.stdout
     assert _tree(tmp_path) == []
 
@@ -100,16 +109,17 @@ def test_cli_db_flag_and_env_refuse_url(argv: list[str], tmp_path: Path) -> None
         ["anomaly", "baseline"],
         ["serve"],
         ["tui"],
+        ["db", "info"],
     ],
 )
 def test_every_db_flag_names_itself_when_refused(argv: list[str], tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
     run = subprocess.run(
-        [sys.executable, "-m", "sentinel.cli", *argv, "--db", URLS[0]],
+        [sys.executable, "-m", "sentinel.cli", *argv, "--db", REFUSED],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode == 2, run.stderr
-    assert "argument --db: 'postgresql://alice:***@db.example/sentinel'" in run.stderr, run.stderr
-    assert "SQLite database file is needed" in run.stderr
+    assert "argument --db: 'mysql://alice:***@db.example/sentinel'" in run.stderr, run.stderr
+    assert "mysql:// is not a supported database" in run.stderr
     assert "s3cret" not in run.stderr + run.stdout
     assert _tree(tmp_path) == []

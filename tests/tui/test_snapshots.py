@@ -44,6 +44,7 @@ def frozen_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.delenv("SSH_CONNECTION", raising=False)
+    monkeypatch.setenv("SENTINEL_HOST", "agents-1")  # the card shows it: the same on every machine
     # No trusted operators here, whatever the suite sets up: the header shows no signing state
     # (test_quorum_card shows it).
     monkeypatch.setenv("SENTINEL_OPERATORS_FILE", str(tmp_path / "no-trust" / "operators.json"))
