@@ -87,3 +87,8 @@ def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
     """``postgresql://…`` of a database of this test's own (owned by the test role, dropped after)."""
     with pg_cluster.database() as url:
         yield url
+        # Before the database is dropped: the stores and watchers this test's guards opened on it
+        # (a watcher would otherwise keep reconnecting to a database that is gone).
+        from sentinel.runtime import close_shared
+
+        close_shared(url)

@@ -31,7 +31,8 @@ from sentinel.store.paths import DB_ACCEPTED, DatabaseValueError, mask_password,
 
 if TYPE_CHECKING:
     from sentinel.store.aio import AsyncStore
-    from sentinel.store.pginterim import PollingWatcher, ThreadedAsyncStore
+    from sentinel.store.pginterim import ThreadedAsyncStore
+    from sentinel.store.pgwatch import PgWatcher
     from sentinel.store.postgres import PgStore
     from sentinel.store.sync import Store
     from sentinel.store.watcher import Watcher
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     #: An asynchronous store of either backend.
     AnyAsyncStore = AsyncStore | ThreadedAsyncStore
     #: A decision watcher of either backend.
-    AnyWatcher = Watcher | PollingWatcher
+    AnyWatcher = Watcher | PgWatcher
 
 #: The variable naming a file whose whole content (less a trailing newline) is the password.
 PASSWORD_FILE_ENV = "SENTINEL_DB_PASSWORD_FILE"
@@ -327,17 +328,20 @@ def _same_settings(location: PgLocation, like: SyncStore) -> PgStore:
 
 
 def pg_watcher_for(location: PgLocation) -> AnyWatcher:
-    """The process's decision watcher for a PostgreSQL ``location`` (interim: polls the rows,
-    :class:`~sentinel.store.pginterim.PollingWatcher`)."""
-    from sentinel.store.pginterim import PollingWatcher
-
-    return PollingWatcher.for_url(location.dsn())
+    """The process's decision watcher for a PostgreSQL ``location``
+    (:class:`~sentinel.store.pgwatch.PgWatcher`: LISTEN/NOTIFY, liveness across hosts)."""
+    try:
+        from sentinel.store.pgwatch import PgWatcher
+    except ImportError as exc:
+        raise _no_driver(exc) from None
+    return PgWatcher.for_url(location.dsn())
 
 
 def stop_pg_watchers(chosen: Callable[[str], bool]) -> None:
-    """Stop the shared PostgreSQL watchers whose connection URL ``chosen`` accepts."""
+    """Stop the shared PostgreSQL watchers whose connection URL ``chosen`` accepts (nothing to
+    do in a process that never used one)."""
     import sys
 
-    interim = sys.modules.get("sentinel.store.pginterim")
-    if interim is not None:
-        interim.PollingWatcher.stop_shared(chosen)
+    pgwatch = sys.modules.get("sentinel.store.pgwatch")
+    if pgwatch is not None:
+        pgwatch.PgWatcher.stop_shared(chosen)
