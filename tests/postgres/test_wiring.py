@@ -147,6 +147,8 @@ def test_cli_verbs_on_postgresql_by_env_and_flag(db: str, rules: Path, monkeypat
         "db info": cli("db", "info", **by_env),
         "db info --json": cli("db", "info", "--json", "--db", db),
         "db migrate": cli("db", "migrate", "--db", db),
+        "anomaly baseline": cli("anomaly", "baseline", "--db", db),
+        "rules replay": cli("rules", "replay", str(rules), **by_env),
     }
     for name, run in runs.items():
         assert run.returncode == 0, (name, run.stderr)
