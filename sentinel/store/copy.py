@@ -296,6 +296,7 @@ def copy_database(
         totals = {t: int(src.run(stmt)[0][0]) for t, stmt in sql.COPY_COUNT.items()}
         result.source_head = _head(src)
         side = dst
+        dst.run(sql.COPY_MEMORY)
         dst.run(sql.BEGIN_WRITE)
         _refuse_non_empty(dst)
         dst.run(sql.COPY_CLEAR_META)

@@ -88,6 +88,7 @@ _PG_OVERRIDES: dict[str, tuple[str, ...]] = {
         "(SELECT version FROM schema_version)",
     ),
     sql.DATABASE_SIZE: ("SELECT pg_database_size(current_database())",),
+    sql.COPY_MEMORY: ("SET maintenance_work_mem = '256MB'",),
     # Indexes a copy may drop and rebuild: not those behind a primary key or unique constraint.
     sql.COPY_INDEXES: (
         "SELECT i.indexname, i.indexdef FROM pg_indexes i "
