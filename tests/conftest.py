@@ -92,3 +92,7 @@ def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
         from sentinel.runtime import close_shared
 
         close_shared(url)
+        # Listeners of stores opened directly (not through the runtime) on it, too.
+        from sentinel.store.pgwatch import PgWatcher
+
+        PgWatcher.stop_shared(lambda _url: True)

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -44,7 +44,7 @@ from sentinel.store.models import (
     RequestRecord,
     Vote,
 )
-from sentinel.store.operations import sweep_plan
+from sentinel.store.operations import DeadTest, sweep_plan
 from sentinel.store.paths import database_size, file_identity, live_dir, prepare, resolve_path
 from sentinel.store.schema import migrate, schema_version
 from sentinel.store.sync import (
@@ -394,6 +394,18 @@ class AsyncStore:
             )
         return self._caller[1]
 
+    def _wake(self, lock_paths: Iterable[str | None]) -> None:
+        """Tell waiting processes their row changed (a datagram hint: they re-read it)."""
+        hints.send(lock_paths)
+
+    def _tidy_liveness(self) -> None:
+        """Remove the lock files of waiters that are gone (before a sweep)."""
+        liveness.remove_stale_locks(live_dir(self.path))
+
+    async def _dead_test(self, rows: list[tuple[Any, ...]]) -> DeadTest:
+        """How :meth:`sweep` tells a dead waiter among ``rows`` (pending_liveness rows)."""
+        return liveness.waiter_is_dead
+
     # --- writes -------------------------------------------------------------------------
 
     async def submit(self, new: NewRequest) -> RequestRecord:
@@ -428,10 +440,10 @@ class AsyncStore:
                 rec = await self._write(ops.decide(full_id, cast, operator, now), durable=True)
         except DecisionConflict as conflict:
             if conflict.record is not None:
-                hints.send([conflict.record.lock_path])
+                self._wake([conflict.record.lock_path])
             raise
         if not rec.is_pending:  # a vote short of the quorum wakes nobody
-            hints.send([rec.lock_path])
+            self._wake([rec.lock_path])
         return rec
 
     async def escalate(
@@ -456,7 +468,7 @@ class AsyncStore:
             )
         )
         if rec is not None:
-            hints.send([rec.lock_path])
+            self._wake([rec.lock_path])
         return rec
 
     async def cancel(
@@ -467,19 +479,20 @@ class AsyncStore:
             ops.finish(request_id, CANCELLED, reason, time.time(), "caller")
         )
         if rec is not None:
-            hints.send([rec.lock_path])
+            self._wake([rec.lock_path])
         return rec
 
     async def sweep(self) -> int:
         """See :meth:`Store.sweep`."""
         now = time.time()
         rows = await self._read(ops.pending_liveness())
-        dead, overdue, waiters = sweep_plan(rows, now, self.expiry_grace)
-        liveness.remove_stale_locks(live_dir(self.path))
+        is_dead = await self._dead_test(rows)
+        dead, overdue, waiters = sweep_plan(rows, now, self.expiry_grace, is_dead)
+        self._tidy_liveness()
         if not dead and not overdue:
             return 0
         n: int = await self._write(ops.sweep_apply(dead, overdue, now), durable=True)
-        hints.send(waiters)
+        self._wake(waiters)
         return n
 
     async def append_events(

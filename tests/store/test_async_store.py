@@ -17,6 +17,8 @@ import pytest
 from sentinel.errors import StoreError
 from sentinel.store import AsyncStore, HistoryFilter, Store, Watcher, aio, liveness
 from sentinel.store.limits import LimitCheck
+from sentinel.store.pgaio import AsyncPgStore
+from sentinel.store.postgres import PgStore
 from tests.store.factories import learn_plan, new_request, operator
 
 #: Public names only one of the two has, and why.
@@ -39,17 +41,23 @@ def _public(cls: type) -> set[str]:
     return {n for n in dir(cls) if not n.startswith("_")}
 
 
-def test_async_store_offers_every_public_operation_of_store() -> None:
-    assert _public(Store) - _public(AsyncStore) == set()
-    assert _public(AsyncStore) - _public(Store) == set(ONLY_ASYNC)
-    for name in sorted(_public(Store) - NOT_COROUTINES):
-        sync, coro = getattr(Store, name), getattr(AsyncStore, name)
-        assert inspect.iscoroutinefunction(coro), f"AsyncStore.{name} is not a coroutine function"
+@pytest.mark.parametrize(
+    ("sync_cls", "async_cls"), [(Store, AsyncStore), (PgStore, AsyncPgStore)], ids=["sqlite", "pg"]
+)
+def test_async_store_offers_every_public_operation_of_store(
+    sync_cls: type, async_cls: type
+) -> None:
+    assert _public(PgStore) == _public(Store)  # both backends offer the same operations
+    assert _public(sync_cls) - _public(async_cls) == set()
+    assert _public(async_cls) - _public(sync_cls) == set(ONLY_ASYNC)
+    for name in sorted(_public(sync_cls) - NOT_COROUTINES):
+        sync, coro = getattr(sync_cls, name), getattr(async_cls, name)
+        assert inspect.iscoroutinefunction(coro), f"{async_cls.__name__}.{name} is not a coroutine"
         got = [(p.name, p.kind, p.default) for p in inspect.signature(coro).parameters.values()]
         want = [(p.name, p.kind, p.default) for p in inspect.signature(sync).parameters.values()]
-        assert got == want, f"AsyncStore.{name} takes other arguments than Store.{name}"
-    assert isinstance(inspect.getattr_static(AsyncStore, "closed"), property)
-    assert not inspect.iscoroutinefunction(AsyncStore.watcher)
+        assert got == want, f"{async_cls.__name__}.{name} takes other arguments than {name}"
+    assert isinstance(inspect.getattr_static(async_cls, "closed"), property)
+    assert not inspect.iscoroutinefunction(async_cls.watcher)
 
 
 # --- the operations AsyncStore gained, against the sync store on the same file ----------------
