@@ -93,6 +93,17 @@ class PgLocation:
         parts = urlsplit(self.url)
         return parts.path.lstrip("/") or dict(parse_qsl(parts.query)).get("dbname", "")
 
+    @property
+    def connect_timeout(self) -> float | None:
+        """Seconds to wait for the server, from the URL's ``connect_timeout`` parameter (libpq's
+        name), or None for Sentinel's default."""
+        query = dict(parse_qsl(urlsplit(self.url).query))
+        try:
+            value = float(query["connect_timeout"])
+        except (KeyError, ValueError):
+            return None
+        return value if value > 0 else None
+
     def dsn(self, env: Mapping[str, str] | None = None) -> str:
         """The URL to connect with, its password (if any) in the ``user:password@`` part, where
         every display masks it: from the URL (a ``password=`` parameter is moved there), else
@@ -281,6 +292,8 @@ def open_pg(location: PgLocation, *, create: bool = True, **options: Any) -> PgS
         from sentinel.store.postgres import PgStore
     except ImportError as exc:
         raise _no_driver(exc) from None
+    if location.connect_timeout is not None:
+        options.setdefault("connect_timeout", location.connect_timeout)
     return PgStore(location.dsn(), create=create, **options)
 
 
@@ -334,7 +347,10 @@ def pg_watcher_for(location: PgLocation) -> AnyWatcher:
         from sentinel.store.pgwatch import PgWatcher
     except ImportError as exc:
         raise _no_driver(exc) from None
-    return PgWatcher.for_url(location.dsn())
+    timeout = location.connect_timeout
+    if timeout is None:
+        return PgWatcher.for_url(location.dsn())
+    return PgWatcher.for_url(location.dsn(), connect_timeout=timeout)
 
 
 def stop_pg_watchers(chosen: Callable[[str], bool]) -> None:

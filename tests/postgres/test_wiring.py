@@ -239,3 +239,19 @@ def test_mysql_url_refused_everywhere_nothing_created(
     run = cli("pending", **{"SENTINEL_DB": "mysql://u:Pw0rd@h/x"})
     assert run.returncode == 1 and "mysql://u:***@h/x" in run.stderr and "Pw0rd" not in run.stderr
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_silent_server_blocks_the_guarded_call_at_the_connect_timeout(rules: Path) -> None:
+    """A server that accepts the connection and never answers (a hung host): the guarded call
+    is blocked when the URL's connect_timeout runs out, not left hanging."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+        port = sock.getsockname()[1]
+        url = f"postgresql://sentinel:S3cretPw@127.0.0.1:{port}/sentinel?connect_timeout=1"
+        transfer = guarded(rules, url)
+        with pytest.raises(SentinelBlockedError) as info:
+            transfer(5000, "ACC-1")
+    text = str(info.value)
+    assert "cannot reach database" in text and "timeout expired" in text, text
+    assert "S3cretPw" not in text
