@@ -181,6 +181,10 @@ def test_the_source_anchors_vouch_for_the_copy(
         pg.append_events([{"kind": "allowed"}])
         newer = write_anchor(pg, signer, folder)
         assert newer is not None and newer["db_path"] == pg.path and "***" in pg.path
+    env = {"SENTINEL_AUDIT_KEY": KEY, "SENTINEL_ANCHOR_DIR": str(folder)}
+    audit = _cli("audit", "verify", "--db", pg_url, "--require-anchor", env=env)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert "anchors: 2 signed record(s) checked" in audit.stdout
     # the retired source is now behind its own anchors: verify says so
     with Store(source) as s:
         stale = verify(s, anchor_dir=folder, verifier=load_verifier())
@@ -198,6 +202,8 @@ def test_a_tampered_source_fails_the_verification_of_the_copy(
     assert out.returncode == 1, out.stdout + out.stderr
     assert "TAMPERED: table seq 3" in out.stdout
     assert "FAILED: the copy's audit trail does not verify" in out.stdout
+    audit = _cli("audit", "verify", "--db", pg_url)
+    assert audit.returncode == 1 and "TAMPERED: table seq 3" in audit.stdout
 
 
 def test_cli_copies_verifies_and_refuses_a_non_empty_destination(
@@ -209,6 +215,10 @@ def test_cli_copies_verifies_and_refuses_a_non_empty_destination(
     assert re.search(rf"^  events +{n_events:,}$", out.stdout, re.M), out.stdout
     assert "OK: the copy's audit trail verifies" in out.stdout
     assert "events" in out.stderr and "100%" in out.stderr  # progress on stderr
+    audit = _cli("audit", "verify", "--db", pg_url)
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert f"table: {n_events:,} events checked" in audit.stdout
+    assert "OK: the audit trail is intact" in audit.stdout
     password = pg_url.split(":")[2].split("@")[0]
     assert password not in out.stdout + out.stderr
     again = _cli("db", "copy", "--from", str(source), "--to", pg_url)
