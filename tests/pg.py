@@ -209,6 +209,29 @@ class PgCluster:
         finally:
             self.drop_database(name)
 
+    def server_pid(self) -> int | None:
+        """The postmaster's pid (None while it is down)."""
+        try:
+            return int((self.root / "data" / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def restart(self, down_for: float = 0.0) -> None:
+        """Stop the server (fast shutdown: every session ends), keep it down ``down_for``
+        seconds, start it again on the same port and data; returns once it accepts connections.
+        Only for a cluster of the test's own: other tests share the session's."""
+        before = self.server_pid()
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"restart {down_for:g}\n".encode())
+        self.process.stdin.flush()
+        deadline = time.monotonic() + START_TIMEOUT + STOP_TIMEOUT + down_for
+        while time.monotonic() < deadline:
+            pid = self.server_pid()
+            if pid is not None and pid != before and _wait_ready(self):
+                return
+            time.sleep(0.05)
+        raise PostgresUnavailable(f"the test server did not come back:\n{_log_tail(self.log_path)}")
+
     @classmethod
     @contextlib.contextmanager
     def start(cls, parent: Path | None = None) -> Iterator[PgCluster]:
@@ -282,26 +305,50 @@ def _initdb(bindir: Path, root: Path, as_user: list[str]) -> None:
 
 #: The server's parent: it starts the postmaster and, once its stdin closes (the session ended,
 #: or died without a teardown, even by SIGKILL), stops it and reaps it. PostgreSQL clears a
-#: parent-death signal set for it, so it cannot watch the session itself.
+#: parent-death signal set for it, so it cannot watch the session itself. A line
+#: ``restart <seconds down>`` on its stdin stops the server (fast shutdown: every session ends)
+#: and starts it again on the same port and data (PgCluster.restart, for fault tests).
 _WATCHDOG = r"""
-import shutil, signal, subprocess, sys, threading
+import queue, shutil, signal, subprocess, sys, threading, time
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C: the session's teardown stops us
 root, command = sys.argv[1], sys.argv[2:]
-server = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
-session_gone = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.buffer.read(), session_gone.set()), daemon=True).start()
-while server.poll() is None and not session_gone.wait(0.2):
-    pass
-if server.poll() is not None:
-    sys.exit(server.returncode)  # it did not start (or died): the session reads the log
-for sig, wait in ((signal.SIGINT, 30), (signal.SIGQUIT, 10), (signal.SIGKILL, 10)):
+
+def start():
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+
+def stop(server):
+    for sig, wait in ((signal.SIGINT, 30), (signal.SIGQUIT, 10), (signal.SIGKILL, 10)):
+        try:
+            server.send_signal(sig)
+            server.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+requests = queue.Queue()
+
+def read():
+    for line in sys.stdin:
+        requests.put(line.split())
+    requests.put(None)  # the session is gone
+
+threading.Thread(target=read, daemon=True).start()
+server = start()
+while True:
+    if server.poll() is not None:
+        sys.exit(server.returncode)  # it did not start (or died): the session reads the log
     try:
-        server.send_signal(sig)
-        server.wait(timeout=wait)
-        break
-    except subprocess.TimeoutExpired:
+        request = requests.get(timeout=0.2)
+    except queue.Empty:
         continue
+    if request is None:
+        break
+    if request and request[0] == "restart":
+        stop(server)
+        time.sleep(float(request[1]) if len(request) > 1 else 0.0)
+        server = start()
+stop(server)
 shutil.rmtree(root, ignore_errors=True)
 """
 

@@ -80,7 +80,9 @@ def guarded(rules: Path, db: str, **kw: Any) -> Any:
     return transfer
 
 
-def test_config_db_field_and_env_select_postgresql(db: str, rules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_db_field_and_env_select_postgresql(
+    db: str, rules: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = SentinelConfig(rules_path=rules, db=db)
     assert isinstance(cfg.db, PgLocation) and cfg.db_path == cfg.db
     assert _password(db) not in repr(cfg)
@@ -130,7 +132,9 @@ def test_async_guarded_call_denied_by_another_process(db: str, rules: Path) -> N
     asyncio.run(main())
 
 
-def test_cli_verbs_on_postgresql_by_env_and_flag(db: str, rules: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_verbs_on_postgresql_by_env_and_flag(
+    db: str, rules: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SENTINEL_HOST", "runner-3")
     transfer = guarded(rules, db, timeout_seconds=120)
     agent = threading.Thread(target=lambda: _swallow(transfer, 2500, "ACC-9"), daemon=True)
