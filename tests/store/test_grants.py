@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
@@ -24,6 +24,18 @@ from tests.store.factories import learn_plan, new_request, operator
 
 if TYPE_CHECKING:
     from tests.pg import PgCluster
+
+
+POLICY = """
+version: "1.0"
+default_action: allow
+rules:
+  - id: big_transfer
+    function_pattern: "transfer*"
+    conditions:
+      - {param: amount, operator: gt, value: 1000}
+    action: require_approval
+"""
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,6 +107,9 @@ def test_the_agent_submits_but_cannot_decide(pg_url: str, roles: dict[str, str])
         store.baseline_learn("bot", "transfer", learn_plan(100.0, "acct-1"))
         store.baseline_learn("bot", "transfer", learn_plan(200.0, "acct-2"))
         assert store.get(rec.id).status == "pending"
+        late = store.submit(new_request(timeout_seconds=0.01, created_at=time.time() - 60))
+        assert store.sweep() >= 1  # the agent's sweeper expires an overdue row
+        assert store.get(late.id).status == "expired"
         # deciding through the store: the decision columns are not the agent's
         with pytest.raises(StoreError, match="permission denied"):
             store.decide(rec.id, True, operator("mallory"))
@@ -150,3 +165,44 @@ def test_a_missing_role_is_named(pg_url: str) -> None:
     assert out.returncode == 1 and 'role "nobody_here" does not exist' in out.stderr
     assert urlsplit(pg_url).password not in out.stderr
 
+
+
+def test_a_guarded_call_as_the_agent_role_waits_for_the_operator_role(
+    pg_url: str, roles: dict[str, str], write_rules: Any
+) -> None:
+    import threading
+
+    from sentinel import SentinelConfig, protect
+    agent, op = roles["agent"], roles["operator"]
+    assert _cli("--agent-role", agent, "--operator-role", op, "--apply",
+                "--db", pg_url).returncode == 0  # fmt: skip
+    agent_url = _as(pg_url, agent, f"pw-{agent}")
+    operator_url = _as(pg_url, op, f"pw-{op}")
+    cfg = SentinelConfig(rules_path=write_rules(POLICY), db=agent_url, agent_id="payments",
+                         timeout_seconds=90, show_waiting_hint=False)  # fmt: skip
+
+    @protect(cfg)
+    def transfer(amount: int, destination: str) -> str:
+        return f"sent {amount} to {destination}"
+
+    out: dict[str, Any] = {}
+    call = threading.Thread(target=lambda: out.setdefault("result", transfer(5000, "ACC-1")))
+    call.start()
+    deadline = time.monotonic() + 60
+    with PgStore(operator_url) as store:
+        while not (pending := store.list_pending()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    (request,) = pending
+
+    def approve(url: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PYTHON, "-m", "sentinel.cli", "approve", request.id, "--reason",
+                               "ok", "--db", url], capture_output=True, text=True,
+                              env=python_env(), cwd=ROOT, timeout=60)  # fmt: skip
+
+    forged = approve(agent_url)  # the agent's own credentials cannot decide
+    assert forged.returncode == 1 and "permission denied" in forged.stderr
+    assert call.is_alive()
+    done = approve(operator_url)
+    assert done.returncode == 0, done.stderr
+    call.join(60)
+    assert out["result"] == "sent 5000 to ACC-1"
