@@ -31,7 +31,6 @@ from sentinel.store.paths import DB_ACCEPTED, DatabaseValueError, mask_password,
 
 if TYPE_CHECKING:
     from sentinel.store.aio import AsyncStore
-    from sentinel.store.pginterim import ThreadedAsyncStore
     from sentinel.store.pgwatch import PgWatcher
     from sentinel.store.postgres import PgStore
     from sentinel.store.sync import Store
@@ -39,8 +38,8 @@ if TYPE_CHECKING:
 
     #: A synchronous store of either backend.
     SyncStore = Store | PgStore
-    #: An asynchronous store of either backend.
-    AnyAsyncStore = AsyncStore | ThreadedAsyncStore
+    #: An asynchronous store of either backend (AsyncPgStore is an AsyncStore).
+    AnyAsyncStore = AsyncStore
     #: A decision watcher of either backend.
     AnyWatcher = Watcher | PgWatcher
 
@@ -314,30 +313,31 @@ def open_async_store(
     SQLite file; for PostgreSQL the asynchronous PostgreSQL store."""
     location = parse_or_default(value, source=source)
     if isinstance(location, PgLocation):
-        return open_async_pg(location, open_pg(location, create=create))
+        return open_async_pg(location, create=create)
     from sentinel.store.aio import AsyncStore
 
     return AsyncStore(location, create=create)
 
 
-def open_async_pg(location: PgLocation, like: SyncStore | None = None) -> AnyAsyncStore:
-    """The asynchronous store for a PostgreSQL ``location`` (settings like ``like``'s).
-
-    Interim: the operations of a synchronous ``PgStore`` run on worker threads
-    (:class:`~sentinel.store.pginterim.ThreadedAsyncStore`) until the native asynchronous
-    PostgreSQL store is part of Sentinel."""
-    from sentinel.store.pginterim import ThreadedAsyncStore
-
-    sync = open_pg(location) if like is None else _same_settings(location, like)
-    return ThreadedAsyncStore(sync)
-
-
-def _same_settings(location: PgLocation, like: SyncStore) -> PgStore:
-    options: dict[str, Any] = {"expiry_grace": like.expiry_grace}
-    timeout = getattr(like, "lock_timeout", None)
-    if timeout is not None:
-        options["lock_timeout"] = timeout
-    return open_pg(location, **options)
+def open_async_pg(
+    location: PgLocation, like: SyncStore | None = None, *, create: bool = True
+) -> AnyAsyncStore:
+    """The asynchronous store for a PostgreSQL ``location``
+    (:class:`~sentinel.store.pgaio.AsyncPgStore`), with the settings of ``like`` (the
+    process's synchronous store of the same database) when given."""
+    try:
+        from sentinel.store.pgaio import AsyncPgStore
+    except ImportError as exc:
+        raise _no_driver(exc) from None
+    options: dict[str, Any] = {}
+    if like is not None:
+        options["expiry_grace"] = like.expiry_grace
+        timeout = getattr(like, "lock_timeout", None)
+        if timeout is not None:
+            options["lock_timeout"] = timeout
+    if location.connect_timeout is not None:
+        options["connect_timeout"] = location.connect_timeout
+    return AsyncPgStore(location.dsn(), create=create, **options)
 
 
 def pg_watcher_for(location: PgLocation) -> AnyWatcher:

@@ -259,3 +259,22 @@ def test_silent_server_blocks_the_guarded_call_at_the_connect_timeout(rules: Pat
     text = str(info.value)
     assert "cannot reach database" in text and "timeout expired" in text, text
     assert "S3cretPw" not in text
+
+
+def test_runtime_shares_one_native_store_set_per_database(db: str) -> None:
+    from sentinel.runtime import async_store_for, store_for, watcher_for
+    from sentinel.store.pgaio import AsyncPgStore
+    from sentinel.store.pgwatch import PgWatcher
+    from sentinel.store.postgres import PgStore
+
+    store = store_for(db)
+    assert isinstance(store, PgStore)
+    assert store_for(PgLocation(db)) is store  # keyed by the location, however it is named
+    assert isinstance(watcher_for(db), PgWatcher) and watcher_for(PgLocation(db)) is watcher_for(db)
+
+    async def main() -> None:
+        astore = async_store_for(db)
+        assert isinstance(astore, AsyncPgStore) and async_store_for(db) is astore
+        assert await astore.list_pending() == []
+
+    asyncio.run(main())
