@@ -117,8 +117,12 @@ def test_copy_lists_every_table_and_column_of_both_schemas(tmp_path: Path, pg_ur
         assert pg_tables[table] == set(columns), table
 
 
+_PG_INDEXES = "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+_SQLITE_INDEXES = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+
+
 def test_sqlite_to_postgres_and_back_keeps_every_row(
-    source: Path, pg_url: str, tmp_path: Path
+    source: Path, pg_url: str, tmp_path: Path, pg_cluster: Any
 ) -> None:
     original = _sqlite_rows(source)
     assert len(original["requests"]) == 5 and len(original["limit_totals"]) == 1
@@ -135,6 +139,13 @@ def test_sqlite_to_postgres_and_back_keeps_every_row(
     assert ("events", len(original["events"]), len(original["events"])) in seen
     assert ("events", 3, len(original["events"])) in seen  # progress per batch
     assert _pg_rows(pg_url) == _sorted(original)
+    # the indexes the copy dropped for the load are all back, as the schema defines them
+    with pg_cluster.database() as fresh:
+        PgStore(fresh).close()
+        with psycopg.connect(fresh) as a, psycopg.connect(pg_url) as b:
+            assert sorted(b.execute(_PG_INDEXES).fetchall()) == sorted(
+                a.execute(_PG_INDEXES).fetchall()
+            )
     with PgStore(pg_url) as pg:
         report = verify(pg, anchor_dir=tmp_path / "anchors", verifier=NO_KEYS)
         assert report.ok, report.problems
@@ -151,6 +162,11 @@ def test_sqlite_to_postgres_and_back_keeps_every_row(
     )
     assert again.events == len(original["events"]) + 1
     rows = _sqlite_rows(back)
+    Store(tmp_path / "fresh.db").close()
+    with sqlite3.connect(back) as a, sqlite3.connect(tmp_path / "fresh.db") as b:
+        assert sorted(a.execute(_SQLITE_INDEXES).fetchall()) == sorted(
+            b.execute(_SQLITE_INDEXES).fetchall()
+        )
     for table in sql.COPY_TABLES:
         if table not in ("events", "event_rollup"):
             assert sorted(rows[table], key=repr) == sorted(original[table], key=repr), table
@@ -256,3 +272,19 @@ def test_bad_locations_are_clear_errors(
     out = _cli("db", "copy", "--from", "mysql://a/b", "--to", str(tmp_path / "y.db"))
     assert out.returncode == 2 and "argument --from" in out.stderr
     assert "mysql:// is not a supported database" in out.stderr
+
+
+def test_a_pruned_chain_copies_with_its_checkpoint(
+    source: Path, pg_url: str, tmp_path: Path
+) -> None:
+    with Store(source) as s:
+        assert s.prune_events(3) is not None
+        assert s.audit_state()[1] == 4
+    copy_database(parse_location(str(source), source="--from"),
+                  parse_location(pg_url, source="--to"))  # fmt: skip
+    with PgStore(pg_url) as pg:
+        db_id, first, _last, _head, windows = pg.audit_state()
+        assert first == 4 and [int(w[0]) for w in windows] == [3]
+        report = verify(pg, anchor_dir=tmp_path / "anchors", verifier=NO_KEYS)
+    assert report.ok, report.problems
+    assert "events up to seq 3 were pruned with a checkpoint" in report.notes
