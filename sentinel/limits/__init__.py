@@ -28,6 +28,7 @@ database unavailable, say) raises, which the guard treats as a governance error 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from sentinel.policy import Action, Verdict
 from sentinel.policy.evaluate import CompiledRule, Policy
 from sentinel.policy.regex import fold
 from sentinel.policy.values import MISSING, Call, NotANumber, Uneval, resolve, to_decimal
+from sentinel.redact import MASK, Redactor
 from sentinel.runtime import Escalation, GovernedCall, location_of, store_for
 from sentinel.store.limits import LimitCheck, LimitUsage
 
@@ -134,6 +136,33 @@ def _scope_value(scope: str, function: str, agent_id: str | None, call: Call) ->
         return repr(value)
 
 
+_BUILT_IN_SCOPES = frozenset(("agent", "function", "global"))
+
+
+def _scope_parts(
+    scopes: Any, function: str, agent_id: str | None, call: Call, redactor: Redactor
+) -> tuple[list[str], list[str]]:
+    """The counter key's parts and the parts shown to people (approver, reason, audit).
+
+    A limit per a secret parameter (``per: [api_key]``) counts each value apart but stores and
+    shows only a digest of it: the counter key lives in the database, the shown scope in the
+    request's reason and the audit events. Other values are shown with secrets in text masked."""
+    key_parts: list[str] = []
+    shown: list[str] = []
+    for scope in scopes:
+        value = _scope_value(scope, function, agent_id, call)
+        if scope not in _BUILT_IN_SCOPES and any(
+            redactor.is_secret_key(part) for part in scope.split(".")
+        ):
+            value = f"{MASK} sha256:{hashlib.sha256(value.encode()).hexdigest()[:16]}"
+            key_parts.append(f"{scope}={value}")
+            shown.append(key_parts[-1])
+        else:
+            key_parts.append(f"{scope}={value}")
+            shown.append(f"{scope}={redactor.redact_text(value)}")
+    return key_parts, shown
+
+
 def plan(
     policy: Policy, function: str, params: Mapping[str, Any], agent_id: str | None
 ) -> list[_Planned]:
@@ -149,8 +178,8 @@ def plan(
             continue
         limit = rule.limit
         assert limit is not None
-        parts = [f"{s}={_scope_value(s, function, agent_id, call)}" for s in limit.scopes]
-        scope = ", ".join(parts)
+        parts, shown = _scope_parts(limit.scopes, function, agent_id, call, policy.redactor)
+        scope = ", ".join(shown)
         problem = None
         if limit.sum is not None:
             amount = 0.0

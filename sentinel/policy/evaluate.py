@@ -293,6 +293,11 @@ class Policy:
         self._default_reason = f"no rule matched; default action is {self.default_action.value}"
         self._terms = {r.id: _terms_of(r) for r in self.rules if r.action == "require_approval"}
 
+    @property
+    def redactor(self) -> Redactor:
+        """The redactor of this policy (the default secret names plus ``redact_keys``)."""
+        return self._redactor
+
     def terms_for(self, rule_id: str | None) -> DecisionTerms:
         """Who may decide a request made by rule ``rule_id`` (default terms for no rule, an
         anomaly escalation or an unknown id)."""

@@ -19,6 +19,7 @@ import pytest
 
 from sentinel import SentinelConfig, protect
 from sentinel.audit import attach
+from sentinel.errors import SentinelBlockedError
 from sentinel.identity import current_operator
 from sentinel.notify.deliver import Notifier
 from sentinel.protect import get_guard
@@ -209,3 +210,27 @@ def test_no_secret_reaches_the_webhook_approval_channel(tmp_path: Path) -> None:
     params = posts[0].json()["parameters"]
     assert params["dsn"] == "postgresql://app:[REDACTED]@db.internal:5432/prod?sslmode=require"
     assert_nowhere(ALL_SECRETS, webhook=b"".join(p.body for p in posts), database_and_wal=raw_database(db))
+
+
+def test_a_limit_per_a_secret_parameter_keeps_the_secret_out_of_the_database(tmp_path: Path) -> None:
+    """``per: [api_key]`` counts each key apart; the counter key is stored in the database and the
+    scope is written into the reason and the audit events, so both carry a digest of the key."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "default_action: allow\nrules:\n  - id: rate\n    function_pattern: 'call*'\n"
+        "    limit: {count: 1, window: 1h, per: [agent, api_key]}\n    action: block\n"
+    )
+    db = tmp_path / "home" / "sentinel.db"
+    first, second = "LimKey-1a2b3c4d5e6f", "LimKey-9f8e7d6c5b4a"
+
+    @protect(SentinelConfig(rules_path=rules, db_path=db, audit_log=True, audit_sync=True,
+                            show_waiting_hint=False, hot_reload=False))  # fmt: skip
+    def call_api(api_key: str, query: str) -> str:
+        return "ok"
+
+    assert call_api(first, "a") == "ok"
+    assert call_api(second, "b") == "ok"  # another key: its own counter
+    with pytest.raises(SentinelBlockedError) as info:
+        call_api(first, "c")
+    assert "api_key=[REDACTED] sha256:" in info.value.reason
+    assert_nowhere((first, second), database_and_wal=raw_database(db), reason=info.value.reason)
