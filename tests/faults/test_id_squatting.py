@@ -134,3 +134,30 @@ def test_a_prefix_too_short_to_name_a_request_decides_nothing(tmp_path: Path) ->
         assert store.get(rec.id).status == "pending"
         assert cli(db, "approve", rec.id[:4]).returncode == 0
         assert store.get(rec.id).status == "approved"
+
+
+def test_the_command_center_refuses_an_ambiguous_id_too(tmp_path: Path) -> None:
+    """The command center decides a queue row by its id through the same lookup: a legacy row
+    whose whole id is the short prefix of another request is ambiguous there as well, and the
+    decision records nothing; the victim's full id still decides only the victim's request."""
+    from sentinel.identity import current_operator
+    from sentinel_tui.data import DataSource
+
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        victim = store.submit(new_request(function="transfer_funds"))
+        squat = store.submit(new_request(id=victim.id[:12], function="wire_everything"))
+    source = DataSource(db, operator=current_operator("tui"))
+    try:
+        outcome = source.decide(squat.id, True, None)
+        assert not outcome.ok and outcome.error is not None
+        assert "ambiguous" in outcome.error and victim.id in outcome.error, outcome.error
+        with Store(db) as store:
+            assert store.get(victim.id).status == "pending"
+            assert {r.id for r in store.list_pending()} == {victim.id, squat.id}
+        assert source.decide(victim.id, True, None).ok
+    finally:
+        source.close()
+    with Store(db) as store:
+        assert store.get(victim.id).status == "approved"
+        assert squat.id in {r.id for r in store.list_pending()}
