@@ -25,7 +25,6 @@ import hashlib
 import logging
 import math
 import os
-import socket
 import stat
 import threading
 import time
@@ -40,6 +39,7 @@ from sentinel.policy.diff import PolicyDiff, diff_policies
 from sentinel.policy.loader import DEFAULT_MAX_BYTES, load_policy_bytes
 from sentinel.policy.widening import Widening, find_widenings, summarize
 from sentinel.runtime import store_for
+from sentinel.store import liveness
 
 if TYPE_CHECKING:
     from sentinel.store.location import PgLocation
@@ -634,7 +634,7 @@ def policy_event(change: PolicyChange) -> dict[str, Any]:
     data: dict[str, Any] = {
         "path": str(change.path),
         "pid": os.getpid(),
-        "host": socket.gethostname(),
+        "host": liveness.hostname(),  # $SENTINEL_HOST, as requests record it
         "rules": len(change.policy.rules),
     }
     if change.kind == "rejected" and change.problem is not None:

@@ -47,6 +47,24 @@ def _loopback_host(host_header: str) -> bool:
         return False
 
 
+def child_db(
+    db_path: str | os.PathLike[str] | None, env: dict[str, str] | None = None
+) -> str | os.PathLike[str] | None:
+    """What the per-browser app processes get as ``--db``: a SQLite path as is; for a
+    PostgreSQL URL None, the URL going into ``env`` (default this process's environment, which
+    the children inherit) as ``SENTINEL_DB`` instead — never on a command line, where every
+    local user can read it, password and all."""
+    if db_path is None:
+        return None
+    from sentinel.store.location import PgLocation, parse_location
+
+    location = parse_location(db_path, source="--db")
+    if not isinstance(location, PgLocation):
+        return db_path
+    (os.environ if env is None else env)["SENTINEL_DB"] = location.url
+    return None
+
+
 def app_command(
     db_path: str | os.PathLike[str] | None,
     rules_path: str | os.PathLike[str] | None = None,
@@ -163,15 +181,7 @@ def serve_web(
         print("sentinel tui --web needs textual-serve: pip install 'sentinel-guard[web]'", file=out)
         return 2
     key = key or os.environ.get("SENTINEL_WEB_KEY") or secrets.token_urlsafe(24)
-    if db_path is not None:
-        from sentinel.store.location import PgLocation, parse_location
-
-        location = parse_location(db_path, source="--db")
-        if isinstance(location, PgLocation):
-            # Never on a command line, where every local user can read it: the children
-            # textual-serve starts inherit the URL (and its password) from the environment.
-            os.environ["SENTINEL_DB"] = location.url
-            db_path = None
+    db_path = child_db(db_path)
     server = _make_server(app_command(db_path, rules_path, readonly, keymap_path), port, key, out)
     try:
         server.serve()

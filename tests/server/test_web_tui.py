@@ -199,3 +199,15 @@ def test_serve_web_refuses_anything_but_loopback() -> None:
 
 
 _ = ROOT
+
+
+def test_a_postgresql_url_never_reaches_the_child_command_line(tmp_path: Path) -> None:
+    from sentinel_tui.web import app_command, child_db
+
+    url = "postgresql://ops:Sup3rSecret@db.internal:5432/sentinel"
+    env: dict[str, str] = {}
+    given = child_db(url, env)
+    assert given is None and env == {"SENTINEL_DB": url}  # inherited by the children instead
+    assert "Sup3rSecret" not in app_command(given) and "postgresql" not in app_command(given)
+    path = tmp_path / "s.db"
+    assert child_db(path, env) == path and str(path) in app_command(child_db(path, {}))
