@@ -246,7 +246,8 @@ def to_jsonable(
     """A JSON-safe rendering of ``value`` that never fails and never drops information silently.
 
     Decimal → exact string form kept numeric where possible (int/float when exact, else str);
-    datetimes → ISO 8601; enums → their value; dataclasses and pydantic models → dicts;
+    datetimes → ISO 8601; enums → their value; dataclasses and pydantic models → dicts of every
+    attribute they hold (see :func:`_shown_state`);
     bytes → ``{"$bytes": base64}``; sets → sorted lists; NaN/inf → strings ``"NaN"``/``"Infinity"``;
     ints too long to print → ``{"$int": digits}``; subclasses of builtins → the exact builtin value
     (see :func:`exact`); numpy arrays → ``{"$ndarray": {dtype, shape, nbytes, sha256 of the bytes,
@@ -324,17 +325,9 @@ def to_jsonable(
     array = _ndarray(value, d, _unbound, _path)
     if array is not None:
         return array
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {
-            f.name: to_jsonable(getattr(value, f.name, None), d, _unbound, f"{_path}.{f.name}")
-            for f in dataclasses.fields(value)
-        }
-    model_dump = getattr(value, "model_dump", None)
-    if callable(model_dump):
-        try:
-            return to_jsonable(model_dump(mode="json"), d, _unbound, _path)
-        except Exception:  # a broken model still gets recorded below
-            pass
+    shown = _shown_state(value)
+    if shown is not None:
+        return {k: to_jsonable(v, d, _unbound, f"{_path}.{k}") for k, v in shown.items()}
     state = _python_state(value)
     if state is not None:
         return {
@@ -408,6 +401,33 @@ def _bind_object(value: Any, depth: int, unbound: list[str], path: str) -> Any:
         "$object": _type_name(value),
         "state": {k: to_jsonable(v, d, unbound, f"{path}.{k}") for k, v in full.items()},
     }
+
+
+def _shown_state(value: Any) -> dict[str, Any] | None:
+    """What the approver sees of a dataclass or a pydantic model: every attribute it holds, by
+    name (its fields, and whatever else was set on it: a pydantic model's extra and private
+    attributes), read from the instance itself. Not the class's own ``model_dump``, ``repr`` or
+    a field's ``exclude``: those could hide from the approver a value the function reads.
+    None for other values."""
+    is_model = hasattr(type(value), "__pydantic_fields__") and callable(
+        getattr(type(value), "model_dump", None)
+    )
+    if not is_model and not (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return None
+    state = _python_state(value)
+    if state is None:  # part of it lives in C: its fields, read through the class
+        if not dataclasses.is_dataclass(value):
+            return None
+        return {f.name: getattr(value, f.name, None) for f in dataclasses.fields(value)}
+    if not is_model:
+        return state
+    shown = {k: v for k, v in state.items() if not k.startswith("__pydantic_")}
+    for extra in ("__pydantic_extra__", "__pydantic_private__"):
+        more = state.get(extra)
+        if isinstance(more, dict):
+            for k, v in dict.items(more):
+                shown.setdefault(str(k), v)
+    return shown
 
 
 class _Raw:

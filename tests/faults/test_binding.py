@@ -13,6 +13,7 @@ parameter. An unchanged value still runs.
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import threading
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from pydantic import BaseModel, PrivateAttr
+from pydantic import BaseModel, Field, PrivateAttr
 
 from sentinel import SentinelConfig, protect
 from sentinel.errors import SentinelBlockedError
@@ -285,3 +286,31 @@ def test_an_unbindable_argument_is_a_block_even_in_safe_mode(
         assert store.list_pending() == []
         [blocked] = [e for e in all_events(store) if e.kind == "blocked"]
         assert blocked.data["refused"] == "unbindable_arguments"
+
+
+class Hidden(BaseModel):
+    amount: int
+    to: str = Field(default="alice", exclude=True)  # left out of model_dump
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
+        return {"amount": self.amount}
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Hidden(amount=10, to="mallory"),
+        lambda: _with_route(lambda: Transfer(10)),
+        Dumped,
+    ],
+    ids=["pydantic-excluded-field", "dataclass-extra-attribute", "lying-model_dump"],
+)
+def test_the_approver_sees_what_the_function_reads(env: Any, make: Any) -> None:
+    """An approval binds the value as it is when asked, so what the approver is shown must be all
+    of it: a value hidden from the display (a field excluded from model_dump, a class's own
+    model_dump, an attribute beyond a dataclass's fields) would run, unchanged, unseen."""
+    value = make()
+    value.to = "mallory"
+    out, rec = _approve_after(env, value, None)
+    assert out.get("result") == "paid", out
+    assert "mallory" in json.dumps(rec.arguments["payload"]), rec.arguments
