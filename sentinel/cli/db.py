@@ -105,6 +105,16 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _batch(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of rows from 1 to 1000000")
+    return n
+
+
 def _progress() -> Any:
     """Progress lines on stderr: at most two a second per table, and each table's total."""
     last = [0.0]
@@ -225,7 +235,8 @@ def register(subparsers: Any) -> None:
                    type=_location("--from"), help=_LOCATION_HELP)  # fmt: skip
     p.add_argument("--to", dest="destination", metavar="DST", required=True,
                    type=_location("--to"), help=f"{_LOCATION_HELP}; must be empty")  # fmt: skip
-    p.add_argument("--batch", type=int, default=20_000, help="rows per batch (default 20000)")
+    p.add_argument("--batch", type=_batch, default=20_000,
+                   help="rows per batch (default 20000; memory grows with it)")  # fmt: skip
     p.add_argument(
         "--anchors",
         metavar="DIR",

@@ -272,6 +272,8 @@ def test_bad_locations_are_clear_errors(
     out = _cli("db", "copy", "--from", "mysql://a/b", "--to", str(tmp_path / "y.db"))
     assert out.returncode == 2 and "argument --from" in out.stderr
     assert "mysql:// is not a supported database" in out.stderr
+    out = _cli("db", "copy", "--from", str(source), "--to", str(tmp_path / "y.db"), "--batch", "0")
+    assert out.returncode == 2 and "argument --batch" in out.stderr
 
 
 def test_a_pruned_chain_copies_with_its_checkpoint(
