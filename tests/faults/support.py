@@ -71,7 +71,7 @@ def raw_connection(db: Path) -> sqlite3.Connection:
     return sqlite3.connect(str(db), isolation_level=None, timeout=10)
 
 
-def all_events(store: Store, page: int = 1000) -> list[Any]:
+def all_events(store: Any, page: int = 1000) -> list[Any]:
     """Every event, oldest first, read in pages."""
     out: list[Any] = []
     after = 0
@@ -83,7 +83,7 @@ def all_events(store: Store, page: int = 1000) -> list[Any]:
         after = batch[-1].seq
 
 
-def verify_chain(store: Store) -> int:
+def verify_chain(store: Any) -> int:
     """Recompute the hash chain from scratch; return the number of events. Fails naming the seq."""
     prev = GENESIS_HASH
     expected_seq = None
@@ -115,17 +115,23 @@ def integrity_ok(db: Path) -> None:
         conn.close()
 
 
-def final_events_by_request(store: Store) -> Counter[str]:
+def final_events_by_request(store: Any) -> Counter[str]:
     """request id -> number of final events (approved/denied/expired/cancelled) recorded."""
     return Counter(
         ev.request_id for ev in all_events(store) if ev.kind in FINAL_KINDS and ev.request_id
     )
 
 
-def request_rows(db: Path) -> dict[str, tuple[str, str | None]]:
-    """id -> (status, arguments JSON) read straight from the table (test-side read only)."""
+def request_rows(db: Path | str) -> dict[str, tuple[str, str | None]]:
+    """id -> (status, arguments JSON) read straight from the table (test-side read only), from a
+    SQLite file or a ``postgresql://`` database."""
     import sqlite3
 
+    if str(db).startswith("postgresql://"):
+        import psycopg
+
+        with psycopg.connect(str(db)) as pg:
+            return {r[0]: (r[1], r[2]) for r in pg.execute("SELECT id, status, arguments FROM requests")}
     conn = sqlite3.connect(str(db))
     try:
         return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, status, arguments FROM requests")}
@@ -133,7 +139,7 @@ def request_rows(db: Path) -> dict[str, tuple[str, str | None]]:
         conn.close()
 
 
-def assert_decided_once(store: Store, db: Path, allow_pending: Iterable[str] = ()) -> dict[str, Any]:
+def assert_decided_once(store: Any, db: Path | str, allow_pending: Iterable[str] = ()) -> dict[str, Any]:
     """Every request is final (except ``allow_pending``) and has exactly one final event whose
     kind equals its status. Returns id -> status."""
     rows = request_rows(db)

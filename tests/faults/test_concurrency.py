@@ -7,6 +7,9 @@ What must hold, checked against the database and the audit chain:
   expiry reached the caller as that exception;
 * the chain recomputes from genesis; event counts by kind equal the callers' tallies.
 
+Runs on both backends. On PostgreSQL each agent process claims a host of its own
+(``SENTINEL_HOST``), as agents on many machines sharing one server would.
+
 Scale with ``SENTINEL_FAULT_AGENTS`` / ``SENTINEL_FAULT_CALLS`` (default: the issue's 8 × 500).
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from sentinel.store import Store
+from sentinel.store.location import open_store
 from sentinel_tui.app import SentinelApp
 from sentinel_tui.config import TuiConfig
 from sentinel_tui.messages import Decided
@@ -51,14 +55,22 @@ class _ClaimingApp(SentinelApp):
         self.won.update(o.request_id for o in msg.outcomes if o.ok)
 
 
-async def test_agents_race_cli_deciders_and_command_center(tmp_path: Path) -> None:
-    db = tmp_path / "home" / "sentinel.db"
-    Store(db).close()
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_agents_race_cli_deciders_and_command_center(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    db: Path | str = (
+        tmp_path / "home" / "sentinel.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    )
+    open_store(db).close()
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
     stop = tmp_path / "stop"
     started = time.monotonic()
-    agents = [Proc(["mixed", str(db), str(rules), str(CALLS), str(s), str(SHARE)]) for s in range(AGENTS)]
+    hosts = [{"SENTINEL_HOST": f"worker-{s}"} if backend == "postgresql" else {} for s in range(AGENTS)]
+    agents = [
+        Proc(["mixed", str(db), str(rules), str(CALLS), str(s), str(SHARE)], **hosts[s]) for s in range(AGENTS)
+    ]
     deciders = [Proc(["cli-decider", str(db), str(stop), str(100 + k)]) for k in range(2)]
     app = _ClaimingApp(
         db, None, tick_interval=0, config=TuiConfig(debounce=0.05, bell=False, toast_new=False),
@@ -90,9 +102,10 @@ async def test_agents_race_cli_deciders_and_command_center(tmp_path: Path) -> No
     assert len(calls) == AGENTS * CALLS
     summaries = [d.json_lines()[-1] for d in deciders]
 
-    store = Store(db)
+    store = open_store(db)
     n_events = verify_chain(store)
-    integrity_ok(db)
+    if backend == "sqlite":
+        integrity_ok(db)
     status = assert_decided_once(store, db)
     rows = request_rows(db)
 
@@ -115,6 +128,9 @@ async def test_agents_race_cli_deciders_and_command_center(tmp_path: Path) -> No
             tally["approval_requested"] += 1
             tally[status[rid]] += 1
     assert len(rows) == tally["approval_requested"]
+    if backend == "postgresql":  # each request names the host its agent claimed
+        hosts_seen = {store.get(rid).host for rid in rows}
+        assert hosts_seen <= {h["SENTINEL_HOST"] for h in hosts} and len(hosts_seen) > 1, hosts_seen
 
     kinds = Counter(ev.kind for ev in _events(store))
     assert kinds["allowed"] == tally["allowed"]
