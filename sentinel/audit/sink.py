@@ -64,6 +64,13 @@ def summarize(value: Any, redactor: Redactor, limit: int = 200) -> str:
             return text
     elif cls is str and _SHORT_SAFE.match(value):
         return value  # short printable text: nothing to mask or escape
+    if isinstance(value, (dict, list, tuple)):
+        # By structure first, as arguments are: a name/value pair list
+        # ([{"name": "X-Api-Key", "value": …}]) is not recognisable once printed.
+        try:
+            value = redactor.redact(value)
+        except Exception:  # nested too deep, a hostile key: the text pass below still runs
+            pass
     try:
         text = value if isinstance(value, str) else repr(value)
     except Exception as exc:  # hostile __repr__

@@ -234,3 +234,22 @@ def test_a_limit_per_a_secret_parameter_keeps_the_secret_out_of_the_database(tmp
         call_api(first, "c")
     assert "api_key=[REDACTED] sha256:" in info.value.reason
     assert_nowhere((first, second), database_and_wal=raw_database(db), reason=info.value.reason)
+
+
+def test_a_name_value_pair_list_returned_by_a_call_is_masked(tmp_path: Path) -> None:
+    """Return values were redacted as printed text, where a pair list no longer shows which
+    value belongs to a secret name; it is now masked by structure, as arguments are."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    db = tmp_path / "home" / "sentinel.db"
+    secret = "RetPair-6d7e8f9a0b"
+
+    @protect(SentinelConfig(rules_path=rules, db_path=db, audit_log=True, audit_sync=True,
+                            show_waiting_hint=False, hot_reload=False))  # fmt: skip
+    def read_headers() -> dict[str, Any]:
+        return {"headers": [{"name": "X-Api-Key", "value": secret}, {"name": "Accept", "value": "json"}]}
+
+    assert read_headers()["headers"][0]["value"] == secret  # the caller gets the real value
+    raw = raw_database(db)
+    assert b"read_headers" in raw and b"Accept" in raw
+    assert_nowhere((secret,), database_and_wal=raw)
