@@ -250,21 +250,6 @@ def describe(location: Location) -> str:
     return str(location)
 
 
-def local_folder(location: Location) -> Path:
-    """The folder of this machine's files that belong with the database (anchors, the liveness
-    ``live/`` folder, API tokens of old versions): the database file's folder for SQLite; for
-    PostgreSQL a folder under :func:`sentinel_home` named after the server and database (never
-    after the password)."""
-    if isinstance(location, Path):
-        return Path(location).absolute().parent
-    parts = urlsplit(location.url)
-    host = location.host or "local"
-    port = str(parts.port or dict(parse_qsl(parts.query)).get("port", "5432"))
-    name = f"{host}_{port}_{location.dbname or parts.username or 'default'}"
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "postgresql"
-    return sentinel_home() / "postgresql" / safe
-
-
 def open_store(
     value: str | os.PathLike[str] | PgLocation | None = None,
     *,

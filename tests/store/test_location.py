@@ -15,7 +15,6 @@ from sentinel.store import Store
 from sentinel.store.location import (
     PASSWORD_FILE_ENV,
     PgLocation,
-    local_folder,
     open_store,
     parse_location,
     parse_or_default,
@@ -68,6 +67,12 @@ def test_query_password_is_masked_too() -> None:
     assert "s3cret" not in repr(loc) and "password=***" in str(loc)
     # An unescaped @ or / in a password hides everything up to the last @.
     assert mask_password("postgresql://a:p@ss/w@h/db") == "postgresql://a:***@h/db"
+    # The driver gets the password where every display masks it (userinfo), not the query.
+    dsn = loc.dsn()
+    assert urlsplit(dsn).password == "s3cret" and "password=" not in dsn
+    from sentinel.store.postgres import mask_url
+
+    assert "s3cret" not in mask_url(dsn)
 
 
 @pytest.mark.parametrize("value", REFUSED)
@@ -108,17 +113,6 @@ def test_default_location_follows_sentinel_db(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setenv("SENTINEL_DB", "mysql://u:pw@h/d")
     with pytest.raises(DatabaseValueError, match=r"^SENTINEL_DB 'mysql://u:\*\*\*@h/d'"):
         parse_or_default(None)
-
-
-def test_local_folder_of_postgresql_is_under_home_without_password(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SENTINEL_HOME", str(tmp_path))
-    folder = local_folder(PgLocation("postgresql://u:s3cret@db.example:6543/queue"))
-    assert folder.parent == tmp_path / "postgresql"
-    assert "db.example" in folder.name and "6543" in folder.name and "queue" in folder.name
-    assert "s3cret" not in str(folder)
-    assert local_folder(tmp_path / "x" / "s.db") == tmp_path / "x"
 
 
 def test_password_file_supplies_the_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
