@@ -63,10 +63,17 @@ async def drive_pg_async(
             result: Any = None
             try:
                 async with conn.cursor() as cur:
+                    if len(statements) > 1 and not q.params and q.fetch == "none":
+                        # BEGIN and the write lock: one round trip (no parameters: one query).
+                        await cur.execute("; ".join(statements))
+                        statements = ()
                     for n, text in enumerate(statements):
                         last = n == len(statements) - 1
                         if q.fetch == "many" and last:
-                            await cur.executemany(text, q.params)
+                            if len(q.params) == 1:  # one row: one round trip, no pipeline
+                                await cur.execute(text, list(q.params[0]))
+                            else:
+                                await cur.executemany(text, q.params)
                             continue
                         await cur.execute(text, list(q.params) if last else None)
                     if q.fetch == "one":

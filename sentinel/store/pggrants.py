@@ -109,8 +109,6 @@ def grant_statements(agent_role: str, operator_role: str) -> list[str]:
     return out
 
 
-
-
 def grant_script(agent_role: str, operator_role: str) -> str:
     """:func:`grant_statements` as one script for ``psql`` (a single transaction)."""
     lines = ["-- run as the owner of the Sentinel tables (the role that ran db migrate)", "BEGIN;"]
@@ -127,7 +125,9 @@ def apply_grants(url: str, agent_role: str, operator_role: str) -> list[str]:
 
     statements = grant_statements(agent_role, operator_role)
     try:
-        with psycopg.connect(url, connect_timeout=10, application_name="sentinel db grants") as conn:
+        with psycopg.connect(
+            url, connect_timeout=10, application_name="sentinel db grants"
+        ) as conn:
             with conn.transaction():
                 for statement in statements:
                     conn.execute(statement)

@@ -124,10 +124,17 @@ def drive_pg(conn: Conn, op: ops.Op, fail: Callable[[BaseException], StoreError]
             result: Any = None
             try:
                 with conn.cursor() as cur:
+                    if len(statements) > 1 and not q.params and q.fetch == "none":
+                        # BEGIN and the write lock: one round trip (no parameters: one query).
+                        cur.execute("; ".join(statements))
+                        statements = ()
                     for n, text in enumerate(statements):
                         last = n == len(statements) - 1
                         if q.fetch == "many" and last:
-                            cur.executemany(text, q.params)
+                            if len(q.params) == 1:  # one row: one round trip, no pipeline
+                                cur.execute(text, list(q.params[0]))
+                            else:
+                                cur.executemany(text, q.params)
                             continue
                         cur.execute(text, list(q.params) if last else None)
                     if q.fetch == "one":
