@@ -16,12 +16,17 @@
 2. **verify** — ``sentinel audit verify`` over 1,000,000 events (generated with
    ``append_events`` in large batches), table only and with the JSONL mirror.
 
-    python benchmarks/audit.py [--n 20000] [--events 1000000] [--skip-original] [--skip-verify]
+   With ``--postgres``, a third row: the audited call with the events going to a throwaway
+   PostgreSQL 15 server (durable settings) instead of the SQLite file.
+
+    python -m benchmarks.audit [--n 20000] [--events 1000000] [--skip-original] [--skip-verify]
+                               [--postgres]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -85,8 +90,8 @@ CHILD = textwrap.dedent(
     ptransfer(50, "warm"); flush()
     res = {"plain": best(loop(transfer)), "protected": best(loop(ptransfer))}
     if variant.startswith("ours") and variant != "ours-off":
-        from sentinel.store import Store
-        with Store(db) as s:
+        from sentinel.store.location import open_store
+        with open_store(db) as s:
             res["events"] = s.count_events()
     lines = 0
     for name in os.listdir(logs) if os.path.isdir(logs) else []:
@@ -99,7 +104,8 @@ CHILD = textwrap.dedent(
 )
 
 
-def run_child(python: str, tmp: Path, n: int, variant: str) -> dict:
+def run_child(python: str, tmp: Path, n: int, variant: str, db: str | None = None) -> dict:
+    """One benchmark child; ``db`` (ours only): a database value instead of a fresh SQLite file."""
     rules = tmp / "rules.json"
     rules.write_text(json.dumps(overhead.policy_json(20)))
     work = tmp / variant
@@ -108,8 +114,10 @@ def run_child(python: str, tmp: Path, n: int, variant: str) -> dict:
     env["SENTINEL_ANCHOR_DIR"] = str(tmp / "anchors")
     if variant.startswith("ours"):
         env["PYTHONPATH"] = str(ROOT)
+    else:  # 0.1.0 in its own venv: never this checkout's sentinel
+        env.pop("PYTHONPATH", None)
     out = subprocess.run(
-        [python, "-c", CHILD, str(rules), str(work / "s.db"), str(work / "logs"), str(n), variant],
+        [python, "-c", CHILD, str(rules), db or str(work / "s.db"), str(work / "logs"), str(n), variant],
         capture_output=True,
         text=True,
         env=env,
@@ -121,13 +129,21 @@ def run_child(python: str, tmp: Path, n: int, variant: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def overhead_table(n: int, skip_original: bool) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+def overhead_table(n: int, skip_original: bool, postgres: bool = False) -> None:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         tmpdir = Path(tmp)
         rows = [
             ("sentinel, audit off", run_child(sys.executable, tmpdir, n, "ours-off")),
             ("sentinel, audit_log=True (batched)", run_child(sys.executable, tmpdir, n, "ours")),
         ]
+        if postgres:
+            from tests.pg import PgCluster
+
+            cluster = stack.enter_context(PgCluster.start(durable=True))
+            url = stack.enter_context(cluster.database())
+            rows.append(
+                ("  the same on PostgreSQL (durable server)", run_child(sys.executable, tmpdir, n, "ours-pg", url))
+            )
         if not skip_original:
             python = overhead.ensure_original()
             if python is not None:
@@ -226,8 +242,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--skip-original", action="store_true")
     parser.add_argument("--skip-verify", action="store_true")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also the audited call on a throwaway PostgreSQL server (tests/pg.py)")
     args = parser.parse_args()
-    overhead_table(args.n, args.skip_original)
+    overhead_table(args.n, args.skip_original, args.postgres)
     if not args.skip_verify:
         verify_bench(args.events)
 

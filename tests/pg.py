@@ -67,6 +67,9 @@ _SETTINGS = {
     "timezone": "UTC",
 }
 
+#: What ``PgCluster.start(durable=True)`` leaves at the server's (durable) defaults.
+_NOT_DURABLE = ("fsync", "synchronous_commit", "full_page_writes", "wal_level", "max_wal_senders")
+
 _HBA = f"""\
 # Written by tests/pg.py: the superuser is trusted on the socket, everyone else needs a password.
 local   all   {SUPERUSER}   trust
@@ -234,8 +237,11 @@ class PgCluster:
 
     @classmethod
     @contextlib.contextmanager
-    def start(cls, parent: Path | None = None) -> Iterator[PgCluster]:
-        """initdb, start, yield the running cluster; stop it and remove its folder on exit."""
+    def start(cls, parent: Path | None = None, *, durable: bool = False) -> Iterator[PgCluster]:
+        """initdb, start, yield the running cluster; stop it and remove its folder on exit.
+
+        ``durable``: the server's default durability (fsync, synchronous commit, full page
+        writes on), for benchmarks whose figures must hold for a real server."""
         bindir = find_bindir()
         parent = parent or Path(tempfile.gettempdir())
         _sweep_stale(parent)
@@ -244,7 +250,7 @@ class PgCluster:
             as_user = _prepare_owner(root)
             password = secrets.token_hex(16)
             _initdb(bindir, root, as_user)
-            cluster = _launch(cls, bindir, root, as_user, password)
+            cluster = _launch(cls, bindir, root, as_user, password, durable)
             try:
                 _provision(cluster)
                 yield cluster
@@ -354,13 +360,21 @@ shutil.rmtree(root, ignore_errors=True)
 
 
 def _launch(
-    cls: type[PgCluster], bindir: Path, root: Path, as_user: list[str], password: str
+    cls: type[PgCluster],
+    bindir: Path,
+    root: Path,
+    as_user: list[str],
+    password: str,
+    durable: bool = False,
 ) -> PgCluster:
     """Start the server under its watchdog; retry on a port taken meanwhile."""
     last = ""
     for _ in range(3):
         port = _free_port()
         settings = {**_SETTINGS, "port": str(port), "unix_socket_directories": str(root / "socket")}
+        if durable:
+            for key in _NOT_DURABLE:
+                settings.pop(key)
         options = [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
         command = [*as_user, str(bindir / "postgres"), "-D", str(root / "data"), *options]
         log = (root / "server.log").open("ab")
