@@ -3,7 +3,9 @@
 Starts its own throwaway PostgreSQL 15 cluster (tests/pg.py: run as the ``postgres`` OS user, on
 a loopback port). Unlike the test cluster it keeps durability ON by default (fsync,
 synchronous_commit, full_page_writes), as a real server would; ``--fsync-off`` measures the test
-settings instead. Each figure is taken for both backends in the same run:
+settings instead, ``--async-commit`` a server whose default is ``synchronous_commit = off`` (what
+the store uses for everything but decisions, sweeps and prunes, which always commit durably:
+the PostgreSQL counterpart of SQLite's ``synchronous=NORMAL``). Each figure is taken for both backends in the same run:
 
 1. **wake-up**: an agent process submits a request, watches it (``Watcher`` / ``PgWatcher``) and
    hands its id to a decider process over a pipe; the decider approves it. Latency = from the
@@ -13,7 +15,7 @@ settings instead. Each figure is taken for both backends in the same run:
    together: requests/s over the whole burst, and how many of the submitted ids are missing from
    the database afterwards (lost).
 
-    python -m benchmarks.pg_queue [--wakes 300] [--submits 500] [--fsync-off]
+    python -m benchmarks.pg_queue [--wakes 300] [--submits 500] [--fsync-off | --async-commit]
 """
 
 from __future__ import annotations
@@ -186,6 +188,11 @@ def main() -> None:
     parser.add_argument("--wakes", type=int, default=300)
     parser.add_argument("--submits", type=int, default=500, help="per process (8 processes)")
     parser.add_argument("--fsync-off", action="store_true", help="the test cluster's settings")
+    parser.add_argument(
+        "--async-commit",
+        action="store_true",
+        help="the server's default synchronous_commit = off (decisions still commit durably)",
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -195,11 +202,13 @@ def main() -> None:
         pg._SETTINGS = {
             **pg._SETTINGS,
             "fsync": "on",
-            "synchronous_commit": "on",
+            "synchronous_commit": "off" if args.async_commit else "on",
             "full_page_writes": "on",
         }
-    print(f"PostgreSQL cluster: durability {'off' if args.fsync_off else 'on'}; "
-          f"{os.cpu_count()} cores")  # fmt: skip
+    durability = "off" if args.fsync_off else "on"
+    if args.async_commit and not args.fsync_off:
+        durability += ", synchronous_commit off by default"
+    print(f"PostgreSQL cluster: durability {durability}; {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="pg-queue-") as tmpdir, pg.PgCluster.start() as cluster:
         tmp = Path(tmpdir)
         rows = []

@@ -322,6 +322,18 @@ class PgWatcher:
                 if notice.payload in self._futures:
                     self._notified.add(notice.payload)
 
+    def _absorb(self, conn: Conn) -> int:
+        """Notices already read from the socket (they arrive right behind a statement's result,
+        so the socket shows nothing more): parse what libpq holds and take them; how many."""
+        pgconn = conn.pgconn
+        pgconn.is_busy()  # parses buffered input without reading the socket
+        got = 0
+        while (n := pgconn.notifies()) is not None:
+            enc = pgconn._encoding
+            self._on_notice(psycopg.Notify(n.relname.decode(enc), n.extra.decode(enc), n.be_pid))
+            got += 1
+        return got
+
     def _drain(self, conn: Conn) -> None:
         """Read what the server sent without running a statement: notices, or its goodbye."""
         pgconn = conn.pgconn
@@ -385,6 +397,8 @@ class PgWatcher:
                     self._check(conn, None)
                 else:
                     self._check(conn, set())
+                if self._absorb(conn):
+                    continue  # notices that came with a statement's result: check them now
                 ready = readable(
                     [conn.fileno(), self._wake_r],
                     max(0.0, self.fallback_interval - (time.monotonic() - last_full)),
