@@ -71,6 +71,12 @@ _PG_OVERRIDES: dict[str, tuple[str, ...]] = {
         "BEGIN ISOLATION LEVEL READ COMMITTED",
         f"SELECT pg_advisory_xact_lock({WRITE_LOCK:d})",
     ),
+    # The lock is taken by LAST_EVENT (below), before the chain head is read.
+    sql.BEGIN_APPEND: ("BEGIN ISOLATION LEVEL READ COMMITTED",),
+    # Every append reads the head under the write lock (taken again inside a BEGIN_WRITE
+    # transaction: advisory locks are re-entrant). Read committed: the SELECT's snapshot is taken
+    # after the lock is granted, so it sees the head the previous appender committed.
+    sql.LAST_EVENT: (f"SELECT pg_advisory_xact_lock({WRITE_LOCK:d})", sql.LAST_EVENT),
     # One consistent snapshot for every statement of the transaction (metrics, audit state).
     sql.BEGIN_READ: ("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",),
     # synchronous=FULL: a decision is on disk before anyone can see it, whatever the server's

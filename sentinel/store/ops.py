@@ -201,7 +201,7 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         "escalated_at": None,
         "escalated_to": None,
     }
-    yield Q(sql.BEGIN_WRITE)
+    yield Q(sql.BEGIN_APPEND)  # the row is new: only the chain append needs the write lock
     inserted = yield Q(sql.INSERT_REQUEST, tuple(row.values()), "one")
     if inserted is None:  # same id submitted before: return what is stored
         found = yield Q(sql.SELECT_REQUEST, (new.id,), "one")

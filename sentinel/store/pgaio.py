@@ -55,47 +55,50 @@ async def drive_pg_async(
     conn: AConn, op: ops.Op, fail: Callable[[BaseException], StoreError]
 ) -> Any:
     """Run one operation generator on an autocommit async psycopg connection (rolls back on
-    error): :func:`~sentinel.store.postgres.drive_pg` with awaits."""
+    error): :func:`~sentinel.store.postgres.drive_pg` with awaits (pipeline mode alike)."""
     try:
         q = next(op)
-        while True:
-            statements = POSTGRES.translate(q.sql)
-            result: Any = None
-            try:
-                async with conn.cursor() as cur:
-                    if len(statements) > 1 and not q.params and q.fetch == "none":
-                        # BEGIN and the write lock: one round trip (no parameters: one query).
-                        await cur.execute("; ".join(statements))
-                        statements = ()
+        async with conn.pipeline() as pipe, conn.cursor() as cur:
+            while True:
+                statements = POSTGRES.translate(q.sql)
+                result: Any = None
+                try:
                     for n, text in enumerate(statements):
                         last = n == len(statements) - 1
                         if q.fetch == "many" and last:
-                            if len(q.params) == 1:  # one row: one round trip, no pipeline
-                                await cur.execute(text, list(q.params[0]))
-                            else:
-                                await cur.executemany(text, q.params)
-                            continue
-                        await cur.execute(text, list(q.params) if last else None)
+                            await cur.executemany(text, q.params)
+                        else:
+                            await cur.execute(text, list(q.params) if last else None)
                     if q.fetch == "one":
                         result = await cur.fetchone()
                     elif q.fetch == "all":
                         result = await cur.fetchall()
                     elif q.fetch == "rowcount":
+                        await pipe.sync()
                         result = cur.rowcount
-            except psycopg.Error as exc:
-                raise fail(exc) from exc
-            q = op.send(result)
+                    elif q.sql == sql.COMMIT:
+                        await pipe.sync()  # the outcome is known before the operation returns
+                except psycopg.Error as exc:
+                    raise fail(exc) from exc
+                q = op.send(result)
     except StopIteration as stop:
         return stop.value
+    except psycopg.Error as exc:  # raised when the pipeline closed (a queued statement failed)
+        await _rollback(conn)
+        raise fail(exc) from exc
     except BaseException:
-        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-            try:
-                await conn.execute(sql.ROLLBACK)
-            except psycopg.Error:
-                pass
+        await _rollback(conn)
         raise
     finally:
         op.close()
+
+
+async def _rollback(conn: AConn) -> None:
+    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+        try:
+            await conn.execute(sql.ROLLBACK)
+        except psycopg.Error:
+            pass
 
 
 def _drop_result(task: asyncio.Future[Any]) -> None:

@@ -116,47 +116,57 @@ def session_alive(conn: Conn) -> bool:
 
 
 def drive_pg(conn: Conn, op: ops.Op, fail: Callable[[BaseException], StoreError]) -> Any:
-    """Run one operation generator on an autocommit psycopg connection (rolls back on error)."""
+    """Run one operation generator on an autocommit psycopg connection (rolls back on error).
+
+    In psycopg's pipeline mode: a statement whose result the operation does not read (BEGIN,
+    an insert, COMMIT) is queued, not waited for, and the queue goes to the server in one round
+    trip with the next statement whose result is read. A submission (BEGIN + insert, lock + chain
+    head, event + rollup + COMMIT) is three round trips instead of six, and the write lock is held
+    for two. A queued statement that fails raises at the next sync, before anything after it
+    is acted on; COMMIT is always read, so success is only reported once it is durable."""
     try:
         q = next(op)
-        while True:
-            statements = POSTGRES.translate(q.sql)
-            result: Any = None
-            try:
-                with conn.cursor() as cur:
-                    if len(statements) > 1 and not q.params and q.fetch == "none":
-                        # BEGIN and the write lock: one round trip (no parameters: one query).
-                        cur.execute("; ".join(statements))
-                        statements = ()
+        with conn.pipeline() as pipe, conn.cursor() as cur:
+            while True:
+                statements = POSTGRES.translate(q.sql)
+                result: Any = None
+                try:
                     for n, text in enumerate(statements):
                         last = n == len(statements) - 1
                         if q.fetch == "many" and last:
-                            if len(q.params) == 1:  # one row: one round trip, no pipeline
-                                cur.execute(text, list(q.params[0]))
-                            else:
-                                cur.executemany(text, q.params)
-                            continue
-                        cur.execute(text, list(q.params) if last else None)
+                            cur.executemany(text, q.params)
+                        else:
+                            cur.execute(text, list(q.params) if last else None)
                     if q.fetch == "one":
                         result = cur.fetchone()
                     elif q.fetch == "all":
                         result = cur.fetchall()
                     elif q.fetch == "rowcount":
+                        pipe.sync()
                         result = cur.rowcount
-            except psycopg.Error as exc:
-                raise fail(exc) from exc
-            q = op.send(result)
+                    elif q.sql == sql.COMMIT:
+                        pipe.sync()  # the outcome is known before the operation returns
+                except psycopg.Error as exc:
+                    raise fail(exc) from exc
+                q = op.send(result)
     except StopIteration as stop:
         return stop.value
+    except psycopg.Error as exc:  # raised when the pipeline closed (a queued statement failed)
+        _rollback(conn)
+        raise fail(exc) from exc
     except BaseException:
-        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-            try:
-                conn.execute(sql.ROLLBACK)
-            except psycopg.Error:
-                pass
+        _rollback(conn)
         raise
     finally:
         op.close()
+
+
+def _rollback(conn: Conn) -> None:
+    if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+        try:
+            conn.execute(sql.ROLLBACK)
+        except psycopg.Error:
+            pass
 
 
 def _check_session(conn: Conn) -> None:

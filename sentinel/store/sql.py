@@ -16,6 +16,12 @@ R_COLS = _RCOLS
 E_COLS = _ECOLS
 
 BEGIN_WRITE = "BEGIN IMMEDIATE"
+#: A write transaction whose only state shared with other writers is the audit chain's head
+#: (a submission: a new row under its own id, then its event). On SQLite the same single-writer
+#: transaction as BEGIN_WRITE (another spelling, so that a dialect can tell the two apart); on
+#: PostgreSQL the write lock is taken only when the chain head is read (LAST_EVENT), so the row
+#: insert before it runs beside other writers instead of inside their queue.
+BEGIN_APPEND = "BEGIN IMMEDIATE TRANSACTION"
 BEGIN_READ = "BEGIN"
 COMMIT = "COMMIT"
 ROLLBACK = "ROLLBACK"
