@@ -21,7 +21,9 @@ SQLite text. The one that matters most is :data:`~sentinel.store.sql.BEGIN_WRITE
 ``BEGIN IMMEDIATE`` makes a write transaction the only writer of the database; on PostgreSQL
 it is ``BEGIN`` (read committed, so each statement sees what the writer before committed) plus
 a transaction-level advisory lock on :data:`WRITE_LOCK`, held until COMMIT or ROLLBACK. Every
-write transaction of every process on every host takes it first, so the audit chain head read
+write transaction of every process on every host takes it first (a submission,
+:data:`~sentinel.store.sql.BEGIN_APPEND`, takes it just before it reads the chain head: its new
+row needs no lock), so the audit chain head read
 by one appender is still the head when it inserts (the chain stays linear), a vote sees the
 votes before it, and a limit check-and-reserve is atomic — the same exclusivity SQLite gives.
 A writer waits for it at most the store's lock timeout (``busy_timeout``).
