@@ -39,6 +39,8 @@ from sentinel.store.postgres import (
     drive_pg,
     mask_url,
     session_alive,
+    session_kwargs,
+    session_settings,
 )
 from sentinel.store.sync import DEFAULT_EXPIRY_GRACE
 
@@ -179,22 +181,14 @@ class AsyncPgStore(AsyncStore):
             conn.close()
 
     async def _connect(self) -> AConn:
-        from sentinel.store.pgwatch import keepalive_kwargs
-
         try:
             conn: AConn = await psycopg.AsyncConnection.connect(
-                self.url,
-                autocommit=True,
-                connect_timeout=max(1, round(self.connect_timeout)),
-                application_name="sentinel",
-                **keepalive_kwargs(self.url),
+                self.url, **session_kwargs(self.url, self.connect_timeout)
             )
         except psycopg.Error as exc:
             raise self._fail(exc) from exc
         try:
-            for text in POSTGRES.translate(
-                sql.SET_BUSY_TIMEOUT.format(int(self.lock_timeout * 1000))
-            ):
+            for text in session_settings(self.lock_timeout):
                 await conn.execute(text)
         except psycopg.Error as exc:
             await conn.close()

@@ -100,6 +100,23 @@ def describe_pg(exc: BaseException, where: str, lock_timeout: float) -> StoreErr
     return err
 
 
+def session_kwargs(url: str, connect_timeout: float) -> dict[str, Any]:
+    """How every store session (sync or async, writer or reader) connects to ``url``."""
+    from sentinel.store.pgwatch import keepalive_kwargs
+
+    return {
+        "autocommit": True,
+        "connect_timeout": max(1, round(connect_timeout)),
+        "application_name": "sentinel",
+        **keepalive_kwargs(url),
+    }
+
+
+def session_settings(lock_timeout: float) -> tuple[str, ...]:
+    """The statements every store session runs once connected (how long it waits for a lock)."""
+    return POSTGRES.translate(sql.SET_BUSY_TIMEOUT.format(int(lock_timeout * 1000)))
+
+
 def session_alive(conn: Conn) -> bool:
     """False when an idle session is already gone (server restarted, backend terminated).
 
@@ -231,17 +248,10 @@ class PgStore(StoreOperations):
         return describe_pg(exc, self.path, self.lock_timeout)
 
     def _connect_kwargs(self) -> dict[str, Any]:
-        from sentinel.store.pgwatch import keepalive_kwargs
-
-        return {
-            "autocommit": True,
-            "connect_timeout": max(1, round(self.connect_timeout)),
-            "application_name": "sentinel",
-            **keepalive_kwargs(self.url),
-        }
+        return session_kwargs(self.url, self.connect_timeout)
 
     def _configure(self, conn: Conn) -> None:
-        for text in POSTGRES.translate(sql.SET_BUSY_TIMEOUT.format(int(self.lock_timeout * 1000))):
+        for text in session_settings(self.lock_timeout):
             conn.execute(text)
 
     def _connect(self) -> Conn:
