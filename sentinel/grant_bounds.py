@@ -9,7 +9,8 @@ and said so: ``None``, empty lists, lists of objects, and text the redactor mask
 copy is not the value the call sends, so a bound on it would never match, or worse, match by
 accident).
 
-The text of a bound is the ``--where`` form of ``sentinel grant create`` (``PARAM OP VALUE``).
+The text of a bound is the ``--where`` form of ``sentinel grant create`` (``PARAM OP VALUE``);
+:func:`parse_bound` reads it back and names what is wrong with text that is not one.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ from typing import Any
 
 from sentinel.redact import MASK
 
-#: The operators a suggested bound uses, by their policy names, with the symbol written.
-SYMBOLS: dict[str, str] = {"lte": "<=", "eq": "==", "startswith": "startswith", "in": "in"}
+#: The operators a bound may use, by their policy names, with the symbol written.
+SYMBOLS: dict[str, str] = {
+    "lte": "<=", "lt": "<", "gte": ">=", "gt": ">", "eq": "==", "startswith": "startswith",
+    "in": "in",
+}  # fmt: skip
+#: What may be typed for each operator (``=`` and ``prefix`` are read as ``==`` and
+#: ``startswith``).
+_SPELLINGS: dict[str, str] = {
+    **{sym: op for op, sym in SYMBOLS.items()}, "=": "eq", "prefix": "startswith",
+}
 
 #: How deep nested objects are followed (``a.b.c``); deeper values are left out.
 MAX_DEPTH = 3
@@ -36,7 +45,7 @@ _WORDS = {"true", "false", "null", "in", "startswith"}
 
 
 @dataclass(frozen=True)
-class SuggestedBound:
+class Bound:
     """One bound on one argument: ``param`` (a dotted path), ``op`` (a key of :data:`SYMBOLS`)
     and ``value`` (a number, a string, a bool, or a tuple of them for ``in``)."""
 
@@ -54,7 +63,7 @@ class SuggestedBound:
         """A string equality, which the operator may loosen to ``startswith``."""
         return self.op in ("eq", "startswith") and isinstance(self.value, str)
 
-    def as_prefix(self, prefix: str | None = None) -> SuggestedBound:
+    def as_prefix(self, prefix: str | None = None) -> Bound:
         """The same bound as ``startswith`` (of ``prefix``, default the whole value)."""
         if not self.can_be_prefix:
             raise ValueError(f"{self.param}: only a text value can be bounded by a prefix")
@@ -65,7 +74,7 @@ class SuggestedBound:
 class Suggestion:
     """What :func:`suggest_bounds` found: the bounds, and the parameters it left out (with why)."""
 
-    bounds: tuple[SuggestedBound, ...]
+    bounds: tuple[Bound, ...]
     skipped: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -93,7 +102,7 @@ def format_value(value: Any) -> str:
 def suggest_bounds(arguments: Mapping[str, Any]) -> Suggestion:
     """The bounds that pin a grant to ``arguments`` (a request's stored, redacted copy), in the
     arguments' order; see the module docstring for what each kind of value becomes."""
-    bounds: list[SuggestedBound] = []
+    bounds: list[Bound] = []
     skipped: list[tuple[str, str]] = []
     for path, value in _leaves(arguments, "", 1):
         bound, why = _bound(path, value)
@@ -128,7 +137,7 @@ def _plain(value: Any) -> bool:
     return isinstance(value, (str, int, bool, Decimal))
 
 
-def _bound(path: str, value: Any) -> tuple[SuggestedBound | None, str]:
+def _bound(path: str, value: Any) -> tuple[Bound | None, str]:
     if value is None:
         return None, "no value"
     if isinstance(value, Mapping):
@@ -136,13 +145,13 @@ def _bound(path: str, value: Any) -> tuple[SuggestedBound | None, str]:
     if _masked(value):
         return None, "masked as a secret (the call's real value is not stored)"
     if isinstance(value, bool):
-        return SuggestedBound(path, "eq", value), ""
+        return Bound(path, "eq", value), ""
     if isinstance(value, (int, float, Decimal)):
         if isinstance(value, float) and not math.isfinite(value):
             return None, "not a finite number"
-        return SuggestedBound(path, "lte", value), ""
+        return Bound(path, "lte", value), ""
     if isinstance(value, str):
-        return SuggestedBound(path, "eq", value), ""
+        return Bound(path, "eq", value), ""
     if isinstance(value, (list, tuple)):
         if not value:
             return None, "an empty list"
@@ -150,5 +159,101 @@ def _bound(path: str, value: Any) -> tuple[SuggestedBound | None, str]:
             return None, "a list of objects"
         if any(_masked(v) for v in value):
             return None, "masked as a secret (the call's real value is not stored)"
-        return SuggestedBound(path, "in", tuple(dict.fromkeys(value))), ""
+        return Bound(path, "in", tuple(dict.fromkeys(value))), ""
     return None, f"a {type(value).__name__} cannot be bounded"
+
+
+_HEAD = re.compile(
+    r"\s*(?P<param>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s*"
+    r"(?P<op><=|>=|==|<|>|=|(?:startswith|prefix|in)(?=[\s{\"]))\s*(?P<rest>.*?)\s*\Z",
+    re.IGNORECASE | re.DOTALL,
+)
+_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?\Z")
+
+
+def parse_bound(text: str) -> Bound:
+    """Read a bound typed as ``PARAM OP VALUE`` (``amount <= 500``, ``to == "a b"``,
+    ``destination startswith ACC-``, ``env in {prod, staging}``). Raises ValueError saying what
+    is wrong and where."""
+    if not text.strip():
+        raise ValueError("empty bound: write PARAM OP VALUE, e.g. amount <= 500")
+    m = _HEAD.match(text)
+    if m is None:
+        raise ValueError(
+            f"{text.strip()!r} is not a bound: write PARAM OP VALUE with OP one of "
+            "<= < >= > == startswith in (e.g. amount <= 500, destination in {ACC-1, ACC-2})"
+        )
+    param, op, rest = m["param"], _SPELLINGS[m["op"].lower()], m["rest"]
+    if not rest:
+        raise ValueError(f"{param} {m['op']}: the value is missing")
+    if op == "in":
+        if not (rest.startswith("{") and rest.endswith("}")):
+            raise ValueError(f"{param} in: write the values in braces, e.g. {{ACC-1, ACC-2}}")
+        items = tuple(_value(v, param) for v in _split(rest[1:-1], param))
+        if not items:
+            raise ValueError(f"{param} in {{}}: name at least one value")
+        return Bound(param, op, tuple(dict.fromkeys(items)))
+    value = _value(rest, param)
+    numeric = isinstance(value, (int, float, Decimal)) and not isinstance(value, bool)
+    if op in ("lte", "lt", "gte", "gt") and not numeric:
+        raise ValueError(f"{param} {m['op']} needs a number, not {rest!r}")
+    if isinstance(value, bool) and op != "eq":
+        raise ValueError(f"{param} {m['op']}: a true/false value can only be compared with ==")
+    if op == "startswith" and not isinstance(value, str):
+        raise ValueError(f"{param} startswith needs text, not {rest!r}")
+    return Bound(param, op, value)
+
+
+def _split(body: str, param: str) -> list[str]:
+    parts: list[str] = []
+    current, quoted, escaped = "", False, False
+    for ch in body:
+        if quoted:
+            current += ch
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+            current += ch
+        elif ch == ",":
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    if quoted:
+        raise ValueError(f"{param} in: a quote is not closed")
+    parts.append(current)
+    parts = [p.strip() for p in parts]
+    if len(parts) == 1 and not parts[0]:
+        return []
+    if any(not p for p in parts):
+        raise ValueError(f"{param} in: an empty value between commas")
+    return parts
+
+
+def _value(text: str, param: str) -> Any:
+    text = text.strip()
+    if text.startswith('"'):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"{param}: {text} is not a closed \"quoted\" text") from None
+        if not isinstance(value, str):
+            raise ValueError(f"{param}: {text} is not one quoted text")
+        return value
+    lower = text.lower()
+    if lower in ("true", "false"):
+        return lower == "true"
+    if _NUMBER.match(text):
+        number = Decimal(text)
+        return int(number) if number == number.to_integral_value() and "." not in text \
+            and "e" not in lower else float(text)
+    if lower == "null":
+        raise ValueError(f"{param}: null cannot be a bound")
+    if not _BARE.match(text):
+        raise ValueError(f"{param}: quote the text {text!r} (\"like this\")")
+    return text

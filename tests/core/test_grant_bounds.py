@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
 
-from sentinel.grant_bounds import SuggestedBound, format_value, suggest_bounds
+from sentinel.grant_bounds import Bound, format_value, parse_bound, suggest_bounds
 from sentinel.redact import Redactor
 
 
@@ -56,4 +57,41 @@ def test_a_string_equality_can_be_loosened_to_a_prefix_and_nothing_else_can() ->
     assert eq.as_prefix("ACC-").text == "destination startswith ACC-"
     assert eq.as_prefix().text == "destination startswith ACC-1001"
     with pytest.raises(ValueError, match="amount: only a text value"):
-        SuggestedBound("amount", "lte", 5).as_prefix()
+        Bound("amount", "lte", 5).as_prefix()
+
+
+def test_every_suggested_bound_reads_back_as_itself() -> None:
+    s = suggest_bounds({"amount": 4200.0, "to": "ACC-1", "memo": "a, b {c}", "tags": ["x y", 3],
+                        "ok": False, "rate": 1.25})
+    assert [parse_bound(t) for t in s.texts] == list(s.bounds)
+
+
+@pytest.mark.parametrize(("text", "bound"), [
+    ("amount<=500", Bound("amount", "lte", 500)),
+    ("  payment.fee  <  2.5 ", Bound("payment.fee", "lt", 2.5)),
+    ("to = ACC-1", Bound("to", "eq", "ACC-1")),
+    ("to prefix ACC-", Bound("to", "startswith", "ACC-")),
+    ('env IN {prod, "a b"}', Bound("env", "in", ("prod", "a b"))),
+])
+def test_parse_accepts_the_usual_spellings(text: str, bound: Bound) -> None:
+    assert parse_bound(text) == bound
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "empty bound"),
+    ("amount", "'amount' is not a bound: write PARAM OP VALUE"),
+    ("amount ~ 5", "is not a bound"),
+    ("amount <=", "amount <=: the value is missing"),
+    ("amount <= lots", "amount <= needs a number, not 'lots'"),
+    ("memo == rent for May", "memo: quote the text 'rent for May'"),
+    ('memo == "open', 'memo: "open is not a closed'),
+    ("env in prod", "env in: write the values in braces"),
+    ("env in {}", "env in {}: name at least one value"),
+    ("env in {a,,b}", "env in: an empty value between commas"),
+    ("to startswith 5", "to startswith needs text"),
+    ("ok <= true", "needs a number"),
+    ("x == null", "x: null cannot be a bound"),
+])
+def test_bad_bound_text_says_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_bound(text)
