@@ -195,6 +195,17 @@ class DecisionRefused(SentinelError):
     signed, …). Nothing was recorded."""
 
 
+class EditRefused(DecisionRefused):
+    """An approval with edited arguments that cannot be recorded: a parameter the request does
+    not have, a value its schema refuses, an edited call the policy blocks, a request a quorum
+    decides. ``parameter`` names the parameter at fault when there is one. Nothing was
+    recorded."""
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        self.parameter = parameter
+        super().__init__(message)
+
+
 class DecisionNotTrusted(SentinelError):
     """A decision's signature does not prove that a trusted operator made exactly this decision.
 

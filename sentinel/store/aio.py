@@ -34,6 +34,7 @@ from sentinel.store.limits import LimitCheck, LimitUsage
 from sentinel.store.models import (
     CANCELLED,
     EXPIRED,
+    ArgumentEdit,
     DatabaseInfo,
     EventRecord,
     HistoryFilter,
@@ -422,6 +423,7 @@ class AsyncStore:
         reason: str | None = None,
         *,
         vote: Vote | None = None,
+        edit: ArgumentEdit | None = None,
     ) -> RequestRecord:
         """See :meth:`Store.decide`."""
         now = time.time()
@@ -433,11 +435,13 @@ class AsyncStore:
                 full_id = (await self.get(request_id)).id
             try:
                 rec: RequestRecord = await self._write(
-                    ops.decide(full_id, cast, operator, now), durable=True
+                    ops.decide(full_id, cast, operator, now, edit), durable=True
                 )
             except RequestNotFound:
                 full_id = (await self.get(request_id)).id  # a unique prefix, or a clear error
-                rec = await self._write(ops.decide(full_id, cast, operator, now), durable=True)
+                rec = await self._write(
+                    ops.decide(full_id, cast, operator, now, edit), durable=True
+                )
         except DecisionConflict as conflict:
             if conflict.record is not None:
                 self._wake([conflict.record.lock_path])

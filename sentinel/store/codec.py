@@ -12,6 +12,7 @@ from typing import Any
 
 from sentinel.normalize import canonical_text
 from sentinel.store.models import (
+    ArgumentEdit,
     DecisionTerms,
     EventRecord,
     OperatorIdentity,
@@ -84,6 +85,8 @@ REQUEST_COLUMNS = (
     "votes",
     "escalated_at",
     "escalated_to",
+    "arg_schema",
+    "edit",
 )
 
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,39}\Z")
@@ -270,7 +273,22 @@ def request_from_row(row: tuple[Any, ...]) -> RequestRecord:
         votes=votes_from_json(v["votes"]),
         escalated_at=v["escalated_at"],
         escalated_to=names_from_json(v["escalated_to"]),
+        arg_schema=_object_or_none(v["arg_schema"]),
+        edit=edit_from_json(v["edit"]),
     )
+
+
+def edit_from_json(text: str | None) -> ArgumentEdit | None:
+    """The stored edit of an approval; anything unreadable reads as an edit that cannot be
+    applied (no values, no digest): the waiting call refuses it rather than run the plain call
+    the operator did not approve."""
+    if not text:
+        return None
+    data = _object_or_none(text)
+    try:
+        return ArgumentEdit.from_dict(data or {})
+    except (TypeError, ValueError):
+        return ArgumentEdit({}, (), "")
 
 
 def names_from_json(text: str | None) -> tuple[str, ...]:

@@ -166,6 +166,83 @@ class Vote:
 
 
 @dataclass(frozen=True)
+class FieldChange:
+    """One parameter an operator changed before approving: its value as shown before (the
+    redacted copy the request stored) and the value the call runs with."""
+
+    name: str
+    before: Any
+    after: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "before": self.before, "after": self.after}
+
+
+@dataclass(frozen=True)
+class ArgumentEdit:
+    """An approval that changed the call's arguments (edit, then approve).
+
+    ``values`` holds the new JSON value of each changed parameter (only those); the call runs
+    with the request's real arguments and these values in their place. ``digest`` is the edit
+    digest (:func:`sentinel.edits.edit_digest` of the request's digest and ``values``): the one a
+    signed approval of the edited call signs, so a signature over the plain call never approves
+    an edit and an edit written into the row afterwards never verifies. ``operator`` / ``label``
+    say who changed it (the vote's name and the deciding identity)."""
+
+    values: dict[str, Any]
+    changes: tuple[FieldChange, ...]
+    digest: str
+    operator: str | None = None
+    label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "values": self.values,
+            "changes": [c.to_dict() for c in self.changes],
+            "digest": self.digest,
+            "operator": self.operator,
+            "label": self.label,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ArgumentEdit:
+        values = data.get("values")
+        if not isinstance(values, dict):
+            raise ValueError("an edit must hold its values as an object")
+        changes = tuple(
+            FieldChange(str(c.get("name")), c.get("before"), c.get("after"))
+            for c in (data.get("changes") or ())
+            if isinstance(c, dict)
+        )
+        return cls(
+            values=dict(values),
+            changes=changes,
+            digest=str(data.get("digest") or ""),
+            operator=data.get("operator"),
+            label=data.get("label"),
+        )
+
+    def describe(self, width: int = 60) -> str:
+        """One line naming each change, e.g. ``amount: 5000 → 400; to: 'ACC-1' → 'ACC-2'``."""
+        from sentinel.redact import safe_text
+
+        return "; ".join(
+            f"{safe_text(c.name, 40)}: {safe_text(_short(c.before), width)} → "
+            f"{safe_text(_short(c.after), width)}"
+            for c in self.changes
+        )
+
+
+def _short(value: Any) -> str:
+    import json
+
+    try:
+        return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+@dataclass(frozen=True)
 class NewRequest:
     """What an agent submits when a call needs approval."""
 
@@ -190,6 +267,10 @@ class NewRequest:
     terms: DecisionTerms = field(default_factory=DecisionTerms)
     #: Who asked: the waiting process's OS account and host, or the API token that submitted.
     requester: dict[str, Any] | None = None
+    #: The JSON Schema of the arguments (``{"type": "object", "properties": …}``), from the
+    #: function's signature or the tool's schema: an operator's edit is checked against it.
+    #: None: not known (an edit is then refused).
+    arg_schema: dict[str, Any] | None = None
 
     @property
     def display_arguments(self) -> dict[str, Any]:
@@ -234,10 +315,21 @@ class RequestRecord:
     #: ``escalate_after``) and to whom; None / () while not escalated.
     escalated_at: float | None = None
     escalated_to: tuple[str, ...] = ()
+    #: The JSON Schema of the arguments recorded at submission (None: not known).
+    arg_schema: dict[str, Any] | None = None
+    #: The operator's changes when the request was approved with edited arguments.
+    edit: ArgumentEdit | None = None
 
     @property
     def is_pending(self) -> bool:
         return self.status == PENDING
+
+    @property
+    def edited_arguments(self) -> dict[str, Any]:
+        """The arguments as approved: the stored (redacted) copy with an edit's values in place."""
+        if self.edit is None:
+            return self.arguments
+        return {**self.arguments, **self.edit.values}
 
     @property
     def approvals(self) -> tuple[Vote, ...]:
@@ -283,6 +375,8 @@ class RequestRecord:
             "votes": [v.to_dict() for v in self.votes],
             "escalated_at": self.escalated_at,
             "escalated_to": list(self.escalated_to),
+            "arg_schema": self.arg_schema,
+            "edit": None if self.edit is None else self.edit.to_dict(),
         }
 
     def time_left(self, now: float | None = None) -> float:

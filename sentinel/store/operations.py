@@ -20,6 +20,7 @@ from sentinel.store import liveness, ops
 from sentinel.store.models import (
     CANCELLED,
     EXPIRED,
+    ArgumentEdit,
     EventRecord,
     HistoryFilter,
     MetricsSnapshot,
@@ -108,13 +109,18 @@ class StoreOperations(ABC):
         reason: str | None = None,
         *,
         vote: Vote | None = None,
+        edit: ArgumentEdit | None = None,
     ) -> RequestRecord:
         """Approve or deny a pending, unexpired request (compare-and-set, durable commit).
 
         The decision is recorded as ``vote`` (a signed vote, see :mod:`sentinel.trust.decide`) or,
         without one, as an unsigned vote named by ``operator.account``. The request is finished
         when the votes reach its quorum (or deny quorum); until then the record returned is
-        still pending. Raises :class:`DecisionConflict` (``.record`` = the row now) when someone
+        still pending. ``edit`` approves the call with changed arguments (:class:`ArgumentEdit`,
+        built and checked by :meth:`sentinel.trust.decide.Decider.decide` with ``edits=``): it is
+        stored with the decision in the same compare-and-set, and its ``approved`` event keeps
+        both versions; :class:`~sentinel.errors.EditRefused` (nothing written) when the request
+        cannot take it. Raises :class:`DecisionConflict` (``.record`` = the row now) when someone
         decided first or the request expired, :class:`DuplicateVote` when this operator already
         voted, and :class:`RequestNotFound` for an unknown id. ``request_id`` may be a unique
         prefix.
@@ -129,11 +135,11 @@ class StoreOperations(ABC):
                 full_id = self.get(request_id).id
             try:
                 rec: RequestRecord = self._write(
-                    ops.decide(full_id, cast, operator, now), durable=True
+                    ops.decide(full_id, cast, operator, now, edit), durable=True
                 )
             except RequestNotFound:
                 full_id = self.get(request_id).id  # a unique prefix, or a clear error
-                rec = self._write(ops.decide(full_id, cast, operator, now), durable=True)
+                rec = self._write(ops.decide(full_id, cast, operator, now, edit), durable=True)
         except DecisionConflict as conflict:
             if conflict.record is not None:
                 self._wake([conflict.record.lock_path])  # it may have just been marked expired

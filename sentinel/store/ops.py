@@ -16,7 +16,13 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sentinel.errors import AmbiguousRequestId, DecisionConflict, DuplicateVote, RequestNotFound
+from sentinel.errors import (
+    AmbiguousRequestId,
+    DecisionConflict,
+    DuplicateVote,
+    EditRefused,
+    RequestNotFound,
+)
 from sentinel.store import sql
 from sentinel.store.codec import (
     GENESIS_HASH,
@@ -35,6 +41,7 @@ from sentinel.store.models import (
     DENIED,
     EXPIRED,
     PROTECTING_KINDS,
+    ArgumentEdit,
     EventRecord,
     HistoryFilter,
     MetricsSnapshot,
@@ -200,6 +207,8 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         "votes": "[]",
         "escalated_at": None,
         "escalated_to": None,
+        "arg_schema": None if new.arg_schema is None else dumps(new.arg_schema),
+        "edit": None,
     }
     yield Q(sql.BEGIN_APPEND)  # the row is new: only the chain append needs the write lock
     inserted = yield Q(sql.INSERT_REQUEST, tuple(row.values()), "one")
@@ -261,9 +270,20 @@ def cast_vote(
     return vote
 
 
-def decide(request_id: str, vote: Vote, operator: OperatorIdentity, now: float) -> Op:
+def decide(
+    request_id: str,
+    vote: Vote,
+    operator: OperatorIdentity,
+    now: float,
+    edit: ArgumentEdit | None = None,
+) -> Op:
     """Record ``vote`` on a pending, unexpired request; finish it when the votes reach the
-    request's quorum (approved) or its deny quorum (denied). One vote per operator name."""
+    request's quorum (approved) or its deny quorum (denied). One vote per operator name.
+
+    ``edit``: the approval changes the arguments (see :class:`ArgumentEdit`). Only an approving
+    vote that finishes the request alone can carry one (a quorum would have to agree on the
+    same edit; :class:`EditRefused` otherwise, nothing written); every name it changes must be a
+    parameter of the request."""
     yield Q(sql.BEGIN_WRITE)
     found = yield Q(sql.SELECT_REQUEST, (request_id,), "one")
     if found is None:
@@ -289,6 +309,11 @@ def decide(request_id: str, vote: Vote, operator: OperatorIdentity, now: float) 
             f"({earlier.verdict} at {_when(earlier.decided_at)}): each operator counts once",
             record=current,
         )
+    if edit is not None:
+        why = edit_refusal(current, vote, edit)
+        if why is not None:
+            yield Q(sql.ROLLBACK)
+            raise EditRefused(why)
     votes = (*current.votes, vote)
     terms = current.terms
     same = [v for v in votes if v.verdict == vote.verdict]
@@ -314,6 +339,14 @@ def decide(request_id: str, vote: Vote, operator: OperatorIdentity, now: float) 
     }
     if terms.quorum > 1 or terms.deny_quorum > 1:
         data["tally"] = tally
+    if edit is not None:
+        # Both versions and who changed what: the changed fields before and after, the edit
+        # digest the approval is bound to, and the whole arguments as approved.
+        data["edit"] = {
+            **edit.to_dict(),
+            "arguments_before": current.arguments,
+            "arguments_after": {**current.arguments, **edit.values},
+        }
     if status is None:
         row = yield Q(sql.VOTE, (votes_json(votes), request_id, now), "one")
         kind = "voted"
@@ -327,6 +360,7 @@ def decide(request_id: str, vote: Vote, operator: OperatorIdentity, now: float) 
                 operator_json(operator),
                 vote.reason,
                 votes_json(votes),
+                None if edit is None else dumps(edit.to_dict()),
                 request_id,
                 now,
             ),
@@ -342,6 +376,27 @@ def decide(request_id: str, vote: Vote, operator: OperatorIdentity, now: float) 
     )
     yield Q(sql.COMMIT)
     return rec
+
+
+def edit_refusal(current: RequestRecord, vote: Vote, edit: ArgumentEdit) -> str | None:
+    """Why ``edit`` cannot be recorded with ``vote`` on ``current`` (None: it can)."""
+    short = current.id[:8]
+    if not vote.approves:
+        return f"request {short}: only an approval can carry edited arguments"
+    if max(1, current.terms.quorum) > 1 or current.votes:
+        return (
+            f"request {short} needs {current.terms.quorum} approvals: edit-then-approve needs a "
+            "request one approval decides (approve it as sent, or deny it with a hint)"
+        )
+    if not edit.values:
+        return f"request {short}: the edit changes nothing"
+    known = set(current.arguments) | set((current.arg_schema or {}).get("properties") or ())
+    unknown = sorted(k for k in edit.values if k not in known)
+    if unknown:
+        return f"request {short} has no parameter {', '.join(map(repr, unknown))}"
+    if not edit.digest:
+        return f"request {short}: the edit has no digest"
+    return None
 
 
 def escalate(

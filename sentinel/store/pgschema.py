@@ -244,8 +244,14 @@ CREATE TRIGGER requests_notice AFTER UPDATE ON requests FOR EACH ROW
     EXECUTE FUNCTION sentinel_requests_notice();
 """
 
+# Step 13: edit, then approve (the same two columns as SQLite's step 13).
+_PG_EDITS = """
+ALTER TABLE requests ADD COLUMN arg_schema TEXT;
+ALTER TABLE requests ADD COLUMN edit TEXT;
+"""
+
 #: ``(version reached, script)``, oldest first. APPEND ONLY, one step per new SQLite step.
-PG_STEPS: list[tuple[int, str]] = [(11, _PG_V11), (12, _PG_NOTICE)]
+PG_STEPS: list[tuple[int, str]] = [(11, _PG_V11), (12, _PG_NOTICE), (13, _PG_EDITS)]
 
 _HAS_VERSION = "SELECT to_regclass('schema_version') IS NOT NULL"
 _VERSION = "SELECT version FROM schema_version"

@@ -257,10 +257,18 @@ ALTER TABLE requests ADD COLUMN escalated_to TEXT;
 # step changes nothing here; it exists so both backends count versions the same.
 _DECISION_NOTICE = ""
 
+#: Edit, then approve (issue 18): the JSON Schema of a request's arguments, recorded at
+#: submission (an operator's edit is typed and checked against it), and the edit an approval
+#: made (the changed values, who changed them, the edit digest its signature covers).
+_EDITS = """
+ALTER TABLE requests ADD COLUMN arg_schema TEXT;
+ALTER TABLE requests ADD COLUMN edit TEXT;
+"""
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
 MIGRATIONS: list[str] = [
     _V1, _V2, _LIMITS, _ANOMALY, _AUDIT, _LIMIT_TOTALS, _EXPIRY, _PENDING_NEWEST,
-    _ONE_ARGUMENTS_COPY, _VOTES, _ESCALATION, _DECISION_NOTICE,
+    _ONE_ARGUMENTS_COPY, _VOTES, _ESCALATION, _DECISION_NOTICE, _EDITS,
 ]  # fmt: skip
 
 

@@ -73,7 +73,7 @@ SELECT_PENDING_LIVENESS = (
 #: Compare-and-set of a decision: only a pending, unexpired row changes.
 DECIDE = (
     "UPDATE requests SET status = ?, decided_at = ?, decided_by = ?, operator = ?, "
-    "decision_reason = ?, votes = ? "
+    "decision_reason = ?, votes = ?, edit = ? "
     f"WHERE id = ? AND status = 'pending' AND expires_at > ? RETURNING {_RCOLS}"
 )
 #: A vote that does not finish the request (a quorum still short of its count).

@@ -79,8 +79,8 @@ def test_the_command_center_writes_no_sql_of_its_own() -> None:
 FLOORS: list[set[str]] = [
     {"errors", "fdwait", "risk", "redact", "normalize", "secure_files"},  # plain helpers
     {"store"},  # the database: schema, SQL, Store / AsyncStore, the decision watcher
-    {"policy", "identity", "arguments", "trust"},  # rules → verdicts; who decides (and their
-    # keys, trusted operators, decision signatures); a call's arguments
+    {"policy", "identity", "arguments", "trust", "edits"},  # rules → verdicts; who decides (and their
+    # keys, trusted operators, decision signatures); a call's arguments and their edits
     {"audit", "runtime"},  # the event sink and the process registries / hook types
     {"policy_source", "limits", "anomaly", "notify", "approval", "config"},  # what the guard composes
     {"guard"},  # the decision core
