@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := dev,langchain,langgraph,openai-agents,serve,web,signing,postgres,secrets
+EXTRAS := dev,langchain,langgraph,openai-agents,serve,web,signing,postgres,secrets,mcp
 
 .PHONY: demo test setup lint typecheck pytest screenshots bench clean system-deps
 

@@ -434,6 +434,25 @@ class Policy:
             decider, tuple(others), shadow, call, params, self._value_at_risk,
         )  # fmt: skip
 
+    def blocks_always(self, function: str, agent_id: str | None = None) -> bool:
+        """True when every call of ``function`` (by ``agent_id``) is blocked whatever its
+        arguments: an enforced ``block`` rule without conditions decides it, or nothing but
+        conditional block rules and a ``block`` default can. Limits and escalation hooks can only
+        be stricter, so they never change a True answer. (The MCP proxy's ``--hide-blocked``.)"""
+        enforced = self.candidates(function, agent_id).enforced
+        if self.ordering == "first_match":
+            for rule in enforced:  # in evaluation order: the first one that matches decides
+                if rule.cond is None:
+                    return rule.action is Action.BLOCK
+                if rule.action is not Action.BLOCK:
+                    return False  # it may match and decide otherwise
+            return self.default_action is Action.BLOCK
+        if any(r.action is Action.BLOCK and r.cond is None for r in enforced):
+            return True
+        return self.default_action is Action.BLOCK and all(
+            r.action is Action.BLOCK for r in enforced
+        )
+
     def _value_at_risk(self, params: Mapping[str, Any]) -> float | None:
         for name in self.value_params:
             f = _as_float(params.get(name))

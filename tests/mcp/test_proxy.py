@@ -1,0 +1,277 @@
+"""The MCP gating proxy end to end: a real ``ClientSession`` (the SDK's client) over stdio to a
+real ``sentinel mcp`` process, in front of a real MCP server written with the SDK's server API
+(tests/mcp/upstream.py). Decisions come from other processes (``sentinel approve`` /
+``sentinel deny``) or from the command center on the same database."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from sentinel.store import Store
+from tests.helpers import python_env
+from tests.mcp.support import RAW_UPSTREAM, RULES, UPSTREAM, proxy_command, session, text_of
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def rules(write_rules) -> Path:
+    return write_rules(RULES)
+
+
+async def wait_pending(db: Path, timeout: float = 30.0) -> object:
+    """The one pending request, once the proxy has queued it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if db.exists():
+            with Store(db) as store:
+                pending = store.list_pending()
+            if pending:
+                return pending[0]
+        await anyio.sleep(0.05)
+    raise AssertionError("no request was queued")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sentinel.cli", *args],
+        env=python_env(SENTINEL_REQUIRE_SIGNED="0"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_allowed_blocked_and_everything_else_passes_through(rules, db_path):
+    async with session(rules, db_path) as s:
+        listed = await s.list_tools()
+        by_name = {t.name: t for t in listed.tools}
+        assert by_name["echo"].input_schema["properties"]["text"]["type"] == "string"
+        assert "delete_file" in by_name  # listed: the policy decides calls, not the listing
+
+        ok = await s.call_tool("echo", {"text": "hi"})
+        assert not ok.is_error and text_of(ok) == "echo: hi"
+        assert ok.structured_content == {"result": "echo: hi"}  # the upstream's answer, intact
+
+        blocked = await s.call_tool("delete_file", {"path": "/srv/data"})
+        assert blocked.is_error
+        assert "Deleting files is disabled for agents" in text_of(blocked)
+        assert "delete_file not executed" in text_of(blocked)
+
+        resource = await s.read_resource("memo://greeting")
+        assert resource.contents[0].text == "hello from the upstream"
+        prompt = await s.get_prompt("review", {"code": "x = 1"})
+        assert prompt.messages[0].content.text == "Please review: x = 1"
+
+
+async def test_hide_blocked_leaves_out_tools_blocked_for_every_argument(rules, db_path):
+    async with session(rules, db_path, "--hide-blocked") as s:
+        names = {t.name for t in (await s.list_tools()).tools}
+    assert "delete_file" not in names
+    assert {"echo", "read_file", "slow"} <= names  # conditional rules keep a tool listed
+
+
+async def test_approved_from_the_cli_with_progress_while_waiting(rules, db_path):
+    progress: list[tuple[float, str | None]] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append((value, message))
+
+    async with session(rules, db_path, "--progress-interval", "0.2") as s:
+        result: list[object] = []
+
+        async def call() -> None:
+            result.append(
+                await s.call_tool("read_file", {"path": "/etc/hosts"}, progress_callback=on_progress)
+            )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            record = await wait_pending(db_path)
+            # Other requests on the session are not held up by the waiting call.
+            echo = await s.call_tool("echo", {"text": "meanwhile"})
+            assert text_of(echo) == "echo: meanwhile"
+            assert record.function == "read_file"
+            assert record.context["mcp"]["server"] == "upstream-test"
+            assert record.context["mcp"]["tool"] == "read_file"
+            assert record.context["mcp"]["client"] == "test-client"
+            assert record.context["mcp"]["client_version"] == "9.9"
+            assert record.agent_id == "mcp:upstream-test:test-client"
+            assert record.reason == "Reading /etc/hosts needs approval"
+            shown = cli("show", record.id, "--db", str(db_path))
+            assert "upstream-test" in shown.stdout and "test-client" in shown.stdout
+            await anyio.sleep(0.6)
+            out = cli("approve", record.id, "--db", str(db_path), "--reason", "fine")
+            assert out.returncode == 0, out.stderr
+        (answer,) = result
+    assert not answer.is_error and text_of(answer) == "contents of /etc/hosts"
+    assert progress and all("waiting for an operator" in (m or "") for _, m in progress)
+    values = [v for v, _ in progress]
+    assert values == sorted(values)
+
+
+async def test_denied_and_expired_become_tool_errors(rules, db_path):
+    async with session(rules, db_path, "--timeout", "1.5") as s:
+        result: list[object] = []
+
+        async def call(path: str) -> None:
+            result.append(await s.call_tool("read_file", {"path": path}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, "/etc/shadow")
+            record = await wait_pending(db_path)
+            out = cli("deny", record.id, "--db", str(db_path), "--reason", "no secrets")
+            assert out.returncode == 0, out.stderr
+        denied = result.pop()
+        assert denied.is_error
+        assert "read_file not executed" in text_of(denied) and "denied" in text_of(denied)
+
+        expired = await s.call_tool("read_file", {"path": "/etc/passwd"})  # nobody decides
+    assert expired.is_error and "read_file not executed" in text_of(expired)
+    assert "approval timed out after 1.5s" in text_of(expired)
+    with Store(db_path) as store:
+        assert store.get(record.id).status == "denied"
+
+
+async def test_client_cancel_cancels_the_queued_request(rules, db_path):
+    async with session(rules, db_path) as s:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(s.call_tool, "slow", {"seconds": 0})
+            record = await wait_pending(db_path)
+            tg.cancel_scope.cancel()  # the SDK sends notifications/cancelled
+        deadline = time.monotonic() + 20
+        while True:
+            with Store(db_path) as store:
+                status = store.get(record.id).status
+            if status != "pending" or time.monotonic() > deadline:
+                break
+            await anyio.sleep(0.05)
+        assert status == "cancelled"
+        # The session goes on.
+        assert text_of(await s.call_tool("echo", {"text": "after"})) == "echo: after"
+
+
+async def test_upstream_crash_becomes_a_tool_error_never_a_hang(rules, db_path):
+    async with session(rules, db_path) as s:
+        with anyio.fail_after(30):
+            crashed = await s.call_tool("crash", {})
+        assert crashed.is_error and "closed the connection" in text_of(crashed)
+        with anyio.fail_after(30):
+            later = await s.call_tool("echo", {"text": "x"})
+        assert later.is_error and "echo not executed" in text_of(later)
+        with anyio.fail_after(30), pytest.raises(Exception, match="closed the connection"):
+            await s.list_tools()
+
+
+async def test_ten_megabyte_argument(rules, db_path):
+    blob = "x" * (10 * 1024 * 1024)
+    async with session(rules, db_path) as s:
+        result = await s.call_tool("size", {"blob": blob})
+    assert text_of(result) == f"{len(blob)} characters"
+
+
+async def test_lookalike_tool_name_is_not_allowed_by_the_ascii_rule(rules, db_path):
+    async with session(rules, db_path) as s:
+        # "rеad_file" with a Cyrillic е: the allow rule for read_file must not let it through.
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(s.call_tool, "r\u0435ad_file", {"path": "/tmp/notes"})
+            record = await wait_pending(db_path)
+            tg.cancel_scope.cancel()
+        assert record.function == "r\u0435ad_file"
+        assert "imitates 'read_file'" in record.reason
+        # A look-alike of a blocked name is blocked as that name would be.
+        blocked = await s.call_tool("d\u0435lete_file", {"path": "/srv"})
+        assert blocked.is_error and "imitates 'delete_file'" in text_of(blocked)
+        assert "Deleting files is disabled" in text_of(blocked)
+
+
+async def test_prefix_makes_rules_see_server_dot_tool(write_rules, db_path):
+    rules = write_rules(
+        """
+        version: "1.0"
+        default_action: allow
+        rules:
+          - id: files_echo
+            function_pattern: "files.echo"
+            action: block
+            message: "no echo on files"
+        """
+    )
+    async with session(rules, db_path, "--name", "files") as s:
+        result = await s.call_tool("echo", {"text": "x"})
+    assert result.is_error and "no echo on files" in text_of(result)
+
+
+def test_malformed_json_rpc_from_the_client_gets_an_error_and_the_session_goes_on(
+    rules, db_path
+):
+    proc = subprocess.Popen(
+        proxy_command(rules, db_path),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=python_env(SENTINEL_REQUIRE_SIGNED="0"),
+    )
+    try:
+        assert proc.stdin and proc.stdout
+        proc.stdin.write("{this is not json\n")
+        proc.stdin.write('{"jsonrpc": "2.0", "method": 7}\n')
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        }
+        proc.stdin.write(json.dumps(init) + "\n")
+        proc.stdin.flush()
+        first, second, third = (json.loads(proc.stdout.readline()) for _ in range(3))
+        assert first["id"] is None and first["error"]["code"] == -32700
+        assert second["id"] is None and second["error"]["code"] == -32600
+        assert third["id"] == 1 and third["result"]["serverInfo"]["name"] == "upstream-test"
+    finally:
+        if proc.stdin:
+            proc.stdin.close()
+        proc.wait(timeout=30)
+
+
+async def test_malformed_json_rpc_from_the_upstream_is_skipped(rules, db_path):
+    async with session(rules, db_path, upstream=[sys.executable, str(RAW_UPSTREAM)]) as s:
+        with anyio.fail_after(30):
+            result = await s.call_tool("garbage", {})
+    assert not result.is_error and text_of(result) == "answered after garbage"
+
+
+def test_no_upstream_is_a_clear_error(rules, db_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "sentinel.cli", "mcp", "--rules", str(rules)],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert "give exactly one upstream" in out.stderr
+
+
+async def test_direct_session_sees_the_same_schemas(rules, db_path):
+    """The listing through the proxy is the upstream's own, schema for schema."""
+    params = StdioServerParameters(command=sys.executable, args=[str(UPSTREAM)], env=python_env())
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as direct:
+        await direct.initialize()
+        expected = (await direct.list_tools()).model_dump()
+    async with session(rules, db_path) as s:
+        through = (await s.list_tools()).model_dump()
+    assert through == expected
