@@ -37,7 +37,7 @@ typecheck: setup
 	$(VENV)/bin/mypy sentinel
 
 pytest: setup system-deps
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n auto --durations=20
 
 test: lint typecheck pytest
 
