@@ -84,7 +84,7 @@ FLOORS: list[set[str]] = [
     {"audit", "runtime"},  # the event sink and the process registries / hook types
     {"policy_source", "limits", "anomaly", "notify", "approval", "config"},  # what the guard composes
     {"guard"},  # the decision core
-    {"protect", "integrations", "server", "cli", "demo", "__init__", "__main__"},  # entry points
+    {"protect", "integrations", "mcp", "server", "cli", "demo", "__init__", "__main__"},  # entry points
 ]
 
 
