@@ -318,6 +318,9 @@ def request_card(
     if marked:
         text.append("  ● marked", style="bold magenta")
     text.append("\n")
+    mcp = mcp_line(record.context)
+    if mcp is not None:
+        text.append_text(mcp)
     text.append("agent ", style="dim")
     text.append_text(safe(record.agent_id or "—", 60))
     # Which machine asked: with agents on many hosts (PostgreSQL), the name alone is ambiguous.
@@ -363,6 +366,30 @@ def request_card(
         text.append(" (supplied by the agent)\n", style="dim")
         _mapping_block(text, context, fold_chars, folded)
     return text
+
+
+def mcp_line(context: Mapping[str, Any] | None) -> Text | None:
+    """``mcp · server · tool  client NAME VERSION`` for a call that came through the MCP proxy
+    (``context["mcp"]``, written by ``sentinel mcp``; untrusted like all context)."""
+    facts = context.get("mcp") if isinstance(context, Mapping) else None
+    if not isinstance(facts, Mapping):
+        return None
+    line = Text(end="")
+    line.append("mcp", style="bold cyan")
+    line.append(" · ", style="dim")
+    line.append_text(safe(facts.get("server") or "?", 60, "bold"))
+    line.append(" · ", style="dim")
+    line.append_text(safe(facts.get("tool") or "?", 80, "bold"))
+    client = facts.get("client")
+    if client:
+        line.append("  client ", style="dim")
+        line.append_text(safe(client, 60))
+        version = facts.get("client_version")
+        if version:
+            line.append(" ")
+            line.append_text(safe(version, 30))
+    line.append("\n")
+    return line
 
 
 def _context_rest(context: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -275,3 +275,28 @@ async def test_direct_session_sees_the_same_schemas(rules, db_path):
     async with session(rules, db_path) as s:
         through = (await s.list_tools()).model_dump()
     assert through == expected
+
+
+async def test_approved_from_the_command_center(rules, db_path):
+    from sentinel_tui.app import SentinelApp
+    from tests.tui.conftest import wait_for
+
+    async with session(rules, db_path) as s:
+        result: list[object] = []
+
+        async def call() -> None:
+            result.append(await s.call_tool("read_file", {"path": "/etc/motd"}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await wait_pending(db_path)
+            app = SentinelApp(db_path, None, tick_interval=0)  # type: ignore[arg-type]
+            async with app.run_test(size=(120, 40)) as pilot:
+                await wait_for(pilot, lambda: app.queue.card.request_id is not None)
+                card = app.queue.card.text.plain
+                assert "mcp · upstream-test · read_file  client test-client 9.9" in card
+                assert "Reading /etc/motd needs approval" in card
+                await pilot.press("a")
+                await wait_for(pilot, lambda: bool(result))
+        (answer,) = result
+    assert not answer.is_error and text_of(answer) == "contents of /etc/motd"
