@@ -91,7 +91,9 @@ async def test_approved_from_the_cli_with_progress_while_waiting(rules, db_path)
 
         async def call() -> None:
             result.append(
-                await s.call_tool("read_file", {"path": "/etc/hosts"}, progress_callback=on_progress)
+                await s.call_tool(
+                    "read_file", {"path": "/etc/hosts"}, progress_callback=on_progress
+                )
             )
 
         async with anyio.create_task_group() as tg:
@@ -211,9 +213,7 @@ async def test_prefix_makes_rules_see_server_dot_tool(write_rules, db_path):
     assert result.is_error and "no echo on files" in text_of(result)
 
 
-def test_malformed_json_rpc_from_the_client_gets_an_error_and_the_session_goes_on(
-    rules, db_path
-):
+def test_malformed_json_rpc_from_the_client_gets_an_error_and_the_session_goes_on(rules, db_path):
     proc = subprocess.Popen(
         proxy_command(rules, db_path),
         stdin=subprocess.PIPE,
