@@ -81,3 +81,28 @@ def test_langgraph_example_waits_in_the_queue_for_another_process(tmp_path: Path
     assert "waiting for approval" in stderr  # the hint telling the operator what to run
     assert "tool[deploy_service] (success): api deployed to prod" in stdout
     assert "delete_user not executed" in stdout
+
+
+@pytest.mark.e2e
+def test_mcp_example_client_through_the_proxy(tmp_path: Path) -> None:
+    pytest.importorskip("mcp")
+    out = run_example("mcp/client.py", tmp_path / "home")
+    assert out.returncode == 0, out.stderr
+    assert "connected to notes through sentinel mcp" in out.stdout
+    assert "add_note    -> error=False: saved todo" in out.stdout
+    assert "delete_note -> error=True: delete_note not executed: Deleting notes" in out.stdout
+    assert "send_email  -> error=False: sent 17 characters to partner@elsewhere.org" in out.stdout
+    assert "resource notes://welcome: Sentinel guards" in out.stdout
+
+
+def test_mcp_example_desktop_config_is_a_valid_sentinel_mcp_command() -> None:
+    import json
+
+    from sentinel.cli import build_parser
+
+    config = json.loads((EXAMPLES / "mcp" / "claude_desktop_config.json").read_text())
+    server = config["mcpServers"]["notes"]
+    assert server["command"] == "sentinel"
+    args = build_parser().parse_args(server["args"])
+    assert args.command == "mcp" and args.rules.endswith("examples/mcp/rules.yaml")
+    assert args.upstream[-2:] == ["python", "/path/to/sentinel/examples/mcp/notes_server.py"]
