@@ -347,13 +347,12 @@ def check_edit(
             value = typed_value(str(given), prop, schema) if typed else _json_value(given)
         except ValueError as exc:
             raise EditRefused(
-                f"request {short}: parameter {name!r} {exc}; nothing decided", parameter=name
+                f"request {short}: parameter {name!r} {exc}", parameter=name
             ) from None
         why = schema_error(prop, value, schema)
         if why is not None:
             raise EditRefused(
-                f"request {short}: parameter {name!r} {why}, got {json.dumps(value)}; "
-                "nothing decided",
+                f"request {short}: parameter {name!r} {why}, got {json.dumps(value)}",
                 parameter=name,
             )
         if name not in record.arguments or record.arguments[name] != value:

@@ -34,9 +34,11 @@ from sentinel.approval.base import (
 from sentinel.arguments import CallArguments
 from sentinel.audit.sink import EventSink, GuardEvent, allowed_record, executed_record
 from sentinel.config import SentinelConfig
+from sentinel.edits import argument_schema, coerce_arguments, edit_digest, schema_error
 from sentinel.errors import (
     DecisionConflict,
     DecisionNotTrusted,
+    EditRefused,
     SentinelBlockedError,
     SentinelConfigError,
     SentinelDeniedError,
@@ -63,7 +65,13 @@ from sentinel.runtime import (
     close_shared,
     location_of,
 )
-from sentinel.store.models import DecisionTerms, NewRequest, OperatorIdentity, RequestRecord
+from sentinel.store.models import (
+    ArgumentEdit,
+    DecisionTerms,
+    NewRequest,
+    OperatorIdentity,
+    RequestRecord,
+)
 from sentinel.trust.check import UNTRUSTED, OwnRequest, check_approval, signing_operators
 from sentinel.trust.operators import TrustedOperators, load_operators
 
@@ -71,6 +79,14 @@ if TYPE_CHECKING:
     from sentinel.store.location import AnyAsyncStore, Location, SyncStore
 
 T = TypeVar("T")
+
+#: How a call runs with an operator's edit: ``rebind(values, edit)`` → (the whole edited
+#: arguments as the rules see them, the invoke that runs the call with them). See
+#: :meth:`Guard.run_sync`.
+Rebind = Callable[[dict[str, Any], ArgumentEdit], tuple[Mapping[str, Any], Callable[[], Any]]]
+#: The JSON Schema of a call's arguments, a function returning it (asked only when a request is
+#: written), or None (unknown: an edit of the request is refused).
+SchemaSource = Mapping[str, Any] | Callable[[], Mapping[str, Any] | None] | None
 
 _ALLOW = Action.ALLOW
 _BLOCK = Action.BLOCK
@@ -175,6 +191,14 @@ class Guard:
             nonlocal plan
             plan = _NO_PLAN
 
+        schema_cache: list[dict[str, Any] | None] = []
+
+        def schema() -> dict[str, Any] | None:
+            # Computed when the first request for this function is written, then kept.
+            if not schema_cache:
+                schema_cache.append(argument_schema(func, skip_first=binder._skip_first))
+            return schema_cache[0]
+
         self._plan_resets.append(forget)
 
         if inspect.iscoroutinefunction(func):
@@ -196,7 +220,13 @@ class Guard:
                         return await func(*args, **kwargs)
                 else:
                     params = binder.bind(args, kwargs)
-                return await self.run_async(name, params, lambda: func(*args, **kwargs))
+                return await self.run_async(
+                    name,
+                    params,
+                    lambda: func(*args, **kwargs),
+                    rebind=_rebinder(binder, func, args, kwargs, params),
+                    schema=schema,
+                )
 
             async_wrapper.__signature__ = binder.signature  # type: ignore[attr-defined]
             async_wrapper.__sentinel_guard__ = self  # type: ignore[attr-defined]
@@ -219,7 +249,13 @@ class Guard:
                     return func(*args, **kwargs)
             else:
                 params = binder.bind(args, kwargs)
-            return self.run_sync(name, params, lambda: func(*args, **kwargs))
+            return self.run_sync(
+                name,
+                params,
+                lambda: func(*args, **kwargs),
+                rebind=_rebinder(binder, func, args, kwargs, params),
+                schema=schema,
+            )
 
         sync_wrapper.__signature__ = binder.signature  # type: ignore[attr-defined]
         sync_wrapper.__sentinel_guard__ = self  # type: ignore[attr-defined]
@@ -331,16 +367,35 @@ class Guard:
             raise exc
         self._governance_failure(call.function, dict(call.params), exc)
 
-    def run_sync(self, function: str, params: Mapping[str, Any], invoke: Callable[[], T]) -> T:
-        """Govern one synchronous call: ``invoke()`` runs the real function."""
+    def run_sync(
+        self,
+        function: str,
+        params: Mapping[str, Any],
+        invoke: Callable[[], T],
+        *,
+        rebind: Rebind | None = None,
+        schema: SchemaSource = None,
+    ) -> T:
+        """Govern one synchronous call: ``invoke()`` runs the real function.
+
+        ``schema`` is the JSON Schema of the arguments (or a function returning it), recorded
+        with an approval request so an operator's edit can be typed and checked. ``rebind``
+        runs an approval with edited arguments: ``rebind(values, edit)`` gets the new JSON values
+        of the changed parameters and the :class:`~sentinel.store.models.ArgumentEdit`, and
+        returns the whole edited arguments (as the rules should see them) and the invoke that
+        runs the call with them; it raises :class:`~sentinel.errors.EditRefused` for a value the
+        function refuses. Without ``rebind`` an edited approval is refused (blocked, audited):
+        the call never runs with arguments other than the ones approved."""
         record = pre = None
         params = CallArguments.of(params)  # one value for the call's arguments, from here on
         call = GovernedCall(function, params, self.agent_id)
         try:
             decision, fast = self._classify(call)
             if decision.action is _APPROVE:
-                record = _LoopThread.get().run(self._approval(function, params, decision))
+                record = _LoopThread.get().run(self._approval(function, params, decision, schema))
                 self._check_binding(function, params, record)
+                if record.edit is not None:
+                    call, invoke, record = self._apply_edit(call, record, rebind, schema)
             elif not fast:
                 pre = self._record_allowed_call(function, params, decision)
         except BaseException as exc:
@@ -360,17 +415,27 @@ class Guard:
         return self._execute_sync(call, invoke, decision, record, pre)
 
     async def run_async(
-        self, function: str, params: Mapping[str, Any], invoke: Callable[[], Awaitable[T]]
+        self,
+        function: str,
+        params: Mapping[str, Any],
+        invoke: Callable[[], Awaitable[T]],
+        *,
+        rebind: Rebind | None = None,
+        schema: SchemaSource = None,
     ) -> T:
-        """Govern one asynchronous call: ``await invoke()`` runs the real function."""
+        """Govern one asynchronous call: ``await invoke()`` runs the real function. ``rebind``
+        and ``schema`` as for :meth:`run_sync` (``rebind`` returns an invoke giving an
+        awaitable)."""
         record = pre = None
         params = CallArguments.of(params)  # one value for the call's arguments, from here on
         call = GovernedCall(function, params, self.agent_id)
         try:
             decision, fast = self._classify(call)
             if decision.action is _APPROVE:
-                record = await self._approval(function, params, decision)
+                record = await self._approval(function, params, decision, schema)
                 self._check_binding(function, params, record)
+                if record.edit is not None:
+                    call, invoke, record = self._apply_edit(call, record, rebind, schema)
             elif not fast:
                 pre = self._record_allowed_call(function, params, decision)
         except BaseException as exc:
@@ -488,6 +553,8 @@ class Guard:
                 event.policy_version = record.policy_version
                 event.rule_id = record.rule_id
                 event.value_at_risk = record.value_at_risk
+                if record.edit is not None:  # ran with an operator's edit: say which
+                    event.data = {**(event.data or {}), "edit": _edit_data(record.edit)}
         try:
             self._get_sink().emit(event)
         except Exception as exc:  # the call already ran; never mask its own result or error
@@ -630,10 +697,97 @@ class Guard:
         except Exception as exc:
             _warn(f"could not record {what} of {function}: {exc}")
 
+    def _apply_edit(
+        self,
+        call: GovernedCall,
+        record: RequestRecord,
+        rebind: Rebind | None,
+        schema: SchemaSource,
+    ) -> tuple[GovernedCall, Callable[[], Any], RequestRecord]:
+        """An approval with edited arguments: check the edit, decide the edited call again and
+        return its call token, its invoke and the record it runs under (the digest of the
+        edited arguments). The original call will not run: its hooks are told so. Raises
+        SentinelBlockedError (audited) when the edit cannot run: the policy blocks the edited
+        call (an edit never turns a blocked call into an allowed one), a limit or anomaly
+        escalation blocks it, a value does not fit the function, or nothing can run it."""
+        edit = record.edit
+        assert edit is not None
+        function = call.function
+        own_schema = _schema_of(schema)
+
+        def refuse(reason: str, refused: str, rule_id: str | None = None) -> SentinelBlockedError:
+            self._record_refused_approval(
+                function,
+                record.id,
+                reason,
+                record.digest,
+                record,
+                "a refused edit",
+                {"refused": refused, "edit": _edit_data(edit)},
+            )
+            return SentinelBlockedError(
+                reason,
+                function,
+                False,
+                self.agent_id,
+                rule_id=rule_id or record.rule_id,
+                request_id=record.id,
+            )
+
+        if not edit.values or edit.digest != edit_digest(record.digest, edit.values):
+            raise refuse(
+                "the approval's edit is unreadable or does not match its digest; not executed",
+                "edit_malformed",
+            )
+        if rebind is None:
+            raise refuse(
+                f"an operator edited the arguments of {function}, but this call cannot be run "
+                "with other arguments (no rebind given to the guard); not executed",
+                "edit_unsupported",
+            )
+        props = (own_schema or {}).get("properties") if own_schema else None
+        for name, value in edit.values.items():
+            if isinstance(props, Mapping) and name not in props and name not in call.params:
+                raise refuse(
+                    f"the edit names an unknown parameter {name!r}; not executed", "edit_invalid"
+                )
+            why = (
+                schema_error(props.get(name), value, own_schema)
+                if isinstance(props, Mapping)
+                else None
+            )
+            if why is not None:
+                raise refuse(f"the edited value of {name!r} {why}; not executed", "edit_invalid")
+        try:
+            edited_params, invoke = rebind(dict(edit.values), edit)
+        except (EditRefused, TypeError, ValueError) as exc:
+            raise refuse(f"{exc}; not executed", "edit_invalid") from None
+        edited = GovernedCall(function, CallArguments.of(edited_params), self.agent_id)
+        self._abandon(call)  # the call as sent will not run
+        try:
+            again = self._decide(edited)
+            digest_now = edited.params.binding_digest  # type: ignore[attr-defined]
+        except BaseException:
+            self._abandon(edited)
+            raise
+        if again.action is _BLOCK:
+            self._abandon(edited)
+            raise refuse(
+                f"approval with edits refused: the edited call is blocked "
+                f"({again.reason}); not executed",
+                "edited_call_blocked",
+                again.rule_id,
+            )
+        return edited, invoke, replace(record, digest=digest_now)
+
     # -- approvals ------------------------------------------------------------------------------
 
     async def _approval(
-        self, function: str, params: Mapping[str, Any], decision: Decision
+        self,
+        function: str,
+        params: Mapping[str, Any],
+        decision: Decision,
+        schema: SchemaSource = None,
     ) -> RequestRecord:
         """Write the pending request, wait for its decision, and return the approved record.
         Raises SentinelDeniedError / SentinelTimeoutError / SentinelBlockedError otherwise."""
@@ -677,6 +831,7 @@ class Guard:
             channel=self.config.channel_name,
             terms=self.policy_source.current.terms_for(decision.rule_id),
             requester=_requester(),
+            arg_schema=_schema_of(schema),
         )
         # Build the channel first: a misconfigured channel blocks the call before any row exists.
         channel = self._channel()
@@ -742,9 +897,11 @@ class Guard:
             late = _late_approval(record, submitted.expires_at, deadline)
             if late is not None:
                 raise self._refuse_late_approval(function, record, submitted, late)
+            # An edited approval is signed over the edited call: the request's digest and the
+            # new values, computed here (the row's copy of the edit digest is never trusted).
             own = OwnRequest(
                 submitted.id,
-                new.digest,
+                new.digest if record.edit is None else edit_digest(new.digest, record.edit.values),
                 submitted.created_at,
                 submitted.expires_at,
                 new.terms,
@@ -1272,7 +1429,9 @@ def _late_approval(record: RequestRecord, expires_at: float, deadline: float) ->
         return f"decided at {_utc(decided_at)}, expired at {_utc(expires_at)}"
     now = time.time()
     if now > expires_at + LATE_APPROVAL_GRACE:
-        return f"the approval reached the waiting call at {_utc(now)}, expired at {_utc(expires_at)}"
+        return (
+            f"the approval reached the waiting call at {_utc(now)}, expired at {_utc(expires_at)}"
+        )
     late = time.monotonic() - deadline
     if late > LATE_APPROVAL_GRACE:
         return f"the approval reached the waiting call {late:.1f}s after its deadline"
@@ -1308,7 +1467,6 @@ def _utc(ts: float) -> str:
 def _channel_operator(channel: str, approved_by: str | None) -> OperatorIdentity:
     from dataclasses import replace
 
-
     operator = current_operator(channel=channel)
     if approved_by and approved_by != operator.account:
         operator = replace(operator, display_name=approved_by)
@@ -1333,6 +1491,53 @@ def _notify_escalated(config: SentinelConfig, record: RequestRecord, store: Sync
     notify_escalated(config, record, store)
 
 
+def _schema_of(schema: SchemaSource) -> dict[str, Any] | None:
+    """The schema a request records (a failure to compute one records none: never a block)."""
+    try:
+        value = schema() if callable(schema) else schema
+    except Exception as exc:
+        _warn(f"could not compute the argument schema: {exc}")
+        return None
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def _edit_data(edit: ArgumentEdit) -> dict[str, Any]:
+    """What an event records of an edit: who changed which fields from what to what."""
+    return {
+        "changes": [c.to_dict() for c in edit.changes],
+        "operator": edit.operator,
+        "label": edit.label,
+        "edit_digest": edit.digest,
+    }
+
+
+def _rebinder(
+    binder: Binder, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+    params: Mapping[str, Any],
+) -> Rebind:  # fmt: skip
+    """The :data:`Rebind` of a call to ``func`` made with ``args`` / ``kwargs``: edited values
+    are validated with the function's own annotations and put in place of the ones given."""
+
+    def rebind(
+        values: dict[str, Any], edit: ArgumentEdit
+    ) -> tuple[Mapping[str, Any], Callable[[], Any]]:
+        typed = coerce_arguments(func, values)
+        bound = binder.signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        var_kw = binder._var_kw
+        for name, value in typed.items():
+            if name in bound.arguments and name not in (var_kw, binder._var_pos):
+                bound.arguments[name] = value
+            elif var_kw is not None:
+                bound.arguments.setdefault(var_kw, {})[name] = value
+            else:
+                raise EditRefused(f"{func.__name__} has no parameter {name!r}", parameter=name)
+        call_args, call_kwargs = bound.args, bound.kwargs
+        return {**params, **typed}, lambda: func(*call_args, **call_kwargs)
+
+    return rebind
+
+
 def _hint(record: RequestRecord) -> None:
     short = record.id[:8]
     left = max(0, int(record.expires_at - time.time()))
@@ -1354,4 +1559,3 @@ def _warn(message: str) -> None:
 
 
 __all__ = ["Decision", "Escalation", "Guard", "GuardHook", "HookSet", "close_shared"]
-

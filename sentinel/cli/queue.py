@@ -260,7 +260,9 @@ def _print_mapping(values: Any) -> None:
         print("  " + safe_text(json.dumps(values, ensure_ascii=False, default=str), _VALUE_LIMIT))
         return
     for key, value in values.items():
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        shown = (
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        )
         name = json.dumps(str(key), ensure_ascii=False)
         print(f"  {safe_text(name, 80)}: {safe_text(shown, _VALUE_LIMIT)}")
 
@@ -271,7 +273,9 @@ def _decide(approve: bool) -> Any:
 
         _sweep(store)
         decider = Decider.local("cli")
-        rec = decider.decide(store, args.id, approve, args.reason)
+        edits = _assignments(getattr(args, "set", None))
+        policy = _edit_policy(args) if edits is not None else None
+        rec = decider.decide(store, args.id, approve, args.reason, edits=edits, policy=policy)
         agent = f" (agent {_t(rec.agent_id)})" if rec.agent_id else ""
         signed = " (signed)" if decider.signs else ""
         if rec.is_pending:  # a vote towards a quorum
@@ -282,6 +286,8 @@ def _decide(approve: bool) -> Any:
             )
             return 0
         verb = "approved" if approve else "denied"
+        if rec.edit is not None:
+            verb = f"approved with edits ({_t(rec.edit.describe(), 300)})"
         print(
             f"{verb} {rec.id}: {_t(rec.function)}{agent} — decided by {_t(rec.decided_by)} at "
             f"{_when(rec.decided_at)}{signed}"
@@ -289,6 +295,38 @@ def _decide(approve: bool) -> Any:
         return 0
 
     return run
+
+
+def _assignments(items: list[str] | None) -> dict[str, str] | None:
+    """``--set NAME=VALUE`` options as ``{name: value text}`` (typed later by the request's
+    schema); None when there are none. A name given twice is an error naming it."""
+    if not items:
+        return None
+    from sentinel.edits import parse_assignment
+
+    out: dict[str, str] = {}
+    for item in items:
+        name, value = parse_assignment(item)
+        if name in out:
+            raise ValueError(f"--set {name}: given twice; nothing decided")
+        out[name] = value
+    return out
+
+
+def _edit_policy(args: argparse.Namespace) -> Any:
+    """The policy an edit is checked against before it is recorded (--rules, else
+    $SENTINEL_RULES_PATH, else ./rules.yaml when present); None when there is none here (the
+    waiting call evaluates the edited call against its own policy in any case)."""
+    import os
+    from pathlib import Path
+
+    from sentinel.policy.loader import load_policy
+
+    given = getattr(args, "rules", None) or os.environ.get("SENTINEL_RULES_PATH")
+    path = Path(given) if given else Path("rules.yaml")
+    if not given and not path.exists():
+        return None
+    return load_policy(path)
 
 
 def _hosts(store: Any, events: list[Any]) -> dict[str, str]:
@@ -403,6 +441,20 @@ def register(subparsers: Any) -> None:
         p = subparsers.add_parser(name, help=f"{name} a pending request")
         p.add_argument("id", metavar="ID", help="request id or a unique prefix of it")
         p.add_argument("--reason", "-r", help="why (recorded with the decision)")
+        if approve:
+            p.add_argument(
+                "--set",
+                action="append",
+                metavar="NAME=VALUE",
+                help="approve the call with this argument changed (typed by the request's "
+                "schema; repeat for more): --set amount=400",
+            )
+            p.add_argument(
+                "--rules",
+                metavar="PATH",
+                help="rules an edited call is checked against before it is approved "
+                "(default: $SENTINEL_RULES_PATH, else ./rules.yaml when present)",
+            )
         _add_db(p)
         handler = _decide(approve)
         p.set_defaults(func=lambda a, f=handler: _run(a, f))

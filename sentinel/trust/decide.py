@@ -10,15 +10,17 @@ the keyboard; the waiting call checks everything again for itself (:mod:`sentine
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
-from sentinel.errors import DecisionRefused
+from sentinel.edits import build_edit, check_edit
+from sentinel.errors import DecisionRefused, EditRefused
 from sentinel.identity import current_operator, os_groups
 from sentinel.store import AsyncStore
-from sentinel.store.models import OperatorIdentity, RequestRecord, Vote
+from sentinel.store.models import ArgumentEdit, OperatorIdentity, RequestRecord, Vote
 from sentinel.store.operations import StoreOperations
 from sentinel.trust.check import is_requester
 from sentinel.trust.decision import sign_decision
@@ -150,8 +152,7 @@ class Decider:
                 who += f", role {self.role}"
             rule = f" (rule {record.rule_id})" if record.rule_id else ""
             return (
-                f"only {', '.join(allowed)} may decide request {record.id[:8]}{rule}; "
-                f"you are {who}"
+                f"only {', '.join(allowed)} may decide request {record.id[:8]}{rule}; you are {who}"
             )
         vote = Vote(self.name, "approve", now, account=self.account)
         if approve and not terms.self_approval and is_requester(vote, self.name, record.requester):
@@ -195,9 +196,16 @@ class Decider:
     # -- deciding ------------------------------------------------------------------------------
 
     def vote(
-        self, record: RequestRecord, approve: bool, reason: str | None, now: float | None = None
+        self,
+        record: RequestRecord,
+        approve: bool,
+        reason: str | None,
+        now: float | None = None,
+        *,
+        edit_digest: str | None = None,
     ) -> Vote:
-        """This decider's (signed, when it signs) vote on ``record``."""
+        """This decider's (signed, when it signs) vote on ``record``; ``edit_digest`` signs an
+        approval of the edited call instead of the call as sent."""
         now = round(time.time() if now is None else now, 6)
         verdict = "approve" if approve else "deny"
         groups = tuple(sorted(self.names - {self.name})) if self.on_behalf_of else ()
@@ -206,7 +214,7 @@ class Decider:
             signature = sign_decision(
                 self.key,
                 request_id=record.id,
-                digest=record.digest,
+                digest=record.digest if edit_digest is None else edit_digest,
                 verdict=verdict,
                 operator=self.name,
                 decided_at=now,
@@ -229,26 +237,86 @@ class Decider:
         )
 
     def decide(
-        self, store: StoreOperations, request_id: str, approve: bool, reason: str | None = None
+        self,
+        store: StoreOperations,
+        request_id: str,
+        approve: bool,
+        reason: str | None = None,
+        *,
+        edits: Mapping[str, Any] | None = None,
+        typed: bool = True,
+        policy: Any = None,
     ) -> RequestRecord:
         """Check, sign and record a decision. Raises DecisionRefused (nothing written),
-        DecisionConflict / DuplicateVote / RequestNotFound as :meth:`Store.decide` does."""
+        DecisionConflict / DuplicateVote / RequestNotFound as :meth:`Store.decide` does.
+
+        ``edits`` approves the call with changed arguments (``{parameter: value}``; text typed by
+        the request's recorded schema when ``typed``, JSON values otherwise): see
+        :meth:`prepare_edit`. The vote is signed over the edit digest."""
         record = store.get(request_id)
+        edit = None
         if record.is_pending:
             why = self.refusal(record, approve)
             if why is not None:
                 raise DecisionRefused(why)
-        vote = self.vote(record, approve, reason)
-        return store.decide(record.id, approve, self.operator, reason, vote=vote)
+            if edits is not None:
+                edit = self.prepare_edit(record, approve, edits, typed=typed, policy=policy)
+        vote = self.vote(record, approve, reason, edit_digest=None if edit is None else edit.digest)
+        return store.decide(record.id, approve, self.operator, reason, vote=vote, edit=edit)
 
     async def decide_async(
-        self, store: AsyncStore, request_id: str, approve: bool, reason: str | None = None
+        self,
+        store: AsyncStore,
+        request_id: str,
+        approve: bool,
+        reason: str | None = None,
+        *,
+        edits: Mapping[str, Any] | None = None,
+        typed: bool = True,
+        policy: Any = None,
     ) -> RequestRecord:
         """:meth:`decide` on an :class:`AsyncStore`."""
         record = await store.get(request_id)
+        edit = None
         if record.is_pending:
             why = self.refusal(record, approve)
             if why is not None:
                 raise DecisionRefused(why)
-        vote = self.vote(record, approve, reason)
-        return await store.decide(record.id, approve, self.operator, reason, vote=vote)
+            if edits is not None:
+                edit = self.prepare_edit(record, approve, edits, typed=typed, policy=policy)
+        vote = self.vote(record, approve, reason, edit_digest=None if edit is None else edit.digest)
+        return await store.decide(record.id, approve, self.operator, reason, vote=vote, edit=edit)
+
+    def prepare_edit(
+        self,
+        record: RequestRecord,
+        approve: bool,
+        edits: Mapping[str, Any],
+        *,
+        typed: bool = True,
+        policy: Any = None,
+    ) -> ArgumentEdit:
+        """The :class:`ArgumentEdit` this decider would record on ``record``, checked: the values
+        against the recorded schema (:func:`sentinel.edits.check_edit`) and, with ``policy``
+        (a :class:`sentinel.policy.Policy`), the edited call against the rules — an edit never
+        turns a blocked call into an allowed one. Raises
+        :class:`~sentinel.errors.EditRefused` saying why (nothing is written). The waiting call
+        checks all of it again, with the real arguments and its own limits and anomaly state."""
+        if not approve:
+            raise EditRefused(
+                f"request {record.id[:8]}: only an approval can carry edited arguments"
+            )
+        values = check_edit(record, edits, typed=typed)
+        if policy is not None:
+            from sentinel.policy import Action
+
+            verdict = policy.evaluate(
+                record.function, {**record.arguments, **values}, record.agent_id
+            )
+            if verdict.action is Action.BLOCK:
+                rule = f" by rule {verdict.rule_id}" if verdict.rule_id else ""
+                raise EditRefused(
+                    f"request {record.id[:8]}: the edited call is blocked{rule} "
+                    f"({verdict.reason}); an edit cannot approve a blocked call"
+                )
+        return build_edit(record, values, self.name, self.operator.label)
