@@ -63,7 +63,8 @@ class SentinelBlockedError(SentinelError):
     """A protected call was not executed.
 
     Attributes: ``action`` (the function name), ``reason``, ``rule_id``, ``agent_id``,
-    ``request_id`` (when an approval was requested) and ``awaiting_approval``.
+    ``request_id`` (when an approval was requested), ``awaiting_approval`` and ``hint`` (the
+    rule's ``deny_hint``, for the model).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class SentinelBlockedError(SentinelError):
         *,
         rule_id: str | None = None,
         request_id: str | None = None,
+        hint: str | None = None,
     ) -> None:
         self.reason = reason
         self.action = action
@@ -82,6 +84,8 @@ class SentinelBlockedError(SentinelError):
         self.agent_id = agent_id
         self.rule_id = rule_id
         self.request_id = request_id
+        #: The rule's ``deny_hint``: what the model may do instead (None: the rule has none).
+        self.hint = hint
         super().__init__(self._render())
 
     @property
@@ -95,7 +99,8 @@ class SentinelBlockedError(SentinelError):
         prefix = f"[{self.agent_id}] " if self.agent_id else ""
         rule = f" [rule {self.rule_id}]" if self.rule_id else ""
         req = f" [request {self.request_id}]" if self.request_id else ""
-        return f"{prefix}Action '{self.action}' {self._verb}: {self.reason}{rule}{req}"
+        hint = f" (hint: {self.hint})" if getattr(self, "hint", None) else ""
+        return f"{prefix}Action '{self.action}' {self._verb}: {self.reason}{rule}{req}{hint}"
 
 
 class SentinelDeniedError(SentinelBlockedError):
@@ -113,10 +118,17 @@ class SentinelDeniedError(SentinelBlockedError):
         rule_id: str | None = None,
         request_id: str | None = None,
         decided_by: str | None = None,
+        hint: str | None = None,
     ) -> None:
         self.decided_by = decided_by
         super().__init__(
-            reason, action, awaiting_approval, agent_id, rule_id=rule_id, request_id=request_id
+            reason,
+            action,
+            awaiting_approval,
+            agent_id,
+            rule_id=rule_id,
+            request_id=request_id,
+            hint=hint,
         )
 
 

@@ -607,8 +607,21 @@ class Guard:
             # The call is blocked either way; say that the record is missing.
             _warn(f"could not record the block of {function}: {exc}")
         return SentinelBlockedError(
-            decision.reason, function, False, self.agent_id, rule_id=decision.rule_id
+            decision.reason,
+            function,
+            False,
+            self.agent_id,
+            rule_id=decision.rule_id,
+            hint=self._hint_for(decision.rule_id),
         )
+
+    def _hint_for(self, rule_id: str | None) -> str | None:
+        """The ``deny_hint`` of rule ``rule_id`` in the policy in force (None: none)."""
+        try:
+            hint: str | None = self.policy_source.current.hint_for(rule_id)
+        except Exception:
+            return None
+        return hint
 
     def _governance_failure(self, function: str, params: Mapping[str, Any], exc: Exception) -> None:
         """Fail secure (raise) or fail safe (record and return, so the call runs)."""
@@ -732,6 +745,7 @@ class Guard:
                 self.agent_id,
                 rule_id=rule_id or record.rule_id,
                 request_id=record.id,
+                hint=self._hint_for(rule_id) if rule_id else None,
             )
 
         if not edit.values or edit.digest != edit_digest(record.digest, edit.values):
@@ -1171,6 +1185,7 @@ class Guard:
                 False,
                 self.agent_id,
                 decided_by=record.decided_by,
+                hint=self._hint_for(record.rule_id),
                 **common,
             )
         if status == "expired":

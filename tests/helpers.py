@@ -36,12 +36,14 @@ def signed_decide(
     approve: bool,
     operator: OperatorIdentity | None = None,
     reason: str | None = None,
+    edits: dict[str, str] | None = None,
 ) -> RequestRecord:
-    """Decide as the tester does in the command center: checked and signed with their key."""
+    """Decide as the tester does in the command center: checked and signed with their key
+    (``edits``: approve with these arguments changed, typed by the request's schema)."""
     from sentinel.trust.decide import Decider
 
     decider = Decider.local("cli")
     if operator is not None:
         decider = replace(decider, operator=operator)
-    return decider.decide(store, request_id, approve, reason)
+    return decider.decide(store, request_id, approve, reason, edits=edits)
 

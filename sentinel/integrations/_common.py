@@ -20,15 +20,24 @@ from sentinel.errors import (
 )
 from sentinel.guard import Guard
 from sentinel.protect import get_guard
+from sentinel.store.models import ArgumentEdit
 
 #: The text a model reads when a call was not executed. Fields: ``{tool}``, ``{reason}``,
-#: ``{status}`` (blocked / denied / expired), ``{rule_id}``, ``{request_id}``.
+#: ``{status}`` (blocked / denied / expired), ``{rule_id}``, ``{request_id}``, ``{hint}`` (the
+#: rule's ``deny_hint``). A template without ``{hint}`` gets ``" Hint: <hint>"`` appended when the
+#: rule has one, so the model always reads what it may do instead.
 DEFAULT_BLOCK_MESSAGE = "{tool} not executed: {reason}. Do not retry this call."
+
+#: What a model reads before the result of a call an operator changed before approving it.
+EDIT_NOTE = (
+    "Note: an operator changed this {tool} call before approving it ({changes}); it ran with "
+    "the changed arguments, not the ones you sent."
+)
 
 #: A template string (see :data:`DEFAULT_BLOCK_MESSAGE`) or a function of the exception.
 BlockMessage = str | Callable[[SentinelBlockedError], str] | None
 
-_FIELDS = frozenset({"tool", "reason", "status", "rule_id", "request_id"})
+_FIELDS = frozenset({"tool", "reason", "status", "rule_id", "request_id", "hint"})
 
 
 def resolve_guard(
@@ -92,7 +101,7 @@ def check_block_message(message: BlockMessage, where: str) -> BlockMessage:
         raise SentinelConfigError(
             f"{where}: block_message uses unknown field {bad}",
             field="block_message",
-            hint="use {tool}, {reason}, {status}, {rule_id} or {request_id}",
+            hint="use {tool}, {reason}, {status}, {rule_id}, {request_id} or {hint}",
         )
     return message
 
@@ -108,13 +117,36 @@ def render_block(exc: SentinelBlockedError, message: BlockMessage, tool: str) ->
         return text
     template = message if message is not None else DEFAULT_BLOCK_MESSAGE
     reason = str(exc.reason or "").strip().rstrip(".") or "no reason given"
-    return template.format(
+    hint = str(getattr(exc, "hint", None) or "").strip()
+    text = template.format(
         tool=tool,
         reason=reason,
         status=outcome(exc),
         rule_id=exc.rule_id or "",
         request_id=exc.request_id or "",
+        hint=hint,
     )
+    if hint and "{hint}" not in template:
+        text += f" Hint: {hint.rstrip('.')}."
+    return text
+
+
+def render_edit(edit: ArgumentEdit, tool: str) -> str:
+    """The note a model reads before the result of a call an operator edited (which parameters
+    changed, from what to what)."""
+    return EDIT_NOTE.format(tool=tool, changes=edit.describe() or "arguments changed")
+
+
+def edit_details(edit: ArgumentEdit, request_id: str | None = None) -> dict[str, Any]:
+    """Machine-readable facts about an edited approval (for artifacts and traces)."""
+    return {
+        "sentinel": {
+            "status": "edited",
+            "request_id": request_id,
+            "changes": [c.to_dict() for c in edit.changes],
+            "operator": edit.operator,
+        }
+    }
 
 
 def block_details(exc: SentinelBlockedError, tool: str) -> dict[str, Any]:
@@ -127,5 +159,6 @@ def block_details(exc: SentinelBlockedError, tool: str) -> dict[str, Any]:
             "reason": exc.reason,
             "rule_id": exc.rule_id,
             "request_id": exc.request_id,
+            "hint": getattr(exc, "hint", None),
         }
     }

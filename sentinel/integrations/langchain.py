@@ -13,9 +13,14 @@ core, :class:`sentinel.guard.Guard`, exactly like a function under ``@protect``:
   (``await``-friendly for ``ainvoke``; a sync tool called inside a running event loop waits on the
   guard's own loop thread instead of failing); anomaly detection and auditing come with the guard.
 * A block, denial or expiry is returned to the model as a tool message it can read
-  (``"<tool> not executed: <reason>. Do not retry this call."`` by default, with
-  ``status="error"`` when LangChain knows the tool-call id), so an agent loop keeps going and the
-  tool never runs. ``raise_on_block=True`` re-raises the Sentinel exception instead.
+  (``"<tool> not executed: <reason>. Do not retry this call."`` by default, followed by the
+  rule's ``deny_hint`` when it has one, with ``status="error"`` when LangChain knows the
+  tool-call id), so an agent loop keeps going and the tool never runs.
+  ``raise_on_block=True`` re-raises the Sentinel exception instead.
+* An operator may approve a call with edited arguments (``sentinel approve ID --set
+  amount=400``, ``e`` in the command center): the values are validated with the tool's own
+  schema, the tool runs once with them, and the model reads ``"Note: an operator changed this
+  <tool> call before approving it (amount: 5000 → 400); …"`` before the tool's output.
 
 This module only adapts LangChain's calling convention: no allow / block / approve logic lives here.
 """
@@ -45,6 +50,7 @@ except ImportError as _exc:  # pragma: no cover - exercised only without the ext
     ) from _exc
 
 from sentinel.config import SentinelConfig
+from sentinel.edits import model_schema
 from sentinel.errors import SentinelBlockedError
 from sentinel.guard import Guard
 from sentinel.integrations._common import (
@@ -52,9 +58,12 @@ from sentinel.integrations._common import (
     BlockMessage,
     block_details,
     check_block_message,
+    edit_details,
     render_block,
+    render_edit,
     resolve_guard,
 )
+from sentinel.store.models import ArgumentEdit
 
 _lc_config_param: Callable[[Callable[..., Any]], str | None] | None
 try:  # the helper LangChain itself uses to find a ``config: RunnableConfig`` parameter
@@ -161,16 +170,29 @@ class ProtectedTool(BaseTool):
             # Say so before the guard asks anyone to approve a call that cannot run.
             raise NotImplementedError(f"tool {self.name!r} has no sync implementation; use ainvoke")
         call_args, call_kwargs, params = self._prepare(args, kwargs)
+        plumbing = self._plumbing_for(False)
+        applied: list[ArgumentEdit] = []
+
+        def rebind(
+            values: dict[str, Any], edit: ArgumentEdit
+        ) -> tuple[dict[str, Any], Callable[[], Any]]:
+            new_args, new_kwargs, new_params = self._edited(call_args, call_kwargs, params, values)
+            applied.append(edit)
+            return new_params, lambda: _call_sync(
+                inner, plumbing, new_args, new_kwargs, config, run_manager
+            )
+
         try:
-            return self._guard.run_sync(
+            result = self._guard.run_sync(
                 self.name,
                 params,
-                lambda: _call_sync(
-                    inner, self._plumbing_for(False), call_args, call_kwargs, config, run_manager
-                ),
+                lambda: _call_sync(inner, plumbing, call_args, call_kwargs, config, run_manager),
+                rebind=rebind,
+                schema=self._arg_schema,
             )
         except SentinelBlockedError as exc:
             return self._rejected(exc)
+        return self._with_edit(result, applied)
 
     async def _arun(
         self,
@@ -181,16 +203,29 @@ class ProtectedTool(BaseTool):
     ) -> Any:
         inner = self.wrapped_tool
         call_args, call_kwargs, params = self._prepare(args, kwargs)
+        plumbing = self._plumbing_for(True)
+        applied: list[ArgumentEdit] = []
+
+        def rebind(
+            values: dict[str, Any], edit: ArgumentEdit
+        ) -> tuple[dict[str, Any], Callable[[], Any]]:
+            new_args, new_kwargs, new_params = self._edited(call_args, call_kwargs, params, values)
+            applied.append(edit)
+            return new_params, lambda: _call_async(
+                inner, plumbing, new_args, new_kwargs, config, run_manager
+            )
+
         try:
-            return await self._guard.run_async(
+            result = await self._guard.run_async(
                 self.name,
                 params,
-                lambda: _call_async(
-                    inner, self._plumbing_for(True), call_args, call_kwargs, config, run_manager
-                ),
+                lambda: _call_async(inner, plumbing, call_args, call_kwargs, config, run_manager),
+                rebind=rebind,
+                schema=self._arg_schema,
             )
         except SentinelBlockedError as exc:
             return self._rejected(exc)
+        return self._with_edit(result, applied)
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -256,6 +291,57 @@ class ProtectedTool(BaseTool):
         self._hidden = (schema, hidden)
         return hidden
 
+    def _arg_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema of what the model fills in (recorded with an approval request)."""
+        try:
+            return model_schema(self.tool_call_schema)
+        except Exception:
+            return model_schema(self.args_schema)
+
+    def _edited(
+        self,
+        call_args: tuple[Any, ...],
+        call_kwargs: dict[str, Any],
+        params: dict[str, Any],
+        values: dict[str, Any],
+    ) -> tuple[tuple[Any, ...], dict[str, Any], dict[str, Any]]:
+        """The call with an operator's edited values, validated and coerced with the tool's own
+        schema (a value it refuses raises: the guard refuses the approval, nothing runs)."""
+        schema = self.args_schema
+        typed = dict(values)
+        if isinstance(schema, type) and hasattr(schema, "model_validate"):
+            validated = schema.model_validate({**params, **values})
+            typed = {k: getattr(validated, k) for k in values}
+        new_params = {**params, **typed}
+        if call_args:  # a single string input: it is the one argument
+            key = next(iter(params))
+            return (new_params[key],), dict(call_kwargs), new_params
+        return (), {**call_kwargs, **typed}, new_params
+
+    def _with_edit(self, result: Any, applied: list[ArgumentEdit]) -> Any:
+        """The result of an edited call, with a note the model reads first: the call was
+        changed before it ran, and how."""
+        if not applied:
+            return result
+        edit = applied[-1]
+        note = render_edit(edit, self.name)
+        if isinstance(result, ToolMessage):
+            copy = result.model_copy()
+            copy.content = f"{note}\n{_text(result.content)}"
+            return copy
+        if self.response_format == "content_and_artifact" and isinstance(result, tuple):
+            content, artifact = result
+            return f"{note}\n{_text(content)}", artifact
+        tool_call_id = _TOOL_CALL_ID.get()
+        if isinstance(result, str) or tool_call_id is None:
+            return f"{note}\n{_text(result)}" if isinstance(result, str) else result
+        return ToolMessage(
+            content=f"{note}\n{_text(result)}",
+            tool_call_id=tool_call_id,
+            name=self.name,
+            artifact={**edit_details(edit), "result": result},
+        )
+
     def _rejected(self, exc: SentinelBlockedError) -> Any:
         """What LangChain gets for a call that was not executed."""
         if self.raise_on_block:
@@ -275,6 +361,18 @@ class ProtectedTool(BaseTool):
         if self.response_format == "content_and_artifact":
             return result, block_details(exc, self.name)
         return result
+
+
+def _text(content: Any) -> str:
+    """Tool output as the text a model reads."""
+    if isinstance(content, str):
+        return content
+    try:
+        import json
+
+        return json.dumps(content, ensure_ascii=False, default=str)
+    except (TypeError, ValueError):
+        return str(content)
 
 
 def _parameters(func: Callable[..., Any]) -> Any:

@@ -8,9 +8,14 @@ the one decision core, :class:`sentinel.guard.Guard`:
   one ``@function_tool`` built from the signature) before the rules see them; for other function
   tools (custom ``on_invoke_tool``, MCP, agents as tools) the rules see the parsed JSON;
 * allowed calls run the original tool; blocked, denied and expired calls are returned to the
-  model as text (``"<tool> not executed: <reason>. Do not retry this call."``) and the tool never
-  runs; ``raise_on_block=True`` raises instead, which ends the run (the SDK reports it as
-  ``agents.exceptions.UserError`` with the Sentinel exception as ``__cause__``).
+  model as the tool's output (``"<tool> not executed: <reason>. Do not retry this call."``,
+  followed by the rule's ``deny_hint`` when it has one) and the tool never runs;
+  ``raise_on_block=True`` raises instead, which ends the run (the SDK reports it as
+  ``agents.exceptions.UserError`` with the Sentinel exception as ``__cause__``);
+* a call an operator approved with edited arguments (queue mode) runs once with the model's
+  JSON and the operator's values in place, and the output the model reads starts with
+  ``"Note: an operator changed this <tool> call before approving it (amount: 5000 → 400); …"``.
+  The SDK's own ``RunState.approve`` (``approvals="sdk"``) cannot carry an edit.
 
 Two ways to get a person's decision (``approvals=``):
 
@@ -62,6 +67,7 @@ from sentinel.approval.base import (
     ApprovalStatus,
 )
 from sentinel.config import SentinelConfig
+from sentinel.edits import model_schema
 from sentinel.errors import SentinelBlockedError, SentinelConfigError
 from sentinel.guard import Guard
 from sentinel.integrations._common import (
@@ -69,9 +75,11 @@ from sentinel.integrations._common import (
     BlockMessage,
     check_block_message,
     render_block,
+    render_edit,
     resolve_guard,
 )
 from sentinel.policy import Action
+from sentinel.store.models import ArgumentEdit
 
 __all__ = [
     "DEFAULT_BLOCK_MESSAGE",
@@ -239,18 +247,42 @@ def protect_function_tool(
     original = protected.on_invoke_tool  # bound to the copy: its error handling stays intact
     name = tool.name
 
+    schema = _schema_of(tool)
+
     async def on_invoke_tool(ctx: ToolContext[Any], input: str) -> Any:
         params = arguments.params(input)
         call_id = str(getattr(ctx, "tool_call_id", "") or "")
         token = _CALL.set((ctx, name, call_id))
+        applied: list[ArgumentEdit] = []
+
+        def rebind(
+            values: dict[str, Any], edit: ArgumentEdit
+        ) -> tuple[dict[str, Any], Callable[[], Awaitable[Any]]]:
+            # The tool gets the model's JSON with the operator's values in place: its own
+            # parameter model validates them again when it runs.
+            try:
+                sent = json.loads(input) if input and input.strip() else {}
+            except ValueError as exc:
+                raise ValueError(f"the call's arguments are not a JSON object: {exc}") from None
+            if not isinstance(sent, dict):
+                raise ValueError("the call's arguments are not a JSON object")
+            edited_input = json.dumps({**sent, **values})
+            applied.append(edit)
+            return arguments.params(edited_input), lambda: original(ctx, edited_input)
+
         try:
-            return await the_guard.run_async(name, params, lambda: original(ctx, input))
+            result = await the_guard.run_async(
+                name, params, lambda: original(ctx, input), rebind=rebind, schema=schema
+            )
         except SentinelBlockedError as exc:
             if raise_on_block:
                 raise
             return render_block(exc, message, name)
         finally:
             _CALL.reset(token)
+        if applied:  # the model reads that its call was changed, and how, before the output
+            return f"{render_edit(applied[-1], name)}\n{result}"
+        return result
 
     protected.on_invoke_tool = on_invoke_tool
     if approvals == "sdk":
@@ -316,6 +348,11 @@ def protected_function_tool(
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def _schema_of(tool: FunctionTool) -> dict[str, Any] | None:
+    """The JSON Schema of the tool's parameters (what the model fills in)."""
+    return model_schema(getattr(tool, "params_json_schema", None))
 
 
 def _decide_with(

@@ -292,6 +292,7 @@ class Policy:
         self._cache: dict[Any, _Candidates] = {}
         self._default_reason = f"no rule matched; default action is {self.default_action.value}"
         self._terms = {r.id: _terms_of(r) for r in self.rules if r.action == "require_approval"}
+        self._hints = {r.id: r.deny_hint for r in self.rules if r.deny_hint}
 
     @property
     def redactor(self) -> Redactor:
@@ -303,6 +304,11 @@ class Policy:
         anomaly escalation or an unknown id)."""
         terms = self._terms.get(rule_id or "")
         return terms if terms is not None else DecisionTerms()
+
+    def hint_for(self, rule_id: str | None) -> str | None:
+        """The ``deny_hint`` of rule ``rule_id``: what the model reads when a call it stopped is
+        blocked or denied (None: the rule has none, or no such rule)."""
+        return self._hints.get(rule_id or "")
 
     def __repr__(self) -> str:
         src = str(self.source) if self.source else "<string>"

@@ -393,6 +393,24 @@ class Rule(_Strict):
     self_approval: bool | None = None
     escalate_after: str | Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
     escalate_to: list[Annotated[str, Field(pattern=_APPROVER_NAME)]] = Field(default_factory=list)
+    # What the model reads when a call this rule stops is blocked or denied: how to do it in a
+    # way that can pass ("split transfers above 10,000 into approved batches").
+    deny_hint: Annotated[str, Field(min_length=1, max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _hint_needs_a_refusal(self) -> Rule:
+        if self.deny_hint is not None and self.action == "allow":
+            raise PydanticCustomError(
+                "bad_hint",
+                "`deny_hint` is what the model reads when this rule stops a call; an allow "
+                "rule stops nothing",
+                {"hint": "use it on an action: block or action: require_approval rule"},
+            )
+        if self.deny_hint is not None and not self.deny_hint.strip():
+            raise PydanticCustomError(
+                "bad_hint", "`deny_hint` is blank", {"hint": 'deny_hint: "split it into batches"'}
+            )
+        return self
 
     @model_validator(mode="after")
     def _decision_terms(self) -> Rule:

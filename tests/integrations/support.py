@@ -75,8 +75,10 @@ class QueueDecider:
         reason: str = "by test",
         before_decide: Callable[[Any], None] | None = None,
         wait_for: int = 1,
+        edits: dict[str, str] | None = None,
     ) -> None:
         self.db = db
+        self.edits = edits  # approve with these arguments changed (edit, then approve)
         self.before_decide = before_decide
         self.wait_for = wait_for  # decide only once this many requests are pending together
         self.approve = approve
@@ -115,7 +117,8 @@ class QueueDecider:
                                 self.before_decide(rec)
                             signed_decide(
                                 store,
-                                rec.id, self.approve, current_operator("test"), self.reason
+                                rec.id, self.approve, current_operator("test"), self.reason,
+                                edits=self.edits,
                             )
                             self.decided.append(rec)
                     finally:
