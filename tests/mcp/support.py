@@ -43,21 +43,28 @@ rules:
 """
 
 
-def proxy_command(rules: Path, db: Path, *options: str, upstream: Sequence[str] = ()) -> list[str]:
-    """``python -m sentinel.cli mcp …  -- python upstream.py``."""
-    up = list(upstream) or [sys.executable, str(UPSTREAM)]
+def proxy_command(
+    rules: Path, db: Path, *options: str, upstream: Sequence[str] = (), url: str | None = None
+) -> list[str]:
+    """``python -m sentinel.cli mcp …  -- python upstream.py`` (or ``--url URL``)."""
+    up = ["--url", url] if url else ["--", *(list(upstream) or [sys.executable, str(UPSTREAM)])]
     return [
         sys.executable, "-m", "sentinel.cli", "mcp", "--rules", str(rules), "--db", str(db),
-        *options, "--", *up,
+        *options, *up,
     ]  # fmt: skip
 
 
 @asynccontextmanager
 async def session(
-    rules: Path, db: Path, *options: str, upstream: Sequence[str] = (), **env: str
+    rules: Path,
+    db: Path,
+    *options: str,
+    upstream: Sequence[str] = (),
+    url: str | None = None,
+    **env: str,
 ) -> AsyncIterator[ClientSession]:
     """An initialized ``ClientSession`` talking to the proxy over stdio."""
-    command = proxy_command(rules, db, *options, upstream=upstream)
+    command = proxy_command(rules, db, *options, upstream=upstream, url=url)
     params = StdioServerParameters(
         command=command[0], args=command[1:], env=python_env(SENTINEL_REQUIRE_SIGNED="0", **env)
     )

@@ -300,3 +300,80 @@ async def test_approved_from_the_command_center(rules, db_path):
                 await wait_for(pilot, lambda: bool(result))
         (answer,) = result
     assert not answer.is_error and text_of(answer) == "contents of /etc/motd"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_streamable_http_upstream(rules, db_path):
+    import socket
+
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, str(UPSTREAM), "--http", str(port)],
+        env=python_env(),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline
+                await anyio.sleep(0.05)
+        async with session(rules, db_path, url=f"http://127.0.0.1:{port}/mcp") as s:
+            ok = await s.call_tool("echo", {"text": "over http"})
+            blocked = await s.call_tool("delete_file", {"path": "/x"})
+            resource = await s.read_resource("memo://greeting")
+        assert text_of(ok) == "echo: over http"
+        assert blocked.is_error and "Deleting files is disabled" in text_of(blocked)
+        assert resource.contents[0].text == "hello from the upstream"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_plain_http_to_another_machine_is_refused(rules, db_path):
+    out = subprocess.run(
+        proxy_command(rules, db_path, url="http://mcp.example.com/mcp"),
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "plain http to another machine" in out.stderr
+
+
+async def test_audit_names_server_and_client_and_redacts(write_rules, db_path):
+    rules = write_rules(
+        """
+        version: "1.0"
+        default_action: allow
+        rules:
+          - id: no_echo_of_secrets
+            function_pattern: "upstream-test.echo"
+            conditions:
+              - param: text
+                operator: contains
+                value: "hunter2"
+            action: block
+            message: "no secrets"
+        """
+    )
+    async with session(rules, db_path, "--prefix") as s:
+        blocked = await s.call_tool("echo", {"text": "hunter2", "api_key": "sk-live-123"})
+        assert blocked.is_error and "no secrets" in text_of(blocked)
+    with Store(db_path) as store:
+        (event,) = [e for e in store.history(limit=50) if e.kind == "blocked"]
+    assert event.function == "upstream-test.echo"
+    assert event.agent_id == "mcp:upstream-test:test-client"
+    assert event.rule_id == "no_echo_of_secrets"
+    # Redaction applies to MCP arguments like any others.
+    assert event.data["args"] == {"api_key": "[REDACTED]", "text": "hunter2"}
