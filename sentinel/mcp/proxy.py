@@ -39,9 +39,10 @@ from mcp_types import (
     JSONRPCResponse,
 )
 
+from sentinel.edits import model_schema
 from sentinel.errors import SentinelBlockedError
 from sentinel.guard import Guard
-from sentinel.integrations._common import BlockMessage, render_block
+from sentinel.integrations._common import BlockMessage, render_block, render_edit
 from sentinel.mcp.results import (
     error_response,
     first_text,
@@ -49,6 +50,7 @@ from sentinel.mcp.results import (
     tool_error,
     with_note,
 )
+from sentinel.store.models import ArgumentEdit
 
 __all__ = ["MCP_CALL", "McpProxy", "ProxyInfo"]
 
@@ -158,6 +160,7 @@ class McpProxy:
         self._calls: dict[Any, tuple[anyio.CancelScope, anyio.Event]] = {}
         self._gone: str | None = None
         self._protocol: str | None = None  # negotiated at initialize (HTTP upstreams need it)
+        self._schemas: dict[str, dict[str, Any]] = {}  # inputSchema per tool, from tools/list
         self._to_client: Any = None
         self._to_upstream: Any = None
         self._tg: Any = None
@@ -304,8 +307,10 @@ class McpProxy:
                         version = message.result.get("protocolVersion")
                         self._protocol = version if isinstance(version, str) else None
                         self._note_server(message.result.get("serverInfo"))
-                    elif pending.method == "tools/list" and self.hide_blocked:
-                        message = self._without_blocked(message)
+                    elif pending.method == "tools/list":
+                        self._note_schemas(message.result)
+                        if self.hide_blocked:
+                            message = self._without_blocked(message)
         await self._send_client(message)
 
     def _upstream_closed(self, why: str) -> None:
@@ -343,6 +348,18 @@ class McpProxy:
             self._name_agent()
 
     # -- tools ----------------------------------------------------------------------------------
+
+    def _note_schemas(self, result: dict[str, Any]) -> None:
+        """Keep each listed tool's input schema: it is recorded with an approval request, so an
+        operator's edit of the arguments is typed and checked against it."""
+        tools = result.get("tools")
+        if not isinstance(tools, list):
+            return
+        for tool in tools:
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                schema = model_schema(tool.get("inputSchema"))
+                if schema is not None and len(self._schemas) < 10_000:
+                    self._schemas[tool["name"]] = schema
 
     def _without_blocked(self, response: JSONRPCResponse) -> JSONRPCResponse:
         tools = response.result.get("tools")
@@ -433,12 +450,12 @@ class McpProxy:
         """Decide the call through the guard and return the client's answer."""
         function = self.function_name(name)
 
-        async def invoke() -> dict[str, Any]:
+        async def invoke(sent: JSONRPCRequest = request) -> dict[str, Any]:
             if self._gone is not None:
                 raise _UpstreamGone(self._gone)
             waiter = _Waiter()
             self._forwarded[request.id] = _Forwarded("tools/call", waiter)
-            if not await self._send_upstream(request):
+            if not await self._send_upstream(sent):
                 self._forwarded.pop(request.id, None)
                 raise _UpstreamGone(self._gone or "the upstream is not available")
             forwarded.set()
@@ -451,20 +468,41 @@ class McpProxy:
             holder.append(response)
             return response.result
 
+        applied: list[ArgumentEdit] = []
+
+        def rebind(
+            values: dict[str, Any], edit: ArgumentEdit
+        ) -> tuple[dict[str, Any], Callable[[], Any]]:
+            # An operator approved with edited arguments: the upstream gets the client's
+            # request with the operator's values in place (same id, same _meta).
+            edited = {**arguments, **values}
+            params = {**(request.params or {}), "arguments": edited}
+            changed = JSONRPCRequest(
+                jsonrpc="2.0", id=request.id, method=request.method, params=params
+            )
+            applied.append(edit)
+            return edited, lambda: invoke(changed)
+
         holder: list[JSONRPCResponse] = []
         token = MCP_CALL.set(self._facts(name))
         try:
-            await self.guard.run_async(function, arguments, invoke)
+            await self.guard.run_async(
+                function, arguments, invoke, rebind=rebind, schema=self._schemas.get(name)
+            )
         except SentinelBlockedError as exc:
             return tool_error(request.id, render_block(exc, self.block_message, name))
         except _ToolFailed as failed:
+            if applied:
+                return with_note(failed.response, render_edit(applied[-1], name), first=True)
             return failed.response
         except _UpstreamGone as gone:
             return tool_error(request.id, f"{name} failed: {gone}.")
         finally:
             MCP_CALL.reset(token)
         response = holder[0]
-        return with_note(response, None)
+        if applied:  # the model reads first that its call was changed, and how
+            return with_note(response, render_edit(applied[-1], name), first=True)
+        return response
 
     async def _progress(
         self, token: int | str, name: str, forwarded: anyio.Event, settled: anyio.Event

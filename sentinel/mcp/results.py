@@ -58,13 +58,15 @@ def first_text(result: dict[str, Any]) -> str | None:
     return None
 
 
-def with_note(response: JSONRPCResponse, note: str | None) -> JSONRPCResponse:
-    """``response`` with a text block ``note`` appended to its content (None: unchanged)."""
-    if not note:
+def with_note(response: Any, note: str | None, *, first: bool = False) -> Any:
+    """A tool result ``response`` with a text block ``note`` added to its content (before the
+    rest with ``first``); a JSON-RPC error or None note: unchanged."""
+    if not note or not isinstance(response, JSONRPCResponse):
         return response
     result = dict(response.result)
     content = result.get("content")
     blocks = list(content) if isinstance(content, list) else []
-    blocks.append({"type": "text", "text": note})
+    block = {"type": "text", "text": note}
+    blocks = [block, *blocks] if first else [*blocks, block]
     result["content"] = blocks
     return JSONRPCResponse(jsonrpc="2.0", id=response.id, result=result)

@@ -25,6 +25,7 @@ rules:
     function_pattern: "delete_*"
     action: block
     message: "Deleting files is disabled for agents"
+    deny_hint: "move the file to /trash with move_file instead"
   - id: reads_allowed
     function_pattern: "read_file"
     action: allow

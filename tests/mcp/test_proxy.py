@@ -377,3 +377,31 @@ async def test_audit_names_server_and_client_and_redacts(write_rules, db_path):
     assert event.rule_id == "no_echo_of_secrets"
     # Redaction applies to MCP arguments like any others.
     assert event.data["args"] == {"api_key": "[REDACTED]", "text": "hunter2"}
+
+
+async def test_deny_hint_is_in_the_error_text(rules, db_path):
+    async with session(rules, db_path) as s:
+        blocked = await s.call_tool("delete_file", {"path": "/srv/data"})
+    assert blocked.is_error
+    assert text_of(blocked).endswith("Hint: move the file to /trash with move_file instead.")
+
+
+async def test_approved_with_edited_arguments_runs_the_edit_and_says_so(rules, db_path):
+    async with session(rules, db_path) as s:
+        await s.list_tools()  # the input schemas: recorded with the request, so edits are typed
+        result: list[object] = []
+
+        async def call() -> None:
+            result.append(await s.call_tool("read_file", {"path": "/etc/shadow"}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            record = await wait_pending(db_path)
+            out = cli("approve", record.id, "--db", str(db_path), "--set", "path=/etc/hostname")
+            assert out.returncode == 0, out.stderr + out.stdout
+        (answer,) = result
+    assert not answer.is_error
+    note, body = (block.text for block in answer.content)
+    assert note.startswith("Note: an operator changed this read_file call before approving it")
+    assert "/etc/shadow" in note and "/etc/hostname" in note
+    assert body == "contents of /etc/hostname"  # the upstream ran the edited call
