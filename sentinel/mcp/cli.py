@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -34,6 +35,7 @@ def build_proxy(args: argparse.Namespace, command: Sequence[str]) -> McpProxy:
         server=name or _default_name(command, args.url),
         server_given=name is not None,
         upstream=describe_command(command) if command else str(args.url),
+        transport="http" if args.listen else "stdio",
     )
     return McpProxy(
         guard,
@@ -42,6 +44,24 @@ def build_proxy(args: argparse.Namespace, command: Sequence[str]) -> McpProxy:
         hide_blocked=args.hide_blocked,
         progress_interval=args.progress_interval,
         agent_id_given=config.agent_id is not None,
+    )
+
+
+def session_proxy(base: McpProxy) -> McpProxy:
+    """A proxy for one more client session, like ``base``: its own guard (its agent id names its
+    client) sharing ``base``'s policy, limits and anomaly baselines (the same hook set)."""
+    from sentinel.guard import Guard
+    from sentinel.mcp.proxy import mcp_context
+
+    guard = Guard(base.guard.config, mcp_context, hooks=base.guard.hook_set)
+    return McpProxy(
+        guard,
+        info=replace(base.info),
+        prefix=base.prefix,
+        hide_blocked=base.hide_blocked,
+        progress_interval=base.progress_interval,
+        agent_id_given=base.agent_id_given,
+        block_message=base.block_message,
     )
 
 
@@ -71,9 +91,10 @@ def run_proxy(args: argparse.Namespace, command: Sequence[str]) -> int:
         if hint:
             print(f"  hint: {hint}", file=sys.stderr)
         return 2
-    upstream: AbstractAsyncContextManager[tuple[Any, Any]] = (
-        http_upstream(args.url) if args.url else stdio_upstream(command)
-    )
+
+    def upstream() -> AbstractAsyncContextManager[tuple[Any, Any]]:
+        return http_upstream(args.url) if args.url else stdio_upstream(command)
+
     try:
         anyio.run(_serve, proxy, upstream, args, backend="asyncio")
     except OSError as exc:
@@ -89,16 +110,15 @@ def run_proxy(args: argparse.Namespace, command: Sequence[str]) -> int:
 
 async def _serve(
     proxy: McpProxy,
-    upstream: AbstractAsyncContextManager[tuple[Any, Any]],
+    upstream: Callable[[], AbstractAsyncContextManager[tuple[Any, Any]]],
     args: argparse.Namespace,
 ) -> None:
+    if args.listen:
+        from sentinel.mcp.listen import serve_http
+
+        await serve_http(lambda: session_proxy(proxy), upstream, args.listen, args.token_file)
+        return
     from mcp.server.stdio import stdio_server
 
-    async with upstream as up:
-        if args.listen:
-            from sentinel.mcp.listen import serve_http
-
-            await serve_http(proxy, up, args.listen, args.token_file)
-            return
-        async with stdio_server() as client:
-            await proxy.run(client, up)
+    async with upstream() as up, stdio_server() as client:
+        await proxy.run(client, up)

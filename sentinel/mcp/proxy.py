@@ -30,7 +30,7 @@ from typing import Any
 
 import anyio
 import mcp_types as types
-from mcp.shared.message import ClientMessageMetadata, SessionMessage
+from mcp.shared.message import ClientMessageMetadata, ServerMessageMetadata, SessionMessage
 from mcp_types import (
     JSONRPCError,
     JSONRPCMessage,
@@ -161,6 +161,7 @@ class McpProxy:
         self._gone: str | None = None
         self._protocol: str | None = None  # negotiated at initialize (HTTP upstreams need it)
         self._schemas: dict[str, dict[str, Any]] = {}  # inputSchema per tool, from tools/list
+        self._tokens: dict[Any, Any] = {}  # progressToken -> the client request it belongs to
         self._to_client: Any = None
         self._to_upstream: Any = None
         self._tg: Any = None
@@ -206,9 +207,14 @@ class McpProxy:
         with anyio.CancelScope(shield=True):
             await self._to_client.aclose()
 
-    async def _send_client(self, message: JSONRPCMessage) -> None:
+    async def _send_client(self, message: JSONRPCMessage, related: Any = None) -> None:
+        # ``related``: the client request a notification belongs to (HTTP clients get it on
+        # that request's stream; stdio ignores it).
+        metadata = (
+            ServerMessageMetadata(related_request_id=related) if related is not None else None
+        )
         try:
-            await self._to_client.send(SessionMessage(message))
+            await self._to_client.send(SessionMessage(message, metadata))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass  # the client is gone; run() ends with its read side
 
@@ -243,6 +249,10 @@ class McpProxy:
 
     async def _client_request(self, request: JSONRPCRequest) -> None:
         method = request.method
+        meta = (request.params or {}).get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if isinstance(token, (int, str)) and len(self._tokens) < 10_000:
+            self._tokens[token] = request.id
         if method == "tools/call":
             # Registered before the task starts, so a cancellation right behind it is seen.
             held = (anyio.CancelScope(), anyio.Event())
@@ -296,9 +306,16 @@ class McpProxy:
                 await self._send_client(self._gone_error(rid))
 
     async def _upstream_message(self, message: JSONRPCMessage) -> None:
+        if isinstance(message, JSONRPCNotification) and message.method == "notifications/progress":
+            token = (message.params or {}).get("progressToken")
+            related = self._tokens.get(token) if isinstance(token, (int, str)) else None
+            await self._send_client(message, related)
+            return
         if isinstance(message, (JSONRPCResponse, JSONRPCError)):
             pending = self._forwarded.pop(message.id, None) if message.id is not None else None
             if pending is not None:
+                if self._tokens:
+                    self._forget_token(message.id)
                 if pending.waiter is not None:
                     pending.waiter.settle(message)
                     return
@@ -312,6 +329,10 @@ class McpProxy:
                         if self.hide_blocked:
                             message = self._without_blocked(message)
         await self._send_client(message)
+
+    def _forget_token(self, rid: Any) -> None:
+        for token in [t for t, r in self._tokens.items() if r == rid]:
+            del self._tokens[token]
 
     def _upstream_closed(self, why: str) -> None:
         if self._gone is None:
@@ -432,6 +453,8 @@ class McpProxy:
                 answer = await self._govern(request, name, arguments, forwarded)
         finally:
             settled.set()
+            if self._tokens:
+                self._forget_token(request.id)
         if scope.cancelled_caught:
             # The client cancelled: no answer (the spec); a forwarded call is cancelled upstream
             # by the client's own notification, which was passed on.
@@ -523,7 +546,7 @@ class McpProxy:
                     "message": f"Sentinel: {name} is waiting for an operator's approval",
                 },
             )
-            await self._send_client(note)
+            await self._send_client(note, self._tokens.get(token))
             with anyio.move_on_after(self.progress_interval):
                 await settled.wait()
 

@@ -405,3 +405,93 @@ async def test_approved_with_edited_arguments_runs_the_edit_and_says_so(rules, d
     assert note.startswith("Note: an operator changed this read_file call before approving it")
     assert "/etc/shadow" in note and "/etc/hostname" in note
     assert body == "contents of /etc/hostname"  # the upstream ran the edited call
+
+
+async def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    import socket
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            assert proc.poll() is None, "the process exited"
+            assert time.monotonic() < deadline, "nothing listens"
+            await anyio.sleep(0.05)
+
+
+async def test_listen_serves_streamable_http_on_loopback_with_a_token(rules, db_path, tmp_path):
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    token = "t0ken-" + "x" * 20
+    (tmp_path / "token").write_text(token + "\n")
+    port = _free_port()
+    proc = subprocess.Popen(
+        proxy_command(
+            rules, db_path, "--listen", f"127.0.0.1:{port}", "--token-file", str(tmp_path / "token")
+        ),
+        env=python_env(SENTINEL_REQUIRE_SIGNED="0"),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        await _wait_port(port, proc)
+        url = f"http://127.0.0.1:{port}/mcp"
+        async with httpx2.AsyncClient() as plain:
+            refused = await plain.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        assert refused.status_code == 401
+        client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+        async with (
+            client,
+            streamable_http_client(url, http_client=client) as (read, write),
+            ClientSession(read, write) as s,
+        ):
+            await s.initialize()
+            ok = await s.call_tool("echo", {"text": "via http"})
+            blocked = await s.call_tool("delete_file", {"path": "/x"})
+            result: list[object] = []
+
+            async def call() -> None:
+                result.append(await s.call_tool("read_file", {"path": "/etc/hosts"}))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call)
+                record = await wait_pending(db_path)
+                assert record.context["mcp"]["transport"] == "http"
+                out = cli("approve", record.id, "--db", str(db_path))
+                assert out.returncode == 0, out.stderr
+        assert text_of(ok) == "echo: via http"
+        assert blocked.is_error and "Deleting files is disabled" in text_of(blocked)
+        assert text_of(result[0]) == "contents of /etc/hosts"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("listen", "message"),
+    [("0.0.0.0:8765", "only on a loopback address"), ("10.1.2.3:80", "only on a loopback")],
+)
+def test_listen_refuses_non_loopback_addresses(rules, db_path, tmp_path, listen, message):
+    (tmp_path / "token").write_text("x" * 32)
+    out = subprocess.run(
+        proxy_command(rules, db_path, "--listen", listen, "--token-file", str(tmp_path / "token")),
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and message in out.stderr
+
+
+def test_listen_needs_a_token(rules, db_path):
+    out = subprocess.run(
+        proxy_command(rules, db_path, "--listen", "127.0.0.1:8765"),
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "needs a bearer token" in out.stderr
