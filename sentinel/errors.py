@@ -184,6 +184,24 @@ class AmbiguousRequestId(RequestNotFound):
         )
 
 
+class GrantNotFound(StoreError):
+    """No standing grant has the given id (or the id prefix is too short)."""
+
+
+class AmbiguousGrantId(GrantNotFound):
+    """A grant id prefix matches more than one grant; ``candidates`` lists (some of) them."""
+
+    def __init__(self, prefix: str, candidates: list[str], more: bool = False) -> None:
+        self.prefix = prefix
+        self.candidates = list(candidates)
+        self.more = more
+        listed = ", ".join(self.candidates) + (", ..." if more else "")
+        super().__init__(
+            f"grant id prefix {prefix!r} is ambiguous: it matches {listed}; "
+            "type more characters of the id"
+        )
+
+
 class DecisionConflict(SentinelError):
     """The request is no longer pending: someone decided it first, or it expired.
 
@@ -199,6 +217,12 @@ class DuplicateVote(DecisionConflict):
     """This operator already voted on the request: each operator counts once in a quorum.
 
     ``record`` is the request as it is now (still pending)."""
+
+
+class GrantConflict(DecisionConflict):
+    """A grant operation found the grant (or request) not in the state it needs: the grant
+    already ended (revoked, expired, exhausted), an id already taken, or an approval that does
+    not decide the request it should make a grant from. ``record`` is the grant or request now."""
 
 
 class DecisionRefused(SentinelError):

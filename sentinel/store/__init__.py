@@ -9,7 +9,9 @@
 """
 
 from sentinel.store.aio import AsyncStore
+from sentinel.store.bounds import GrantBound
 from sentinel.store.codec import GENESIS_HASH, canonical_json, event_hash
+from sentinel.store.grants import GrantRecord, GrantUse, GrantUseRow, NewGrant
 from sentinel.store.models import (
     APPROVED,
     CANCELLED,
@@ -49,8 +51,13 @@ __all__ = [
     "AsyncStore",
     "DecisionTerms",
     "EventRecord",
+    "GrantBound",
+    "GrantRecord",
+    "GrantUse",
+    "GrantUseRow",
     "HistoryFilter",
     "MetricsSnapshot",
+    "NewGrant",
     "NewRequest",
     "OperatorIdentity",
     "PendingSummary",

@@ -20,16 +20,17 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import aiosqlite
 
 from sentinel.errors import DecisionConflict, RequestNotFound, StoreError
-from sentinel.store import baselines, hints, limits, liveness, ops, sql
+from sentinel.store import baselines, grants, hints, limits, liveness, ops, sql
 from sentinel.store.baselines import BaselineRow, LearnPlan
 from sentinel.store.failures import describe
+from sentinel.store.grants import Acceptance, GrantRecord, GrantUse, GrantUseRow, NewGrant
 from sentinel.store.limits import LimitCheck, LimitUsage
 from sentinel.store.models import (
     CANCELLED,
@@ -671,6 +672,99 @@ class AsyncStore:
             events,
             database_size(self.path),
         )
+
+    # --- standing grants (operations in store/grants.py) ------------------------------------
+
+    async def create_grant(self, new: NewGrant, operator: OperatorIdentity) -> GrantRecord:
+        """See :meth:`Store.create_grant`."""
+        out: GrantRecord = await self._write(
+            grants.create(new, operator, time.time()), durable=True
+        )
+        return out
+
+    async def get_grant(self, id_or_prefix: str) -> GrantRecord:
+        """See :meth:`Store.get_grant`."""
+        out: GrantRecord = await self._read(grants.get(id_or_prefix))
+        return out
+
+    async def list_grants(self, status: str | None = None, limit: int = 1000) -> list[GrantRecord]:
+        """See :meth:`Store.list_grants`."""
+        out: list[GrantRecord] = await self._read(grants.list_grants(status, limit))
+        return out
+
+    async def active_grants(self) -> list[GrantRecord]:
+        """See :meth:`Store.active_grants`."""
+        out: list[GrantRecord] = await self._read(grants.active())
+        return out
+
+    async def grant_uses(self, grant_id: str, limit: int = 100) -> list[GrantUseRow]:
+        """See :meth:`Store.grant_uses`."""
+        out: list[GrantUseRow] = await self._read(grants.uses(grant_id, limit))
+        return out
+
+    async def revoke_grant(
+        self, id_or_prefix: str, operator: OperatorIdentity, reason: str | None = None
+    ) -> GrantRecord:
+        """See :meth:`Store.revoke_grant`."""
+        full = (await self.get_grant(id_or_prefix)).id
+        out: GrantRecord = await self._write(
+            grants.revoke(full, operator, reason, time.time()), durable=True
+        )
+        return out
+
+    async def expire_grants(self) -> int:
+        """See :meth:`Store.expire_grants`."""
+        n: int = await self._write(grants.expire_due(time.time()))
+        return n
+
+    async def approve_with_grant(
+        self,
+        request_id: str,
+        new: NewGrant,
+        operator: OperatorIdentity,
+        reason: str | None = None,
+        *,
+        vote: Vote | None = None,
+    ) -> tuple[RequestRecord, GrantRecord]:
+        """See :meth:`Store.approve_with_grant`."""
+        now = time.time()
+        cast_ = ops.cast_vote(True, operator, reason, vote, now)
+        full_id = (await self.get(request_id)).id
+        try:
+            rec, grant = await self._write(
+                grants.approve_with(
+                    full_id, ops.decide(full_id, cast_, operator, now), new, operator, now
+                ),
+                durable=True,
+            )
+        except DecisionConflict as conflict:
+            record = conflict.record
+            if isinstance(record, RequestRecord):
+                self._wake([record.lock_path])
+            raise
+        self._wake([rec.lock_path])
+        return rec, grant
+
+    async def consume_grant(
+        self,
+        agent: str | None,
+        function: str,
+        params: Mapping[str, Any],
+        value: float | None,
+        *,
+        digest: str | None = None,
+        rule_id: str | None = None,
+        policy_version: str | None = None,
+        only: Iterable[str] | None = None,
+        accept: Acceptance | None = None,
+    ) -> GrantUse | None:
+        """See :meth:`Store.consume_grant`."""
+        call = grants.UseRequest(
+            agent or "", function, params, value, digest, rule_id, policy_version,
+            None if only is None else frozenset(only),
+        )  # fmt: skip
+        out: GrantUse | None = await self._write(grants.consume(call, time.time(), accept))
+        return out
 
     async def count_events(self) -> int:
         """Number of events stored."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import DecisionConflict, RequestNotFound
@@ -33,6 +33,14 @@ from sentinel.store.models import (
 
 if TYPE_CHECKING:
     from sentinel.store.baselines import BaselineRow, LearnPlan
+    from sentinel.store.grants import (
+        Acceptance,
+        GrantRecord,
+        GrantUse,
+        GrantUseRow,
+        NewGrant,
+        UseRequest,
+    )
     from sentinel.store.limits import LimitCheck, LimitUsage
 
 
@@ -391,6 +399,137 @@ class StoreOperations(ABC):
 
         n: int = self._write(baselines.reset(agent, function, event, time.time()))
         return n
+
+    # --- standing grants (sentinel.grants; operations in store/grants.py) ----------------------
+
+    def create_grant(self, new: NewGrant, operator: OperatorIdentity) -> GrantRecord:
+        """Create a standing grant (:class:`~sentinel.store.grants.NewGrant`) made by
+        ``operator``: one durable transaction with its ``grant_created`` event. Raises
+        :class:`~sentinel.errors.GrantConflict` when ``new.id`` is taken. Signing is the
+        caller's (:func:`sentinel.trust.grants.sign_grant` fills ``signer`` / ``signature``)."""
+        from sentinel.store import grants
+
+        out: GrantRecord = self._write(grants.create(new, operator, time.time()), durable=True)
+        return out
+
+    def get_grant(self, id_or_prefix: str) -> GrantRecord:
+        """The grant with this id or unique id prefix (at least 4 characters); raises
+        :class:`~sentinel.errors.GrantNotFound` (:class:`~sentinel.errors.AmbiguousGrantId`
+        for a prefix matching several)."""
+        from sentinel.store import grants
+
+        out: GrantRecord = self._read(grants.get(id_or_prefix))
+        return out
+
+    def list_grants(self, status: str | None = None, limit: int = 1000) -> list[GrantRecord]:
+        """Grants newest first; ``status``: only those stored with it (``active`` …). An active
+        grant past its expiry is listed as stored: use ``GrantRecord.state(now)`` (or
+        :meth:`expire_grants` first) to show it as expired."""
+        from sentinel.store import grants
+
+        out: list[GrantRecord] = self._read(grants.list_grants(status, limit))
+        return out
+
+    def active_grants(self) -> list[GrantRecord]:
+        """Every grant stored as active, oldest first (the guard's cache reads this)."""
+        from sentinel.store import grants
+
+        out: list[GrantRecord] = self._read(grants.active())
+        return out
+
+    def grant_uses(self, grant_id: str, limit: int = 100) -> list[GrantUseRow]:
+        """The uses of one grant (full id), newest first: time, agent, digest, value, event seq."""
+        from sentinel.store import grants
+
+        out: list[GrantUseRow] = self._read(grants.uses(grant_id, limit))
+        return out
+
+    def revoke_grant(
+        self, id_or_prefix: str, operator: OperatorIdentity, reason: str | None = None
+    ) -> GrantRecord:
+        """Revoke an active grant at once (compare-and-set, durable, ``grant_revoked`` event):
+        a later call no longer matches it. Raises GrantNotFound, or GrantConflict when it had
+        already ended (``.record``: the grant now; one past its expiry is recorded expired)."""
+        from sentinel.store import grants
+
+        full = self.get_grant(id_or_prefix).id
+        out: GrantRecord = self._write(
+            grants.revoke(full, operator, reason, time.time()), durable=True
+        )
+        return out
+
+    def expire_grants(self) -> int:
+        """Record every active grant past its expiry as expired (``grant_expired`` events);
+        returns how many. Consuming and revoking also notice expiry on their own."""
+        from sentinel.store import grants
+
+        n: int = self._write(grants.expire_due(time.time()))
+        return n
+
+    def approve_with_grant(
+        self,
+        request_id: str,
+        new: NewGrant,
+        operator: OperatorIdentity,
+        reason: str | None = None,
+        *,
+        vote: Vote | None = None,
+    ) -> tuple[RequestRecord, GrantRecord]:
+        """Approve a pending request AND create a grant from it, in one durable transaction:
+        exactly-once like :meth:`decide` (the same compare-and-set and refusals:
+        DecisionConflict, DuplicateVote, RequestNotFound), and the grant exists only if this
+        approval decided the request (a vote short of a quorum raises GrantConflict, nothing
+        written). ``new`` must name the request's agent (``""`` for none) and function.
+        Returns (the approved request, the grant); wakes the waiting call."""
+        from sentinel.store import grants
+
+        now = time.time()
+        cast = ops.cast_vote(True, operator, reason, vote, now)
+        full_id = self.get(request_id).id
+        try:
+            rec, grant = self._write(
+                grants.approve_with(
+                    full_id, ops.decide(full_id, cast, operator, now), new, operator, now
+                ),
+                durable=True,
+            )
+        except DecisionConflict as conflict:
+            record = conflict.record
+            if isinstance(record, RequestRecord):
+                self._wake([record.lock_path])
+            raise
+        self._wake([rec.lock_path])
+        return rec, grant
+
+    def consume_grant(
+        self,
+        agent: str | None,
+        function: str,
+        params: Mapping[str, Any],
+        value: float | None,
+        *,
+        digest: str | None = None,
+        rule_id: str | None = None,
+        policy_version: str | None = None,
+        only: Iterable[str] | None = None,
+        accept: Acceptance | None = None,
+    ) -> GrantUse | None:
+        """Atomically find a valid grant for (``agent``, ``function``) that ``params`` fit and
+        that has room for ``value``, and count this call in it (``used_count + 1``,
+        ``used_total + value``; ``exhausted`` at a cap), with a ``grant_uses`` row and a
+        ``grant_used`` event in the same transaction. Under the database's write lock, so no
+        two processes can overspend a grant (as the windowed limits). Grants noticed past their
+        expiry are recorded as expired. ``only``: consider only these grant ids; ``accept``:
+        the caller's check of a candidate (returns why not, e.g. a bad signature: the row is
+        skipped and a ``grant_refused`` event recorded). Returns the use, or None."""
+        from sentinel.store import grants
+
+        call = grants.UseRequest(
+            agent or "", function, params, value, digest, rule_id, policy_version,
+            None if only is None else frozenset(only),
+        )  # fmt: skip
+        out: GrantUse | None = self._write(grants.consume(call, time.time(), accept))
+        return out
 
     def count_events(self) -> int:
         """Number of events stored."""

@@ -47,6 +47,10 @@ AGENT_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "audit_meta": ("SELECT",),  # anchors at exit read the id
     "prune_window": ("SELECT",),  # the events' delete guard reads it
     "schema_version": ("SELECT",),
+    # standing grants: an agent consumes (its counters, exhausted) and records expiry; it never
+    # creates one (no INSERT: a forged grant row cannot even be written) nor edits its terms
+    "grants": ("SELECT", "UPDATE (used_count, used_total, status, ended_at, ended_by, end_reason)"),
+    "grant_uses": ("SELECT", "INSERT"),
 }
 #: The operator role: everything a store does (deciding, pruning, resetting baselines).
 OPERATOR_PRIVILEGES: dict[str, tuple[str, ...]] = {

@@ -250,8 +250,79 @@ ALTER TABLE requests ADD COLUMN arg_schema TEXT;
 ALTER TABLE requests ADD COLUMN edit TEXT;
 """
 
+#: Step 14, standing grants: the tables of SQLite's step 14 and its three guards as one trigger
+#: function (terms fixed, ended once, counters only grow within the caps).
+_PG_GRANTS = r"""
+CREATE TABLE grants (
+    id          TEXT COLLATE "C" PRIMARY KEY,
+    status      TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active','revoked','expired','exhausted')),
+    agent       TEXT NOT NULL,
+    function    TEXT NOT NULL,
+    bounds      TEXT NOT NULL DEFAULT '[]',
+    expires_at  DOUBLE PRECISION,
+    max_count   BIGINT,
+    max_total   DOUBLE PRECISION,
+    used_count  BIGINT NOT NULL DEFAULT 0,
+    used_total  DOUBLE PRECISION NOT NULL DEFAULT 0,
+    rule_id     TEXT,
+    request_id  TEXT,
+    created_at  DOUBLE PRECISION NOT NULL,
+    created_by  TEXT NOT NULL,
+    operator    TEXT,
+    signer      TEXT,
+    signature   TEXT,
+    reason      TEXT,
+    ended_at    DOUBLE PRECISION,
+    ended_by    TEXT,
+    end_reason  TEXT
+);
+CREATE INDEX grants_active ON grants(agent, function) WHERE status = 'active';
+CREATE INDEX grants_created ON grants(created_at);
+CREATE FUNCTION sentinel_grants_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.id IS DISTINCT FROM OLD.id OR NEW.agent IS DISTINCT FROM OLD.agent
+       OR NEW.function IS DISTINCT FROM OLD.function OR NEW.bounds IS DISTINCT FROM OLD.bounds
+       OR NEW.expires_at IS DISTINCT FROM OLD.expires_at
+       OR NEW.max_count IS DISTINCT FROM OLD.max_count
+       OR NEW.max_total IS DISTINCT FROM OLD.max_total
+       OR NEW.created_at IS DISTINCT FROM OLD.created_at
+       OR NEW.created_by IS DISTINCT FROM OLD.created_by
+       OR NEW.signer IS DISTINCT FROM OLD.signer OR NEW.signature IS DISTINCT FROM OLD.signature
+       OR NEW.rule_id IS DISTINCT FROM OLD.rule_id
+       OR NEW.request_id IS DISTINCT FROM OLD.request_id THEN
+        RAISE EXCEPTION 'the terms of a grant cannot change';
+    END IF;
+    IF OLD.status != 'active' THEN
+        RAISE EXCEPTION 'grant already ended';
+    END IF;
+    IF NEW.used_count < OLD.used_count OR NEW.used_total < OLD.used_total
+       OR (NEW.max_count IS NOT NULL AND NEW.used_count > NEW.max_count)
+       OR (NEW.max_total IS NOT NULL AND NEW.used_total > NEW.max_total * (1 + 1e-9)) THEN
+        RAISE EXCEPTION 'grant use counters only grow, never past the caps';
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER grants_guard BEFORE UPDATE ON grants FOR EACH ROW
+    EXECUTE FUNCTION sentinel_grants_guard();
+CREATE TABLE grant_uses (
+    grant_id   TEXT COLLATE "C" NOT NULL,
+    n          BIGINT NOT NULL,
+    ts         DOUBLE PRECISION NOT NULL,
+    agent      TEXT NOT NULL,
+    function   TEXT NOT NULL,
+    digest     TEXT,
+    value      DOUBLE PRECISION,
+    event_seq  BIGINT,
+    PRIMARY KEY (grant_id, n)
+);
+"""
+
 #: ``(version reached, script)``, oldest first. APPEND ONLY, one step per new SQLite step.
-PG_STEPS: list[tuple[int, str]] = [(11, _PG_V11), (12, _PG_NOTICE), (13, _PG_EDITS)]
+PG_STEPS: list[tuple[int, str]] = [
+    (11, _PG_V11), (12, _PG_NOTICE), (13, _PG_EDITS), (14, _PG_GRANTS),
+]  # fmt: skip
 
 _HAS_VERSION = "SELECT to_regclass('schema_version') IS NOT NULL"
 _VERSION = "SELECT version FROM schema_version"

@@ -265,10 +265,71 @@ ALTER TABLE requests ADD COLUMN arg_schema TEXT;
 ALTER TABLE requests ADD COLUMN edit TEXT;
 """
 
+#: Standing grants (issue 18): an operator's "yes to calls like this, within these bounds, for this
+#: long", and each use of one. A grant's terms never change after it is made (its signature covers
+#: them); it ends once (revoked / expired / exhausted) and never becomes active again; its use
+#: counters only grow and never pass its caps. Each use is a row of ``grant_uses`` numbered by the
+#: grant's count (so two uses can never share a number) and names its ``grant_used`` event.
+_GRANTS = """
+CREATE TABLE grants (
+    id          TEXT PRIMARY KEY,
+    status      TEXT NOT NULL DEFAULT 'active'
+                CHECK (status IN ('active','revoked','expired','exhausted')),
+    agent       TEXT NOT NULL,
+    function    TEXT NOT NULL,
+    bounds      TEXT NOT NULL DEFAULT '[]',     -- JSON [{param, op, value}]
+    expires_at  REAL,                           -- NULL: until revoked
+    max_count   INTEGER,
+    max_total   REAL,                           -- cap on the sum of the calls' value
+    used_count  INTEGER NOT NULL DEFAULT 0,
+    used_total  REAL NOT NULL DEFAULT 0,
+    rule_id     TEXT,                           -- the rule it was made for (informational)
+    request_id  TEXT,                           -- the request it was made from, if any
+    created_at  REAL NOT NULL,
+    created_by  TEXT NOT NULL,                  -- operator label
+    operator    TEXT,                           -- JSON OperatorIdentity
+    signer      TEXT,                           -- operator name the signature is under
+    signature   TEXT,                           -- ed25519 over the terms (sentinel/trust/grants.py)
+    reason      TEXT,
+    ended_at    REAL,
+    ended_by    TEXT,
+    end_reason  TEXT
+);
+CREATE INDEX grants_active ON grants(agent, function) WHERE status = 'active';
+CREATE INDEX grants_created ON grants(created_at);
+CREATE TRIGGER grants_terms_fixed BEFORE UPDATE ON grants
+WHEN NEW.id IS NOT OLD.id OR NEW.agent IS NOT OLD.agent OR NEW.function IS NOT OLD.function
+     OR NEW.bounds IS NOT OLD.bounds OR NEW.expires_at IS NOT OLD.expires_at
+     OR NEW.max_count IS NOT OLD.max_count OR NEW.max_total IS NOT OLD.max_total
+     OR NEW.created_at IS NOT OLD.created_at OR NEW.created_by IS NOT OLD.created_by
+     OR NEW.signer IS NOT OLD.signer OR NEW.signature IS NOT OLD.signature
+     OR NEW.rule_id IS NOT OLD.rule_id OR NEW.request_id IS NOT OLD.request_id
+BEGIN SELECT RAISE(ABORT, 'the terms of a grant cannot change'); END;
+CREATE TRIGGER grants_final BEFORE UPDATE ON grants
+WHEN OLD.status != 'active'
+BEGIN SELECT RAISE(ABORT, 'grant already ended'); END;
+CREATE TRIGGER grants_use_only_grows BEFORE UPDATE ON grants
+WHEN NEW.used_count < OLD.used_count OR NEW.used_total < OLD.used_total
+     OR (NEW.max_count IS NOT NULL AND NEW.used_count > NEW.max_count)
+     OR (NEW.max_total IS NOT NULL AND NEW.used_total > NEW.max_total * (1 + 1e-9))
+BEGIN SELECT RAISE(ABORT, 'grant use counters only grow, never past the caps'); END;
+CREATE TABLE grant_uses (
+    grant_id   TEXT NOT NULL,
+    n          INTEGER NOT NULL,                -- the grant's used_count after this use
+    ts         REAL NOT NULL,
+    agent      TEXT NOT NULL,
+    function   TEXT NOT NULL,
+    digest     TEXT,
+    value      REAL,
+    event_seq  INTEGER,
+    PRIMARY KEY (grant_id, n)
+) WITHOUT ROWID;
+"""
+
 #: Ordered migration steps; step i brings user_version from i to i + 1. APPEND ONLY.
 MIGRATIONS: list[str] = [
     _V1, _V2, _LIMITS, _ANOMALY, _AUDIT, _LIMIT_TOTALS, _EXPIRY, _PENDING_NEWEST,
-    _ONE_ARGUMENTS_COPY, _VOTES, _ESCALATION, _DECISION_NOTICE, _EDITS,
+    _ONE_ARGUMENTS_COPY, _VOTES, _ESCALATION, _DECISION_NOTICE, _EDITS, _GRANTS,
 ]  # fmt: skip
 
 

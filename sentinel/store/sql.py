@@ -231,6 +231,50 @@ BASELINE_DELETE = f"DELETE FROM anomaly_baselines WHERE {_BFILTER}"
 BASELINE_DELETE_WINDOWS = f"DELETE FROM anomaly_windows WHERE {_BFILTER}"
 BASELINE_DELETE_VALUES = f"DELETE FROM anomaly_values WHERE {_BFILTER}"
 
+# --- standing grants (sentinel/store/grants.py) -------------------------------------------
+GRANT_COLUMNS = (
+    "id", "status", "agent", "function", "bounds", "expires_at", "max_count", "max_total",
+    "used_count", "used_total", "rule_id", "request_id", "created_at", "created_by", "operator",
+    "signer", "signature", "reason", "ended_at", "ended_by", "end_reason",
+)  # fmt: skip
+_GCOLS = ", ".join(GRANT_COLUMNS)
+GRANT_USE_COLUMNS = ("grant_id", "n", "ts", "agent", "function", "digest", "value", "event_seq")
+INSERT_GRANT = (
+    f"INSERT INTO grants ({_GCOLS}) VALUES ({', '.join('?' * len(GRANT_COLUMNS))}) "
+    f"RETURNING {_GCOLS}"
+)
+SELECT_GRANT = f"SELECT {_GCOLS} FROM grants WHERE id = ?"
+SELECT_GRANT_PREFIX = f"SELECT {_GCOLS} FROM grants WHERE id >= ? AND id < ? ORDER BY id LIMIT 6"
+#: The active grants of one (agent, function), oldest first (the partial index).
+GRANTS_ACTIVE_FOR = (
+    f"SELECT {_GCOLS} FROM grants WHERE agent = ? AND function = ? AND status = 'active' "
+    "ORDER BY created_at, id"
+)
+#: Every active grant (the guard's cache; the expiry sweep).
+GRANTS_ACTIVE = f"SELECT {_GCOLS} FROM grants WHERE status = 'active' ORDER BY created_at, id"
+GRANTS_ALL = f"SELECT {_GCOLS} FROM grants ORDER BY created_at DESC, id DESC LIMIT ?"
+GRANTS_BY_STATUS = (
+    f"SELECT {_GCOLS} FROM grants WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?"
+)
+#: One use, compare-and-set on the count read in the same transaction.
+GRANT_USE = (
+    "UPDATE grants SET used_count = ?, used_total = ?, status = ?, ended_at = ?, ended_by = ?, "
+    f"end_reason = ? WHERE id = ? AND status = 'active' AND used_count = ? RETURNING {_GCOLS}"
+)
+#: End an active grant (revoked / expired).
+GRANT_END = (
+    "UPDATE grants SET status = ?, ended_at = ?, ended_by = ?, end_reason = ? "
+    f"WHERE id = ? AND status = 'active' RETURNING {_GCOLS}"
+)
+INSERT_GRANT_USE = (
+    f"INSERT INTO grant_uses ({', '.join(GRANT_USE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(GRANT_USE_COLUMNS))})"
+)
+GRANT_USES = (
+    f"SELECT {', '.join(GRANT_USE_COLUMNS)} FROM grant_uses WHERE grant_id = ? "
+    "ORDER BY n DESC LIMIT ?"
+)
+
 # --- copying a whole database to another backend (sentinel/store/copy.py) -----------------
 #: Every table of the schema's end state (both backends), its columns in a fixed order and the
 #: key it is read in. ``tests/store/test_copy.py`` fails when a schema step adds a table or a
@@ -249,6 +293,8 @@ COPY_TABLES: dict[str, tuple[tuple[str, ...], str]] = {
         ("agent", "function", "param", "vkey", "shown", "count", "first_at", "last_at"),
         "agent, function, param, vkey",
     ),
+    "grants": (GRANT_COLUMNS, "id"),
+    "grant_uses": (GRANT_USE_COLUMNS, "grant_id, n"),
 }
 COPY_SELECT = {
     t: f"SELECT {', '.join(c)} FROM {t} ORDER BY {k}" for t, (c, k) in COPY_TABLES.items()
