@@ -1,6 +1,7 @@
 """The bounds of a standing grant: what a call's arguments must satisfy to run under it.
 
-A bound is ``{param, op, value}``: the call's argument ``param`` compared with ``value`` by one of
+A bound is ``{param, op, value}``: the call's argument ``param`` (or a dotted path into a nested
+object, ``payment.amount``) compared with ``value`` by one of
 :data:`BOUND_OPS`. A call fits a grant when it fits *every* bound (parameters the grant does not
 name are not constrained — that is why a grant with no bound at all needs confirming).
 
@@ -97,9 +98,9 @@ class GrantBound:
 
     def fits(self, params: Mapping[str, Any]) -> bool:
         """Whether the call's arguments satisfy this bound (see the module doc)."""
-        if self.param not in params:
+        actual = _lookup(params, self.param)
+        if actual is _MISSING:
             return False
-        actual = params[self.param]
         op = self.op
         if op in NUMERIC_OPS:
             left = _number(actual)
@@ -118,6 +119,22 @@ class GrantBound:
         if op == "eq":
             return _same(actual, self.value)
         return any(_same(actual, v) for v in self.value)
+
+
+_MISSING = object()
+
+
+def _lookup(params: Mapping[str, Any], path: str) -> Any:
+    """The argument ``path`` names: a parameter, or a dotted path into nested objects
+    (``payment.amount``) when no parameter has that whole name."""
+    if path in params:
+        return params[path]
+    current: Any = params
+    for part in path.split("."):
+        if not isinstance(current, Mapping) or part not in current:
+            return _MISSING
+        current = current[part]
+    return current
 
 
 def _number(value: Any) -> Decimal | None:
