@@ -46,6 +46,7 @@ from sentinel.errors import (
     SentinelTimeoutError,
     StoreError,
 )
+from sentinel.grant_gate import gate_for
 from sentinel.identity import current_operator
 from sentinel.normalize import Binder, UnbindableArgument, to_jsonable
 from sentinel.policy import Action
@@ -356,7 +357,42 @@ class Guard:
             return decision, fast
         if decision.action is _BLOCK:
             raise self._block(function, params, decision)
+        granted = self._granted(call, decision)
+        if granted is not None:
+            self._check_sink()
+            return granted, False
         return decision, False
+
+    def _granted(self, call: GovernedCall, decision: Decision) -> Decision | None:
+        """The decision as allowed by a standing grant the call fits (the use counted and
+        audited), or None: it goes for approval. Fail-secure: anything going wrong while
+        checking grants (the store, an operators file that cannot be trusted) means no grant."""
+        policy = self.policy_source.current
+        gate = gate_for(location_of(self.config.db))
+        if gate.eligible(policy, decision) is None:
+            return None
+        function, params = call.function, call.params
+        args = CallArguments.of(params)
+        try:
+            trusted = signing_operators(self.config.require_signed_decisions)
+            use = gate.use(
+                _store_for(self.config.db),
+                policy,
+                decision,
+                function,
+                args.raw,
+                self.agent_id,
+                digest=args.binding_digest,
+                trusted=trusted,
+            )
+        except Exception as exc:  # never a reason to run: the call asks a person instead
+            _warn(f"standing grants could not be checked for {function} ({exc}); asking for approval")
+            return None
+        if use is None:
+            return None
+        grant = use.grant
+        reason = f"standing grant {grant.id[:12]} by {grant.signer or grant.created_by}: {decision.reason}"
+        return decision._replace(action=_ALLOW, reason=reason, grant=use)
 
     def _stopped(self, call: GovernedCall, exc: BaseException) -> None:
         """Governance ended without running the call: release what hooks hold, then re-raise a
@@ -1246,10 +1282,15 @@ class Guard:
 
     @staticmethod
     def _event_data(decision: Decision) -> dict[str, Any] | None:
-        """The ``data`` of an event about ``decision``: its shadow matches and escalations."""
+        """The ``data`` of an event about ``decision``: its shadow matches and escalations,
+        and the standing grant it ran under."""
         verdict = decision.verdict
-        if verdict.has_shadow or decision.escalations:
+        if verdict.has_shadow or decision.escalations or decision.grant is not None:
             data: dict[str, Any] = {}
+            if decision.grant is not None:
+                data["grant_id"] = decision.grant.grant.id
+                data["grant_use"] = decision.grant.n
+                data["grant_event_seq"] = decision.grant.seq
             if verdict.shadow:
                 data["shadow"] = [
                     {"rule_id": m.rule_id, "action": m.action.value, "message": m.message}

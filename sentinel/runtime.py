@@ -121,6 +121,8 @@ class Decision(NamedTuple):
     reason: str
     rule_id: str | None
     escalations: tuple[Escalation, ...] = ()
+    #: The standing grant use that let a require_approval call run (``GrantUse``), else None.
+    grant: Any = None
 
     @property
     def risk_score(self) -> float | None:

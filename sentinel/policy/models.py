@@ -411,6 +411,9 @@ class Rule(_Strict):
                 "bad_hint", "`deny_hint` is blank", {"hint": 'deny_hint: "split it into batches"'}
             )
         return self
+    # May a standing grant (`sentinel grant create`, `g` on a card) answer this rule's approvals?
+    # False: every call it sends for approval waits for a person, whatever grants exist.
+    grantable: bool = True
 
     @model_validator(mode="after")
     def _decision_terms(self) -> Rule:
@@ -420,6 +423,8 @@ class Rule(_Strict):
         ] + [f for f in ("quorum", "deny_quorum") if getattr(self, f) != 1]
         if self.escalate_to:
             named.append("escalate_to")
+        if "grantable" in self.model_fields_set:
+            named.append("grantable")
         if named and self.action != "require_approval":
             raise PydanticCustomError(
                 "bad_terms",

@@ -15,12 +15,42 @@ by equality of the JSON value (``"500"`` equals ``500``: the policy treats them 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sentinel.policy.values import NotANumber, to_decimal
+#: A number written as text (the policy's numeric operators read the same form).
+_NUMERIC_STRING = re.compile(
+    r"[ \t]*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?[ \t]*\Z"
+)
+
+
+class NotANumber(ValueError):
+    """A value a numeric bound cannot compare."""
+
+
+def to_decimal(value: Any) -> Decimal:
+    """The exact decimal value of a finite number or numeric string; raises NotANumber."""
+    if isinstance(value, bool) or value is None:
+        raise NotANumber(f"{value!r} is not a number")
+    if isinstance(value, int):
+        return Decimal(int(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise NotANumber(f"{value!r} is not a finite number")
+        return Decimal(repr(float(value)))
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise NotANumber(f"{value} is not a finite number")
+        return value
+    if isinstance(value, str) and _NUMERIC_STRING.match(value):
+        out = Decimal(value.strip(" \t"))
+        if out.is_finite():
+            return out
+    raise NotANumber(f"{str(value)[:40]!r} is not a number")
+
 
 #: The operators a bound may use.
 NUMERIC_OPS = ("lte", "lt", "gte", "gt")

@@ -20,6 +20,7 @@ from sentinel.edits import build_edit, check_edit
 from sentinel.errors import DecisionRefused, EditRefused
 from sentinel.identity import current_operator, os_groups
 from sentinel.store import AsyncStore
+from sentinel.store.grants import GrantRecord, NewGrant
 from sentinel.store.models import ArgumentEdit, OperatorIdentity, RequestRecord, Vote
 from sentinel.store.operations import StoreOperations
 from sentinel.trust.check import is_requester
@@ -320,3 +321,53 @@ class Decider:
                     f"({verdict.reason}); an edit cannot approve a blocked call"
                 )
         return build_edit(record, values, self.name, self.operator.label)
+
+    # -- standing grants -----------------------------------------------------------------------
+
+    def sign_grant(self, new: NewGrant, now: float | None = None) -> NewGrant:
+        """``new`` with its creation time set and, when this decider signs, its signature
+        (:func:`sentinel.trust.grants.sign_grant`). Raises DecisionRefused when grants must be
+        signed (an operators file lists someone) and this decider cannot sign."""
+        from sentinel.trust.grants import sign_grant
+
+        if self.signing_expected and not self.signs:
+            raise DecisionRefused(self._unsigned_refusal().replace("decisions", "grants", 1))
+        new = replace(new, created_at=round(time.time() if now is None else now, 6))
+        if self.signs and self.key is not None:
+            return sign_grant(self.key, new, self.name)
+        return replace(new, signer=self.name)
+
+    def create_grant(self, store: StoreOperations, new: NewGrant) -> GrantRecord:
+        """Sign and store a standing grant (see :meth:`sign_grant`)."""
+        return store.create_grant(self.sign_grant(new), self.operator)
+
+    def approve_with_grant(
+        self, store: StoreOperations, request_id: str, new: NewGrant, reason: str | None = None
+    ) -> tuple[RequestRecord, GrantRecord]:
+        """Approve ``request_id`` (checked and signed as :meth:`decide`) and create the signed
+        grant ``new`` in the same transaction (:meth:`Store.approve_with_grant`)."""
+        record = store.get(request_id)
+        if record.is_pending:
+            why = self.refusal(record, True)
+            if why is not None:
+                raise DecisionRefused(why)
+        vote = self.vote(record, True, reason)
+        signed = self.sign_grant(new)
+        return store.approve_with_grant(record.id, signed, self.operator, reason, vote=vote)
+
+    async def approve_with_grant_async(
+        self, store: AsyncStore, request_id: str, new: NewGrant, reason: str | None = None
+    ) -> tuple[RequestRecord, GrantRecord]:
+        """:meth:`approve_with_grant` on an :class:`AsyncStore`."""
+        record = await store.get(request_id)
+        if record.is_pending:
+            why = self.refusal(record, True)
+            if why is not None:
+                raise DecisionRefused(why)
+        vote = self.vote(record, True, reason)
+        signed = self.sign_grant(new)
+        return await store.approve_with_grant(record.id, signed, self.operator, reason, vote=vote)
+
+    async def create_grant_async(self, store: AsyncStore, new: NewGrant) -> GrantRecord:
+        """:meth:`create_grant` on an :class:`AsyncStore`."""
+        return await store.create_grant(self.sign_grant(new), self.operator)
