@@ -39,7 +39,6 @@ if TYPE_CHECKING:
         GrantUse,
         GrantUseRow,
         NewGrant,
-        UseRequest,
     )
     from sentinel.store.limits import LimitCheck, LimitUsage
 
