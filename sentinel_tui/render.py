@@ -103,9 +103,7 @@ def risk_threshold(confirm_risk: float) -> float:
     return confirm_risk * RISK_MAX if 0 < confirm_risk <= 1 else confirm_risk
 
 
-def risk_level(
-    record: RequestRecord, confirm_value: float, confirm_risk: float
-) -> tuple[str, str]:
+def risk_level(record: RequestRecord, confirm_value: float, confirm_risk: float) -> tuple[str, str]:
     """(level, why): the higher of the risk-score level and the value-at-risk level.
 
     The store's ``risk_score`` is the anomaly detector's 0–10: at or above ``confirm_risk``
@@ -115,7 +113,9 @@ def risk_level(
     levels: list[tuple[str, str]] = []
     score = record.risk_score
     if score is not None:
-        levels.append((risk_band(score, risk_threshold(confirm_risk)), f"risk {score:.1f}/{RISK_MAX:g}"))
+        levels.append(
+            (risk_band(score, risk_threshold(confirm_risk)), f"risk {score:.1f}/{RISK_MAX:g}")
+        )
     value = record.value_at_risk
     if value is not None and confirm_value > 0:
         med = confirm_value * VALUE_MED_FRACTION
@@ -126,7 +126,11 @@ def risk_level(
     if not levels:
         return "LOW", "no risk score; low value"
     best = max(levels, key=lambda lv: _LEVEL_ORDER[lv[0]])
-    return best if score is None or best[1].startswith("risk") else (best[0], f"{best[1]}; {levels[0][1]}")
+    return (
+        best
+        if score is None or best[1].startswith("risk")
+        else (best[0], f"{best[1]}; {levels[0][1]}")
+    )
 
 
 def risk_text(level: str) -> Text:
@@ -199,7 +203,9 @@ def _mapping_block(
             folded.append(str(key))
             head = shown[:fold_chars]
             text.append(head.replace("\n", "\n    "))
-            text.append(f" … folded, {len(shown) - fold_chars:,} more chars (v shows all)", "dim italic")
+            text.append(
+                f" … folded, {len(shown) - fold_chars:,} more chars (v shows all)", "dim italic"
+            )
         else:
             text.append(shown.replace("\n", "\n    "))
         text.append("\n")
@@ -249,20 +255,33 @@ def decision_terms(record: RequestRecord, now: float, width: int | None = None) 
         part.append(_names(terms.approvers, room), style="bold")
         parts.append(part)
     if not terms.self_approval:
-        parts.append(Text("no self-approval" if narrow else "self-approval off", style="yellow", end=""))
+        parts.append(
+            Text("no self-approval" if narrow else "self-approval off", style="yellow", end="")
+        )
     if terms.escalate_after is not None and terms.escalate_to:
         # The row says so once the waiting call recorded the escalation; until then the age does.
         to = _names(record.escalated_to or terms.escalate_to, room)
         age = now - record.created_at
         if record.escalated_at is not None or age >= terms.escalate_after:
-            parts.append(Text(f"↑ {to}" if narrow else f"escalated to {to}", style="bold yellow", end=""))
+            parts.append(
+                Text(f"↑ {to}" if narrow else f"escalated to {to}", style="bold yellow", end="")
+            )
         else:
             left = format_age(terms.escalate_after - age)
-            parts.append(Text(f"↑ {to} in {left}" if narrow else f"escalates to {to} in {left}",
-                              style="dim", end=""))
+            parts.append(
+                Text(
+                    f"↑ {to} in {left}" if narrow else f"escalates to {to} in {left}",
+                    style="dim",
+                    end="",
+                )
+            )
     approvals = record.approvals
     if terms.quorum > 1:
-        got = f"{len(approvals)}/{terms.quorum} ✔" if narrow else f"{len(approvals)} of {terms.quorum} approvals"
+        got = (
+            f"{len(approvals)}/{terms.quorum} ✔"
+            if narrow
+            else f"{len(approvals)} of {terms.quorum} approvals"
+        )
         part = Text(got, style="bold cyan", end="")
         if approvals:
             part.append(" — ")
@@ -270,7 +289,11 @@ def decision_terms(record: RequestRecord, now: float, width: int | None = None) 
         parts.append(part)
     denials = [v for v in record.votes if not v.approves]
     if terms.deny_quorum > 1 and denials:
-        got = f"{len(denials)}/{terms.deny_quorum} ✖" if narrow else f"{len(denials)} of {terms.deny_quorum} denials"
+        got = (
+            f"{len(denials)}/{terms.deny_quorum} ✖"
+            if narrow
+            else f"{len(denials)} of {terms.deny_quorum} denials"
+        )
         part = Text(got, style="bold red", end="")
         part.append(" — ")
         part.append(_names([v.operator for v in denials], room))
@@ -388,18 +411,36 @@ def mcp_line(context: Mapping[str, Any] | None) -> Text | None:
         if version:
             line.append(" ")
             line.append_text(safe(version, 30))
+    transport = facts.get("transport")
+    if transport:
+        line.append("  via ", style="dim")
+        line.append_text(safe(transport, 20))
     line.append("\n")
     return line
 
 
+_MCP_SHOWN = frozenset({"server", "tool", "client", "client_version", "transport"})
+
+
+def _mcp_keys(context: Mapping[str, Any]) -> set[str]:
+    """The keys of ``context["mcp"]`` (a key set no line shows when it is not a mapping)."""
+    facts = context.get("mcp")
+    if not isinstance(facts, Mapping):
+        return {"\0not shown"} if "mcp" in context else set()
+    return {str(k) for k in facts}
+
+
 def _context_rest(context: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The context without what :func:`guard_section` already showed readably."""
+    """The context without what :func:`guard_section` and :func:`mcp_line` already showed
+    readably."""
     if not context:
         return {}
     shown = rendered_keys(context)
-    if not shown:
-        return dict(context)
     rest = dict(context)
+    if _MCP_SHOWN.issuperset(_mcp_keys(context)):
+        rest.pop("mcp", None)  # every fact is on the mcp line
+    if not shown:
+        return rest
     notes = {k: v for k, v in guard_notes(context).items() if k not in shown}
     if notes:
         rest["sentinel"] = notes
@@ -426,7 +467,9 @@ def full_arguments(record: RequestRecord) -> Text:
         text.append("\n\n")
     if record.context:
         text.append("context\n", style="bold underline")
-        text.append(safe_text(pretty_value(redact(record.context)), FULL_VIEW_CHARS, multiline=True))
+        text.append(
+            safe_text(pretty_value(redact(record.context)), FULL_VIEW_CHARS, multiline=True)
+        )
         text.append("\n")
     return text
 
@@ -477,8 +520,12 @@ def _decision_fields(text: Text, event: EventRecord) -> None:
         if isinstance(to, (list, tuple)) and to:
             _field(text, "to", safe(", ".join(str(t) for t in to), 200, "bold yellow"), 9)
     if data.get("refused") == UNTRUSTED_DECISION:
-        _field(text, "refused", safe(event.reason or "decision not signed by a trusted operator",
-                                     500, "bold red"), 9)
+        _field(
+            text,
+            "refused",
+            safe(event.reason or "decision not signed by a trusted operator", 500, "bold red"),
+            9,
+        )
         for v in data.get("votes") or ():
             if isinstance(v, Mapping):
                 line = safe(f"{v.get('operator') or '?'} {v.get('verdict') or '?'}", 120)

@@ -495,3 +495,29 @@ def test_listen_needs_a_token(rules, db_path):
         timeout=60,
     )
     assert out.returncode == 2 and "needs a bearer token" in out.stderr
+
+
+async def test_limits_and_anomaly_baselines_apply_per_tool(write_rules, db_path):
+    rules = write_rules(
+        """
+        version: "1.0"
+        default_action: allow
+        rules:
+          - id: echo_rate
+            function_pattern: echo
+            limit: {count: 2, window: 1h, per: agent}
+            action: block
+            message: "at most 2 echoes an hour"
+        """
+    )
+    async with session(rules, db_path, SENTINEL_ANOMALY="1") as s:
+        first = await s.call_tool("echo", {"text": "1"})
+        second = await s.call_tool("echo", {"text": "2"})
+        third = await s.call_tool("echo", {"text": "3"})
+        read = await s.call_tool("read_file", {"path": "/tmp/a"})
+    assert not first.is_error and not second.is_error and not read.is_error
+    assert third.is_error and "echo not executed" in text_of(third)
+    with Store(db_path) as store:
+        agent = "mcp:upstream-test:test-client"
+        assert store.baseline_for_call(agent, "echo")  # learned from the calls that ran
+        assert store.baseline_for_call(agent, "read_file")
