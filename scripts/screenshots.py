@@ -71,6 +71,23 @@ async def _confirm(pilot: Any) -> None:
     await _until(pilot, lambda: isinstance(pilot.app.screen, DecisionDialog))
 
 
+async def _edit(pilot: Any) -> None:
+    """``e`` on the 2,750 transfer: the amount lowered, a destination its schema refuses."""
+    from sentinel_tui.edit_form import EditForm
+    from sentinel_tui.sample import sample_id
+
+    app = pilot.app
+    for _ in range(10):
+        if app.queue.card.request_id == sample_id(3):
+            break
+        await pilot.press("down")
+    await pilot.press("e")
+    await _until(pilot, lambda: isinstance(app.screen, EditForm))
+    form = app.screen
+    form.query_one(f"#edit-{form.names.index('amount')}").value = "400"
+    form.query_one(f"#edit-{form.names.index('destination')}").value = "acc-1"
+
+
 async def _help(pilot: Any) -> None:
     await pilot.press("question_mark")
     await _until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
@@ -101,6 +118,7 @@ SHOTS: dict[str, Callable[[Any], Awaitable[None]]] = {
     "metrics": _metrics,
     "rules": _rules,
     "confirm": _confirm,
+    "edit": _edit,
     "help": _help,
     "rules_changed": _rules_changed,  # last: it edits the shared rules file
 }

@@ -299,10 +299,14 @@ def typed_value(text: str, schema: Any, root: Mapping[str, Any] | None = None) -
     if parsed is not _NOTHING:
         candidates.append(parsed)
     candidates.append(text)
+    reasons = []
     for value in candidates:
-        if schema_error(schema, value, root) is None:
+        why = schema_error(schema, value, root)
+        if why is None:
             return value
-    raise ValueError(f"expects {expected(schema, root)}, got {text!r}")
+        reasons.append(why)
+    # The reading as JSON says most (a number below the minimum, not "expects integer").
+    raise ValueError(f"{reasons[0]}, got {text!r}")
 
 
 _NOTHING: Any = object()

@@ -36,6 +36,7 @@ from sentinel.store.location import PgLocation
 from sentinel.store.models import (
     APPROVED,
     DENIED,
+    ArgumentEdit,
     MetricsSnapshot,
     OperatorIdentity,
     RequestRecord,
@@ -43,9 +44,11 @@ from sentinel.store.models import (
 from sentinel_tui.config import TuiConfig, load_config
 from sentinel_tui.data import DataSource, DecisionOutcome, PolicyInfo, SigningState
 from sentinel_tui.dialogs import DecisionDialog, DialogResult, HelpScreen, TextScreen
+from sentinel_tui.edit_form import EditForm
 from sentinel_tui.messages import (
     DataError,
     Decided,
+    EditDecided,
     HistoryPage,
     IdentityKnown,
     MetricsReady,
@@ -707,6 +710,57 @@ class SentinelApp(App[int]):
     @on(QueueView.ArgumentsAsked)
     def _arguments_asked(self, msg: QueueView.ArgumentsAsked) -> None:
         self.show_full(msg.record)
+
+    # --- edit, then approve (``e``) ---------------------------------------------------------------
+
+    @on(QueueView.EditAsked)
+    def _edit_asked_on_card(self, msg: QueueView.EditAsked) -> None:
+        self.request_edit(msg.request_id)
+
+    def request_edit(self, rid: str | None) -> None:
+        """``e``: open the edit form on the card's request (typed by its recorded schema)."""
+        if not self._decision_allowed(rid):
+            return
+        assert rid is not None
+        record = self.queue.records.get(rid)
+        if record is None or self._refused(record, True):
+            return
+        if not (record.arg_schema or {}).get("properties"):
+            self.notify(
+                f"{safe_text(record.function, 60)} ({rid[:8]}) recorded no argument schema: it "
+                "cannot be edited (approve or deny it as sent).",
+                title="Cannot edit", severity="warning", markup=False,
+            )  # fmt: skip
+            return
+
+        def done(edit: ArgumentEdit | None) -> None:
+            if edit is not None:
+                self.notify(
+                    f"{safe_text(record.function, 60)} ({rid[:8]}) approved with edits: "
+                    f"{safe_text(edit.describe(), 200)}",
+                    title="Approved (edited)", markup=False,
+                )  # fmt: skip
+
+        self.push_screen(EditForm(record), done)
+
+    @on(EditForm.Submitted)
+    def _edit_submitted(self, msg: EditForm.Submitted) -> None:
+        self._inflight.add(msg.record.id)
+        self._decide_edit(msg.form, msg.record.id, msg.values, msg.reason)
+
+    @work(thread=True, group="decide", exit_on_error=False)
+    def _decide_edit(
+        self, form: EditForm, rid: str, values: dict[str, str], reason: str | None
+    ) -> None:
+        self.post_message(EditDecided(form, self.data.decide_edit(rid, values, reason)))
+
+    @on(EditDecided)
+    def _edit_decided(self, msg: EditDecided) -> None:
+        o = msg.outcome
+        self._inflight.discard(o.request_id)
+        if o.ok and o.request_id in self._seen:
+            self._decided_here.add(o.request_id)
+        msg.form.outcome(o.ok, o.record, o.error)
 
     @on(QueueView.OlderPageWanted)
     def _older_page_wanted(self, msg: QueueView.OlderPageWanted) -> None:

@@ -348,6 +348,30 @@ class DataSource:
             return DecisionOutcome(request_id, approve, False, None, error=str(exc))
         return DecisionOutcome(request_id, approve, True, record)
 
+    def decide_edit(
+        self, request_id: str, values: dict[str, str], reason: str | None
+    ) -> DecisionOutcome:
+        """Approve with edited arguments (``values``: parameter → text typed in the edit form,
+        typed by the request's schema), checked against the rules in force here too. A refusal
+        (a value that does not fit, an edited call the rules block) or a conflict (decided
+        meanwhile) is an outcome that recorded nothing."""
+        follower = self._follower
+        try:
+            policy = follower.state().policy if follower is not None else None
+        except Exception:
+            policy = None
+        try:
+            record = self.decider().decide(
+                self.store, request_id, True, reason or None, edits=values, policy=policy
+            )
+        except DecisionRefused as exc:
+            return DecisionOutcome(request_id, True, False, None, error=str(exc), refused=True)
+        except DecisionConflict as exc:
+            return DecisionOutcome(request_id, True, False, exc.record, error=str(exc))
+        except SentinelError as exc:
+            return DecisionOutcome(request_id, True, False, None, error=str(exc))
+        return DecisionOutcome(request_id, True, True, record)
+
     # --- policy --------------------------------------------------------------------------------
 
     def watch_policy(

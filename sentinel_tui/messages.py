@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.message import Message
 
 from sentinel.store.models import EventRecord, MetricsSnapshot, RequestRecord
@@ -113,3 +115,12 @@ class SigningKnown(Message):
     def __init__(self, signing: SigningState) -> None:
         super().__init__()
         self.signing = signing
+
+
+class EditDecided(Message):
+    """An approval with edited arguments finished (``form``: the edit form that asked)."""
+
+    def __init__(self, form: Any, outcome: DecisionOutcome) -> None:
+        super().__init__()
+        self.form = form
+        self.outcome = outcome

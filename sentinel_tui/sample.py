@@ -63,6 +63,37 @@ ANOMALY: dict[str, Any] = {
 }
 
 
+#: The argument schemas the sample requests record (what the edit form types its fields by).
+SAMPLE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "transfer_funds": {
+        "type": "object",
+        "properties": {
+            "amount": {"type": "integer", "exclusiveMinimum": 0},
+            "destination": {"type": "string", "pattern": "^ACC-[0-9]{4}$"},
+            "memo": {"type": "string", "maxLength": 140},
+        },
+        "required": ["amount", "destination"],
+    },
+    "send_email": {
+        "type": "object",
+        "properties": {
+            "to": {"type": "string"}, "subject": {"type": "string"}, "body": {"type": "string"},
+            "api_token": {"type": "string"},
+        },
+        "required": ["to"],
+    },
+    "deploy_service": {
+        "type": "object",
+        "properties": {
+            "service": {"type": "string"},
+            "environment": {"enum": ["dev", "staging", "prod"]},
+            "version": {"type": "string"},
+        },
+        "required": ["service", "environment", "version"],
+    },
+}  # fmt: skip
+
+
 def sample_id(n: int) -> str:
     return hashlib.sha256(f"sentinel-sample-{n}".encode()).hexdigest()[:32]
 
@@ -233,7 +264,7 @@ def seed(
                     rule_id=spec["rule_id"], rule_ids=(spec["rule_id"],), reason=spec["reason"],
                     value_at_risk=spec["value_at_risk"], risk_score=spec.get("risk_score"),
                     risk_explanation=spec.get("risk_explanation"), policy_version=POLICY_VERSION,
-                    created_at=now - spec["age"],
+                    created_at=now - spec["age"], arg_schema=SAMPLE_SCHEMAS.get(spec["function"]),
                 )
             )
             ids.append(spec["id"])

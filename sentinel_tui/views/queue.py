@@ -21,7 +21,9 @@ from sentinel_tui.widgets.card import RequestCard
 from sentinel_tui.widgets.queue_table import QueueTable
 
 #: Actions that change the queue; hidden and refused in read-only mode.
-DECISION_ACTIONS = {"approve", "deny", "decide_with_reason", "mark", "approve_marked", "deny_marked"}
+DECISION_ACTIONS = {
+    "approve", "deny", "decide_with_reason", "mark", "approve_marked", "deny_marked", "edit",
+}
 
 
 class QueueView(Container):
@@ -32,6 +34,7 @@ class QueueView(Container):
         Binding("d", "deny", "Deny", id="queue.deny"),
         Binding("space", "mark", "Mark", id="queue.mark"),
         Binding("v", "view_full", "Full args", id="queue.view"),
+        Binding("e", "edit", "Edit, then approve…", show=False, id="queue.edit"),
         Binding("r", "decide_with_reason", "Decide with reason…", show=False, id="queue.reason"),
         Binding("A", "approve_marked", "Approve marked…", show=False, id="queue.approve_marked"),
         Binding("D", "deny_marked", "Deny marked…", show=False, id="queue.deny_marked"),
@@ -61,6 +64,13 @@ class QueueView(Container):
         def __init__(self, record: RequestRecord | None) -> None:
             super().__init__()
             self.record = record
+
+    class EditAsked(Message):
+        """``e``: edit the card's request's arguments, then approve the edited call."""
+
+        def __init__(self, request_id: str | None) -> None:
+            super().__init__()
+            self.request_id = request_id
 
     class OlderPageWanted(Message):
         """The cursor neared the end of the window: fetch the newest ``depth`` requests."""
@@ -217,3 +227,6 @@ class QueueView(Container):
 
     def action_view_full(self) -> None:
         self.post_message(self.ArgumentsAsked(self.card.record))
+
+    def action_edit(self) -> None:
+        self.post_message(self.EditAsked(self.card.request_id))
