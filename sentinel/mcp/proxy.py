@@ -515,9 +515,18 @@ class McpProxy:
         except SentinelBlockedError as exc:
             return tool_error(request.id, render_block(exc, self.block_message, name))
         except _ToolFailed as failed:
+            answer = failed.response
+            if isinstance(answer, JSONRPCError):
+                # A protocol error from the upstream reaches the model as a tool error it can
+                # read (many clients would raise on a JSON-RPC error and end the agent's run).
+                answer = tool_error(
+                    request.id,
+                    f"{name} failed: the upstream MCP server answered with error "
+                    f"{answer.error.code}: {answer.error.message}",
+                )
             if applied:
-                return with_note(failed.response, render_edit(applied[-1], name), first=True)
-            return failed.response
+                return with_note(answer, render_edit(applied[-1], name), first=True)
+            return answer
         except _UpstreamGone as gone:
             return tool_error(request.id, f"{name} failed: {gone}.")
         finally:

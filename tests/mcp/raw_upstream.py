@@ -1,5 +1,6 @@
 """A hand-written MCP server (no SDK) that breaks the protocol on purpose: its ``garbage`` tool
-first writes lines that are not JSON-RPC messages to the wire, then answers properly."""
+first writes lines that are not JSON-RPC messages to the wire, then answers properly; any other
+tool name gets a JSON-RPC error (as some servers answer an unknown tool)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ for line in sys.stdin:
         send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [
             {"name": "garbage", "inputSchema": {"type": "object", "properties": {}}},
         ]}})  # fmt: skip
+    elif method == "tools/call" and msg["params"].get("name") != "garbage":
+        send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32602, "message": "Unknown tool"}})
     elif method == "tools/call":
         sys.stdout.write("this is not json-rpc\n")
         sys.stdout.write('{"jsonrpc": "2.0", "method": 7}\n')

@@ -521,3 +521,19 @@ async def test_limits_and_anomaly_baselines_apply_per_tool(write_rules, db_path)
         agent = "mcp:upstream-test:test-client"
         assert store.baseline_for_call(agent, "echo")  # learned from the calls that ran
         assert store.baseline_for_call(agent, "read_file")
+
+
+async def test_upstream_errors_reach_the_model_as_tool_errors(rules, db_path):
+    async with session(rules, db_path) as s:
+        # The SDK server answers these with isError results: passed through as they are.
+        unknown = await s.call_tool("no_such_tool", {})
+        bad_args = await s.call_tool("echo", {"wrong": 1})
+    assert unknown.is_error and text_of(unknown) == "Unknown tool: no_such_tool"
+    assert bad_args.is_error and "validation error" in text_of(bad_args)
+    # A server answering with a JSON-RPC error: the model still gets a tool result to read.
+    async with session(rules, db_path, upstream=[sys.executable, str(RAW_UPSTREAM)]) as s:
+        failed = await s.call_tool("other", {})
+    assert failed.is_error
+    assert text_of(failed) == (
+        "other failed: the upstream MCP server answered with error -32602: Unknown tool"
+    )
