@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 #: Command-group modules, in the order their commands appear in ``sentinel --help``.
-COMMAND_MODULES = ("rules", "queue", "audit", "anomaly", "tui", "demo", "serve", "mcp", "operator", "db")
+COMMAND_MODULES = ("rules", "queue", "grant", "audit", "anomaly", "tui", "demo", "serve", "mcp", "operator", "db")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -272,6 +272,12 @@ def _decide(approve: bool) -> Any:
         from sentinel.trust.decide import Decider
 
         _sweep(store)
+        if approve and getattr(args, "grant", None):
+            if getattr(args, "set", None):
+                raise ValueError("--grant with --set: approve the edited call first, then grant")
+            from sentinel.cli.grant import approve_with_grant
+
+            return approve_with_grant(store, args)
         decider = Decider.local("cli")
         edits = _assignments(getattr(args, "set", None))
         policy = _edit_policy(args) if edits is not None else None
@@ -455,6 +461,15 @@ def register(subparsers: Any) -> None:
                 help="rules an edited call is checked against before it is approved "
                 "(default: $SENTINEL_RULES_PATH, else ./rules.yaml when present)",
             )
+            p.add_argument(
+                "--grant",
+                metavar="DURATION",
+                help="also create a standing grant from this request, for 15m, 1h, 8h … or "
+                "forever (bounded by the request's values unless --where is given)",
+            )
+            from sentinel.cli.grant import add_grant_options
+
+            add_grant_options(p, create=False, rules=False)
         _add_db(p)
         handler = _decide(approve)
         p.set_defaults(func=lambda a, f=handler: _run(a, f))

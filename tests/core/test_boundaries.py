@@ -79,7 +79,7 @@ def test_the_command_center_writes_no_sql_of_its_own() -> None:
 FLOORS: list[set[str]] = [
     {"errors", "fdwait", "risk", "redact", "normalize", "secure_files"},  # plain helpers
     {"store"},  # the database: schema, SQL, Store / AsyncStore, the decision watcher
-    {"policy", "identity", "arguments", "trust", "edits", "grant_bounds"},  # rules → verdicts; who decides (and their
+    {"policy", "identity", "arguments", "trust", "edits", "grant_bounds", "grant_terms"},  # rules → verdicts; who decides (and their
     # keys, trusted operators, decision signatures); a call's arguments and their edits
     {"audit", "runtime"},  # the event sink and the process registries / hook types
     {"policy_source", "limits", "anomaly", "notify", "approval", "config"},  # what the guard composes
