@@ -11,6 +11,9 @@ Endpoints (compatible with agentic-sentinel 0.1.0's dashboard API):
 ``GET  /approval/{id}/status``     agent      status, approved_by, decided_by, reason (agents:
                                               only their own requests)
 ``POST /approval/{id}/approve``    operator   a vote, signed with the service key for the token;
+                                              ``{"arguments": {"amount": 400}}`` approves the
+                                              call with those values changed (checked against
+                                              the request's schema: 422 naming the parameter);
                                               200 decided, 202 a quorum still short (the tally),
                                               403 refused (not an approver, own request,
                                               already voted: nothing recorded), 409 who decided
@@ -25,6 +28,7 @@ other origins cannot call it), and with a secret every response is signed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -53,6 +57,7 @@ from sentinel.errors import (
     DecisionConflict,
     DecisionRefused,
     DuplicateVote,
+    EditRefused,
     RequestNotFound,
     SentinelConfigError,
     StoreError,
@@ -318,7 +323,9 @@ class ApprovalApi:
     ) -> Response:
         """One vote by ``principal``, checked and signed by the :class:`Decider` (the service key
         on behalf of the token), like every other place that decides."""
-        reason = payload.reason_from_body(self.parse_json(body, allow_empty=True))
+        data = self.parse_json(body, allow_empty=True)
+        reason = payload.reason_from_body(data)
+        edits = payload.edits_from_body(data, approve)
         rec, _ = await self.lookup(request.path_params["action_id"], principal)
         try:
             decider = await run_in_threadpool(
@@ -328,7 +335,14 @@ class ApprovalApi:
             log.error("cannot decide over the API: %s", exc)
             raise ApiError(503, f"decisions unavailable: {exc}") from None
         try:
-            rec = await run_in_threadpool(decider.decide, self.store, rec.id, approve, reason)
+            rec = await run_in_threadpool(
+                functools.partial(
+                    decider.decide, self.store, rec.id, approve, reason, edits=edits, typed=False
+                )
+            )
+        except EditRefused as bad:  # an edit that does not fit: nothing recorded
+            field = f"arguments.{bad.parameter}" if bad.parameter else "arguments"
+            raise ApiError(422, str(bad), field=field) from None
         except (DecisionRefused, DuplicateVote) as refused:
             now = getattr(refused, "record", None) or rec
             data = payload.decision_json(now, str(refused))

@@ -72,6 +72,19 @@ _DECISION = {
                 },
             },
         },
+        "edit": {
+            "type": "object",
+            "nullable": True,
+            "description": "an approval with edited arguments: the new values, each change "
+            "(name, before, after), the edit digest the signature covers, who changed it",
+            "properties": {
+                "values": {"type": "object", "additionalProperties": True},
+                "changes": {"type": "array", "items": {"type": "object"}},
+                "digest": {"type": "string"},
+                "operator": _NULLABLE_STR,
+                "label": _NULLABLE_STR,
+            },
+        },
     },
 }
 
@@ -217,12 +230,38 @@ _REASON_BODY = {
 }
 
 
+_APPROVE_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "reason": {"type": "string", "nullable": True, "maxLength": 2000},
+                    "arguments": {
+                        "type": "object",
+                        "nullable": True,
+                        "additionalProperties": True,
+                        "description": (
+                            "edit, then approve: the parameters to change and their new JSON "
+                            "values, checked against the schema the request recorded (a value "
+                            "that does not fit, an unknown parameter, a masked one: 422 naming "
+                            "it, nothing recorded); the call runs once with them"
+                        ),
+                    },
+                },
+            }
+        }
+    },
+}
+
+
 def _decide_op(verb: str) -> dict[str, Any]:
     return {
         "summary": f"{verb.capitalize()} a pending request (compare-and-set)",
         "operationId": verb,
         "parameters": [_ID_PARAM],
-        "requestBody": _REASON_BODY,
+        "requestBody": _APPROVE_BODY if verb == "approve" else _REASON_BODY,
         "responses": {
             "200": _json({"$ref": "#/components/schemas/Decision"}, "decided"),
             "202": _json(

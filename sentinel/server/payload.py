@@ -257,6 +257,29 @@ def reason_from_body(data: Any) -> str | None:
     return _opt_str(data, "reason", 2000) or None
 
 
+#: Most parameters one approve body may change.
+MAX_EDITED = 100
+
+
+def edits_from_body(data: Any, approve: bool) -> dict[str, Any] | None:
+    """The optional ``arguments`` of an approve body: ``{parameter: new JSON value}`` (edit, then
+    approve). None when absent; a deny body carrying one, or one that is not an object of
+    values, is a PayloadError naming ``arguments``."""
+    if not isinstance(data, dict) or data.get("arguments") is None:
+        return None
+    edits = data["arguments"]
+    if not approve:
+        raise PayloadError("arguments: only an approval can change the arguments", "arguments")
+    if not isinstance(edits, dict) or not edits:
+        raise PayloadError(
+            'arguments must be an object of the values to change, like {"amount": 400}',
+            "arguments",
+        )
+    if len(edits) > MAX_EDITED:
+        raise PayloadError(f"arguments: at most {MAX_EDITED} parameters per edit", "arguments")
+    return dict(edits)
+
+
 def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
@@ -341,6 +364,7 @@ def decision_json(rec: RequestRecord, message: str) -> dict[str, Any]:
         "denials": sum(1 for v in rec.votes if not v.approves),
         "deny_quorum": rec.terms.deny_quorum,
         "votes": _votes(rec),
+        "edit": None if rec.edit is None else rec.edit.to_dict(),
     }
 
 
@@ -351,6 +375,7 @@ __all__ = [
     "derive_request_id",
     "owned_by",
     "decision_json",
+    "edits_from_body",
     "effective_status",
     "new_request_from_body",
     "pending_json",
