@@ -162,6 +162,7 @@ class McpProxy:
         self._protocol: str | None = None  # negotiated at initialize (HTTP upstreams need it)
         self._schemas: dict[str, dict[str, Any]] = {}  # inputSchema per tool, from tools/list
         self._tokens: dict[Any, Any] = {}  # progressToken -> the client request it belongs to
+        self._dropped: set[Any] = set()  # forwarded calls the client cancelled
         self._to_client: Any = None
         self._to_upstream: Any = None
         self._tg: Any = None
@@ -313,6 +314,9 @@ class McpProxy:
             return
         if isinstance(message, (JSONRPCResponse, JSONRPCError)):
             pending = self._forwarded.pop(message.id, None) if message.id is not None else None
+            if pending is None and message.id in self._dropped:
+                self._dropped.discard(message.id)
+                return  # the answer to a call the client cancelled
             if pending is not None:
                 if self._tokens:
                     self._forget_token(message.id)
@@ -457,8 +461,10 @@ class McpProxy:
                 self._forget_token(request.id)
         if scope.cancelled_caught:
             # The client cancelled: no answer (the spec); a forwarded call is cancelled upstream
-            # by the client's own notification, which was passed on.
-            self._forwarded.pop(request.id, None)
+            # by the client's own notification, which was passed on, and a late answer from the
+            # upstream is dropped.
+            if self._forwarded.pop(request.id, None) is not None and len(self._dropped) < 10_000:
+                self._dropped.add(request.id)
             return
         if answer is not None:
             await self._send_client(answer)

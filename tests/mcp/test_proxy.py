@@ -178,7 +178,9 @@ async def test_ten_megabyte_argument(rules, db_path):
     blob = "x" * (10 * 1024 * 1024)
     async with session(rules, db_path) as s:
         result = await s.call_tool("size", {"blob": blob})
+        blocked = await s.call_tool("delete_file", {"path": blob})  # decided and audited
     assert text_of(result) == f"{len(blob)} characters"
+    assert blocked.is_error and "Deleting files is disabled" in text_of(blocked)
 
 
 async def test_lookalike_tool_name_is_not_allowed_by_the_ascii_rule(rules, db_path):
@@ -537,3 +539,30 @@ async def test_upstream_errors_reach_the_model_as_tool_errors(rules, db_path):
     assert text_of(failed) == (
         "other failed: the upstream MCP server answered with error -32602: Unknown tool"
     )
+
+
+async def test_cancel_after_forwarding_reaches_the_upstream(rules, db_path):
+    """An approved call already running upstream: the client's cancellation is passed on, the
+    upstream's late answer (if any) is dropped, and the session goes on."""
+    upstream_progress = anyio.Event()
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        if total == 2:  # the upstream's own report (the proxy's have no total)
+            upstream_progress.set()
+
+    async with session(rules, db_path) as s:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: s.call_tool("slow", {"seconds": 3}, progress_callback=on_progress)
+            )
+            record = await wait_pending(db_path)
+            assert cli("approve", record.id, "--db", str(db_path)).returncode == 0
+            with anyio.fail_after(30):
+                await upstream_progress.wait()  # running upstream now
+            tg.cancel_scope.cancel()
+        with anyio.fail_after(30):
+            assert text_of(await s.call_tool("echo", {"text": "next"})) == "echo: next"
+        await anyio.sleep(3.5)  # past the upstream's answer, had it not been cancelled
+        assert text_of(await s.call_tool("echo", {"text": "later"})) == "echo: later"
+    with Store(db_path) as store:
+        assert store.get(record.id).status == "approved"
