@@ -158,6 +158,27 @@ class SentinelTimeoutError(SentinelBlockedError):
         )
 
 
+class SentinelApprovalPending(SentinelBlockedError):
+    """A parked call (see :class:`sentinel.guard.Park`) needs approval and nobody has decided
+    yet: not executed *for now*. The request is in the queue; ``record`` is its row (id,
+    function, shown arguments, reason, ``expires_at``). Code that does not know this exception
+    treats it as the block it is (fail-secure)."""
+
+    _verb = "awaiting approval"
+
+    def __init__(self, record: Any, agent_id: str | None = None) -> None:
+        self.record = record
+        self.expires_at: float = float(record.expires_at)
+        super().__init__(
+            record.reason or "needs approval",
+            record.function,
+            True,
+            agent_id,
+            rule_id=record.rule_id,
+            request_id=record.id,
+        )
+
+
 class StoreError(SentinelError):
     """The approval database cannot be opened, read or written; the message names the cause."""
 

@@ -31,6 +31,7 @@ from sentinel.approval.base import (
     ApprovalStatus,
     new_request_id,
 )
+from sentinel.approval.parked import Park, parked_request_id
 from sentinel.arguments import CallArguments
 from sentinel.audit.sink import EventSink, GuardEvent, allowed_record, executed_record
 from sentinel.config import SentinelConfig
@@ -39,6 +40,7 @@ from sentinel.errors import (
     DecisionConflict,
     DecisionNotTrusted,
     EditRefused,
+    SentinelApprovalPending,
     SentinelBlockedError,
     SentinelConfigError,
     SentinelDeniedError,
@@ -411,6 +413,7 @@ class Guard:
         *,
         rebind: Rebind | None = None,
         schema: SchemaSource = None,
+        park: Park | None = None,
     ) -> T:
         """Govern one synchronous call: ``invoke()`` runs the real function.
 
@@ -421,14 +424,17 @@ class Guard:
         returns the whole edited arguments (as the rules should see them) and the invoke that
         runs the call with them; it raises :class:`~sentinel.errors.EditRefused` for a value the
         function refuses. Without ``rebind`` an edited approval is refused (blocked, audited):
-        the call never runs with arguments other than the ones approved."""
+        the call never runs with arguments other than the ones approved. With ``park``, a call
+        needing approval does not wait: see :class:`~sentinel.approval.parked.Park`."""
         record = pre = None
         params = CallArguments.of(params)  # one value for the call's arguments, from here on
         call = GovernedCall(function, params, self.agent_id)
         try:
             decision, fast = self._classify(call)
             if decision.action is _APPROVE:
-                record = _LoopThread.get().run(self._approval(function, params, decision, schema))
+                record = _LoopThread.get().run(
+                    self._approval(function, params, decision, schema, park)
+                )
                 self._check_binding(function, params, record)
                 if record.edit is not None:
                     call, invoke, record = self._apply_edit(call, record, rebind, schema)
@@ -458,17 +464,18 @@ class Guard:
         *,
         rebind: Rebind | None = None,
         schema: SchemaSource = None,
+        park: Park | None = None,
     ) -> T:
         """Govern one asynchronous call: ``await invoke()`` runs the real function. ``rebind``
         and ``schema`` as for :meth:`run_sync` (``rebind`` returns an invoke giving an
-        awaitable)."""
+        awaitable); ``park`` as for :meth:`run_sync`."""
         record = pre = None
         params = CallArguments.of(params)  # one value for the call's arguments, from here on
         call = GovernedCall(function, params, self.agent_id)
         try:
             decision, fast = self._classify(call)
             if decision.action is _APPROVE:
-                record = await self._approval(function, params, decision, schema)
+                record = await self._approval(function, params, decision, schema, park)
                 self._check_binding(function, params, record)
                 if record.edit is not None:
                     call, invoke, record = self._apply_edit(call, record, rebind, schema)
@@ -838,6 +845,7 @@ class Guard:
         params: Mapping[str, Any],
         decision: Decision,
         schema: SchemaSource = None,
+        park: Park | None = None,
     ) -> RequestRecord:
         """Write the pending request, wait for its decision, and return the approved record.
         Raises SentinelDeniedError / SentinelTimeoutError / SentinelBlockedError otherwise."""
@@ -883,8 +891,11 @@ class Guard:
             requester=_requester(),
             arg_schema=_schema_of(schema),
         )
+        if park is not None:
+            new = replace(new, id=parked_request_id(park.key, function, bound), parked=True)
         # Build the channel first: a misconfigured channel blocks the call before any row exists.
-        channel = self._channel()
+        # A parked call has none: the queue is how it is decided.
+        channel = self._channel() if park is None else None
         # Whether approvals must be signed, and by whom: an operators file that cannot be
         # trusted blocks the call here, before anyone is asked.
         try:
@@ -901,6 +912,8 @@ class Guard:
         store = async_store_for(db)  # this loop's store: awaited, no thread hop per statement
         deadline = time.monotonic() + timeout
         try:
+            if park is not None:
+                return await self._parked(function, new, store, db, signing, park)
             return await self._ask_and_wait(
                 function, new, context, store, db, deadline, channel, signing
             )
@@ -959,6 +972,111 @@ class Guard:
             )
             self._check_decision(function, record, own, signing, by_channel)
         return self._interpret(function, record)
+
+    async def _parked(
+        self,
+        function: str,
+        new: NewRequest,
+        store: AnyAsyncStore,
+        db: Location,
+        signing: TrustedOperators | None,
+        park: Park,
+    ) -> RequestRecord:
+        """A parked call: find or submit its request and obey the stored decision without
+        waiting. Pending: raise SentinelApprovalPending. Approved: checked as a waiting call
+        checks it (digest, signatures, expiry), then claimed once in the store; a second run of
+        the same approval is refused. The expiry is the row's, never later than its creation
+        plus the rule's timeout (a rewritten row cannot extend it)."""
+        record = await store.submit(new)  # idempotent on the id: a re-run finds its request
+        if record.function != new.function or record.digest != new.digest:
+            reason = (
+                f"queued request {record.id} is for other arguments than this call; not executed"
+            )
+            self._record_refused_approval(
+                function, record.id, reason, new.digest, record, "a mismatched request"
+            )
+            raise SentinelBlockedError(
+                reason, function, False, self.agent_id, rule_id=record.rule_id,
+                request_id=record.id,
+            )  # fmt: skip
+        if record.is_pending and record.created_at == new.created_at:
+            _notify_pending(self.config, record, _store_for(db))  # submitted just now
+        expires_at = min(float(record.expires_at), record.created_at + new.timeout_seconds)
+        if record.is_pending:
+            if time.time() < expires_at:
+                raise SentinelApprovalPending(replace(record, expires_at=expires_at), self.agent_id)
+            record = _still_there(await store.expire(record.id), record.id)
+        if park.probe or record.status != "approved":
+            return self._interpret(function, record)
+        decided_at = record.decided_at
+        if not isinstance(decided_at, (int, float)) or decided_at >= expires_at:
+            why = f"decided at {_utc(decided_at or 0.0)}, expired at {_utc(expires_at)}"
+            raise self._refuse_late_approval(
+                function, record, replace(record, expires_at=expires_at), why
+            )
+        own = OwnRequest(  # an edited approval is signed over the edited call (see _ask_and_wait)
+            record.id,
+            new.digest if record.edit is None else edit_digest(new.digest, record.edit.values),
+            record.created_at,
+            expires_at,
+            new.terms,
+            new.requester,
+        )
+        self._check_decision(function, record, own, signing, False)
+        if not await store.claim(record.id, {"requester": new.requester}):
+            reason = (
+                f"the approval of request {record.id} was used already (the call ran, or another "
+                "run of the same checkpoint took it); not executed again"
+            )
+            self._record_refused_approval(
+                function, record.id, reason, new.digest, record, "a reused approval",
+                {"refused": "approval_reused"},
+            )  # fmt: skip
+            raise SentinelBlockedError(
+                reason, function, False, self.agent_id, rule_id=record.rule_id,
+                request_id=record.id,
+            )  # fmt: skip
+        return record
+
+    def pending_parked(
+        self, function: str, params: Mapping[str, Any], key: str, schema: SchemaSource = None
+    ) -> SentinelApprovalPending | None:
+        """Whether a call parked under ``key`` would still wait: the pending exception (its
+        request submitted when missing), or None when it needs no approval or its request is
+        decided or expired now. Runs nothing, claims nothing; a caller uses it to stop a batch
+        of calls before any of them runs. ``schema`` as for :meth:`run_sync` (recorded when
+        this submits the request)."""
+        decision = self.preview(function, params)
+        if decision.action is not _APPROVE:
+            return None
+        try:
+            _LoopThread.get().run(
+                self._approval(
+                    function, CallArguments.of(params), decision, schema, Park(key, True)
+                )
+            )
+        except SentinelApprovalPending as exc:
+            return exc
+        except SentinelBlockedError:
+            return None
+        return None
+
+    async def apending_parked(
+        self, function: str, params: Mapping[str, Any], key: str, schema: SchemaSource = None
+    ) -> SentinelApprovalPending | None:
+        """:meth:`pending_parked` for async callers (waits on this loop)."""
+        decision = self.preview(function, params)
+        if decision.action is not _APPROVE:
+            return None
+        try:
+            await self._approval(
+                function, CallArguments.of(params), decision, schema, Park(key, True)
+            )
+        except SentinelApprovalPending as exc:
+            return exc
+        except SentinelBlockedError:
+            return None
+        return None
 
     def _refuse_unverifiable(
         self,

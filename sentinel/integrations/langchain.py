@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 try:
@@ -72,9 +72,11 @@ except ImportError:  # pragma: no cover - older or newer langchain-core without 
     _lc_config_param = None
 
 __all__ = [
+    "COPIED_FIELDS",
     "DEFAULT_BLOCK_MESSAGE",
     "ProtectedTool",
     "create_protected_tool",
+    "current_tool_call_id",
     "protect_tool",
     "protect_tools",
 ]
@@ -88,9 +90,15 @@ _TOOL_CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "sentinel_langchain_tool_call_id", default=None
 )
 
+
+def current_tool_call_id() -> str | None:
+    """The tool-call id of the protected call running in this context (None outside one)."""
+    return _TOOL_CALL_ID.get()
+
+
 # Fields of BaseTool a protected tool takes over from the original, so the model, callbacks and
 # error handling see the same tool.
-_COPIED_FIELDS = (
+COPIED_FIELDS = (
     "name",
     "description",
     "return_direct",
@@ -183,10 +191,10 @@ class ProtectedTool(BaseTool):
             )
 
         try:
-            result = self._guard.run_sync(
-                self.name,
+            result = self._govern_sync(
                 params,
                 lambda: _call_sync(inner, plumbing, call_args, call_kwargs, config, run_manager),
+                config,
                 rebind=rebind,
                 schema=self._arg_schema,
             )
@@ -216,16 +224,43 @@ class ProtectedTool(BaseTool):
             )
 
         try:
-            result = await self._guard.run_async(
-                self.name,
+            result = await self._govern_async(
                 params,
                 lambda: _call_async(inner, plumbing, call_args, call_kwargs, config, run_manager),
+                config,
                 rebind=rebind,
                 schema=self._arg_schema,
             )
         except SentinelBlockedError as exc:
             return self._rejected(exc)
         return self._with_edit(result, applied)
+
+    # -- how a call is governed (an integration may park it instead of waiting) ------------------
+
+    def _govern_sync(
+        self,
+        params: dict[str, Any],
+        invoke: Callable[[], Any],
+        config: RunnableConfig,
+        **options: Any,
+    ) -> Any:
+        return self._guard.run_sync(self.name, params, invoke, **options)
+
+    async def _govern_async(
+        self,
+        params: dict[str, Any],
+        invoke: Callable[[], Any],
+        config: RunnableConfig,
+        **options: Any,
+    ) -> Any:
+        return await self._guard.run_async(self.name, params, invoke, **options)
+
+    def sentinel_params(self, tool_call: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters the rules see for a tool call (``{"name", "args", "id"}``), validated
+        and coerced by the tool's schema exactly as a run of it would. Raises the schema's
+        validation error for arguments the tool would refuse."""
+        args, kwargs = self._to_args_and_kwargs(tool_call.get("args") or {}, tool_call.get("id"))
+        return self._prepare(args, kwargs)[2]
 
     # -- helpers --------------------------------------------------------------------------------
 
@@ -486,7 +521,7 @@ def protect_tool(
     the_guard = resolve_guard(config, context_fn, guard, where)
     message = check_block_message(block_message, where)
     fields: dict[str, Any] = {
-        name: getattr(tool, name) for name in _COPIED_FIELDS if name in BaseTool.model_fields
+        name: getattr(tool, name) for name in COPIED_FIELDS if name in BaseTool.model_fields
     }
     fields["args_schema"] = _input_schema(tool)
     return ProtectedTool(

@@ -487,6 +487,13 @@ class AsyncStore:
             self._wake([rec.lock_path])
         return rec
 
+    async def claim(self, request_id: str, data: dict[str, Any] | None = None) -> bool | None:
+        """See :meth:`Store.claim <sentinel.store.operations.StoreOperations.claim>`."""
+        claimed: bool | None = await self._write(
+            ops.claim(request_id, time.time(), dict(data or {})), durable=True
+        )
+        return claimed
+
     async def sweep(self) -> int:
         """See :meth:`Store.sweep`."""
         now = time.time()

@@ -16,6 +16,8 @@ import sys
 import threading
 from collections.abc import Iterable
 
+from sentinel.store.liveness import PARKED
+
 #: Off on systems without abstract unix sockets, or with SENTINEL_WAKE_HINTS=0 (polling only).
 ENABLED = sys.platform.startswith("linux") and os.environ.get("SENTINEL_WAKE_HINTS", "1") != "0"
 
@@ -46,7 +48,7 @@ def send(lock_paths: Iterable[str | None], payload: bytes = b"!") -> None:
     global _sender
     if not ENABLED:
         return
-    targets = {p for p in lock_paths if p}
+    targets = {p for p in lock_paths if p and p != PARKED}
     if not targets:
         return
     with _send_lock:

@@ -32,6 +32,11 @@ def hostname() -> str:
 SESSION_PREFIX = "pg:"
 
 
+#: The ``lock_path`` of a parked request (:attr:`~sentinel.store.models.NewRequest.parked`):
+#: no process waits for it, so no sweep may cancel it as "waiting process exited".
+PARKED = "parked:"
+
+
 def session_key(lock_path: str | None) -> int | None:
     """The advisory lock key of a ``pg:<key>`` lock path, else None."""
     if not lock_path or not lock_path.startswith(SESSION_PREFIX):
@@ -115,6 +120,8 @@ def lock_is_free(lock_path: str) -> bool:
 
 def waiter_is_dead(pid: int, pid_start: int | None, host: str, lock_path: str | None) -> bool:
     """True only when the waiting process is certainly gone (same host; lock free or pid gone)."""
+    if lock_path == PARKED:
+        return False  # nobody waits: the run resumes from its checkpoint; expiry handles it
     if host != hostname():
         return False  # another machine: cannot judge; expiry handles it
     if lock_path and session_key(lock_path) is None:

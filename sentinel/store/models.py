@@ -13,6 +13,8 @@ DENIED = "denied"
 EXPIRED = "expired"
 CANCELLED = "cancelled"
 FINAL_STATES = (APPROVED, DENIED, EXPIRED, CANCELLED)
+#: The event recording that the call an approved *parked* request allows went ahead (once).
+CLAIMED = "approval_claimed"
 
 #: Event kinds whose value at risk counts as "value protected" (one definition, used everywhere).
 PROTECTING_KINDS = ("blocked", "denied", "expired")
@@ -271,6 +273,10 @@ class NewRequest:
     #: function's signature or the tool's schema: an operator's edit is checked against it.
     #: None: not known (an edit is then refused).
     arg_schema: dict[str, Any] | None = None
+    #: No process waits for the decision: the run that asked is saved elsewhere (a LangGraph
+    #: checkpoint) and resumes later. The liveness sweep leaves such a row alone; only a
+    #: decision or its expiry ends it.
+    parked: bool = False
 
     @property
     def display_arguments(self) -> dict[str, Any]:

@@ -197,6 +197,15 @@ class StoreOperations(ABC):
             self._wake([rec.lock_path])
         return rec
 
+    def claim(self, request_id: str, data: dict[str, Any] | None = None) -> bool | None:
+        """Record, at most once, that the call an approved parked request allows is about to
+        run (an ``approval_claimed`` event). True for the first claim, False when it was claimed
+        before or the row is not approved, None for an unknown id."""
+        claimed: bool | None = self._write(
+            ops.claim(request_id, time.time(), dict(data or {})), durable=True
+        )
+        return claimed
+
     def sweep(self) -> int:
         """Cancel pending rows whose waiting process died; expire rows past expiry + grace.
 

@@ -23,7 +23,7 @@ from sentinel.errors import (
     EditRefused,
     RequestNotFound,
 )
-from sentinel.store import sql
+from sentinel.store import liveness, sql
 from sentinel.store.codec import (
     GENESIS_HASH,
     body_text,
@@ -38,6 +38,7 @@ from sentinel.store.codec import (
 from sentinel.store.models import (
     APPROVED,
     CANCELLED,
+    CLAIMED,
     DENIED,
     EXPIRED,
     PROTECTING_KINDS,
@@ -185,7 +186,7 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         "pid": caller.pid,
         "pid_start": caller.pid_start,
         "host": caller.host,
-        "lock_path": caller.lock_path,
+        "lock_path": liveness.PARKED if new.parked else caller.lock_path,
         "context": None if new.context is None else dumps(new.context),
         "rule_id": new.rule_id,
         "rule_ids": dumps(list(new.rule_ids)),
@@ -234,6 +235,8 @@ def submit(new: NewRequest, caller: Caller) -> Op:
         data["terms"] = new.terms.to_dict()
     if new.requester is not None:
         data["requester"] = new.requester
+    if new.parked:
+        data["parked"] = True
     yield from _append(
         [_request_event("approval_requested", rec, created_at, reason=new.reason, data=data)]
     )
@@ -457,6 +460,26 @@ def finish(request_id: str, status: str, reason: str | None, now: float, by: str
         return None if found is None else request_from_row(found)
     yield Q(sql.COMMIT)
     return rec
+
+
+def claim(request_id: str, now: float, data: dict[str, Any]) -> Op:
+    """Record, at most once, that the call an approved request allows is about to run: True when
+    this claim is the first, False when it was claimed before (or the row is not approved), None
+    when there is no such request. Compare-and-set under the write lock: of two processes
+    resuming the same parked request, exactly one gets True."""
+    yield Q(sql.BEGIN_WRITE)
+    found = yield Q(sql.SELECT_REQUEST, (request_id,), "one")
+    if found is None:
+        yield Q(sql.ROLLBACK)
+        return None
+    rec = request_from_row(found)
+    used = yield Q(sql.SELECT_REQUEST_EVENT_KIND, (request_id, CLAIMED), "one")
+    if used is not None or rec.status != "approved":
+        yield Q(sql.ROLLBACK)
+        return False
+    yield from _append([_request_event(CLAIMED, rec, now, data=data)])
+    yield Q(sql.COMMIT)
+    return True
 
 
 def sweep_apply(dead: list[tuple[str, str]], overdue: list[str], now: float) -> Op:

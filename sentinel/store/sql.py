@@ -40,6 +40,8 @@ INSERT_REQUEST = (
     f"VALUES ({', '.join('?' * len(REQUEST_COLUMNS))}) RETURNING {_RCOLS}"
 )
 SELECT_REQUEST = f"SELECT {_RCOLS} FROM requests WHERE id = ?"
+#: Whether a request has an event of a kind (a parked approval's claim).
+SELECT_REQUEST_EVENT_KIND = "SELECT seq FROM events WHERE request_id = ? AND kind = ? LIMIT 1"
 #: Prefix lookup as a range scan on the primary key; at most 2 rows tell "unique" from "ambiguous".
 SELECT_REQUEST_PREFIX = (
     f"SELECT {_RCOLS} FROM requests WHERE id >= ? AND id < ? ORDER BY id LIMIT 2"
