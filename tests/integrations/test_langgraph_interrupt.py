@@ -186,9 +186,7 @@ def test_no_decision_before_the_expiry_is_an_expiry(tmp_path: Path, db: Path) ->
     assert RAN == []
 
 
-def test_resume_when_decided_times_out_and_leaves_the_run_paused(
-    tmp_path: Path, db: Path
-) -> None:
+def test_resume_when_decided_times_out_and_leaves_the_run_paused(tmp_path: Path, db: Path) -> None:
     cfg = config(tmp_path, db)
     graph, _ = graph_for(
         cfg, tool_calls(("transfer_funds", {"amount": 9000, "destination": "X"}, "w1"))
