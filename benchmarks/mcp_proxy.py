@@ -11,7 +11,11 @@ All ends are joined by in-memory streams, so the figures are the proxy's own cos
 envelopes, the decision), not a pipe's or a process's. Printed: p50 and p99 of the round trip in
 microseconds both ways, and the difference (target: ≤ 1 ms at p50).
 
-    python benchmarks/mcp_proxy.py [--calls 2000]
+With ``--processes`` the same comparison runs between real processes over stdio pipes, the way
+a client runs it: ``python tests/mcp/upstream.py`` started directly, and ``sentinel mcp --
+python tests/mcp/upstream.py`` (two pipes more, one process more).
+
+    python benchmarks/mcp_proxy.py [--calls 2000] [--processes]
 """
 
 from __future__ import annotations
@@ -102,9 +106,51 @@ async def main(calls: int) -> None:
                 p_times.append((t2 - t1) * 1e6)
         tg.cancel_scope.cancel()
 
+    report("in-process", calls, d_times, p_times)
+
+
+async def main_processes(calls: int) -> None:
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    home = Path(tempfile.mkdtemp(prefix="sentinel-mcp-bench-"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SENTINEL_HOME=str(home))
+    upstream = [sys.executable, str(ROOT / "tests" / "mcp" / "upstream.py")]
+    direct_params = StdioServerParameters(command=upstream[0], args=upstream[1:], env=env)
+    proxy_params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "sentinel.cli", "mcp", "--rules", str(ROOT / "rules.yaml"), "--", *upstream],
+        env=env,
+    )
+    async with (
+        stdio_client(direct_params) as (dr, dw),
+        stdio_client(proxy_params) as (pr, pw),
+        ClientSession(dr, dw) as direct,
+        ClientSession(pr, pw) as proxied,
+    ):
+        await direct.initialize()
+        await proxied.initialize()
+        for _ in range(200):
+            await direct.call_tool("echo", {"text": "warm"})
+            await proxied.call_tool("echo", {"text": "warm"})
+        d_times: list[float] = []
+        p_times: list[float] = []
+        for i in range(calls):
+            args = {"text": f"hello {i}"}
+            t0 = time.perf_counter()
+            r1 = await direct.call_tool("echo", args)
+            t1 = time.perf_counter()
+            r2 = await proxied.call_tool("echo", args)
+            t2 = time.perf_counter()
+            assert not r1.is_error and not r2.is_error, (r1, r2)
+            d_times.append((t1 - t0) * 1e6)
+            p_times.append((t2 - t1) * 1e6)
+    report("between processes over stdio", calls, d_times, p_times)
+
+
+def report(where: str, calls: int, d_times: list[float], p_times: list[float]) -> None:
     d50, d99 = percentile(d_times, 0.5), percentile(d_times, 0.99)
     p50, p99 = percentile(p_times, 0.5), percentile(p_times, 0.99)
-    print(f"MCP proxy overhead, allowed tools/call, {calls} calls each way (in-process, µs)")
+    print(f"MCP proxy overhead, allowed tools/call, {calls} calls each way ({where}, µs)")
     print(f"  direct          p50 {d50:8.0f}   p99 {d99:8.0f}")
     print(f"  through proxy   p50 {p50:8.0f}   p99 {p99:8.0f}")
     print(f"  difference      p50 {p50 - d50:8.0f}   p99 {p99 - d99:8.0f}")
@@ -115,7 +161,10 @@ async def main(calls: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000, help="calls each way (default 2000)")
+    parser.add_argument(
+        "--processes", action="store_true", help="real processes over stdio instead"
+    )
     opts = parser.parse_args()
     if opts.calls < 10:
         parser.error("--calls must be at least 10")
-    anyio.run(main, opts.calls, backend="asyncio")
+    anyio.run(main_processes if opts.processes else main, opts.calls, backend="asyncio")
