@@ -234,3 +234,56 @@ def test_interrupt_mode_needs_a_thread(tmp_path: Path, db: Path) -> None:
     assert RAN == [] and Store(db).list_pending() == []
     with pytest.raises(SentinelConfigError, match="approval must be"):
         protect_graph_tools([transfer_funds], cfg, approval="later")  # type: ignore[arg-type]
+
+
+def test_an_edited_approval_runs_the_edited_call_once(tmp_path: Path, db: Path) -> None:
+    from sentinel.trust.decide import Decider
+
+    cfg = config(tmp_path, db)
+    graph, _ = graph_for(
+        cfg,
+        tool_calls(("transfer_funds", {"amount": 5000, "destination": "ACC-1"}, "x1")),
+        AIMessage(content="ok"),
+    )
+    first = graph.invoke({"messages": [HumanMessage("pay")]}, THREAD)
+    rid = first["__interrupt__"][0].value["sentinel"][0]["request_id"]
+    store = Store(db)
+    assert store.get(rid).arg_schema["properties"]["amount"]["type"] == "integer"
+    Decider.local("cli").decide(store, rid, True, "less", edits={"amount": "400"})
+    done = resume_when_decided(graph, THREAD, cfg, timeout=10)
+    msg = tool_messages(done)["x1"]
+    assert RAN == [("transfer_funds", 400)]
+    assert "amount: 5000 → 400" in msg.content and msg.content.endswith("sent 400 to ACC-1")
+
+
+@pytest.mark.filterwarnings("ignore:create_react_agent has been moved")
+def test_prebuilt_react_agent_with_the_interrupting_node(tmp_path: Path, db: Path) -> None:
+    """``create_react_agent`` takes the node itself; it sends each tool call as its own task, so
+    the allowed call finishes while the other waits, and neither runs twice on resume."""
+    from langgraph.prebuilt import create_react_agent
+
+    cfg = config(tmp_path, db)
+    model = fake_tool_model(
+        [
+            tool_calls(
+                ("transfer_funds", {"amount": 5000, "destination": "ACC-9"}, "r1"),
+                ("transfer_funds", {"amount": 5, "destination": "ACC-1"}, "r2"),
+            ),
+            AIMessage(content="both"),
+        ]
+    )
+    agent = create_react_agent(
+        model,
+        protected_tool_node([transfer_funds], cfg, approval="interrupt"),
+        checkpointer=InMemorySaver(),
+    )
+    first = agent.invoke({"messages": [HumanMessage("pay")]}, THREAD)
+    ((_, req),) = pending_requests(agent.get_state(THREAD))
+    assert req["tool_call_id"] == "r1" and "__interrupt__" in first
+    signed_decide(Store(db), req["request_id"], True, current_operator("test"), "ok")
+    done = resume_when_decided(agent, THREAD, cfg, timeout=10)
+    assert sorted(RAN) == [("transfer_funds", 5), ("transfer_funds", 5000)]
+    assert {k: m.content for k, m in tool_messages(done).items()} == {
+        "r1": "sent 5000 to ACC-9",
+        "r2": "sent 5 to ACC-1",
+    }
