@@ -86,10 +86,7 @@ def run_proxy(args: argparse.Namespace, command: Sequence[str]) -> int:
 
             check_listen(args.listen, args.token_file)
     except SentinelConfigError as exc:
-        print(f"sentinel mcp: {exc}", file=sys.stderr)
-        hint = getattr(exc, "hint", None)
-        if hint:
-            print(f"  hint: {hint}", file=sys.stderr)
+        print(f"sentinel mcp: {exc}", file=sys.stderr)  # the message includes the hint
         return 2
 
     def upstream() -> AbstractAsyncContextManager[tuple[Any, Any]]:

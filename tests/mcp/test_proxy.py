@@ -268,6 +268,29 @@ def test_no_upstream_is_a_clear_error(rules, db_path):
     assert "give exactly one upstream" in out.stderr
 
 
+def test_missing_rules_and_missing_upstream_command_are_clear_errors(rules, db_path, tmp_path):
+    missing = tmp_path / "nope.yaml"
+    out = subprocess.run(
+        proxy_command(missing, db_path),
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 2 and f"Rules file not found: {missing}" in out.stderr
+    out = subprocess.run(
+        proxy_command(rules, db_path, upstream=[str(tmp_path / "no-such-server")]),
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 1
+    assert "cannot start the upstream" in out.stderr and "no-such-server" in out.stderr
+
+
 async def test_direct_session_sees_the_same_schemas(rules, db_path):
     """The listing through the proxy is the upstream's own, schema for schema."""
     params = StdioServerParameters(command=sys.executable, args=[str(UPSTREAM)], env=python_env())
