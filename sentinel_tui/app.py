@@ -504,6 +504,7 @@ class SentinelApp(App[int]):
         self._seen = {r.id for r in rows}
         self._rows = rows
         self._tell_gone(msg.gone)
+        self._tell_edit_form(msg.gone)
         # Ids decided here only matter until the poll shows them gone: keep those still pending,
         # or the set grows by every decision for as long as the app runs (soak: issue 20.8).
         self._decided_here &= self._seen
@@ -742,6 +743,15 @@ class SentinelApp(App[int]):
                 )  # fmt: skip
 
         self.push_screen(EditForm(record), done)
+
+    def _tell_edit_form(self, gone: Iterable[RequestRecord]) -> None:
+        """An open edit form whose request left the queue (decided elsewhere, expired) says so
+        at once and can decide nothing."""
+        form = self.screen
+        if isinstance(form, EditForm) and form.closed_reason is None:
+            for rec in gone:
+                if rec.id == form.record.id and rec.id not in self._inflight:
+                    form.request_gone(rec)
 
     @on(EditForm.Submitted)
     def _edit_submitted(self, msg: EditForm.Submitted) -> None:

@@ -244,6 +244,13 @@ def _show(store: Any, args: argparse.Namespace) -> int:
         print(f"{key.rjust(width)}: {value}")
     print("arguments (redacted):")
     _print_mapping(rec.arguments)
+    if rec.edit is not None:
+        who = rec.edit.label or rec.edit.operator or "an operator"
+        print(f"approved with edits by {_t(who, 200)}:")
+        for change in rec.edit.changes:
+            before = json.dumps(change.before, ensure_ascii=False, default=str)
+            after = json.dumps(change.after, ensure_ascii=False, default=str)
+            print(f"  {_t(change.name, 80)}: {_t(before, 500)} → {_t(after, 500)}")
     if rec.context:
         print("context:")
         _print_mapping(rec.context)

@@ -64,5 +64,7 @@ def test_set_types_values_and_refuses_bad_ones_naming_the_parameter(
     with Store(db_path) as store:
         done = store.get(rec.id)
     assert done.status == "approved" and done.edit.values == {"amount": 400, "urgent": True}
+    shown = cli("show", rid, "--db", db, cwd=tmp_path)
+    assert "approved with edits by" in shown.stdout and "amount: 1500 → 400" in shown.stdout
     again = cli("approve", rid, "--db", db, "--set", "amount=300", cwd=tmp_path)
     assert again.returncode == 1 and "already approved" in again.stderr

@@ -128,6 +128,24 @@ async def test_a_request_decided_meanwhile_is_not_decided_again(frozen_env: Path
     assert rec.status == "denied" and rec.edit is None and rec.decided_by.startswith("bob@")
 
 
+async def test_the_open_form_says_at_once_when_the_request_leaves_the_queue(
+    frozen_env: Path,
+) -> None:
+    app = shots.make_app()
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await open_form(pilot)
+        await type_into(pilot, form, "amount", "400")
+        with Store("sentinel.db") as store:
+            store.decide(TRANSFER, True, BOB, "elsewhere")
+        await shots._until(pilot, lambda: form.closed_reason is not None)  # the poll saw it
+        assert "was approved meanwhile (bob@ops-2)" in status(form)
+        await pilot.press("ctrl+s")  # does nothing now
+        await pilot.pause(0.2)
+    with Store("sentinel.db") as store:
+        rec = store.get(TRANSFER)
+    assert rec.edit is None and rec.decision_reason == "elsewhere"
+
+
 def _edit_steps(gone: bool) -> Any:
     async def run(pilot: Any) -> None:
         form = await open_form(pilot)
