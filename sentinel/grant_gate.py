@@ -100,6 +100,16 @@ class GrantGate:
     # -- candidates ----------------------------------------------------------------------------
 
     def _active(self, store: SyncStore, agent: str, function: str) -> tuple[GrantRecord, ...]:
+        """The cached active grants of (agent, function). Re-read when the database changed
+        since — but only when the cache has none for this call: with candidates the store's
+        consume is the authority (it re-reads each row under the write lock), and every use
+        is itself a change that would otherwise re-read the set on every call. A grant made
+        meanwhile is seen by the first call that finds none cached; a revoked, expired or used up
+        one is refused by the consume and dropped here right after."""
+        with self._lock:
+            cached = self._by_call.get((agent, function), ())
+            if cached and self._version is not None:
+                return cached
         version = store.data_version()
         with self._lock:
             if version != self._version:
@@ -192,7 +202,7 @@ class GrantGate:
         fitting = [g for g in grants if g.is_valid(now) and g.fits(params) and g.has_room(value)]
         if not fitting and not any(not g.is_valid(now) for g in grants):
             return None  # nothing fits (an expired one is still recorded by consume below)
-        return store.consume_grant(
+        use = store.consume_grant(
             agent,
             function,
             params,
@@ -202,6 +212,9 @@ class GrantGate:
             policy_version=verdict.policy_version,
             accept=lambda g: self._refusal(g, trusted, approvers, time.time()),
         )
+        if use is None or use.grant.status != "active":
+            self.forget()  # the set changed under the cache (ended, used up, refused)
+        return use
 
 
 _gates: dict[object, GrantGate] = {}

@@ -167,6 +167,8 @@ class Guard:
         self._plan_resets: list[Callable[[], None]] = []
         self.agent_id = config.agent_id
         self.record_allowed = bool(config.audit_log)
+        #: (the config's db value, its GrantGate): resolved once, not per call.
+        self._grant_gate: tuple[Any, Any, Any] | None = None
 
     # -- public entry points ------------------------------------------------------------------
 
@@ -370,7 +372,12 @@ class Guard:
         audited), or None: it goes for approval. Fail-secure: anything going wrong while
         checking grants (the store, an operators file that cannot be trusted) means no grant."""
         policy = self.policy_source.current
-        gate = gate_for(location_of(self.config.db))
+        db = self.config.db
+        cached = self._grant_gate
+        if cached is None or cached[0] is not db:
+            where = location_of(db)
+            cached = self._grant_gate = (db, where, gate_for(where))
+        gate = cached[2]
         if gate.eligible(policy, decision) is None:
             return None
         function, params = call.function, call.params
@@ -378,7 +385,7 @@ class Guard:
         try:
             trusted = signing_operators(self.config.require_signed_decisions)
             use = gate.use(
-                _store_for(self.config.db),
+                _store_for(cached[1]),
                 policy,
                 decision,
                 function,
@@ -438,7 +445,7 @@ class Guard:
                 self._check_binding(function, params, record)
                 if record.edit is not None:
                     call, invoke, record = self._apply_edit(call, record, rebind, schema)
-            elif not fast:
+            elif not fast and decision.grant is None:  # a grant's use is recorded already
                 pre = self._record_allowed_call(function, params, decision)
         except BaseException as exc:
             self._stopped(call, exc)
@@ -479,7 +486,7 @@ class Guard:
                 self._check_binding(function, params, record)
                 if record.edit is not None:
                     call, invoke, record = self._apply_edit(call, record, rebind, schema)
-            elif not fast:
+            elif not fast and decision.grant is None:  # a grant's use is recorded already
                 pre = self._record_allowed_call(function, params, decision)
         except BaseException as exc:
             self._stopped(call, exc)
@@ -570,14 +577,15 @@ class Guard:
         redactor = self._current_redactor()
         if error is None:
             event = GuardEvent(
-                "executed", time.time(), data={"duration_ms": duration_ms}, result=result,
-                redactor=redactor,
+                "executed", time.time(), data={"duration_ms": duration_ms, **_grant_data(decision)},
+                result=result, redactor=redactor,
             )  # fmt: skip
         else:
             event = GuardEvent(
                 "failed",
                 time.time(),
-                data={"duration_ms": duration_ms, "error_type": type(error).__name__},
+                data={"duration_ms": duration_ms, "error_type": type(error).__name__,
+                      **_grant_data(decision)},
                 error=str(error),
                 redactor=redactor,
             )
@@ -590,6 +598,10 @@ class Guard:
             event.function = function
             event.agent_id = self.agent_id
             event.arguments = CallArguments.of(params)
+            if decision is not None and decision.grant is not None:  # ran under a grant
+                event.rule_id = decision.rule_id
+                event.policy_version = decision.verdict.policy_version
+                event.value_at_risk = decision.verdict.value_at_risk
             if record is not None:
                 event.request_id = record.id
                 event.digest = record.digest
@@ -1610,6 +1622,13 @@ def _late_approval(record: RequestRecord, expires_at: float, deadline: float) ->
     if late > LATE_APPROVAL_GRACE:
         return f"the approval reached the waiting call {late:.1f}s after its deadline"
     return None
+
+
+def _grant_data(decision: Decision | None) -> dict[str, Any]:
+    """The outcome event's link to the standing grant a call ran under (empty: none)."""
+    if decision is None or decision.grant is None:
+        return {}
+    return {"grant_id": decision.grant.grant.id, "grant_use": decision.grant.n}
 
 
 def _requester() -> dict[str, Any]:

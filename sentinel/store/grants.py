@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from sentinel.errors import AmbiguousGrantId, GrantConflict, GrantNotFound
@@ -253,6 +254,18 @@ class GrantUseRow:
     event_seq: int | None
 
 
+@lru_cache(maxsize=1024)
+def _bounds_of(text: str) -> tuple[GrantBound, ...]:
+    """The bounds stored as JSON ``text`` (parsed once per distinct text: every use reads them)."""
+    return tuple(GrantBound.from_dict(b) for b in (loads(text) or []))
+
+
+@lru_cache(maxsize=1024)
+def _operator_of(text: str) -> dict[str, Any] | None:
+    found = loads(text)
+    return found if isinstance(found, dict) else None
+
+
 def grant_from_row(row: Sequence[Any]) -> GrantRecord:
     """A :class:`GrantRecord` from a row in :data:`~sentinel.store.sql.GRANT_COLUMNS` order."""
     (gid, status, agent, function, bounds, expires_at, max_count, max_total, used_count,
@@ -263,7 +276,7 @@ def grant_from_row(row: Sequence[Any]) -> GrantRecord:
         status=status,
         agent=agent,
         function=function,
-        bounds=tuple(GrantBound.from_dict(b) for b in (loads(bounds) or [])),
+        bounds=_bounds_of(bounds or "[]"),
         expires_at=None if expires_at is None else float(expires_at),
         max_count=None if max_count is None else int(max_count),
         max_total=None if max_total is None else float(max_total),
@@ -273,7 +286,7 @@ def grant_from_row(row: Sequence[Any]) -> GrantRecord:
         request_id=request_id,
         created_at=float(created_at),
         created_by=created_by,
-        operator=loads(operator) if operator else None,
+        operator=_operator_of(operator) if operator else None,
         signer=signer,
         signature=signature,
         reason=reason,
@@ -582,7 +595,10 @@ def consume(call: UseRequest, now: float, accept: Acceptance | None) -> Op:
     if row is None:  # pragma: no cover - read under the write lock in this transaction
         yield Q(sql.ROLLBACK)
         return None
-    after = grant_from_row(row)
+    after = replace(
+        chosen, used_count=n, used_total=total, status=status,
+        ended_at=ended[0], ended_by=ended[1], end_reason=ended[2],
+    )  # fmt: skip
     events = [
         _event(
             "grant_used",

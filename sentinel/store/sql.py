@@ -261,7 +261,7 @@ GRANTS_BY_STATUS = (
 #: One use, compare-and-set on the count read in the same transaction.
 GRANT_USE = (
     "UPDATE grants SET used_count = ?, used_total = ?, status = ?, ended_at = ?, ended_by = ?, "
-    f"end_reason = ? WHERE id = ? AND status = 'active' AND used_count = ? RETURNING {_GCOLS}"
+    "end_reason = ? WHERE id = ? AND status = 'active' AND used_count = ? RETURNING id"
 )
 #: End an active grant (revoked / expired).
 GRANT_END = (
