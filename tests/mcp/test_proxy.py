@@ -589,3 +589,23 @@ async def test_cancel_after_forwarding_reaches_the_upstream(rules, db_path):
         assert text_of(await s.call_tool("echo", {"text": "later"})) == "echo: later"
     with Store(db_path) as store:
         assert store.get(record.id).status == "approved"
+
+
+async def test_a_standing_grant_lets_the_same_call_through_without_waiting(rules, db_path):
+    async with session(rules, db_path) as s:
+        result: list[object] = []
+
+        async def call() -> None:
+            result.append(await s.call_tool("read_file", {"path": "/etc/hosts"}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            record = await wait_pending(db_path)
+            out = cli("approve", record.id, "--db", str(db_path), "--grant", "1h")
+            assert out.returncode == 0, out.stderr
+        assert text_of(result[0]) == "contents of /etc/hosts"
+        with anyio.fail_after(20):  # no request this time: the grant allows it
+            again = await s.call_tool("read_file", {"path": "/etc/hosts"})
+        assert text_of(again) == "contents of /etc/hosts"
+    with Store(db_path) as store:
+        assert store.list_pending() == []
