@@ -43,6 +43,7 @@ KIND_STYLES: dict[str, str] = {
     "policy_loaded": "cyan",
     "voted": "cyan",
     "escalated": "bold yellow",
+    "approval_claimed": "green",
 }
 
 
@@ -55,6 +56,7 @@ KIND_LABELS: dict[str, str] = {
     "notification_failed": "notify failed",
     "policy_loaded": "rules loaded",
     "policy_rejected": "rules invalid",
+    "approval_claimed": "claimed",  # a parked (LangGraph interrupt) approval went ahead, once
 }
 
 
