@@ -70,6 +70,7 @@ from sentinel.integrations.langchain import (
     protect_tool,
 )
 from sentinel.runtime import store_for
+from sentinel.store.location import DbValue
 
 __all__ = [
     "INTERRUPT_KEY",
@@ -331,6 +332,14 @@ def pending_requests(state: Any) -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+def _db_of(sentinel: SentinelConfig | DbValue) -> DbValue:
+    """The database a :func:`resume_when_decided` reads the decisions from."""
+    if isinstance(sentinel, SentinelConfig):
+        db: DbValue = sentinel.db
+        return db
+    return sentinel
+
+
 def _settled(requests: list[tuple[str, dict[str, Any]]], db: Any) -> dict[str, str] | None:
     """Each request's status once none is pending before its expiry, else None."""
     store = store_for(db)
@@ -363,7 +372,7 @@ def _no_wait(where: str, timeout: float | None) -> TimeoutError:
 def resume_when_decided(
     graph: Any,
     config: RunnableConfig,
-    sentinel: SentinelConfig | None = None,
+    sentinel: SentinelConfig | DbValue = None,
     *,
     timeout: float | None = None,
     poll_seconds: float = 0.2,
@@ -371,14 +380,16 @@ def resume_when_decided(
     """Wait until every Sentinel request the paused run on ``config``'s thread waits on is
     decided (or past its expiry), then resume it once and return what ``graph.invoke``
     returns. The resume value only says what the queue said; the run checks the store itself.
-    Returns None when the run waits on no Sentinel request. ``sentinel`` names the database
-    (default ``SentinelConfig()``); ``timeout`` raises TimeoutError, leaving the run paused."""
-    cfg = sentinel if sentinel is not None else SentinelConfig()
+    Returns None when the run waits on no Sentinel request. ``sentinel`` names the queue's
+    database: the agent's :class:`SentinelConfig`, a path or ``postgresql://`` URL, or None for
+    the default database (``$SENTINEL_DB``…); ``timeout`` raises TimeoutError, leaving the run
+    paused."""
+    db = _db_of(sentinel)
     requests = pending_requests(graph.get_state(config))
     if not requests:
         return None
     deadline = None if timeout is None else time.monotonic() + timeout
-    while (statuses := _settled(requests, cfg.db)) is None:
+    while (statuses := _settled(requests, db)) is None:
         if deadline is not None and time.monotonic() >= deadline:
             raise _no_wait("resume_when_decided", timeout)
         time.sleep(poll_seconds)
@@ -388,19 +399,19 @@ def resume_when_decided(
 async def aresume_when_decided(
     graph: Any,
     config: RunnableConfig,
-    sentinel: SentinelConfig | None = None,
+    sentinel: SentinelConfig | DbValue = None,
     *,
     timeout: float | None = None,
     poll_seconds: float = 0.2,
 ) -> Any:
     """:func:`resume_when_decided` for async graphs (``ainvoke``); waits without blocking the
     event loop."""
-    cfg = sentinel if sentinel is not None else SentinelConfig()
+    db = _db_of(sentinel)
     requests = pending_requests(await graph.aget_state(config))
     if not requests:
         return None
     deadline = None if timeout is None else time.monotonic() + timeout
-    while (statuses := await asyncio.to_thread(_settled, requests, cfg.db)) is None:
+    while (statuses := await asyncio.to_thread(_settled, requests, db)) is None:
         if deadline is not None and time.monotonic() >= deadline:
             raise _no_wait("aresume_when_decided", timeout)
         await asyncio.sleep(poll_seconds)

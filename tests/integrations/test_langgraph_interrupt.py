@@ -218,7 +218,8 @@ async def test_async_graph_resumes_when_the_queue_decides(tmp_path: Path, db: Pa
         await asyncio.to_thread(signed_decide, store, rid, True, current_operator("test"), "ok")
 
     decided = asyncio.ensure_future(operator())
-    done = await aresume_when_decided(graph, THREAD, cfg, timeout=20, poll_seconds=0.05)
+    # the database alone is enough to resume (a path here; a SentinelConfig elsewhere)
+    done = await aresume_when_decided(graph, THREAD, db, timeout=20, poll_seconds=0.05)
     await decided
     assert RAN == [("transfer_async", 7000)]
     assert tool_messages(done)["a1"].content == "async sent 7000"
