@@ -43,6 +43,13 @@ _STATUS = {
         "digest": {"type": "string"},
         "expires_at": _NULLABLE_STR,
         "message": {"type": "string"},
+        "edit": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": True,
+            "description": "approved with edited arguments: values (run the call with these in "
+            "place), changes (name, before, after), digest, operator",
+        },
     },
 }
 
@@ -125,6 +132,13 @@ _SUBMIT = {
         "function_name": {"type": "string", "minLength": 1, "maxLength": 200},
         "rule_id": {"type": "string", "nullable": True, "maxLength": 200},
         "parameters": {"type": "object", "nullable": True, "additionalProperties": True},
+        "arguments_schema": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": True,
+            "description": "the JSON Schema of the parameters (with properties): operators can "
+            "then approve the call with edited arguments, checked against it",
+        },
         "reason": {"type": "string", "nullable": True, "maxLength": 2000},
         "agent_id": {"type": "string", "nullable": True, "maxLength": 200},
         "context": {"type": "object", "nullable": True, "additionalProperties": True},

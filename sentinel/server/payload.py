@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import sys
@@ -223,6 +224,7 @@ def new_request_from_body(
     value = _opt_number(data, "value_at_risk")
     rule_id = _opt_str(data, "rule_id", 200)
     terms = terms_from_body(data.get("terms"))
+    arg_schema = _arguments_schema(data.get("arguments_schema"))
     shown_context = dict(redact(context)) if context is not None else {}
     # Set by the server only: a caller's own "sentinel_api" entry is replaced.
     shown_context[API_CONTEXT_KEY] = {"client_action_id": client_id, "submitted_by": owner}
@@ -245,7 +247,31 @@ def new_request_from_body(
         created_at=now,
         terms=terms,
         requester=requester,
+        arg_schema=arg_schema,
     )
+
+
+#: Largest ``arguments_schema`` a submission may carry (its JSON text).
+MAX_SCHEMA_BYTES = 64 * 1024
+
+
+def _arguments_schema(value: Any) -> dict[str, Any] | None:
+    """The optional JSON Schema of the parameters (an operator's edit is checked against it)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("properties"), dict):
+        raise PayloadError(
+            'arguments_schema must be a JSON Schema object with "properties"', "arguments_schema"
+        )
+    try:
+        size = len(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError):
+        raise PayloadError("arguments_schema is not JSON", "arguments_schema") from None
+    if size > MAX_SCHEMA_BYTES:
+        raise PayloadError(
+            f"arguments_schema is larger than {MAX_SCHEMA_BYTES} bytes", "arguments_schema"
+        )
+    return value
 
 
 def reason_from_body(data: Any) -> str | None:
@@ -313,6 +339,8 @@ def status_json(
         "reason": rec.decision_reason,
         "digest": rec.digest,
         "expires_at": _iso(rec.expires_at),
+        # Approved with edited arguments: the caller must run the call with these values.
+        "edit": None if rec.edit is None else rec.edit.to_dict(),
     }
 
 

@@ -40,3 +40,38 @@ def test_an_api_approval_with_edits_runs_the_edited_call(server: ApiServer, sign
             agent.kill()
     assert result["ok"] is True, result
     assert result["value"] == "sent 400 to acct-7"
+
+
+@pytest.mark.e2e
+def test_an_api_submission_records_its_schema_and_its_status_carries_the_edit(
+    server: ApiServer,
+) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"amount": {"type": "integer"}, "to": {"type": "string"}},
+        "required": ["amount", "to"],
+    }
+    with server.client(sk.BOT) as agent:
+        bad = agent.post(
+            "/approval", json={"function_name": "transfer", "arguments_schema": {"type": "x"}}
+        )
+        assert bad.status_code == 422 and bad.json()["field"] == "arguments_schema"
+        sent = agent.post(
+            "/approval",
+            json={
+                "action_id": "pay-0001",
+                "function_name": "transfer",
+                "parameters": {"amount": 5000, "to": "acct-1"},
+                "arguments_schema": schema,
+            },
+        )
+        assert sent.status_code == 202, sent.text
+    rid = sent.json()["request_id"]
+    assert sk.votes(server, rid).arg_schema == schema
+    with server.client(sk.ALICE) as op:
+        ok = op.post(f"/approval/{rid}/approve", json={"arguments": {"amount": 250}})
+    assert ok.status_code == 200, ok.text
+    with server.client(sk.BOT) as agent:
+        status = agent.get("/approval/pay-0001/status").json()
+    assert status["status"] == "approved"
+    assert status["edit"]["values"] == {"amount": 250}
