@@ -45,6 +45,7 @@ from sentinel_tui.config import TuiConfig, load_config
 from sentinel_tui.data import DataSource, DecisionOutcome, PolicyInfo, SigningState
 from sentinel_tui.dialogs import DecisionDialog, DialogResult, HelpScreen, TextScreen
 from sentinel_tui.edit_form import EditForm
+from sentinel_tui.grant_flow import GrantFlow
 from sentinel_tui.messages import (
     DataError,
     Decided,
@@ -68,19 +69,21 @@ from sentinel_tui.render import (
     safe,
     vote_progress,
 )
+from sentinel_tui.views.grants import GrantsView
 from sentinel_tui.views.history import HistoryView
 from sentinel_tui.views.metrics import MetricsView
 from sentinel_tui.views.queue import QueueView
 from sentinel_tui.views.rules import RulesView
 from sentinel_tui.widgets.status_bar import StatusBar
 
-VIEW_IDS = ("queue", "history", "metrics", "rules")
+VIEW_IDS = ("queue", "history", "metrics", "rules", "grants")
 #: Event kinds that raise a toast when they arrive.
 NOTIFY_KINDS = ("notification_failed",)
 HELP_INTRO = (
     "a/d approve or deny the request on the card (the one you are reading). Big approvals ask "
-    "first; Cancel is the default. space marks, A/D decide the marked ones. p pauses live "
-    "updates. 1-4 switch views; ctrl+p or : opens the command palette."
+    "first; Cancel is the default. g approves and grants more calls like it (bounds, duration, "
+    "limits). space marks, A/D decide the marked ones. p pauses live updates. 1-5 switch views "
+    "(5: grants, r revokes); ctrl+p or : opens the command palette."
 )
 
 
@@ -88,7 +91,7 @@ def _is_ssh() -> bool:
     return bool(os.environ.get("SSH_CONNECTION") or os.environ.get("SSH_TTY"))
 
 
-class SentinelApp(App[int]):
+class SentinelApp(GrantFlow, App[int]):
     """Live approval queue, history, metrics and rules, keyboard only, 80x24 and up."""
 
     CSS_PATH = Path(__file__).with_name("app.tcss")  # absolute: a subclass elsewhere finds it too
@@ -105,6 +108,7 @@ class SentinelApp(App[int]):
         Binding("2", "view('history')", "History view", show=False, id="view.history"),
         Binding("3", "view('metrics')", "Metrics view", show=False, id="view.metrics"),
         Binding("4", "view('rules')", "Rules view", show=False, id="view.rules"),
+        Binding("5", "view('grants')", "Grants view", show=False, id="view.grants"),
         Binding("colon", "command_palette", "Commands", show=False, id="app.palette"),
     ]
 
@@ -193,6 +197,7 @@ class SentinelApp(App[int]):
             yield HistoryView(self.config.history_page, id="history")
             yield MetricsView(id="metrics")
             yield RulesView(has_rules_file=self.data.rules_path is not None, id="rules")
+            yield GrantsView(self.clock, readonly=self.readonly, id="grants")
         yield Footer(compact=True, show_command_palette=False)
 
     @property
@@ -519,7 +524,7 @@ class SentinelApp(App[int]):
 
     def _tell_gone(self, gone: Iterable[RequestRecord]) -> None:
         for rec in gone:
-            if rec.id in self._decided_here:
+            if rec.id in self._decided_here or self.tell_grant_dialog_gone(rec):
                 continue
             what = Text(end="")
             what.append_text(safe(rec.function, 60))
@@ -571,6 +576,8 @@ class SentinelApp(App[int]):
         view = self.current_view
         if view in ("metrics", "rules"):
             self._maybe_metrics(1.0)
+        elif view == "grants" and not self.paused:
+            self._grants_changed(0.5)
         elif view == "history" and not self.paused:
             hv = self.history
             now = time.monotonic()
@@ -703,6 +710,10 @@ class SentinelApp(App[int]):
             self.request_decision_with_reason(msg.request_id)
         else:
             self.request_decision(msg.request_id, msg.approve)
+
+    @on(QueueView.GrantAsked)
+    def _grant_asked(self, msg: QueueView.GrantAsked) -> None:
+        self.request_grant(msg.request_id)
 
     @on(QueueView.BatchAsked)
     def _batch_asked(self, msg: QueueView.BatchAsked) -> None:
@@ -972,6 +983,8 @@ class SentinelApp(App[int]):
         elif name == "rules":
             self.query_one("#rules-table", DataTable).focus()
             self._maybe_metrics(0.0)
+        elif name == "grants":
+            self.show_grants()
         self.refresh_bindings()
 
     def action_pause(self) -> None:
@@ -993,7 +1006,7 @@ class SentinelApp(App[int]):
             display = ", ".join(self.get_key_display(self.screen.active_bindings[k].binding) if k == key else k for k in keys)
             rows.append((display, b.description, b.id or ""))
         # Sentinel's own (remappable) keys first, then Textual's navigation keys.
-        rows.sort(key=lambda row: (row[2] == "", not row[2].startswith(("queue.", "history.", "rules."))))
+        rows.sort(key=lambda row: (row[2] == "", not row[2].startswith(("queue.", "history.", "rules.", "grants."))))
         self.push_screen(HelpScreen(rows, Text(HELP_INTRO, end="")))
 
     def show_full(self, record: RequestRecord | None) -> None:
@@ -1020,6 +1033,8 @@ class SentinelApp(App[int]):
         self._ticks += 1
         if self.current_view == "queue" and not self.paused:
             self.queue.tick(ages=self.ssh or self._ticks % 5 == 0)
+        elif self.current_view == "grants" and not self.paused:
+            self.tick_grants()
         if self._ticks % (1 if self.ssh else 5) == 0:
             self._update_status()
 

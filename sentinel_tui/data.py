@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import DecisionConflict, DecisionRefused, SentinelError
 from sentinel.policy.diff import PolicyDiff
@@ -35,6 +35,9 @@ from sentinel.store.models import (
     RequestRecord,
 )
 from sentinel.trust.decide import Decider
+
+if TYPE_CHECKING:
+    from sentinel_tui.grant_dialog import GrantDraft
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,33 @@ class DecisionOutcome:
     def voted(self) -> bool:
         """A vote recorded short of the quorum: the request is still pending."""
         return self.ok and self.record is not None and self.record.is_pending
+
+
+@dataclass(frozen=True)
+class GrantOutcome:
+    """What happened to an approve-and-grant: ``record`` is the request as it is now (decided
+    elsewhere when ``ok`` is False and it is not pending), ``grant`` the grant made."""
+
+    request_id: str
+    ok: bool
+    record: RequestRecord | None
+    grant: Any = None
+    error: str | None = None
+    refused: bool = False  # this operator may not approve it (nothing was recorded)
+
+    @property
+    def decided_elsewhere(self) -> bool:
+        return not self.ok and self.record is not None and not self.record.is_pending
+
+
+@dataclass(frozen=True)
+class RevokeOutcome:
+    """What happened to a revocation: ``grant`` as it is now."""
+
+    grant_id: str
+    ok: bool
+    grant: Any
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -497,6 +527,64 @@ class DataSource:
         return ReplayInfo(
             path, active, candidate.version, since, report, same_as_active=candidate.version == active
         )
+
+    # --- standing grants -----------------------------------------------------------------------
+
+    def grants(self, limit: int = 500) -> list[Any]:
+        """Grants, newest first (:class:`~sentinel.store.grants.GrantRecord`)."""
+        return list(self.store.list_grants(limit=limit))
+
+    def approve_with_grant(self, draft: GrantDraft, reason: str | None = None) -> GrantOutcome:
+        """Approve ``draft.request_id`` and create the grant from it as one decision
+        (:meth:`Decider.approve_with_grant <sentinel.trust.decide.Decider.approve_with_grant>`:
+        checked, and signed like a decision when this operator signs). The operators file and
+        the key are read again first. A conflict or a refusal is an outcome, not an exception;
+        then nothing was recorded."""
+        from sentinel.store.bounds import GrantBound
+        from sentinel.store.grants import NewGrant
+
+        rid = draft.request_id
+        self._decider = None
+        try:
+            decider = self.decider()
+            record = self.store.get(rid)
+            if not record.is_pending:
+                return GrantOutcome(rid, False, record, error=f"already {record.status}")
+            new = NewGrant(
+                agent=record.agent_id or "",
+                function=record.function,
+                bounds=tuple(
+                    GrantBound(b.param, b.op, list(b.value) if b.op == "in" else b.value)
+                    for b in draft.bounds
+                ),
+                expires_at=None if draft.duration is None else self._clock() + draft.duration,
+                max_count=draft.max_count,
+                max_total=draft.max_total,
+                rule_id=record.rule_id,
+                request_id=record.id,
+                reason=reason,
+            )
+            approved, grant = decider.approve_with_grant(self.store, record.id, new, reason)
+        except DecisionRefused as exc:
+            return GrantOutcome(rid, False, None, error=str(exc), refused=True)
+        except DecisionConflict as exc:
+            rec = exc.record if isinstance(exc.record, RequestRecord) else None
+            return GrantOutcome(rid, False, rec, error=str(exc))
+        except (SentinelError, ValueError) as exc:
+            return GrantOutcome(rid, False, None, error=str(exc))
+        return GrantOutcome(rid, True, approved, grant=grant)
+
+    def revoke_grant(self, grant_id: str, reason: str | None = None) -> RevokeOutcome:
+        """Revoke a grant now, as this command center's operator. A grant that had already
+        ended is an outcome (``grant`` as it is now), not an exception."""
+        try:
+            operator = self.decider().operator
+            grant = self.store.revoke_grant(grant_id, operator, reason)
+        except DecisionConflict as exc:
+            return RevokeOutcome(grant_id, False, exc.record, error=str(exc))
+        except SentinelError as exc:
+            return RevokeOutcome(grant_id, False, None, error=str(exc))
+        return RevokeOutcome(grant_id, True, grant)
 
 
 def _trust_files_stamp() -> tuple[object, ...]:

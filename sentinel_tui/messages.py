@@ -7,7 +7,14 @@ from typing import Any
 from textual.message import Message
 
 from sentinel.store.models import EventRecord, MetricsSnapshot, RequestRecord
-from sentinel_tui.data import DecisionOutcome, PolicyInfo, ReplayInfo, SigningState
+from sentinel_tui.data import (
+    DecisionOutcome,
+    GrantOutcome,
+    PolicyInfo,
+    ReplayInfo,
+    RevokeOutcome,
+    SigningState,
+)
 
 
 class QueueSnapshot(Message):
@@ -123,4 +130,38 @@ class EditDecided(Message):
     def __init__(self, form: Any, outcome: DecisionOutcome) -> None:
         super().__init__()
         self.form = form
+        self.outcome = outcome
+
+
+class GrantRecorded(Message):
+    """An approve-and-grant finished (``outcome.ok``) or recorded nothing (conflict, refusal)."""
+
+    def __init__(self, outcome: GrantOutcome) -> None:
+        super().__init__()
+        self.outcome = outcome
+
+
+class RequestChecked(Message):
+    """The request a grant dialog is open on, as the store has it now (None: not found)."""
+
+    def __init__(self, request_id: str, record: RequestRecord | None) -> None:
+        super().__init__()
+        self.request_id = request_id
+        self.record = record
+
+
+class GrantsLoaded(Message):
+    """The grants, newest first (``error``: they could not be read)."""
+
+    def __init__(self, grants: list[Any], error: str | None = None) -> None:
+        super().__init__()
+        self.grants = grants
+        self.error = error
+
+
+class GrantRevoked(Message):
+    """A revocation finished (``outcome.ok``) or found the grant already ended."""
+
+    def __init__(self, outcome: RevokeOutcome) -> None:
+        super().__init__()
         self.outcome = outcome

@@ -285,3 +285,49 @@ def seed(
             )
             store.decide(rid, i % 3 != 2, ops[i % 2], reason="sample decision")
     return ids
+
+
+#: The sample grants' ids (newest last), for tests that pick one.
+GRANT_IDS = tuple(f"{sample_id(100 + i)}" for i in range(5))
+
+
+def add_grants(db_path: Path | str, now: float) -> list[str]:
+    """Five standing grants in every state (the Grants view): an active bounded one with some
+    use against its count and value limits, one until revoked with no bound, one revoked, one
+    past its end (shown expired) and one whose count limit was used up. Their terms' times
+    derive from ``now``; returns the ids, oldest first."""
+    from sentinel.store import OperatorIdentity, Store
+    from sentinel.store.bounds import GrantBound
+    from sentinel.store.grants import NewGrant
+
+    alice = OperatorIdentity("alice", 1000, None, None, "ops-1", None, channel="tui")
+    bob = OperatorIdentity("bob", 1001, None, None, "ops-2", "10.0.0.5 52114", channel="tui")
+    pay, fn = "payments-agent", "transfer_funds"
+    specs = [
+        (GRANT_IDS[0], alice, NewGrant(pay, fn, (GrantBound("amount", "lte", 500),),
+                                       expires_at=now - 600, created_at=now - 4200)),
+        (GRANT_IDS[1], bob, NewGrant("ops-agent", "deploy_service",
+                                     (GrantBound("service", "eq", "billing"),
+                                      GrantBound("environment", "in", ["staging", "prod"])),
+                                     expires_at=now + 1800, created_at=now - 3000)),
+        (GRANT_IDS[2], alice, NewGrant("email-agent", "send_email",
+                                       (GrantBound("to", "startswith", "press@"),),
+                                       max_count=1, created_at=now - 2400)),
+        (GRANT_IDS[3], bob, NewGrant("email-agent", "send_email", (), created_at=now - 1200)),
+        (GRANT_IDS[4], alice, NewGrant(pay, fn, (GrantBound("amount", "lte", 3000),
+                                                 GrantBound("destination", "in",
+                                                            ["ACC-1001", "ACC-2002"])),
+                                       expires_at=now + 2580, max_count=5, max_total=10000,
+                                       created_at=now - 1020)),
+    ]
+    with Store(db_path) as store:
+        for gid, who, new in specs:
+            store.create_grant(NewGrant(**{**new.__dict__, "id": gid,
+                                           "request_id": None, "rule_id": None}), who)
+        store.revoke_grant(GRANT_IDS[1], bob, "release finished")
+        store.consume_grant("email-agent", "send_email", {"to": "press@news.example.org"}, None,
+                            only=[GRANT_IDS[2]])
+        for amount, dest in ((1200, "ACC-1001"), (2750, "ACC-2002")):
+            store.consume_grant(pay, fn, {"amount": amount, "destination": dest}, float(amount),
+                                only=[GRANT_IDS[4]])
+    return list(GRANT_IDS)

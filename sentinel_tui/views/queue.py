@@ -22,7 +22,7 @@ from sentinel_tui.widgets.queue_table import QueueTable
 
 #: Actions that change the queue; hidden and refused in read-only mode.
 DECISION_ACTIONS = {
-    "approve", "deny", "decide_with_reason", "mark", "approve_marked", "deny_marked", "edit",
+    "approve", "deny", "decide_with_reason", "mark", "approve_marked", "deny_marked", "edit", "grant",
 }
 
 
@@ -39,6 +39,7 @@ class QueueView(Container):
         Binding("A", "approve_marked", "Approve marked…", show=False, id="queue.approve_marked"),
         Binding("D", "deny_marked", "Deny marked…", show=False, id="queue.deny_marked"),
         Binding("u", "unmark_all", "Unmark all", show=False, id="queue.unmark"),
+        Binding("g", "grant", "Approve + grant…", show=False, id="queue.grant"),
     ]
 
     class DecisionAsked(Message):
@@ -49,6 +50,14 @@ class QueueView(Container):
             super().__init__()
             self.request_id = request_id
             self.approve = approve
+
+    class GrantAsked(Message):
+        """``g``: approve the card's request and grant more calls like it (the app opens the
+        grant dialog); ``request_id`` None: no request."""
+
+        def __init__(self, request_id: str | None) -> None:
+            super().__init__()
+            self.request_id = request_id
 
     class BatchAsked(Message):
         """``A`` / ``D``: decide the marked requests (after the app shows what they are)."""
@@ -197,6 +206,9 @@ class QueueView(Container):
 
     def action_decide_with_reason(self) -> None:
         self.post_message(self.DecisionAsked(self.card.request_id, approve=None))
+
+    def action_grant(self) -> None:
+        self.post_message(self.GrantAsked(self.card.request_id))
 
     def action_mark(self) -> None:
         rid = self.card.request_id

@@ -14,7 +14,10 @@ from textual.widget import Widget
 from sentinel.redact import safe_text, shorten
 from sentinel_tui.render import format_age, safe
 
-VIEWS = (("queue", "1 Queue"), ("history", "2 History"), ("metrics", "3 Metrics"), ("rules", "4 Rules"))
+VIEWS = (
+    ("queue", "1 Queue"), ("history", "2 History"), ("metrics", "3 Metrics"), ("rules", "4 Rules"),
+    ("grants", "5 Grants"),
+)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,10 @@ class StatusBar(Widget):
             top.append(" SENTINEL ", style="bold reverse")
         for name, label in VIEWS:
             top.append(" ")
-            top.append(f" {label} ", style="bold reverse" if name == s.view else "dim")
+            if name == s.view:
+                top.append(f" {label} ", style="bold reverse")
+            else:  # narrow: the other views unpadded, so the operator keeps its room at 80
+                top.append(f" {label} " if width >= 100 else label, style="dim")
         right = Text(end="")
         if s.readonly:
             right.append("READ-ONLY ", style="bold yellow")

@@ -4,6 +4,9 @@
                           decision and print ``OUTCOME <id> <status> <decided_by> | <reason>``.
 ``protect DB RULES SPEC`` call a ``@protect``-ed function that needs approval; print
                           ``RESULT <value>`` or ``DENIED <decided_by>`` / ``BLOCKED <reason>``.
+``calls DB RULES``         read one JSON object of arguments a line from stdin and call the
+                          ``@protect``-ed ``transfer_funds`` with each (one process, one guard);
+                          print ``CALLING <n>`` and then ``RESULT <n> <value>`` / ``DENIED <n> …``.
 ``decide DB ID approve|deny ACCOUNT``  decide as another operator (prints ``DECIDED`` or ``CONFLICT``).
 ``anomaly DB RULES AMOUNT``  with anomaly detection on, make five ordinary transfers (50 … 90,
                           they form the baseline), then one of AMOUNT, which the detector escalates
@@ -80,6 +83,32 @@ def protect_call(db: str, rules: str, spec: dict[str, Any]) -> int:
     return 0
 
 
+def many_calls(db: str, rules: str) -> int:
+    from sentinel.config import SentinelConfig
+    from sentinel.errors import SentinelBlockedError, SentinelDeniedError
+    from sentinel.protect import protect
+
+    config = SentinelConfig(
+        rules_path=rules, db_path=db, agent_id="payments-agent", timeout_seconds=120,
+        show_waiting_hint=False,
+    )
+
+    @protect(config)
+    def transfer_funds(amount: float, destination: str) -> str:
+        return f"transferred {amount} to {destination}"
+
+    print("READY", flush=True)
+    for n, line in enumerate(sys.stdin, 1):
+        print(f"CALLING {n}", flush=True)
+        try:
+            print(f"RESULT {n} {transfer_funds(**json.loads(line))}", flush=True)
+        except SentinelDeniedError as exc:
+            print(f"DENIED {n} {exc.decided_by}", flush=True)
+        except SentinelBlockedError as exc:
+            print(f"BLOCKED {n} {exc.reason}", flush=True)
+    return 0
+
+
 def anomaly_call(db: str, rules: str, amount: float) -> int:
     from sentinel.config import SentinelConfig
     from sentinel.errors import SentinelBlockedError, SentinelDeniedError
@@ -135,6 +164,8 @@ def main(argv: list[str]) -> int:
         return submit(db, json.loads(argv[2]))
     if cmd == "protect":
         return protect_call(db, argv[2], json.loads(argv[3]))
+    if cmd == "calls":
+        return many_calls(db, argv[2])
     if cmd == "anomaly":
         return anomaly_call(db, argv[2], float(argv[3]))
     if cmd == "decide":
