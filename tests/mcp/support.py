@@ -62,6 +62,7 @@ async def session(
     *options: str,
     upstream: Sequence[str] = (),
     url: str | None = None,
+    client_options: dict[str, object] | None = None,
     **env: str,
 ) -> AsyncIterator[ClientSession]:
     """An initialized ``ClientSession`` talking to the proxy over stdio."""
@@ -71,7 +72,10 @@ async def session(
     )
     async with stdio_client(params) as (read, write):
         async with ClientSession(
-            read, write, client_info=Implementation(name="test-client", version="9.9")
+            read,
+            write,
+            client_info=Implementation(name="test-client", version="9.9"),
+            **(client_options or {}),  # type: ignore[arg-type]
         ) as s:
             await s.initialize()
             yield s

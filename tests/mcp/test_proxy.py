@@ -609,3 +609,26 @@ async def test_a_standing_grant_lets_the_same_call_through_without_waiting(rules
         assert text_of(again) == "contents of /etc/hosts"
     with Store(db_path) as store:
         assert store.list_pending() == []
+
+
+async def test_sampling_and_logging_pass_through_both_ways(rules, db_path):
+    from mcp_types import CreateMessageResult, TextContent
+
+    asked: list[str] = []
+    logged: list[object] = []
+
+    async def sampling(context: object, params: object) -> CreateMessageResult:
+        asked.append(params.messages[0].content.text)  # type: ignore[attr-defined]
+        return CreateMessageResult(
+            role="assistant", content=TextContent(type="text", text="forty-two"), model="scripted"
+        )
+
+    async def logging_callback(params: object) -> None:
+        logged.append(params)
+
+    options = {"sampling_callback": sampling, "logging_callback": logging_callback}
+    async with session(rules, db_path, client_options=options) as s:
+        result = await s.call_tool("ask_model", {"question": "the answer?"})
+    assert text_of(result) == "the model said: forty-two"
+    assert asked == ["the answer?"]  # the upstream's request reached the client, and back
+    assert any("asking the model" in str(getattr(p, "data", "")) for p in logged)

@@ -64,6 +64,19 @@ async def slow(seconds: float, ctx: Context) -> str:
     return f"slept {seconds}"
 
 
+@server.tool()
+async def ask_model(question: str, ctx: Context) -> str:
+    """Asks the client's model (sampling, server to client), logging as it goes."""
+    from mcp_types import SamplingMessage, TextContent
+
+    await ctx.info(f"asking the model: {question}")
+    reply = await ctx.session.create_message(
+        [SamplingMessage(role="user", content=TextContent(type="text", text=question))],
+        max_tokens=20,
+    )
+    return f"the model said: {reply.content.text}"
+
+
 @server.resource("memo://greeting", name="greeting", mime_type="text/plain")
 def greeting() -> str:
     """A resource."""
