@@ -27,7 +27,14 @@ from sentinel.store import OperatorIdentity  # noqa: E402
 from sentinel_tui.app import SentinelApp  # noqa: E402
 from sentinel_tui.config import TuiConfig  # noqa: E402
 from sentinel_tui.dialogs import DecisionDialog, HelpScreen  # noqa: E402
-from sentinel_tui.sample import QUORUM_ID, SAMPLE_RULES, add_quorum_request, seed  # noqa: E402
+from sentinel_tui.grant_dialog import GrantDialog  # noqa: E402
+from sentinel_tui.sample import (  # noqa: E402
+    QUORUM_ID,
+    SAMPLE_RULES,
+    add_grants,
+    add_quorum_request,
+    seed,
+)
 
 OPERATOR = OperatorIdentity("alice", 1000, 1000, "alice", "ops-1", "10.0.0.5 52114", channel="tui")
 
@@ -93,6 +100,19 @@ async def _help(pilot: Any) -> None:
     await _until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen))
 
 
+async def _grant(pilot: Any) -> None:
+    """``g`` on the 12,000 transfer: the grant dialog, prefilled from the request."""
+    await pilot.press("down", "g")
+    await _until(pilot, lambda: isinstance(pilot.app.screen, GrantDialog))
+    for field in pilot.app.screen.query("Input"):
+        field.cursor_blink = False
+
+
+async def _grants(pilot: Any) -> None:
+    await pilot.press("5")
+    await _until(pilot, lambda: len(pilot.app.query_one("GrantsView").grants) >= 5)
+
+
 async def _rules_changed(pilot: Any) -> None:
     """The rules file edited on disk (the watcher reloads it), then ``R``: diff and replay."""
     app = pilot.app
@@ -119,6 +139,8 @@ SHOTS: dict[str, Callable[[Any], Awaitable[None]]] = {
     "rules": _rules,
     "confirm": _confirm,
     "edit": _edit,
+    "grant": _grant,
+    "grants": _grants,
     "help": _help,
     "rules_changed": _rules_changed,  # last: it edits the shared rules file
 }
@@ -186,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         home = Path(tmp)
         seed(home / "sentinel.db", time.time(), events=400, rules_path=home / "rules.yaml", decided=12)
         add_quorum_request(home / "sentinel.db", time.time())
+        add_grants(home / "sentinel.db", time.time())
         trust(home / "trust")
         missing_png = False
         for name in SHOTS:
