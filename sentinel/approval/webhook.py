@@ -243,6 +243,16 @@ def read_status_reply(
     who = _text(data.get("approved_by")) or _text(data.get("decided_by"))
     reason = _text(data.get("reason"), 500)
     if word in _APPROVE_WORDS:
+        if data.get("edit"):
+            # Approved with edited arguments: this channel runs the call as sent, so it must not
+            # run at all (never with arguments other than the ones approved).
+            return StatusReply(
+                "decided",
+                ApprovalStatus.DENIED,
+                who,
+                "approved with edited arguments, which the webhook channel cannot run; "
+                "not executed",
+            )
         return StatusReply("decided", ApprovalStatus.APPROVED, who, reason)
     if word in _DENY_WORDS:
         return StatusReply("decided", ApprovalStatus.DENIED, who, reason)

@@ -94,3 +94,18 @@ def test_plain_python_block_and_denial_carry_the_hint(tmp_path: Path, db_path: P
     assert text.endswith("Do not retry this call. Hint: ask the customer to confirm first.")
     custom = check_block_message("{tool}: {reason} ({hint})", "t")
     assert render_block(denied.value, custom, "transfer").endswith("(ask the customer to confirm first)")
+
+
+def test_the_webhook_channel_never_runs_an_approval_made_with_edits() -> None:
+    import json
+
+    from sentinel.approval.base import ApprovalStatus
+    from sentinel.approval.webhook import read_status_reply
+
+    body = {"action_id": "a" * 16, "status": "approved", "approved_by": "alice"}
+    plain = read_status_reply(200, {}, json.dumps(body).encode(), action_id="a" * 16)
+    assert plain.status is ApprovalStatus.APPROVED
+    edited = read_status_reply(
+        200, {}, json.dumps({**body, "edit": {"values": {"amount": 1}}}).encode(), action_id="a" * 16
+    )
+    assert edited.status is ApprovalStatus.DENIED and "cannot run" in (edited.reason or "")
