@@ -106,3 +106,20 @@ def test_mcp_example_desktop_config_is_a_valid_sentinel_mcp_command() -> None:
     args = build_parser().parse_args(server["args"])
     assert args.command == "mcp" and args.rules.endswith("examples/mcp/rules.yaml")
     assert args.upstream[-2:] == ["python", "/path/to/sentinel/examples/mcp/notes_server.py"]
+
+
+def test_langgraph_interrupt_example_resumes_in_another_process(tmp_path: Path) -> None:
+    pytest.importorskip("langgraph.checkpoint.sqlite")
+    home = tmp_path / "home"
+    start = run_example("langgraph_interrupt.py", home, "start")
+    assert start.returncode == 0, start.stderr
+    assert "interrupted: deploy_service {'environment': 'prod', 'service': 'api'}" in start.stdout
+    (request,) = Store(home / "sentinel.db").list_pending()
+    assert f"sentinel approve {request.id}" in start.stdout
+    signed_decide(Store(home / "sentinel.db"), request.id, True, current_operator("test"), "go")
+    resume = run_example("langgraph_interrupt.py", home, "resume")
+    assert resume.returncode == 0, resume.stderr
+    assert "tool[deploy_service] (success): api deployed to prod" in resume.stdout
+    assert "tool[delete_user] (error): delete_user not executed" in resume.stdout
+    again = run_example("langgraph_interrupt.py", home, "resume")
+    assert "Nothing to resume" in again.stdout
