@@ -424,6 +424,9 @@ def create_app(settings: ServerSettings) -> Starlette:
     from contextlib import asynccontextmanager
 
     api = ApprovalApi(settings)
+    from sentinel.server.grants import GrantsApi
+
+    grants = GrantsApi(api)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
@@ -443,6 +446,17 @@ def create_app(settings: ServerSettings) -> Starlette:
         ),
         Route("/approval/{action_id}/deny", api.endpoint(OPERATOR, api.deny), methods=["POST"]),
         Route("/approvals/pending", api.endpoint(OPERATOR, api.pending), methods=["GET"]),
+        # Standing grants (sentinel/server/grants.py): operators only, like deciding.
+        Route(
+            "/approval/{action_id}/approve-with-grant",
+            api.endpoint(OPERATOR, grants.approve),
+            methods=["POST"],
+        ),
+        Route("/grants", api.endpoint(OPERATOR, grants.collection), methods=["GET", "POST"]),
+        Route("/grants/{grant_id}", api.endpoint(OPERATOR, grants.show), methods=["GET"]),
+        Route(
+            "/grants/{grant_id}/revoke", api.endpoint(OPERATOR, grants.revoke), methods=["POST"]
+        ),
     ]
     app = Starlette(
         routes=routes,

@@ -306,6 +306,185 @@ def _decide_op(verb: str) -> dict[str, Any]:
     }
 
 
+# --- standing grants (sentinel/server/grants.py) ------------------------------------------------
+_BOUND = {
+    "type": "object",
+    "required": ["param", "op", "value"],
+    "properties": {
+        "param": {"type": "string"},
+        "op": {"type": "string", "enum": ["lte", "lt", "gte", "gt", "eq", "in", "startswith"]},
+        "value": {},
+    },
+}
+_GRANT = {
+    "type": "object",
+    "required": ["id", "status", "agent", "function", "bounds", "used_count", "signed"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["active", "revoked", "expired", "exhausted"]},
+        "state": {
+            "type": "string",
+            "description": "the status now (an active grant past its expiry is expired)",
+        },
+        "agent": {"type": "string"},
+        "function": {"type": "string"},
+        "bounds": {"type": "array", "items": {"$ref": "#/components/schemas/Bound"}},
+        "expires_at": {"type": "number", "nullable": True},
+        "time_left": {"type": "number", "nullable": True},
+        "max_count": {"type": "integer", "nullable": True},
+        "max_total": {"type": "number", "nullable": True},
+        "used_count": {"type": "integer"},
+        "used_total": {"type": "number"},
+        "rule_id": _NULLABLE_STR,
+        "request_id": _NULLABLE_STR,
+        "created_at": {"type": "number"},
+        "created_by": {"type": "string"},
+        "signer": _NULLABLE_STR,
+        "signed": {"type": "boolean"},
+        "reason": _NULLABLE_STR,
+        "ended_at": {"type": "number", "nullable": True},
+        "ended_by": _NULLABLE_STR,
+        "end_reason": _NULLABLE_STR,
+        "uses": {"type": "array", "items": {"type": "object"}},
+    },
+}
+_GRANT_TERMS: dict[str, Any] = {
+    "where": {
+        "type": "array",
+        "items": {"type": "string"},
+        "maxItems": 50,
+        "description": "bounds as text: 'amount <= 500', 'destination in {ACC-1, ACC-2}'",
+    },
+    "bounds": {"type": "array", "items": {"$ref": "#/components/schemas/Bound"}, "maxItems": 50},
+    "for": {"type": "string", "description": "15m, 1h, 8h, 2d … or forever (until revoked)"},
+    "count": {"type": "integer", "minimum": 1, "nullable": True},
+    "max_total": {"type": "number", "exclusiveMinimum": True, "minimum": 0, "nullable": True},
+    "reason": {"type": "string", "nullable": True, "maxLength": 2000},
+    "confirm": {
+        "type": "boolean",
+        "description": "make a wide grant (no bound at all, or no bound on the value)",
+    },
+}
+_GRANT_CREATE = {
+    "type": "object",
+    "required": ["agent", "function", "for"],
+    "additionalProperties": False,
+    "properties": {
+        "agent": {"type": "string", "maxLength": 200, "description": "agent id ('' for none)"},
+        "function": {"type": "string", "minLength": 1, "maxLength": 200},
+        **_GRANT_TERMS,
+    },
+}
+_GRANT_FROM_REQUEST = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": dict(_GRANT_TERMS),
+}
+_GRANT_ID_PARAM = {
+    "name": "grant_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the grant id or a unique prefix of it (8 or more characters)",
+}
+
+
+def _grant_paths() -> dict[str, Any]:
+    grant = {"$ref": "#/components/schemas/Grant"}
+    return {
+        "/grants": {
+            "get": {
+                "summary": "Standing grants, newest first",
+                "operationId": "listGrants",
+                "parameters": [
+                    {"name": "status", "in": "query", "required": False,
+                     "schema": {"type": "string",
+                                "enum": ["active", "revoked", "expired", "exhausted"]}},
+                    {"name": "limit", "in": "query", "required": False,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+                ],  # fmt: skip
+                "responses": {
+                    "200": _json({"type": "array", "items": grant}, "grants"),
+                    **_errors(401, 403, 422, 503),
+                },
+            },
+            "post": {
+                "summary": "Create a standing grant (signed by the service key for the token)",
+                "operationId": "createGrant",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GrantCreate"}}},
+                },  # fmt: skip
+                "responses": {
+                    "201": _json(grant, "created"),
+                    **_errors(400, 401, 403, 413, 422, 503),
+                },
+            },
+        },
+        "/grants/{grant_id}": {
+            "get": {
+                "summary": "One grant and its uses",
+                "operationId": "showGrant",
+                "parameters": [_GRANT_ID_PARAM],
+                "responses": {
+                    "200": _json(grant, "the grant"),
+                    "409": _json({"$ref": "#/components/schemas/Error"}, "ambiguous id prefix"),
+                    **_errors(401, 403, 404, 503),
+                },
+            }
+        },
+        "/grants/{grant_id}/revoke": {
+            "post": {
+                "summary": "Revoke a grant now (a later call no longer matches it)",
+                "operationId": "revokeGrant",
+                "parameters": [_GRANT_ID_PARAM],
+                "requestBody": _REASON_BODY,
+                "responses": {
+                    "200": _json(grant, "revoked"),
+                    "409": _json(
+                        {"type": "object", "required": ["error"],
+                         "properties": {"error": {"type": "string"}, "grant": grant,
+                                        "field": _NULLABLE_STR,
+                                        "candidates": {"type": "array",
+                                                       "items": {"type": "string"}}}},
+                        "the grant had ended already, or an ambiguous id prefix",
+                    ),  # fmt: skip
+                    **_errors(400, 401, 403, 404, 413, 422, 503),
+                },
+            }
+        },
+        "/approval/{action_id}/approve-with-grant": {
+            "post": {
+                "summary": "Approve a pending request and create a grant from it, in one decision",
+                "operationId": "approveWithGrant",
+                "parameters": [_ID_PARAM],
+                "requestBody": {
+                    "required": False,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GrantFromRequest"}}},
+                },  # fmt: skip
+                "responses": {
+                    "200": _json(
+                        {"allOf": [{"$ref": "#/components/schemas/Decision"},
+                                   {"type": "object", "properties": {"grant": grant}}]},
+                        "approved, and the grant made (bounds default to the request's values)",
+                    ),  # fmt: skip
+                    "403": _json(
+                        {"anyOf": [{"$ref": "#/components/schemas/Decision"},
+                                   {"$ref": "#/components/schemas/Error"}]},
+                        "refused, nothing recorded",
+                    ),  # fmt: skip
+                    "409": _json(
+                        {"anyOf": [{"$ref": "#/components/schemas/Decision"},
+                                   {"$ref": "#/components/schemas/Error"}]},
+                        "already decided, expired, a quorum request, or an ambiguous prefix",
+                    ),  # fmt: skip
+                    **_errors(400, 401, 404, 413, 422, 503),
+                },
+            }
+        },
+    }
+
+
 @lru_cache(maxsize=1)
 def openapi_document() -> dict[str, Any]:
     """The API description (built once)."""
@@ -411,6 +590,7 @@ def openapi_document() -> dict[str, Any]:
             },
             "/approval/{action_id}/approve": {"post": _decide_op("approve")},
             "/approval/{action_id}/deny": {"post": _decide_op("deny")},
+            **_grant_paths(),
             "/approvals/pending": {
                 "get": {
                     "summary": "Pending requests, oldest first (arguments redacted)",
@@ -452,6 +632,10 @@ def openapi_document() -> dict[str, Any]:
                 "Decision": _DECISION,
                 "Submit": _SUBMIT,
                 "Pending": _PENDING_ITEM,
+                "Bound": _BOUND,
+                "Grant": _GRANT,
+                "GrantCreate": _GRANT_CREATE,
+                "GrantFromRequest": _GRANT_FROM_REQUEST,
             },
         },
     }
