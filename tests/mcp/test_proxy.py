@@ -66,6 +66,8 @@ async def test_allowed_blocked_and_everything_else_passes_through(rules, db_path
         assert blocked.is_error
         assert "Deleting files is disabled for agents" in text_of(blocked)
         assert "delete_file not executed" in text_of(blocked)
+        # The rule's deny_hint ends the text: what the model may do instead.
+        assert text_of(blocked).endswith("Hint: move the file to /trash with move_file instead.")
 
         resource = await s.read_resource("memo://greeting")
         assert resource.contents[0].text == "hello from the upstream"
@@ -404,13 +406,6 @@ async def test_audit_names_server_and_client_and_redacts(write_rules, db_path):
     assert event.data["args"] == {"api_key": "[REDACTED]", "text": "hunter2"}
 
 
-async def test_deny_hint_is_in_the_error_text(rules, db_path):
-    async with session(rules, db_path) as s:
-        blocked = await s.call_tool("delete_file", {"path": "/srv/data"})
-    assert blocked.is_error
-    assert text_of(blocked).endswith("Hint: move the file to /trash with move_file instead.")
-
-
 async def test_approved_with_edited_arguments_runs_the_edit_and_says_so(rules, db_path):
     async with session(rules, db_path) as s:
         await s.list_tools()  # the input schemas: recorded with the request, so edits are typed
@@ -576,7 +571,7 @@ async def test_cancel_after_forwarding_reaches_the_upstream(rules, db_path):
     async with session(rules, db_path) as s:
         async with anyio.create_task_group() as tg:
             tg.start_soon(
-                lambda: s.call_tool("slow", {"seconds": 3}, progress_callback=on_progress)
+                lambda: s.call_tool("slow", {"seconds": 1.5}, progress_callback=on_progress)
             )
             record = await wait_pending(db_path)
             assert cli("approve", record.id, "--db", str(db_path)).returncode == 0
@@ -585,7 +580,7 @@ async def test_cancel_after_forwarding_reaches_the_upstream(rules, db_path):
             tg.cancel_scope.cancel()
         with anyio.fail_after(30):
             assert text_of(await s.call_tool("echo", {"text": "next"})) == "echo: next"
-        await anyio.sleep(3.5)  # past the upstream's answer, had it not been cancelled
+        await anyio.sleep(2)  # past the upstream's answer, had it not been cancelled
         assert text_of(await s.call_tool("echo", {"text": "later"})) == "echo: later"
     with Store(db_path) as store:
         assert store.get(record.id).status == "approved"
