@@ -189,6 +189,14 @@ def _terms_widenings(old: Rule, new: Rule) -> list[Widening]:
                 "more denials are needed to stop a call",
             )
         )
+    if new.grantable and not old.grantable:
+        out.append(
+            Widening(
+                rid,
+                "terms",
+                "grantable turned on: a standing grant may now let its calls run without a person",
+            )
+        )
     if new_approvers:  # without approvers anyone decides at once: escalation changes nothing
         out.extend(_escalation_widenings(old, new, old_approvers))
     return out
