@@ -627,3 +627,13 @@ async def test_sampling_and_logging_pass_through_both_ways(rules, db_path):
     assert text_of(result) == "the model said: forty-two"
     assert asked == ["the answer?"]  # the upstream's request reached the client, and back
     assert any("asking the model" in str(getattr(p, "data", "")) for p in logged)
+
+
+async def test_an_upstream_that_exits_at_once_fails_initialize_clearly(rules, db_path):
+    command = proxy_command(rules, db_path, upstream=[sys.executable, "-c", "pass"])
+    params = StdioServerParameters(
+        command=command[0], args=command[1:], env=python_env(SENTINEL_REQUIRE_SIGNED="0")
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as s:
+        with anyio.fail_after(30), pytest.raises(Exception, match="closed the connection"):
+            await s.initialize()
