@@ -535,13 +535,12 @@ class DataSource:
         return list(self.store.list_grants(limit=limit))
 
     def approve_with_grant(self, draft: GrantDraft, reason: str | None = None) -> GrantOutcome:
-        """Approve ``draft.request_id`` and create the grant from it as one decision
+        """Approve ``draft.request_id`` and create ``draft.grant`` as one decision
         (:meth:`Decider.approve_with_grant <sentinel.trust.decide.Decider.approve_with_grant>`:
         checked, and signed like a decision when this operator signs). The operators file and
         the key are read again first. A conflict or a refusal is an outcome, not an exception;
         then nothing was recorded."""
-        from sentinel.store.bounds import GrantBound
-        from sentinel.store.grants import NewGrant
+        from dataclasses import replace
 
         rid = draft.request_id
         self._decider = None
@@ -550,20 +549,7 @@ class DataSource:
             record = self.store.get(rid)
             if not record.is_pending:
                 return GrantOutcome(rid, False, record, error=f"already {record.status}")
-            new = NewGrant(
-                agent=record.agent_id or "",
-                function=record.function,
-                bounds=tuple(
-                    GrantBound(b.param, b.op, list(b.value) if b.op == "in" else b.value)
-                    for b in draft.bounds
-                ),
-                expires_at=None if draft.duration is None else self._clock() + draft.duration,
-                max_count=draft.max_count,
-                max_total=draft.max_total,
-                rule_id=record.rule_id,
-                request_id=record.id,
-                reason=reason,
-            )
+            new = replace(draft.grant, reason=reason) if reason else draft.grant
             approved, grant = decider.approve_with_grant(self.store, record.id, new, reason)
         except DecisionRefused as exc:
             return GrantOutcome(rid, False, None, error=str(exc), refused=True)

@@ -13,6 +13,8 @@ decision; the app then closes the dialog, or tells it the request was decided me
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -25,34 +27,42 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
 
 from sentinel.grant_bounds import Bound, parse_bound, suggest_bounds
+from sentinel.grant_terms import DEFAULT_VALUE_PARAMS, WideGrant, draft
+from sentinel.store.bounds import GrantBound
+from sentinel.store.grants import NewGrant
 from sentinel.store.models import RequestRecord
 from sentinel_tui.render import format_time, format_value, safe
 
-#: The durations offered: label, seconds (None: until revoked). The first (the shortest) is the
-#: default: a grant lasts longer only when the operator says so.
-DURATIONS: tuple[tuple[str, float | None], ...] = (
-    ("15 m", 900.0), ("1 h", 3600.0), ("8 h", 28800.0), ("until revoked", None),
+#: The durations offered: label, and the ``--for`` text of ``sentinel grant create``. The first
+#: (the shortest) is the default: a grant lasts longer only when the operator says so.
+DURATIONS: tuple[tuple[str, str], ...] = (
+    ("15 m", "15m"), ("1 h", "1h"), ("8 h", "8h"), ("until revoked", "forever"),
 )
 
 
 @dataclass(frozen=True)
 class GrantDraft:
-    """What the operator confirmed: approve ``request_id`` and grant calls of its agent and
-    function that fit every bound, for ``duration`` seconds (None: until revoked), at most
-    ``max_count`` calls and ``max_total`` value in all (None: no such limit)."""
+    """What the operator confirmed: approve ``request_id`` and create ``grant`` (built by
+    :func:`sentinel.grant_terms.draft`, as ``sentinel grant create`` and the API build theirs:
+    the same checks, the same wide-grant rule)."""
 
     request_id: str
-    agent_id: str | None
-    function: str
-    bounds: tuple[Bound, ...]
-    duration: float | None
-    max_count: int | None
-    max_total: float | None
+    grant: NewGrant
 
     @property
     def where(self) -> list[str]:
         """The bounds as ``--where`` texts."""
-        return [b.text for b in self.bounds]
+        return [_text(b) for b in self.grant.bounds]
+
+
+def _text(b: GrantBound) -> str:
+    return Bound(b.param, b.op, tuple(b.value) if b.op == "in" else b.value).text
+
+
+def wide_text(exc: WideGrant) -> str:
+    """The library's reason a grant is wide, in the dialog's words (no command-line flags)."""
+    text = str(exc).split(": add ", 1)[0].replace("--max-total", "value limit")
+    return text[:1].upper() + text[1:]
 
 
 def parse_count(text: str) -> int | None:
@@ -99,14 +109,23 @@ class GrantDialog(ModalScreen[GrantDraft | None]):
             self.dialog = dialog
             self.draft = draft
 
-    def __init__(self, record: RequestRecord, *, high_value: bool, now: float) -> None:
+    def __init__(
+        self,
+        record: RequestRecord,
+        *,
+        clock: Callable[[], float] = time.time,
+        value_params: Sequence[str] = DEFAULT_VALUE_PARAMS,
+    ) -> None:
+        """``value_params``: the policy's value parameters (what a grant must bound or cap
+        by value, or be confirmed as wide); ``clock``: when the grant starts (tests freeze
+        it)."""
         super().__init__(classes="dialog")
         self.record = record
-        self.high_value = high_value
-        self.now = now
+        self.clock = clock
+        self.value_params = tuple(value_params)
         self.suggestion = suggest_bounds(record.arguments)
-        #: The operator saw the "no bound" warning and may now confirm without one.
-        self._unbounded_ok = False
+        #: The operator saw the wide-grant warning and may now confirm it.
+        self._wide_ok = False
         self.sent: GrantDraft | None = None  # confirmed, the decision on its way
         self.decided: RequestRecord | None = None  # decided elsewhere (nothing was recorded)
 
@@ -182,8 +201,9 @@ class GrantDialog(ModalScreen[GrantDraft | None]):
             rows.append((row.query_one(Checkbox), row.query_one(Input)))
         return rows
 
-    def read(self) -> GrantDraft:
-        """The form as a draft. Raises ValueError naming the field at fault (and focuses it)."""
+    def read(self, confirm: bool = False) -> GrantDraft:
+        """The form as a draft. Raises ValueError naming the field at fault (and focuses it),
+        or :class:`~sentinel.grant_terms.WideGrant` (unless ``confirm``)."""
         bounds: list[Bound] = []
         for n, (on, field) in enumerate(self.bound_inputs(), 1):
             field.remove_class("-invalid")
@@ -213,9 +233,16 @@ class GrantDialog(ModalScreen[GrantDraft | None]):
                 raise
         count, total = limits
         r = self.record
-        return GrantDraft(r.id, r.agent_id, r.function, tuple(bounds), duration,
-                          int(count) if count is not None else None,
-                          float(total) if total is not None else None)
+        built = draft(
+            agent=r.agent_id, function=r.function, wheres=[b.text for b in bounds],
+            duration=duration, count=count, max_total=total,
+            # The request's arguments say whether its calls carry a value; with no bound they
+            # would be taken as the bounds instead (and no bound is wide anyway).
+            arguments=r.arguments if bounds else None,
+            value_at_risk=r.value_at_risk, rule_id=r.rule_id, request_id=r.id,
+            value_params=self.value_params, confirm=confirm, now=self.clock(),
+        )
+        return GrantDraft(r.id, built.grant)
 
     def _problem(self, text: Text | str, style: str = "bold red") -> None:
         shown = text if isinstance(text, Text) else Text(text, style=style, end="")
@@ -241,8 +268,8 @@ class GrantDialog(ModalScreen[GrantDraft | None]):
         self._rearm()
 
     def _rearm(self) -> None:
-        if self._unbounded_ok and self.decided is None and self.sent is None:
-            self._unbounded_ok = False
+        if self._wide_ok and self.decided is None and self.sent is None:
+            self._wide_ok = False
             self.query_one("#grant", Button).label = "Approve + grant"
             self._problem("")
 
@@ -252,23 +279,21 @@ class GrantDialog(ModalScreen[GrantDraft | None]):
         if self.decided is not None or self.sent is not None:
             return
         try:
-            draft = self.read()
+            grant = self.read(confirm=self._wide_ok)
+        except WideGrant as exc:
+            self._wide_ok = True
+            self._problem(Text(f"Wide grant: {wide_text(exc)}. Press again to grant it anyway.",
+                               style="bold yellow", end=""))
+            self.query_one("#grant", Button).label = "Grant it anyway"
+            self.query_one("#cancel", Button).focus()
+            return
         except ValueError as exc:
             self._problem(str(exc))
             return
-        if not draft.bounds and self.high_value and not self._unbounded_ok:
-            self._unbounded_ok = True
-            self._problem(Text(
-                "No bound: every call of this function by this agent would run without asking, "
-                "whatever its arguments, and this request is above the confirmation threshold. "
-                "Press again to grant it anyway.", style="bold yellow", end=""))
-            self.query_one("#grant", Button).label = "Grant with no bound"
-            self.query_one("#cancel", Button).focus()
-            return
-        self.sent = draft
+        self.sent = grant
         self.query_one("#grant", Button).disabled = True
         self._problem(Text("recording…", style="dim", end=""))
-        self.post_message(self.Confirmed(self, draft))
+        self.post_message(self.Confirmed(self, grant))
 
     def finish(self) -> None:
         """The approval and the grant were recorded: close."""

@@ -154,7 +154,7 @@ def _uncheck_all(dialog: GrantDialog) -> None:
         on.value = False
 
 
-async def test_no_bound_on_a_high_value_request_needs_a_second_confirmation(db_path, submit):
+async def test_a_grant_with_no_bound_needs_a_second_confirmation(db_path, submit):
     submit({"id": RID, "arguments": {**ARGS, "amount": 50_000}, "value": 50_000})
     app = make_app(db_path)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -162,8 +162,10 @@ async def test_no_bound_on_a_high_value_request_needs_a_second_confirmation(db_p
         _uncheck_all(dialog)
         await pilot.pause()
         await _confirm(pilot, dialog)
-        assert "No bound" in _problem(dialog) and "Press again" in _problem(dialog)
-        assert str(dialog.query_one("#grant", Button).label) == "Grant with no bound"
+        # The library's rule and words (sentinel.grant_terms, as `sentinel grant create`).
+        assert ("Wide grant: A grant for transfer_funds with no bound at all lets every call of "
+                "payments-agent to it run without a person. Press again") in _problem(dialog)
+        assert str(dialog.query_one("#grant", Button).label) == "Grant it anyway"
         assert dialog.focused is dialog.query_one("#cancel", Button)
         await pilot.pause(0.3)
         assert _store(db_path).get(RID).is_pending  # nothing yet
@@ -174,23 +176,44 @@ async def test_no_bound_on_a_high_value_request_needs_a_second_confirmation(db_p
         dialog.bound_inputs()[0][0].value = False
         await pilot.pause()
         await _confirm(pilot, dialog)
-        assert "No bound" in _problem(dialog)
+        assert "Wide grant" in _problem(dialog)
         await _confirm(pilot, dialog)
         await wait_for(pilot, lambda: not isinstance(app.screen, GrantDialog))
     (grant,) = _store(db_path).list_grants()
     assert grant.bounds == () and _store(db_path).get(RID).status == "approved"
 
 
-async def test_no_bound_on_an_ordinary_request_needs_no_second_step(db_path, submit):
-    submit({"id": RID, "arguments": {**ARGS, "amount": 1500}, "value": 1500})
+async def test_an_unbounded_value_is_wide_unless_a_value_limit_caps_it(db_path, submit):
+    submit({"id": RID, "arguments": ARGS, "value": 4200})
     app = make_app(db_path)
     async with app.run_test(size=(120, 40)) as pilot:
         dialog = await _open(pilot, app)
-        _uncheck_all(dialog)
+        dialog.bound_inputs()[0][0].value = False  # amount: dropped; destination, memo kept
+        await pilot.pause()
+        await _confirm(pilot, dialog)
+        assert ("Wide grant: The grant bounds no value parameter (amount, total, value) and "
+                "sets no value limit") in _problem(dialog)
+        dialog.query_one("#grant-total", Input).value = "5000"
+        await pilot.pause()
+        await _confirm(pilot, dialog)  # capped: not wide, one press
+        await wait_for(pilot, lambda: not isinstance(app.screen, GrantDialog))
+    (grant,) = _store(db_path).list_grants()
+    assert [b.param for b in grant.bounds] == ["destination", "memo"] and grant.max_total == 5000
+
+
+async def test_a_call_without_value_needs_no_value_bound(db_path, submit):
+    submit({"id": RID, "function": "send_email", "agent": "email-agent",
+            "arguments": {"to": "press@news.example.org", "subject": "Q3"}, "value": None})
+    app = make_app(db_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        dialog = await _open(pilot, app)
+        for on, field in dialog.bound_inputs():
+            on.value = not field.value.startswith("subject")  # any subject
         await pilot.pause()
         await _confirm(pilot, dialog)
         await wait_for(pilot, lambda: not isinstance(app.screen, GrantDialog))
-    assert _store(db_path).list_grants()[0].bounds == ()
+    (grant,) = _store(db_path).list_grants()
+    assert [b.text() for b in grant.bounds] == ["to = press@news.example.org"]
 
 
 async def test_a_request_decided_while_the_dialog_is_open_is_said_and_nothing_is_decided(
