@@ -175,6 +175,34 @@ class GrantGate:
 
     # -- use -----------------------------------------------------------------------------------
 
+    def covers(
+        self,
+        store: SyncStore,
+        policy: Policy,
+        decision: Decision,
+        function: str,
+        params: Mapping[str, Any],
+        agent_id: str | None,
+        *,
+        trusted: TrustedOperators | None,
+    ) -> GrantRecord | None:
+        """The grant :meth:`use` would count this call in right now, counting nothing and
+        writing nothing (for a preview: an integration asking whether a person is needed).
+        Reads the grants again rather than trusting the cache."""
+        approvers = self.eligible(policy, decision)
+        if approvers is None:
+            return None
+        now = time.time()
+        value = decision.verdict.value_at_risk
+        for grant in store.active_grants():
+            if grant.agent != (agent_id or "") or grant.function != function:
+                continue
+            if not grant.is_valid(now) or not grant.fits(params) or not grant.has_room(value):
+                continue
+            if self._refusal(grant, trusted, approvers, now) is None:
+                return grant
+        return None
+
     def use(
         self,
         store: SyncStore,

@@ -314,9 +314,17 @@ class Guard:
         ``assess`` (limits) are told at once that the call will not run."""
         call = GovernedCall(function, params, self.agent_id)
         try:
-            return self._decide(call)
+            decision = self._decide(call)
         finally:
             self._abandon(call)
+        if decision.action is _APPROVE:
+            # A valid grant the call fits would let it run: say so (nothing is counted here; the
+            # run counts it, or asks a person after all if the grant ended meanwhile).
+            covering = self._covering_grant(call, decision)
+            if covering is not None:
+                reason = f"standing grant {covering.id[:12]} would let it run: {decision.reason}"
+                return decision._replace(action=_ALLOW, reason=reason)
+        return decision
 
     def decide(self, function: str, params: Mapping[str, Any]) -> Decision:
         """Evaluate the policy and the hooks for a call, without acting on it. Hooks may reserve
@@ -367,17 +375,39 @@ class Guard:
             return granted, False
         return decision, False
 
-    def _granted(self, call: GovernedCall, decision: Decision) -> Decision | None:
-        """The decision as allowed by a standing grant the call fits (the use counted and
-        audited), or None: it goes for approval. Fail-secure: anything going wrong while
-        checking grants (the store, an operators file that cannot be trusted) means no grant."""
-        policy = self.policy_source.current
+    def _grant_gate_of(self) -> tuple[Any, Any]:
+        """(the database location, its GrantGate), resolved once per configured database."""
         db = self.config.db
         cached = self._grant_gate
         if cached is None or cached[0] is not db:
             where = location_of(db)
             cached = self._grant_gate = (db, where, gate_for(where))
-        gate = cached[2]
+        return cached[1], cached[2]
+
+    def _covering_grant(self, call: GovernedCall, decision: Decision) -> Any:
+        """The grant that would let this call run now (nothing counted), or None; any error
+        means None (the call asks a person)."""
+        where, gate = self._grant_gate_of()
+        try:
+            trusted = signing_operators(self.config.require_signed_decisions)
+            return gate.covers(
+                _store_for(where),
+                self.policy_source.current,
+                decision,
+                call.function,
+                CallArguments.of(call.params).raw,
+                self.agent_id,
+                trusted=trusted,
+            )
+        except Exception:
+            return None
+
+    def _granted(self, call: GovernedCall, decision: Decision) -> Decision | None:
+        """The decision as allowed by a standing grant the call fits (the use counted and
+        audited), or None: it goes for approval. Fail-secure: anything going wrong while
+        checking grants (the store, an operators file that cannot be trusted) means no grant."""
+        policy = self.policy_source.current
+        where, gate = self._grant_gate_of()
         if gate.eligible(policy, decision) is None:
             return None
         function, params = call.function, call.params
@@ -385,7 +415,7 @@ class Guard:
         try:
             trusted = signing_operators(self.config.require_signed_decisions)
             use = gate.use(
-                _store_for(cached[1]),
+                _store_for(where),
                 policy,
                 decision,
                 function,

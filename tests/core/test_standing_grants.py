@@ -276,3 +276,19 @@ async def test_async_calls_use_grants_too(guard: Guard, db: Path) -> None:
     assert await guard.run_async("transfer", {"amount": 2000}, invoke) == "ran"
     with pytest.raises(SentinelTimeoutError):
         await guard.run_async("transfer", {"amount": 2000}, invoke)
+
+
+def test_preview_says_a_grant_covers_the_call_and_counts_nothing(guard: Guard, db: Path) -> None:
+    assert guard.preview("transfer", {"amount": 2000}).action is Action.REQUIRE_APPROVAL
+    g = make(db, max_count=1, bounds=(GrantBound("amount", "lte", 5000),))
+    seen = guard.preview("transfer", {"amount": 2000})
+    assert seen.action is Action.ALLOW and g.id[:12] in seen.reason
+    assert guard.preview("transfer", {"amount": 9000}).action is Action.REQUIRE_APPROVAL
+    assert guard.preview("transfer", {"amount": 2_000_000}).action is Action.BLOCK
+    store = Store(db)
+    try:
+        assert store.get_grant(g.id).used_count == 0  # a preview counts nothing
+    finally:
+        store.close()
+    assert run(guard, "transfer", amount=2000) == "ran"
+    assert guard.preview("transfer", {"amount": 2000}).action is Action.REQUIRE_APPROVAL  # used up
