@@ -82,6 +82,9 @@ __all__ = [
     "resume_when_decided",
 ]
 
+# Where LangGraph puts the run's checkpointer in a node's config (langgraph._internal).
+_CHECKPOINTER = "__pregel_checkpointer"
+
 #: The key of Sentinel's interrupt values: ``{INTERRUPT_KEY: [request, ...]}``.
 INTERRUPT_KEY = "sentinel"
 
@@ -96,7 +99,9 @@ def _park_key(config: RunnableConfig | None, tool_call_id: str | None, tool: str
     holds LangGraph's task id, the same when the task re-runs on resume) and the call's id."""
     conf = (config or {}).get("configurable") or {}
     thread = conf.get("thread_id")
-    if thread is None or not tool_call_id:
+    # Without a checkpointer an interrupted run could never be resumed: its request would wait
+    # in the queue for nothing.
+    if thread is None or not tool_call_id or conf.get(_CHECKPOINTER) is None:
         raise SentinelConfigError(
             f"tool {tool!r}: approval='interrupt' needs a LangGraph run with a checkpointer, a "
             "thread_id and a tool-call id (the run is resumed from its checkpoint)",

@@ -233,6 +233,12 @@ def test_interrupt_mode_needs_a_thread(tmp_path: Path, db: Path) -> None:
     with pytest.raises(SentinelConfigError, match="needs a LangGraph run with a checkpointer"):
         wrapped.invoke({**call, "type": "tool_call"})
     assert RAN == [] and Store(db).list_pending() == []
+    # A graph without a checkpointer could never resume: refused before any request is written.
+    model = fake_tool_model([tool_calls(("transfer_funds", call["args"], "c2"))])
+    graph = build_graph(model, protected_tool_node([transfer_funds], cfg, approval="interrupt"))
+    with pytest.raises(SentinelConfigError, match="needs a LangGraph run with a checkpointer"):
+        graph.invoke({"messages": [HumanMessage("pay")]}, THREAD)
+    assert RAN == [] and Store(db).list_pending() == []
     with pytest.raises(SentinelConfigError, match="approval must be"):
         protect_graph_tools([transfer_funds], cfg, approval="later")  # type: ignore[arg-type]
 
