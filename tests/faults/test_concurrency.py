@@ -43,8 +43,6 @@ CALLS = int(os.environ.get("SENTINEL_FAULT_CALLS", "500"))
 SHARE = 0.2  # share of calls that need a person
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
 class _ClaimingApp(SentinelApp):
     """Keeps every id this command center won (the app itself forgets them once gone)."""
 
@@ -55,6 +53,8 @@ class _ClaimingApp(SentinelApp):
         self.won.update(o.request_id for o in msg.outcomes if o.ok)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_agents_race_cli_deciders_and_command_center(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest
