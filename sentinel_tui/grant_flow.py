@@ -32,6 +32,7 @@ class GrantFlow:
 
 
     _grants_at = 0.0
+    _grants_trailing = False  # a reload is scheduled for the end of the throttle gap
 
     @property
     def grants_view(self) -> GrantsView:
@@ -169,14 +170,22 @@ class GrantFlow:
         view.apply(msg.grants)
 
     def _grants_changed(self, min_gap: float = 0.0) -> None:
-        """The data changed: reload the grants when their view is shown (at most every
-        ``min_gap`` seconds)."""
+        """The data changed: reload the grants when their view is shown, at most every
+        ``min_gap`` seconds; a change inside the gap is loaded when the gap ends (never
+        dropped: it may be the last change for a while)."""
         if self.current_view != "grants":
             return
-        now = time.monotonic()
-        if now - self._grants_at >= min_gap:
-            self._grants_at = now
+        wait = self._grants_at + min_gap - time.monotonic()
+        if wait <= 0:
+            self._grants_at = time.monotonic()
             self.load_grants()
+        elif not self._grants_trailing:
+            self._grants_trailing = True
+            self.set_timer(wait, self._grants_trailing_load)
+
+    def _grants_trailing_load(self) -> None:
+        self._grants_trailing = False
+        self._grants_changed()
 
     def on_grants_view_revoke_asked(self, msg: GrantsView.RevokeAsked) -> None:
         if self.readonly:
