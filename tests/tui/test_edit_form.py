@@ -14,6 +14,7 @@ from sentinel.store import OperatorIdentity, Store
 from sentinel_tui.app import SentinelApp
 from sentinel_tui.edit_form import EditForm
 from sentinel_tui.sample import SAMPLE_RULES, sample_id
+from sentinel_tui.widgets.queue_table import QueueTable
 from tests.tui import test_snapshots as shots
 
 frozen_env = shots.frozen_env  # the seeded database and rules, frozen clock (same fixture)
@@ -155,6 +156,10 @@ def _edit_steps(gone: bool) -> Any:
                 store.decide(TRANSFER, True, BOB)
             await pilot.press("ctrl+s")
             await shots._until(pilot, lambda: form.closed_reason is not None)
+            # The queue's own poll also notices the decision and says "Decided elsewhere": wait
+            # for it, so that its toast is not shown after the clear (the snapshot then differed).
+            queue = pilot.app.screen_stack[0].query_one(QueueTable)
+            await shots._until(pilot, lambda: TRANSFER not in [k.value for k in queue.rows])
             pilot.app.clear_notifications()
         else:
             await type_into(pilot, form, "destination", "acc-1")
