@@ -19,16 +19,8 @@ from textual.widgets import DataTable, Static
 
 from sentinel.grant_bounds import Bound
 from sentinel_tui.render import format_age, format_time, format_value, safe
-from sentinel_tui.widgets.queue_table import SortText
+from sentinel_tui.widgets.keyed_table import KeyedTable, SortText
 
-COLUMNS = (
-    ("status", "Status"),
-    ("left", "Left"),
-    ("agent", "Agent"),
-    ("function", "Function"),
-    ("used", "Used"),
-    ("bounds", "Bounds"),  # last: the widest; the card shows every bound whole
-)
 #: Characters of the bounds column (longer ones end in an ellipsis).
 BOUNDS_CHARS = 34
 STATUS_STYLE = {
@@ -151,26 +143,18 @@ def _cut(value: str, chars: int, style: str = "") -> Text:
     return text
 
 
-class GrantsTable(DataTable[Any]):
+class GrantsTable(KeyedTable):
     """Grants keyed by id, newest first; updated by diff, the selection kept by key."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self._shown: dict[str, tuple[str, ...]] = {}
-
-    def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
-
-    @property
-    def selected_id(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # the cursor outside the table while rows change
-            return None
-        return None if key.value is None else str(key.value)
+    COLUMNS = (
+        ("status", "Status"),
+        ("left", "Left"),
+        ("agent", "Agent"),
+        ("function", "Function"),
+        ("used", "Used"),
+        ("bounds", "Bounds"),  # last: the widest; the card shows every bound whole
+    )
+    SORT_COLUMN = "status"
 
     def _cells(self, g: Any, now: float) -> list[Text]:
         status = grant_status(g, now)
@@ -187,36 +171,7 @@ class GrantsTable(DataTable[Any]):
 
     def apply(self, grants: Iterable[Any], now: float) -> None:
         """Show exactly ``grants`` (newest first); keep the cursor on the same grant."""
-        grants = list(grants)
-        selected = self.selected_id
-        prev_index = self.cursor_row
-        wanted = [g.id for g in grants]
-        with self.app.batch_update():
-            for key in [k for k in self._shown if k not in set(wanted)]:
-                self.remove_row(key)
-                del self._shown[key]
-            added = False
-            for g in grants:
-                cells = self._cells(g, now)
-                plain = tuple(c.plain for c in cells)
-                old = self._shown.get(g.id)
-                if old is None:
-                    self.add_row(*cells, key=g.id)
-                    added = True
-                elif old != plain:
-                    for (col, _), cell, before, after in zip(COLUMNS, cells, old, plain, strict=True):
-                        if before != after:
-                            self.update_cell(g.id, col, cell)
-                self._shown[g.id] = plain
-            if added:
-                self.sort("status", key=lambda cell: cell.sort_key, reverse=True)
-            if self.row_count:
-                if selected is not None and selected in self._shown:
-                    target = self.get_row_index(selected)
-                else:
-                    target = min(max(prev_index, 0), self.row_count - 1)
-                if target != self.cursor_row:
-                    self.move_cursor(row=target, animate=False, scroll=False)
+        self.show_rows((g.id, self._cells(g, now)) for g in grants)
 
 
 class GrantsView(Container):

@@ -1,38 +1,17 @@
-"""The live pending-request table: keyed by request id, updated by diff, selection kept by key.
-
-The DataTable cursor is a row index; rows arriving or leaving would move it onto a different
-request. :meth:`QueueTable.apply` records the selected request id before a change and puts the
-cursor back on that id afterwards (k9s issue #334 is the bug this avoids).
-"""
+"""The live pending-request table: keyed by request id, updated by diff, selection kept by key
+(see :class:`~sentinel_tui.widgets.keyed_table.KeyedTable`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from sentinel.store.models import RequestRecord
 from sentinel_tui.render import format_value, risk_level, risk_text, safe
+from sentinel_tui.widgets.keyed_table import KeyedTable, SortText
 
-COLUMNS = (
-    ("mark", " "),
-    ("risk", "Risk"),
-    ("age", "Age"),
-    ("agent", "Agent"),
-    ("function", "Function"),
-    ("value", "Value"),
-    ("rule", "Rule"),
-)
-
-
-class SortText(Text):
-    """A table cell that carries its own sort key (the request's creation time)."""
-
-    def __init__(self, text: str, sort_key: tuple[float, str], **kwargs: Any) -> None:
-        super().__init__(text, **kwargs)
-        self.sort_key = sort_key
+__all__ = ["QueueTable", "SortText", "coarse_age"]
 
 
 def coarse_age(seconds: float) -> str:
@@ -47,27 +26,19 @@ def coarse_age(seconds: float) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600}h"
 
 
-class QueueTable(DataTable[Any]):
+class QueueTable(KeyedTable):
     """Pending requests, newest first."""
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        # What each row currently shows (plain strings), so unchanged cells are not touched.
-        self._shown: dict[str, tuple[str, ...]] = {}
-
-    def on_mount(self) -> None:
-        for key, label in COLUMNS:
-            self.add_column(label, key=key)
-
-    @property
-    def selected_id(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # cursor outside the table while rows change
-            return None
-        return None if key.value is None else str(key.value)
+    COLUMNS = (
+        ("mark", " "),
+        ("risk", "Risk"),
+        ("age", "Age"),
+        ("agent", "Agent"),
+        ("function", "Function"),
+        ("value", "Value"),
+        ("rule", "Rule"),
+    )
+    SORT_COLUMN = "age"
 
     def _cells(
         self, r: RequestRecord, now: float, marked: bool, confirm_value: float, confirm_risk: float
@@ -93,38 +64,9 @@ class QueueTable(DataTable[Any]):
         confirm_risk: float,
     ) -> None:
         """Make the table show exactly ``rows``; keep the cursor on the same request."""
-        rows = list(rows)
-        selected = self.selected_id
-        prev_index = self.cursor_row
-        wanted = {r.id for r in rows}
-        reorder = False
-        with self.app.batch_update():
-            for key in [k for k in self._shown if k not in wanted]:
-                self.remove_row(key)
-                del self._shown[key]
-            for r in rows:
-                cells = self._cells(r, now, r.id in marked, confirm_value, confirm_risk)
-                plain = tuple(c.plain for c in cells)
-                old = self._shown.get(r.id)
-                if old is None:
-                    self.add_row(*cells, key=r.id)
-                    reorder = True
-                elif old != plain:
-                    for (col, _), cell, before, after in zip(
-                        COLUMNS, cells, old, plain, strict=True
-                    ):
-                        if before != after:
-                            self.update_cell(r.id, col, cell)
-                self._shown[r.id] = plain
-            if reorder:
-                self.sort("age", key=lambda cell: cell.sort_key, reverse=True)
-            if self.row_count:
-                if selected is not None and selected in self._shown:
-                    target = self.get_row_index(selected)
-                else:
-                    target = min(max(prev_index, 0), self.row_count - 1)
-                if target != self.cursor_row:
-                    self.move_cursor(row=target, animate=False, scroll=False)
+        self.show_rows(
+            (r.id, self._cells(r, now, r.id in marked, confirm_value, confirm_risk)) for r in rows
+        )
 
     def refresh_ages(self, records: dict[str, RequestRecord], now: float) -> None:
         """Update only the age cells whose text changed."""
