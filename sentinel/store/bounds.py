@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from sentinel.grant_bounds import SYMBOLS, format_value  # the one formatter of bounds
+
 #: A number written as text (the policy's numeric operators read the same form).
 _NUMERIC_STRING = re.compile(
     r"[ \t]*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?[ \t]*\Z"
@@ -117,14 +119,10 @@ class GrantBound:
         return cls(str(data["param"]), str(data["op"]), data["value"])
 
     def text(self) -> str:
-        """Human form, e.g. ``amount <= 500`` or ``destination in ACC-1, ACC-2``."""
-        if self.op == "in":
-            shown = ", ".join(str(v) for v in self.value)
-        elif isinstance(self.value, str) and self.op == "startswith":
-            shown = repr(self.value)
-        else:
-            shown = str(self.value)
-        return f"{self.param} {OP_SYMBOLS[self.op]} {shown}"
+        """The bound as ``--where`` takes it (what ``sentinel grant show`` prints can be pasted
+        back), e.g. ``amount <= 500``, ``destination in {ACC-1, ACC-2}``, ``memo == "invoice 7"``."""
+        value = tuple(self.value) if self.op == "in" else self.value
+        return f"{self.param} {SYMBOLS[self.op]} {format_value(value)}"
 
     def fits(self, params: Mapping[str, Any]) -> bool:
         """Whether the call's arguments satisfy this bound (see the module doc)."""

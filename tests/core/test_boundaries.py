@@ -77,9 +77,10 @@ def test_the_command_center_writes_no_sql_of_its_own() -> None:
 #: any level, function-level imports included (only ``if TYPE_CHECKING:`` blocks are exempt) —
 #: so nothing below the guard reaches back up into it, and the approval path can be typed.
 FLOORS: list[set[str]] = [
-    {"errors", "fdwait", "risk", "redact", "normalize", "secure_files"},  # plain helpers
+    {"errors", "fdwait", "risk", "redact", "normalize", "secure_files", "grant_bounds"},  # plain
+    # helpers (grant_bounds: the text of a bound, parsed and printed; the store prints with it)
     {"store"},  # the database: schema, SQL, Store / AsyncStore, the decision watcher
-    {"policy", "identity", "arguments", "trust", "edits", "grant_bounds", "grant_terms"},  # rules → verdicts; who decides (and their
+    {"policy", "identity", "arguments", "trust", "edits", "grant_terms"},  # rules → verdicts; who decides (and their
     # keys, trusted operators, decision signatures); a call's arguments and their edits
     {"audit", "runtime"},  # the event sink and the process registries / hook types
     {"policy_source", "limits", "anomaly", "notify", "approval", "config"},  # what the guard composes

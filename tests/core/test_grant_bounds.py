@@ -8,7 +8,9 @@ from decimal import Decimal
 import pytest
 
 from sentinel.grant_bounds import Bound, format_value, parse_bound, suggest_bounds
+from sentinel.grant_terms import parse_where
 from sentinel.redact import Redactor
+from sentinel.store.bounds import GrantBound
 
 
 def test_each_kind_of_value_becomes_its_bound_in_argument_order() -> None:
@@ -95,3 +97,20 @@ def test_parse_accepts_the_usual_spellings(text: str, bound: Bound) -> None:
 def test_bad_bound_text_says_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         parse_bound(text)
+
+
+@pytest.mark.parametrize("stored", [
+    GrantBound("amount", "lte", 500),
+    GrantBound("payment.fee", "lt", 2.5),
+    GrantBound("destination", "in", ["ACC-1", "ACC-2"]),
+    GrantBound("memo", "startswith", "inv-"),
+    GrantBound("memo", "eq", "invoice 4471"),
+    GrantBound("to", "eq", "press@news.example.org"),
+    GrantBound("note", "eq", 'say "hi"'),
+    GrantBound("flag", "eq", True),
+    GrantBound("ids", "in", [1, 2]),
+])  # fmt: skip
+def test_a_stored_bound_prints_as_the_where_text_that_makes_it(stored: GrantBound) -> None:
+    """``sentinel grant show`` / ``list`` and the audit print bounds so they can be pasted back
+    into ``--where`` (they once printed ``memo = invoice 4471``, which --where refuses)."""
+    assert parse_where(stored.text()) == stored

@@ -213,7 +213,7 @@ async def test_a_call_without_value_needs_no_value_bound(db_path, submit):
         await _confirm(pilot, dialog)
         await wait_for(pilot, lambda: not isinstance(app.screen, GrantDialog))
     (grant,) = _store(db_path).list_grants()
-    assert [b.text() for b in grant.bounds] == ["to = press@news.example.org"]
+    assert [b.text() for b in grant.bounds] == ["to == press@news.example.org"]
 
 
 async def test_a_request_decided_while_the_dialog_is_open_is_said_and_nothing_is_decided(
