@@ -76,7 +76,8 @@ class KeyedTable(DataTable[Any]):
                         self.COLUMNS, cells, old, plain, strict=True
                     ):
                         if before != after:
-                            self.update_cell(key, col, cell)
+                            # A longer text widens its column ("active" → "revoked" was cut).
+                            self.update_cell(key, col, cell, update_width=True)
                 self._shown[key] = plain
             if added:
                 self.sort(self.SORT_COLUMN, key=lambda cell: cell.sort_key, reverse=True)

@@ -323,6 +323,7 @@ async def test_grants_view_lists_use_and_time_left_and_r_revokes(db_path):
         await pilot.press("r")
         await wait_for(pilot, lambda: view.grants["g1" * 16].status == "revoked")
         assert str(table.get_row("g1" * 16)[0]) == "revoked"
+        assert table.columns["status"].content_width >= len("revoked")  # widened, not cut
         assert table.selected_id == "g1" * 16
         assert any("Revoked grant g1g1g1g1" in n for n in notifications(app))
         await pilot.press("r")  # already revoked: said, nothing written
