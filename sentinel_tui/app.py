@@ -972,6 +972,8 @@ class SentinelApp(GrantFlow, App[int]):
         self.status.set(view=name)
         if name == "queue":
             self.queue.table.focus()
+            if not self.paused:  # ages went stale while another view was shown
+                self.queue.tick(ages=True)
         elif name == "history":
             self.history.table.focus()
             if not self._history_loaded:

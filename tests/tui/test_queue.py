@@ -221,3 +221,21 @@ async def test_new_request_rings_the_bell_unless_turned_off(db_path, submit, bel
         await wait_for(pilot, lambda: RID in app.queue.records)
         await wait_for(pilot, lambda: any("New approval request" in n.title for n in app._notifications))
     assert len(rings) == (1 if bell else 0)
+
+
+async def test_ages_are_current_on_coming_back_to_the_queue(db_path, submit):
+    """The table's ages refresh every few ticks while the queue shows; coming back from another
+    view they are brought up to date at once (they read '<1m' for a request minutes old)."""
+    import time
+
+    submit({"id": RID, "value": 10})
+    now = [time.time()]
+    app = make_app(db_path, clock=lambda: now[0])
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.queue.card.request_id == RID)
+        table = app.queue.table
+        assert str(table.get_cell(RID, "age")) == "<1m"
+        await pilot.press("5")
+        now[0] += 185
+        await pilot.press("1")
+        assert str(table.get_cell(RID, "age")) == "3m"
