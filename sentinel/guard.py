@@ -877,7 +877,11 @@ class Guard:
                 "edited_call_blocked",
                 again.rule_id,
             )
-        return edited, invoke, replace(record, digest=digest_now)
+        # The outcome is the edited call's: its digest and its value at risk (history and the
+        # metrics would otherwise say the request's value ran).
+        return edited, invoke, replace(
+            record, digest=digest_now, value_at_risk=again.verdict.value_at_risk
+        )
 
     # -- approvals ------------------------------------------------------------------------------
 

@@ -118,6 +118,7 @@ def test_edited_approval_runs_once_with_the_edit_and_audits_both_versions(
     # The outcome is bound to the edited arguments, and names the edit.
     assert executed.digest not in (None, requested.digest)
     assert executed.data["edit"]["changes"] == edit["changes"]
+    assert requested.value_at_risk == 5000 and executed.value_at_risk == 400.5  # what ran
 
 
 def store_request_id(db: Path) -> str:
