@@ -100,6 +100,21 @@ def parse_duration(text: str | None) -> float | None:
     return seconds
 
 
+def not_grantable(policy: Any, rule_id: str | None) -> str | None:
+    """Why no standing grant could answer requests of rule ``rule_id`` under ``policy`` (the
+    rule is marked ``grantable: false``), or None. Unknown policy or rule: None (the gate still
+    decides each call; this only spares the operator a grant that would never apply)."""
+    if policy is None or not rule_id:
+        return None
+    for rule in getattr(policy, "rules", ()):
+        if rule.id == rule_id and not rule.grantable:
+            return (
+                f"its rule {rule_id} is marked grantable: false, so no standing grant would "
+                "answer it"
+            )
+    return None
+
+
 def draft(
     *,
     agent: str | None,
@@ -187,6 +202,7 @@ __all__ = [
     "DEFAULT_VALUE_PARAMS",
     "GrantDraft",
     "WideGrant",
+    "not_grantable",
     "describe_duration",
     "draft",
     "parse_duration",

@@ -67,17 +67,29 @@ class GrantFlow:
                 title="No grant here", severity="warning", markup=False, timeout=8,
             )
             return
+        from sentinel.grant_terms import not_grantable
+
+        why = not_grantable(self._policy(), record.rule_id)
+        if why is not None:
+            self.notify(
+                f"Request {rid[:8]}: {why}. Approve with a (nothing is granted).",
+                title="No grant here", severity="warning", markup=False, timeout=8,
+            )
+            return
         dialog = GrantDialog(record, clock=self.clock, value_params=self._value_params())
         self.push_screen(dialog, self._grant_closed)
         self._check_request(rid)  # decided meanwhile (the poll has not shown it yet)?
+
+    def _policy(self) -> Any:
+        """The policy the Rules view loaded, or None (no rules file)."""
+        info = self.query_one("RulesView").info
+        return info.policy if info is not None else None
 
     def _value_params(self) -> tuple[str, ...]:
         """The policy's value parameters (the library's defaults without a rules file)."""
         from sentinel.grant_terms import DEFAULT_VALUE_PARAMS
 
-        info = self.query_one("RulesView").info
-        policy = info.policy if info is not None else None
-        return tuple(getattr(policy, "value_params", None) or DEFAULT_VALUE_PARAMS)
+        return tuple(getattr(self._policy(), "value_params", None) or DEFAULT_VALUE_PARAMS)
 
     def _grant_closed(self, draft: GrantDraft | None) -> None:
         self._poll_now.set()

@@ -44,21 +44,28 @@ def _used(g: Any) -> str:
     return text
 
 
-def _value_params(args: argparse.Namespace) -> tuple[str, ...]:
-    """The policy's value parameters (``--rules``, ``$SENTINEL_RULES_PATH``, ./rules.yaml),
-    else the defaults."""
+def _policy(args: argparse.Namespace) -> Any:
+    """The policy of ``--rules``, ``$SENTINEL_RULES_PATH`` or ./rules.yaml, or None (no file)."""
     import os
     from pathlib import Path
-
-    from sentinel.grant_terms import DEFAULT_VALUE_PARAMS
 
     given = getattr(args, "rules", None) or os.environ.get("SENTINEL_RULES_PATH")
     path = Path(given) if given else Path("rules.yaml")
     if not path.exists():
-        return DEFAULT_VALUE_PARAMS
+        return None
     from sentinel.policy.loader import load_policy
 
-    return tuple(load_policy(path).value_params) or DEFAULT_VALUE_PARAMS
+    return load_policy(path)
+
+
+def _value_params(args: argparse.Namespace, policy: Any = None) -> tuple[str, ...]:
+    """The policy's value parameters (see :func:`_policy`), else the defaults."""
+    from sentinel.grant_terms import DEFAULT_VALUE_PARAMS
+
+    policy = policy if policy is not None else _policy(args)
+    if policy is None:
+        return DEFAULT_VALUE_PARAMS
+    return tuple(policy.value_params) or DEFAULT_VALUE_PARAMS
 
 
 def _print_grant_line(g: Any) -> None:
@@ -178,10 +185,16 @@ def _expire(store: Any) -> None:
 
 def approve_with_grant(store: Any, args: argparse.Namespace) -> int:
     """``sentinel approve ID --grant DURATION [--where …] [--count N] [--max-total X]``."""
-    from sentinel.grant_terms import draft
+    from sentinel.grant_terms import draft, not_grantable
     from sentinel.trust.decide import Decider
 
     record = store.get(args.id)
+    policy = _policy(args)
+    why = not_grantable(policy, record.rule_id)
+    if why is not None:
+        raise ValueError(
+            f"request {record.id[:8]}: {why}; nothing was recorded (approve it without --grant)"
+        )
     built = draft(
         agent=record.agent_id,
         function=record.function,
@@ -194,7 +207,7 @@ def approve_with_grant(store: Any, args: argparse.Namespace) -> int:
         rule_id=record.rule_id,
         request_id=record.id,
         reason=args.reason,
-        value_params=_value_params(args),
+        value_params=_value_params(args, policy),
         confirm=args.yes,
     )
     for note in built.notes:

@@ -158,3 +158,28 @@ def test_grant_create_as_a_process(db: Path) -> None:
     )  # fmt: skip
     assert run_.returncode == 0, run_.stderr
     assert len(run_.stdout.strip()) == 32
+
+
+def test_approve_with_grant_on_an_ungrantable_rule_is_refused_and_records_nothing(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grant made for a ``grantable: false`` rule would never answer a call: say so instead of
+    making it (the request stays pending, to be approved without --grant)."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        'version: "1.0"\ndefault_action: allow\nrules:\n'
+        "  - id: large-transfer\n    function_pattern: transfer\n"
+        "    action: require_approval\n    grantable: false\n"
+    )
+    s = Store(db)
+    try:
+        req = s.submit(new_request())
+        code, _out, err = run(
+            capsys, "approve", req.id, "--grant", "1h", "--rules", str(rules), "--db", str(db)
+        )
+        assert code == 1
+        assert "rule large-transfer is marked grantable: false" in err
+        assert "nothing was recorded" in err
+        assert s.get(req.id).status == "pending" and s.list_grants() == []
+    finally:
+        s.close()

@@ -273,6 +273,28 @@ async def test_a_quorum_request_gets_no_grant_dialog(db_path):
         assert not isinstance(app.screen, GrantDialog)
 
 
+async def test_a_rule_marked_grantable_false_gets_no_grant_dialog(db_path, tmp_path):
+    """A grant for such a rule would never answer a call: ``g`` says so and opens nothing."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        'version: "1.0"\ndefault_action: allow\nrules:\n'
+        "  - id: wires\n    function_pattern: transfer_funds\n"
+        "    action: require_approval\n    grantable: false\n"
+    )
+    with Store(db_path) as store:
+        store.submit(NewRequest(id=RID, function="transfer_funds", arguments=ARGS, digest="0" * 64,
+                                timeout_seconds=600, agent_id="payments-agent", rule_id="wires"))
+    app = SentinelApp(db_path, rules, tick_interval=0, operator=OPERATOR,
+                      config=TuiConfig(bell=False, toast_new=False))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.queue.card.request_id == RID)
+        await wait_for(pilot, lambda: app.query_one("RulesView").info is not None)
+        await pilot.press("g")
+        await wait_for(pilot, lambda: any("grantable: false" in n for n in notifications(app)))
+        assert not isinstance(app.screen, GrantDialog)
+    assert _store(db_path).get(RID).status == "pending"
+
+
 async def test_read_only_observers_have_no_g(db_path, submit):
     submit({"id": RID, "arguments": ARGS, "value": 4200})
     app = make_app(db_path, readonly=True)
