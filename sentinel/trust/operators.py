@@ -12,6 +12,15 @@ file — or a folder on its way — that someone other than its owner could chan
 neither root nor this user: an agent able to write it could trust its own key. Every problem in the
 file is an error naming the file, the entry and the field; nothing of a bad file is used. Changes
 are written atomically (temp file + rename) and keep the file's mode.
+
+Every call that may need signatures loads the file, so a load that found it good (or missing)
+remembers the result with a fingerprint: the ``lstat`` of the path and of each folder above it
+(and, when one of them is a symlink, the real path and the ``lstat`` of it and of its folders).
+A later load takes the remembered result only when the fingerprint is the same; any change to
+the file, its mode or owner, a folder's mode or owner, a symlink or a folder swapped, a missing
+file appearing, means a full load with every check. A file changed in the last
+:data:`SETTLE_NS` is never remembered: a change within its file system's timestamp granularity
+would not show in its stat.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import json
 import math
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import SentinelConfigError
 from sentinel.secure_files import (
+    CONFIG_DIR_ENV,
     config_dir,
     folder_problem,
     make_folder,
@@ -56,9 +67,40 @@ FIELDS = ("name", "public_key", "groups", "added_at", "revoked_at", "kind")
 KINDS = ("operator", "service")
 
 
+#: What :func:`operators_path` answered last for ``os.environ``: (what it depends on, the path).
+_last_path: tuple[tuple[Any, ...], Path] | None = None
+
+
 def operators_path(env: Mapping[str, str] | None = None) -> Path:
     """The trusted operators file this process uses (see the module docstring)."""
-    env = os.environ if env is None else env
+    global _last_path
+    if env is not None:
+        return _operators_path(env)
+    environ = os.environ
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return _operators_path(environ)  # a relative value would fail as it always did
+    # Everything the answer depends on (the system file's existence is looked at every time).
+    key = (
+        environ.get(OPERATORS_ENV),
+        environ.get(CONFIG_DIR_ENV),
+        environ.get("XDG_CONFIG_HOME"),
+        environ.get("HOME"),
+        cwd,
+        os.geteuid(),
+        os.getuid(),
+        os.path.exists(SYSTEM_FILE),
+    )
+    last = _last_path
+    if last is not None and last[0] == key:
+        return last[1]
+    found = _operators_path(environ)
+    _last_path = (key, found)
+    return found
+
+
+def _operators_path(env: Mapping[str, str]) -> Path:
     explicit = env.get(OPERATORS_ENV)
     if explicit:
         return Path(explicit).expanduser().absolute()
@@ -252,13 +294,95 @@ def parse_operators(raw: bytes, path: Path | None = None) -> TrustedOperators:
     return TrustedOperators.of(ops, path)
 
 
+#: A file changed less than this many nanoseconds ago is read in full on every load (see the
+#: module doc): a change within a timestamp tick (a few ms; 1-2 s on some file systems) could
+#: leave its stat as it was.
+SETTLE_NS = 2_000_000_000
+#: The clock the settling is measured with (tests move it).
+_now_ns = time.time_ns
+#: Remembered loads, by absolute path: (the path and its folders, the fingerprint, the result,
+#: whether the file was missing).
+_loaded: dict[str, tuple[tuple[str, ...], tuple[Any, ...], TrustedOperators, bool]] = {}
+_StatKey = tuple[int, int, int, int, int, int, int]
+
+
+def _stat_key(st: os.stat_result) -> _StatKey:
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns,
+            st.st_ctime_ns)  # fmt: skip
+
+
+def _chain(text: str) -> tuple[str, ...]:
+    """``text`` (absolute) and every folder above it, up to ``/``."""
+    out = [text]
+    while True:
+        up = os.path.dirname(text)
+        if up == text:
+            return tuple(out)
+        out.append(up)
+        text = up
+
+
+def _lstats(paths: tuple[str, ...]) -> tuple[_StatKey | None, ...]:
+    """The lstat of each path (None: it does not exist); raises OSError for any other error."""
+    out: list[_StatKey | None] = []
+    for p in paths:
+        try:
+            out.append(_stat_key(os.lstat(p)))
+        except (FileNotFoundError, NotADirectoryError):
+            out.append(None)
+    return tuple(out)
+
+
+def _fingerprint(text: str, chain: tuple[str, ...]) -> tuple[tuple[Any, ...], _StatKey | None]:
+    """(what a load of ``text`` depends on, the lstat of the real file or None when missing)."""
+    stats = _lstats(chain)
+    direct = all(st is None or not stat.S_ISLNK(st[2]) for st in stats) and not any(
+        os.path.basename(p) == ".." for p in chain
+    )
+    if direct:  # no symlink, no '..': the path is its own real path
+        return (os.geteuid(), stats), stats[0]
+    real = os.path.realpath(text)
+    real_stats = _lstats(_chain(real))
+    return (os.geteuid(), stats, real, real_stats), real_stats[0]
+
+
 def load_operators(path: Path | None = None, *, missing_ok: bool = False) -> TrustedOperators:
     """Load and check the trusted operators file (default :func:`operators_path`).
 
     Refused when the file or a folder on its way could be changed by someone other than its
     owner, or when its owner is neither root nor this user. A missing file is an error, or an
-    empty set when ``missing_ok``."""
+    empty set when ``missing_ok``. A file whose fingerprint has not changed since it was last
+    found good is not read again (see the module doc)."""
     path = Path(path if path is not None else operators_path()).absolute()
+    text = str(path)
+    entry = _loaded.get(text)
+    chain = entry[0] if entry is not None else _chain(text)
+    try:
+        seen: tuple[tuple[Any, ...], _StatKey | None] | None = _fingerprint(text, chain)
+    except OSError:
+        seen = None  # not remembered: the full load below says what is wrong, if anything
+    if entry is not None:
+        if seen is not None and entry[1] == seen[0] and (missing_ok or not entry[3]):
+            return entry[2]
+        _loaded.pop(text, None)
+    trusted, st = _load(path, missing_ok)
+    if seen is not None and _settled(seen[1], st):
+        if len(_loaded) >= 64:
+            _loaded.clear()
+        _loaded[text] = (chain, seen[0], trusted, st is None)
+    return trusted
+
+
+def _settled(before: _StatKey | None, st: os.stat_result | None) -> bool:
+    """Whether what was read (``st``: the file's fstat, None: missing) is what the fingerprint
+    saw (``before``) and old enough for any later change to show in its stat."""
+    if st is None or before is None:
+        return st is None and before is None
+    return before == _stat_key(st) and _now_ns() - max(st.st_mtime_ns, st.st_ctime_ns) >= SETTLE_NS
+
+
+def _load(path: Path, missing_ok: bool) -> tuple[TrustedOperators, os.stat_result | None]:
+    """The full load of :func:`load_operators`, and the stat of the file read (None: missing)."""
     real = Path(os.path.realpath(path))
     try:
         why = folder_problem(real.parent)
@@ -270,7 +394,7 @@ def load_operators(path: Path | None = None, *, missing_ok: bool = False) -> Tru
         raw, st = read_small(real, "operators file")
     except FileNotFoundError:
         if missing_ok:
-            return TrustedOperators.of((), path)
+            return TrustedOperators.of((), path), None
         raise SentinelConfigError(
             f"operators file {path} does not exist",
             hint=f"add the first operator with: sentinel operator add NAME --key ... "
@@ -279,7 +403,7 @@ def load_operators(path: Path | None = None, *, missing_ok: bool = False) -> Tru
     why = unsafe(st, "operators file", real)
     if why is not None:
         raise _refusal(why, path)
-    return parse_operators(raw, path)
+    return parse_operators(raw, path), st
 
 
 def write_operators(path: Path, operators: TrustedOperators | Iterable[TrustedOperator]) -> None:
@@ -334,7 +458,7 @@ def add_operator(
     on behalf of API tokens' operators). Refused when the name or the key is already there."""
     new = make_operator(name, public_key, groups, kind=kind, where=f"operator {name!r}")
     with _changing(path):
-        current = load_operators(path, missing_ok=True)
+        current = _load(Path(path).absolute(), True)[0]  # under the lock: always read in full
         _check_new(path, current, new)
         write_operators(path, (*current.operators, new))
     return new
@@ -362,7 +486,7 @@ def revoke_operator(path: Path, name: str, at: float | None = None) -> TrustedOp
     if not path.absolute().parent.is_dir():
         load_operators(path)  # the error naming the missing file; no folder made for it
     with _changing(path):
-        current = load_operators(path)
+        current = _load(path.absolute(), False)[0]  # under the lock: always read in full
         op = current.by_name.get(name)
         if op is None:
             raise SentinelConfigError(f"operators file {path}: no operator named {name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,166 @@ def test_a_held_lock_is_an_error_not_a_hang(ops_file: Path, make_key, monkeypatc
         os.close(fd)
     assert not ops_file.exists()
     add_operator(ops_file, "bob", make_key("bob2").public_key)
+
+
+# --- the remembered load: reused only while nothing it depends on changed ------------------------
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every full load from here on (the paths), with nothing remembered yet and every file
+    old enough to be remembered (the clock 10 s ahead)."""
+    from sentinel.trust import operators
+
+    full: list[Path] = []
+    real_load = operators._load
+
+    def counting(path: Path, missing_ok: bool):  # type: ignore[no-untyped-def]
+        full.append(path)
+        return real_load(path, missing_ok)
+
+    monkeypatch.setattr(operators, "_loaded", {})
+    monkeypatch.setattr(operators, "_load", counting)
+    monkeypatch.setattr(operators, "_now_ns", lambda: time.time_ns() + 10 * 10**9)
+    return full
+
+
+def _age(path: Path) -> None:
+    """Give ``path`` an old modification time (its ctime stays now)."""
+    old = time.time_ns() - 100 * 10**9
+    os.utime(path, ns=(old, old), follow_symlinks=False)
+
+
+def test_an_unchanged_file_is_not_read_again(ops_file: Path, alice: OperatorKey, loads) -> None:
+    first = load_operators(ops_file)
+    assert load_operators(ops_file) is first
+    assert load_operators(ops_file, missing_ok=True) is first
+    assert len(loads) == 1
+
+
+def test_a_file_changed_moments_ago_is_read_every_time(
+    ops_file: Path, alice: OperatorKey, loads, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sentinel.trust import operators
+
+    monkeypatch.setattr(operators, "_now_ns", time.time_ns)  # the real clock: just written
+    load_operators(ops_file)
+    load_operators(ops_file)
+    assert len(loads) == 2
+
+
+def test_a_change_of_the_same_size_is_read(
+    ops_file: Path, make_key, alice: OperatorKey, loads
+) -> None:
+    _age(ops_file)
+    assert load_operators(ops_file).by_name["alice"].revoked_at is None
+    text = ops_file.read_text()
+    changed = text.replace('"revoked_at": null', '"revoked_at": 1234')
+    assert len(changed) == len(text) and changed != text
+    with open(ops_file, "r+") as fh:  # in place: same file, same size
+        fh.write(changed)
+    assert load_operators(ops_file).by_name["alice"].revoked_at == 1234.0
+    assert len(loads) == 2
+
+
+def test_a_file_made_group_writable_is_refused_at_once(
+    ops_file: Path, alice: OperatorKey, loads
+) -> None:
+    assert len(load_operators(ops_file)) == 1
+    os.chmod(ops_file, 0o664)
+    with pytest.raises(SentinelConfigError) as info:
+        load_operators(ops_file)
+    assert f"operators file {ops_file} has mode 0664: writable by group" in str(info.value)
+    with pytest.raises(SentinelConfigError, match="writable by group"):
+        load_operators(ops_file)  # a refusal is never remembered
+    os.chmod(ops_file, 0o644)
+    assert len(load_operators(ops_file)) == 1
+
+
+def test_a_folder_made_writable_is_refused_at_once(
+    ops_file: Path, alice: OperatorKey, loads
+) -> None:
+    load_operators(ops_file)
+    os.chmod(ops_file.parent, 0o777)
+    with pytest.raises(SentinelConfigError, match=rf"folder {ops_file.parent} has mode 0777"):
+        load_operators(ops_file)
+    os.chmod(ops_file.parent, 0o755)
+    os.chmod(ops_file.parent.parent, 0o777)  # a folder further up
+    with pytest.raises(SentinelConfigError, match=rf"folder {ops_file.parent.parent} has mode"):
+        load_operators(ops_file)
+
+
+def test_a_missing_file_is_noticed_when_it_appears(ops_file: Path, make_key, loads) -> None:
+    assert len(load_operators(ops_file, missing_ok=True)) == 0
+    assert len(load_operators(ops_file, missing_ok=True)) == 0
+    assert len(loads) == 1
+    with pytest.raises(SentinelConfigError, match=rf"{ops_file} does not exist"):
+        load_operators(ops_file)  # the remembered empty set answers only missing_ok
+    add_operator(ops_file, "alice", make_key("alice").public_key)
+    assert [o.name for o in load_operators(ops_file, missing_ok=True).operators] == ["alice"]
+
+
+def test_a_missing_folder_is_noticed_when_it_appears(tmp_path: Path, make_key, loads) -> None:
+    path = tmp_path / "later" / "operators.json"
+    assert len(load_operators(path, missing_ok=True)) == 0
+    assert len(load_operators(path, missing_ok=True)) == 0
+    path.parent.mkdir(mode=0o755)
+    add_operator(path, "alice", make_key("alice").public_key)
+    assert len(load_operators(path, missing_ok=True)) == 1
+
+
+def test_a_retargeted_symlink_is_followed_again(
+    ops_file: Path, make_key, alice: OperatorKey, tmp_path: Path, loads
+) -> None:
+    other = tmp_path / "other" / "operators.json"
+    other.parent.mkdir(mode=0o755)
+    add_operator(other, "bob", make_key("bob").public_key)
+    link = tmp_path / "link.json"
+    link.symlink_to(ops_file)
+    _age(ops_file)
+    _age(other)
+    loads.clear()
+    assert [o.name for o in load_operators(link).operators] == ["alice"]
+    assert [o.name for o in load_operators(link).operators] == ["alice"]
+    assert len(loads) == 1
+
+    def retarget(target: Path) -> None:
+        new = tmp_path / "link.new"
+        new.symlink_to(target)
+        os.replace(new, link)
+
+    retarget(other)
+    assert [o.name for o in load_operators(link).operators] == ["bob"]
+    os.chmod(other, 0o666)
+    with pytest.raises(SentinelConfigError, match="writable by group and others"):
+        load_operators(link)
+    retarget(ops_file)
+    assert [o.name for o in load_operators(link).operators] == ["alice"]
+    # A symlinked folder on the way, retargeted.
+    linked_dir = tmp_path / "dir-link"
+    linked_dir.symlink_to(ops_file.parent)
+    via = linked_dir / "operators.json"
+    assert [o.name for o in load_operators(via).operators] == ["alice"]
+    new = tmp_path / "dir-link.new"
+    new.symlink_to(other.parent)
+    os.replace(new, linked_dir)
+    with pytest.raises(SentinelConfigError, match="writable by group and others"):
+        load_operators(via)
+
+
+def test_the_default_path_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SENTINEL_OPERATORS_FILE", str(tmp_path / "a.json"))
+    assert operators_path() == tmp_path / "a.json"
+    monkeypatch.setenv("SENTINEL_OPERATORS_FILE", str(tmp_path / "b.json"))
+    assert operators_path() == tmp_path / "b.json"
+    monkeypatch.setenv("SENTINEL_OPERATORS_FILE", "rel.json")
+    (tmp_path / "x").mkdir()
+    monkeypatch.chdir(tmp_path / "x")
+    assert operators_path() == tmp_path / "x" / "rel.json"
+    monkeypatch.chdir(tmp_path)
+    assert operators_path() == tmp_path / "rel.json"
+    monkeypatch.delenv("SENTINEL_OPERATORS_FILE")
+    monkeypatch.setenv("SENTINEL_CONFIG_DIR", str(tmp_path / "cfg"))
+    assert operators_path() == operators_path(dict(os.environ))
