@@ -80,7 +80,14 @@ def operators_path(env: Mapping[str, str] | None = None) -> Path:
     try:
         cwd = os.getcwd()
     except OSError:
-        return _operators_path(environ)  # a relative value would fail as it always did
+        return _operators_path(environ)  # a relative value fails as it always did
+    try:
+        os.stat(SYSTEM_FILE)
+        system = True
+    except (FileNotFoundError, NotADirectoryError):
+        system = False
+    except OSError:
+        return _operators_path(environ)  # as before: Path.exists raises it, or says False
     # Everything the answer depends on (the system file's existence is looked at every time).
     key = (
         environ.get(OPERATORS_ENV),
@@ -90,7 +97,7 @@ def operators_path(env: Mapping[str, str] | None = None) -> Path:
         cwd,
         os.geteuid(),
         os.getuid(),
-        os.path.exists(SYSTEM_FILE),
+        system,
     )
     last = _last_path
     if last is not None and last[0] == key:
