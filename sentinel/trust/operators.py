@@ -81,24 +81,18 @@ def operators_path(env: Mapping[str, str] | None = None) -> Path:
         cwd = os.getcwd()
     except OSError:
         return _operators_path(environ)  # a relative value fails as it always did
-    try:
-        os.stat(SYSTEM_FILE)
-        system = True
-    except (FileNotFoundError, NotADirectoryError):
-        system = False
-    except OSError:
-        return _operators_path(environ)  # as before: Path.exists raises it, or says False
     # Everything the answer depends on (the system file's existence is looked at every time).
-    key = (
-        environ.get(OPERATORS_ENV),
-        environ.get(CONFIG_DIR_ENV),
-        environ.get("XDG_CONFIG_HOME"),
-        environ.get("HOME"),
-        cwd,
-        os.geteuid(),
-        os.getuid(),
-        system,
-    )
+    explicit = environ.get(OPERATORS_ENV)
+    key: tuple[Any, ...] = (explicit, environ.get("HOME"), cwd, os.getuid())
+    if not explicit:
+        try:
+            os.stat(SYSTEM_FILE)
+            system = True
+        except (FileNotFoundError, NotADirectoryError):
+            system = False
+        except OSError:
+            return _operators_path(environ)  # as before: Path.exists raises it, or says False
+        key += (environ.get(CONFIG_DIR_ENV), environ.get("XDG_CONFIG_HOME"), os.geteuid(), system)
     last = _last_path
     if last is not None and last[0] == key:
         return last[1]
@@ -329,27 +323,30 @@ def _chain(text: str) -> tuple[str, ...]:
         text = up
 
 
-def _lstats(paths: tuple[str, ...]) -> tuple[_StatKey | None, ...]:
-    """The lstat of each path (None: it does not exist); raises OSError for any other error."""
+def _lstats(paths: tuple[str, ...]) -> tuple[tuple[_StatKey | None, ...], bool]:
+    """(the lstat of each path, None where it does not exist; whether one is a symlink).
+    Raises OSError for any other error."""
     out: list[_StatKey | None] = []
-    for p in paths:
+    link = False
+    for p in reversed(paths):  # from "/" down: below a missing folder, nothing exists
         try:
-            out.append(_stat_key(os.lstat(p)))
+            st = os.lstat(p)
         except (FileNotFoundError, NotADirectoryError):
-            out.append(None)
-    return tuple(out)
+            out.extend([None] * (len(paths) - len(out)))
+            break
+        link = link or stat.S_ISLNK(st.st_mode)
+        out.append(_stat_key(st))
+    out.reverse()
+    return tuple(out), link
 
 
 def _fingerprint(text: str, chain: tuple[str, ...]) -> tuple[tuple[Any, ...], _StatKey | None]:
     """(what a load of ``text`` depends on, the lstat of the real file or None when missing)."""
-    stats = _lstats(chain)
-    direct = all(st is None or not stat.S_ISLNK(st[2]) for st in stats) and not any(
-        os.path.basename(p) == ".." for p in chain
-    )
-    if direct:  # no symlink, no '..': the path is its own real path
+    stats, link = _lstats(chain)
+    if not link and "/.." not in text:  # no symlink, no '..': the path is its own real path
         return (os.geteuid(), stats), stats[0]
     real = os.path.realpath(text)
-    real_stats = _lstats(_chain(real))
+    real_stats = _lstats(_chain(real))[0]
     return (os.geteuid(), stats, real, real_stats), real_stats[0]
 
 
@@ -360,7 +357,7 @@ def load_operators(path: Path | None = None, *, missing_ok: bool = False) -> Tru
     owner, or when its owner is neither root nor this user. A missing file is an error, or an
     empty set when ``missing_ok``. A file whose fingerprint has not changed since it was last
     found good is not read again (see the module doc)."""
-    path = Path(path if path is not None else operators_path()).absolute()
+    path = operators_path() if path is None else Path(path).absolute()
     text = str(path)
     entry = _loaded.get(text)
     chain = entry[0] if entry is not None else _chain(text)
