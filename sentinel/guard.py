@@ -67,6 +67,7 @@ from sentinel.runtime import (
     async_store_for,
     close_shared,
     location_of,
+    store_at,
 )
 from sentinel.store.models import (
     ArgumentEdit,
@@ -391,7 +392,7 @@ class Guard:
         try:
             trusted = signing_operators(self.config.require_signed_decisions)
             return gate.covers(
-                _store_for(where),
+                store_at(where),
                 self.policy_source.current,
                 decision,
                 call.function,
@@ -415,7 +416,7 @@ class Guard:
         try:
             trusted = signing_operators(self.config.require_signed_decisions)
             use = gate.use(
-                _store_for(where),
+                store_at(where),
                 policy,
                 decision,
                 function,

@@ -161,6 +161,15 @@ def store_for(db: DbValue) -> SyncStore:
         return store
 
 
+def store_at(location: Location) -> SyncStore:
+    """:func:`store_for` for a ``location`` that :func:`location_of` already gave (the guard
+    resolves its database once): no parsing per call, the registry still asked every time."""
+    store = _stores.get(location)  # a dict read: safe without the lock
+    if store is None or store.closed:
+        return store_for(location)
+    return store
+
+
 def async_store_for(db: DbValue) -> AnyAsyncStore:
     """The process's one asynchronous store for the database ``db`` on the running event
     loop (the guard's async approval path awaits it).
@@ -250,6 +259,7 @@ __all__ = [
     "async_store_for",
     "close_shared",
     "location_of",
+    "store_at",
     "store_for",
     "watcher_for",
 ]
