@@ -77,13 +77,15 @@ def operators_path(env: Mapping[str, str] | None = None) -> Path:
     if env is not None:
         return _operators_path(env)
     environ = os.environ
-    try:
-        cwd = os.getcwd()
-    except OSError:
-        return _operators_path(environ)  # a relative value fails as it always did
     # Everything the answer depends on (the system file's existence is looked at every time).
     explicit = environ.get(OPERATORS_ENV)
-    key: tuple[Any, ...] = (explicit, environ.get("HOME"), cwd, os.getuid())
+    key: tuple[Any, ...] = (explicit,)
+    if not explicit or not explicit.startswith("/"):  # an absolute value is the answer as is
+        try:
+            cwd = os.getcwd()
+        except OSError:
+            return _operators_path(environ)  # a relative value fails as it always did
+        key += (environ.get("HOME"), cwd, os.getuid())
     if not explicit:
         try:
             os.stat(SYSTEM_FILE)
