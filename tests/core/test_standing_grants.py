@@ -292,3 +292,26 @@ def test_preview_says_a_grant_covers_the_call_and_counts_nothing(guard: Guard, d
         store.close()
     assert run(guard, "transfer", amount=2000) == "ran"
     assert guard.preview("transfer", {"amount": 2000}).action is Action.REQUIRE_APPROVAL  # used up
+
+
+def test_a_grant_still_answers_after_the_shared_store_was_closed(guard: Guard, db: Path) -> None:
+    """The guard keeps its database's location, not a store: once ``close_shared`` closed the
+    store, the next granted call opens one again (and the use is counted, the revocation seen)."""
+    from sentinel.runtime import close_shared, store_at
+
+    g = make(db, max_count=5)
+    assert run(guard, "transfer", amount=2000) == "ran"
+    where, _gate = guard._grant_gate_of()
+    first = store_at(where)
+    close_shared(under=db.parent)
+    assert first.closed
+    assert run(guard, "transfer", amount=2000) == "ran"
+    assert store_at(where) is not first and not store_at(where).closed
+    store = Store(db)
+    try:
+        assert store.get_grant(g.id).used_count == 2
+        store.revoke_grant(g.id, current_operator("cli"))
+    finally:
+        store.close()
+    with pytest.raises(SentinelTimeoutError):
+        run(guard, "transfer", amount=2000)
