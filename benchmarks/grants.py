@@ -9,8 +9,12 @@ Each setup is its own SQLite database and guard (``Guard.run_sync``, the path ``
   consume in the database (one write transaction: the use counted, a ``grant_uses`` row and a
   ``grant_used`` event in the hash chain), then the ``allowed`` / ``executed`` events queued;
 * ``grant, capped``    — the same with ``max_count`` and ``max_total`` (large enough to last);
+* ``grant, default``   — ``grant`` with ``require_signed_decisions`` left at its default (on once an
+  operators file exists) and no operators file: each call looks whether the file appeared;
 * ``grant, signed``    — ``grant`` with signed decisions on: the grant's Ed25519 signature checked
-  (once per grant row, then cached) and the operators file read on every call (as approvals do).
+  (once per grant row, then cached) and the operators file checked on every call (as approvals
+  do: its fingerprint compared, the file read again only when it changed — so the run waits until
+  the file written by the setup is old enough to be remembered, ``SETTLE_NS``).
 
 Prints median and p99 of the per-call wall time (the invoked function does nothing) and the
 flush of the queued events at the end, amortised. Then the store's consume transaction alone.
@@ -90,7 +94,7 @@ def main() -> int:
     # Big enough never to run out during the run.
     bound = (GrantBound("amount", "lte", 5000), GrantBound("destination", "in", ["ACC-1"]))
 
-    def guard(db: Path, *, audit: bool = False, signed: bool = False) -> Guard:
+    def guard(db: Path, *, audit: bool = False, signed: bool | None = False) -> Guard:
         return Guard(
             SentinelConfig(
                 rules_path=rules, db_path=db, agent_id="bench", hot_reload=False,
@@ -118,6 +122,8 @@ def main() -> int:
             args.n,
         ),
     ]
+    os.environ["SENTINEL_OPERATORS_FILE"] = str(tmp / "no-trust" / "operators.json")
+    rows.append(bench("grant, default", guard(with_grant("g"), signed=None), 2000, args.n))
     # Signed: a trusted operator's key, the grant signed with it.
     key = generate_key(tmp / "key.pem")
     operators = tmp / "trusted" / "operators.json"
@@ -132,6 +138,10 @@ def main() -> int:
         Decider.local("cli").create_grant(store, NewGrant("bench", "transfer", bound))
     finally:
         store.close()
+    from sentinel.trust import operators as trust_file
+
+    settle = getattr(trust_file, "SETTLE_NS", 0) / 1e9  # (older versions read it every call)
+    time.sleep(max(0.0, settle - (time.time() - operators.stat().st_mtime) + 0.1))
     rows.append(bench("grant, signed", guard(db, signed=True), 2000, args.n))
 
     print(f"per call, n={args.n} (µs; 'amortised' includes flushing the queued events)")
