@@ -185,8 +185,11 @@ class GrantFlow:
         """The data changed: reload the grants when their view is shown, at most every
         ``min_gap`` seconds; a change inside the gap is loaded when the gap ends (never
         dropped: it may be the last change for a while)."""
-        if self.current_view != "grants":
-            return
+        try:
+            if self.current_view != "grants":
+                return
+        except NoMatches:
+            return  # closing: the trailing timer outlived the views
         wait = self._grants_at + min_gap - time.monotonic()
         if wait <= 0:
             self._grants_at = time.monotonic()
