@@ -129,7 +129,7 @@ async def test_bad_input_is_named_and_nothing_is_recorded(db_path, submit, field
             target = dialog.query_one(f"#grant-{field}", Input)
         target.value = text
         await _confirm(pilot, dialog)
-        assert message in _problem(dialog)
+        await wait_for(pilot, lambda: message in _problem(dialog))  # a loaded machine is slow
         assert target.has_class("-invalid") and dialog.focused is target
         assert isinstance(app.screen, GrantDialog) and dialog.sent is None
         target.value = "amount <= 1" if field == "bound" else ""  # fixed: it may be sent now
@@ -162,6 +162,7 @@ async def test_a_grant_with_no_bound_needs_a_second_confirmation(db_path, submit
         _uncheck_all(dialog)
         await pilot.pause()
         await _confirm(pilot, dialog)
+        await wait_for(pilot, lambda: "Wide grant" in _problem(dialog))  # a loaded machine is slow
         # The library's rule and words (sentinel.grant_terms, as `sentinel grant create`).
         assert ("Wide grant: A grant for transfer_funds with no bound at all lets every call of "
                 "payments-agent to it run without a person. Press again") in _problem(dialog)
@@ -171,12 +172,13 @@ async def test_a_grant_with_no_bound_needs_a_second_confirmation(db_path, submit
         assert _store(db_path).get(RID).is_pending  # nothing yet
         # Changing the form takes the confirmation back.
         dialog.bound_inputs()[0][0].value = True
-        await pilot.pause()
-        assert str(dialog.query_one("#grant", Button).label) == "Approve + grant"
+        await wait_for(
+            pilot, lambda: str(dialog.query_one("#grant", Button).label) == "Approve + grant"
+        )
         dialog.bound_inputs()[0][0].value = False
         await pilot.pause()
         await _confirm(pilot, dialog)
-        assert "Wide grant" in _problem(dialog)
+        await wait_for(pilot, lambda: "Wide grant" in _problem(dialog))
         await _confirm(pilot, dialog)
         await wait_for(pilot, lambda: not isinstance(app.screen, GrantDialog))
     (grant,) = _store(db_path).list_grants()
