@@ -17,7 +17,6 @@ from textual.containers import Container, VerticalScroll
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
-from sentinel.grant_bounds import Bound
 from sentinel_tui.render import format_age, format_time, format_value, safe
 from sentinel_tui.widgets.keyed_table import KeyedTable, SortText
 
@@ -63,11 +62,7 @@ def time_left(grant: Any, now: float) -> str:
 
 def bound_texts(grant: Any) -> list[str]:
     """Each bound as its ``--where`` text."""
-    out = []
-    for b in grant.bounds:
-        value = tuple(b.value) if b.op == "in" else b.value
-        out.append(Bound(b.param, b.op, value).text)
-    return out
+    return [b.text() for b in grant.bounds]
 
 
 def use_text(grant: Any) -> str:
