@@ -14,7 +14,7 @@ from sentinel_tui.app import SentinelApp
 from sentinel_tui.grant_dialog import GrantDialog
 from sentinel_tui.sample import add_grants
 from sentinel_tui.views.grants import GrantsView
-from tests.tui.test_snapshots import SIZES, T0, _ready, _until, make_app
+from tests.tui.test_snapshots import SIZES, T0, _ready, _until, make_app, measured
 from tests.tui.test_snapshots import frozen_env as frozen_env
 
 
@@ -42,7 +42,7 @@ def _steps(name: str) -> Callable[[Any], Any]:
         elif name == "grants":
             await pilot.press("5")
             view = app.query_one(GrantsView)
-            await _until(pilot, lambda: len(view.grants) == 5)
+            await _until(pilot, lambda: len(view.grants) == 5 and measured(view.table))
         await pilot.pause()
 
     return run

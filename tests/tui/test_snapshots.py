@@ -76,9 +76,19 @@ async def _until(pilot: Any, cond: Callable[[], bool], timeout: float = 40.0) ->
         await pilot.pause(0.05)
 
 
+def measured(table: Any) -> bool:
+    """Whether a DataTable has measured its rows: it widens its columns on idle, so a picture
+    taken before that (a loaded machine) shows every column cut to its label's width."""
+    return all(
+        col.content_width >= max((len(str(c)) for c in table.get_column(key)), default=0)
+        for key, col in table.columns.items()
+    )
+
+
 async def _ready(pilot: Any) -> None:
     app: SentinelApp = pilot.app
     await _until(pilot, lambda: app.queue.table.row_count == 6 and app.status.state.operator != "")
+    await _until(pilot, lambda: measured(app.queue.table))
     await _until(pilot, lambda: app.query_one("RulesView").info is not None)  # type: ignore[attr-defined]
     await pilot.pause()
 
@@ -107,6 +117,7 @@ def _steps(name: str) -> Callable[[Any], Any]:
         elif name == "rules":
             await pilot.press("4")
             await _until(pilot, lambda: app._metrics is not None)
+            await _until(pilot, lambda: measured(app.query_one("#rules-table")))
         elif name == "rules_changed":
             # An edit on disk (reloaded by the folder watcher), then R: the diff and the replay.
             await pilot.press("4")
