@@ -239,7 +239,6 @@ class GrantGate:
             rule_id=decision.rule_id,
             policy_version=verdict.policy_version,
             accept=lambda g: self._refusal(g, trusted, approvers, time.time()),
-            fitted={g.id: g.bounds for g in fitting},
         )
         if use is None or use.grant.status != "active":
             self.forget()  # the set changed under the cache (ended, used up, refused)

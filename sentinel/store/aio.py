@@ -764,12 +764,11 @@ class AsyncStore:
         policy_version: str | None = None,
         only: Iterable[str] | None = None,
         accept: Acceptance | None = None,
-        fitted: Mapping[str, object] | None = None,
     ) -> GrantUse | None:
         """See :meth:`Store.consume_grant`."""
         call = grants.UseRequest(
             agent or "", function, params, value, digest, rule_id, policy_version,
-            None if only is None else frozenset(only), fitted,
+            None if only is None else frozenset(only),
         )  # fmt: skip
         out: GrantUse | None = await self._write(grants.consume(call, time.time(), accept))
         return out

@@ -538,10 +538,6 @@ class UseRequest:
     rule_id: str | None = None
     policy_version: str | None = None
     only: frozenset[str] | None = None  # consider only these grant ids (None: any)
-    #: Grant id → the bounds object the caller already found ``params`` fit in this call: a row
-    #: read here with that very object (a grant's terms never change; its bounds text is parsed
-    #: once, see ``_bounds_of``) is not checked again. Any other object is checked.
-    fitted: Mapping[str, object] | None = None
 
 
 def consume(call: UseRequest, now: float, accept: Acceptance | None) -> Op:
@@ -566,11 +562,7 @@ def consume(call: UseRequest, now: float, accept: Acceptance | None) -> Op:
             continue
         if call.only is not None and grant.id not in call.only:
             continue
-        fitted = call.fitted
-        if fitted is None or fitted.get(grant.id) is not grant.bounds:
-            if not grant.fits(call.params):
-                continue
-        if not grant.has_room(call.value):
+        if not grant.fits(call.params) or not grant.has_room(call.value):
             continue
         why = accept(grant) if accept is not None else None
         if why is not None:

@@ -521,7 +521,6 @@ class StoreOperations(ABC):
         policy_version: str | None = None,
         only: Iterable[str] | None = None,
         accept: Acceptance | None = None,
-        fitted: Mapping[str, object] | None = None,
     ) -> GrantUse | None:
         """Atomically find a valid grant for (``agent``, ``function``) that ``params`` fit and
         that has room for ``value``, and count this call in it (``used_count + 1``,
@@ -530,14 +529,12 @@ class StoreOperations(ABC):
         two processes can overspend a grant (as the windowed limits). Grants noticed past their
         expiry are recorded as expired. ``only``: consider only these grant ids; ``accept``:
         the caller's check of a candidate (returns why not, e.g. a bad signature: the row is
-        skipped and a ``grant_refused`` event recorded); ``fitted``: grant id → the bounds
-        object the caller already found ``params`` fit (see :class:`~sentinel.store.grants.UseRequest`).
-        Returns the use, or None."""
+        skipped and a ``grant_refused`` event recorded). Returns the use, or None."""
         from sentinel.store import grants
 
         call = grants.UseRequest(
             agent or "", function, params, value, digest, rule_id, policy_version,
-            None if only is None else frozenset(only), fitted,
+            None if only is None else frozenset(only),
         )  # fmt: skip
         out: GrantUse | None = self._write(grants.consume(call, time.time(), accept))
         return out

@@ -242,23 +242,3 @@ def test_grant_events_keep_the_chain(store: Any, tmp_path: Path) -> None:
     report = verify(store, anchor_dir=tmp_path / "anchors", verifier=Verifier({}, {}))
     assert report.ok, report.problems
 
-
-def test_fitted_skips_the_bound_check_only_for_the_very_bounds_object(store: Any) -> None:
-    """``fitted`` (the gate's "these arguments fit these bounds, checked in this call") spares the
-    re-check under the lock only for the identical bounds object of the row read there; equal
-    bounds built anew, another grant's, or none are checked as ever."""
-    g = store.create_grant(grant(max_count=5), operator())
-    outside = {"amount": 900}  # over the 500 bound
-    copy = tuple(GrantBound(b.param, b.op, b.value) for b in g.bounds)
-    assert copy == g.bounds and copy is not g.bounds
-    assert store.consume_grant("billing", "transfer", outside, 900.0, fitted={g.id: copy}) is None
-    assert (
-        store.consume_grant("billing", "transfer", outside, 900.0, fitted={"x": g.bounds}) is None
-    )
-    assert store.consume_grant("billing", "transfer", outside, 900.0, fitted={}) is None
-    assert store.consume_grant("billing", "transfer", {"amount": 400}, 400.0) is not None
-    # The row's own bounds object (its text is parsed once): the caller's word is taken, so the
-    # arguments are not looked at again — only the gate passes it, for bounds it just checked.
-    row = store.get_grant(g.id)
-    use = store.consume_grant("billing", "transfer", outside, 900.0, fitted={g.id: row.bounds})
-    assert use is not None and use.grant.used_count == 2
