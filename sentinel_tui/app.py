@@ -82,7 +82,8 @@ NOTIFY_KINDS = ("notification_failed",)
 HELP_INTRO = (
     "a/d approve or deny the request on the card (the one you are reading). Big approvals ask "
     "first; Cancel is the default. g approves and grants more calls like it (bounds, duration, "
-    "limits); e edits the arguments, then approves the edited call (ctrl+s). space marks, A/D decide the marked ones. p pauses live updates. 1-5 switch views "
+    "limits); e edits the arguments, then approves the edited call (ctrl+s). space marks, A/D "
+    "decide the marked ones. p pauses live updates. 1-5 switch views "
     "(5: grants, r revokes); ctrl+p or : opens the command palette."
 )
 

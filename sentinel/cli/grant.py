@@ -58,14 +58,11 @@ def _policy(args: argparse.Namespace) -> Any:
     return load_policy(path)
 
 
-def _value_params(args: argparse.Namespace, policy: Any = None) -> tuple[str, ...]:
-    """The policy's value parameters (see :func:`_policy`), else the defaults."""
+def _value_params(policy: Any) -> tuple[str, ...]:
+    """The value parameters of ``policy`` (from :func:`_policy`), else the defaults."""
     from sentinel.grant_terms import DEFAULT_VALUE_PARAMS
 
-    policy = policy if policy is not None else _policy(args)
-    if policy is None:
-        return DEFAULT_VALUE_PARAMS
-    return tuple(policy.value_params) or DEFAULT_VALUE_PARAMS
+    return tuple(getattr(policy, "value_params", None) or DEFAULT_VALUE_PARAMS)
 
 
 def _print_grant_line(g: Any) -> None:
@@ -88,7 +85,7 @@ def _create(store: Any, args: argparse.Namespace) -> int:
         count=args.count,
         max_total=args.max_total,
         reason=args.reason,
-        value_params=_value_params(args),
+        value_params=_value_params(_policy(args)),
         confirm=args.yes,
     )
     decider = Decider.local("cli")
@@ -207,7 +204,7 @@ def approve_with_grant(store: Any, args: argparse.Namespace) -> int:
         rule_id=record.rule_id,
         request_id=record.id,
         reason=args.reason,
-        value_params=_value_params(args, policy),
+        value_params=_value_params(policy),
         confirm=args.yes,
     )
     for note in built.notes:
