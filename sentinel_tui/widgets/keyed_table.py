@@ -34,6 +34,7 @@ class KeyedTable(DataTable[Any]):
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
         # What each row currently shows (plain strings), so unchanged cells are not touched.
         self._shown: dict[str, tuple[str, ...]] = {}
+        self._column_index = {key: i for i, (key, _) in enumerate(self.COLUMNS)}
 
     def on_mount(self) -> None:
         for key, label in self.COLUMNS:
@@ -49,6 +50,18 @@ class KeyedTable(DataTable[Any]):
         except Exception:  # cursor outside the table while rows change
             return None
         return None if key.value is None else str(key.value)
+
+    def set_cell(self, key: str, column: str, cell: Text) -> None:
+        """Show ``cell`` in row ``key``, column ``column`` (a row not shown: nothing). A longer
+        text widens its column ("active" → "revoked", "59m" → "1h00" were cut)."""
+        shown = self._shown.get(key)
+        if shown is None:
+            return
+        index = self._column_index[column]
+        if shown[index] == cell.plain:
+            return
+        self.update_cell(key, column, cell, update_width=True)
+        self._shown[key] = shown[:index] + (cell.plain,) + shown[index + 1 :]
 
     def show_rows(self, rows: Iterable[tuple[str, Sequence[Text]]]) -> None:
         """Make the table show exactly ``rows`` (``(key, cells)``); keep the cursor on the same key.
@@ -71,14 +84,10 @@ class KeyedTable(DataTable[Any]):
                 if old is None:
                     self.add_row(*cells, key=key)
                     added = True
+                    self._shown[key] = plain
                 elif old != plain:
-                    for (col, _), cell, before, after in zip(
-                        self.COLUMNS, cells, old, plain, strict=True
-                    ):
-                        if before != after:
-                            # A longer text widens its column ("active" → "revoked" was cut).
-                            self.update_cell(key, col, cell, update_width=True)
-                self._shown[key] = plain
+                    for (col, _), cell in zip(self.COLUMNS, cells, strict=True):
+                        self.set_cell(key, col, cell)  # only the cells whose text changed
             if added:
                 self.sort(self.SORT_COLUMN, key=lambda cell: cell.sort_key, reverse=True)
             if self.row_count:

@@ -70,19 +70,11 @@ class QueueTable(KeyedTable):
 
     def refresh_ages(self, records: dict[str, RequestRecord], now: float) -> None:
         """Update only the age cells whose text changed."""
-        for rid, shown in list(self._shown.items()):
+        for rid in list(self._shown):
             r = records.get(rid)
-            if r is None:
-                continue
-            age = coarse_age(now - r.created_at)
-            if age != shown[2]:
-                self.update_cell(rid, "age", SortText(age, (r.created_at, r.id), end=""))
-                self._shown[rid] = shown[:2] + (age,) + shown[3:]
+            if r is not None:
+                age = coarse_age(now - r.created_at)
+                self.set_cell(rid, "age", SortText(age, (r.created_at, r.id), end=""))
 
     def set_mark(self, rid: str, marked: bool) -> None:
-        shown = self._shown.get(rid)
-        if shown is None:
-            return
-        mark = "●" if marked else " "
-        self.update_cell(rid, "mark", Text(mark, style="bold magenta", end=""))
-        self._shown[rid] = (mark,) + shown[1:]
+        self.set_cell(rid, "mark", Text("●" if marked else " ", style="bold magenta", end=""))

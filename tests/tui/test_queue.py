@@ -239,3 +239,21 @@ async def test_ages_are_current_on_coming_back_to_the_queue(db_path, submit):
         now[0] += 185
         await pilot.press("1")
         assert str(table.get_cell(RID, "age")) == "3m"
+
+
+async def test_an_age_that_grows_longer_widens_its_column(db_path, submit):
+    """'58m' → '1h01': the age column grows with it (it stayed three wide and cut the text)."""
+    import time
+
+    submit({"id": RID, "value": 10, "age": 3480, "timeout": 7200})
+    now = [time.time()]
+    app = make_app(db_path, clock=lambda: now[0])
+    async with app.run_test() as pilot:
+        await wait_for(pilot, lambda: app.queue.card.request_id == RID)
+        table = app.queue.table
+        assert str(table.get_cell(RID, "age")) == "58m"
+        now[0] += 180
+        app.queue.tick(ages=True)
+        await pilot.pause()
+        assert str(table.get_cell(RID, "age")) == "1h01"
+        await wait_for(pilot, lambda: table.columns["age"].content_width >= len("1h01"))
