@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 from sentinel.errors import SentinelConfigError
 from sentinel.secure_files import (
-    CONFIG_DIR_ENV,
     config_dir,
     folder_problem,
     make_folder,
@@ -67,43 +66,9 @@ FIELDS = ("name", "public_key", "groups", "added_at", "revoked_at", "kind")
 KINDS = ("operator", "service")
 
 
-#: What :func:`operators_path` answered last for ``os.environ``: (what it depends on, the path).
-_last_path: tuple[tuple[Any, ...], Path] | None = None
-
-
 def operators_path(env: Mapping[str, str] | None = None) -> Path:
     """The trusted operators file this process uses (see the module docstring)."""
-    global _last_path
-    if env is not None:
-        return _operators_path(env)
-    environ = os.environ
-    # Everything the answer depends on (the system file's existence is looked at every time).
-    explicit = environ.get(OPERATORS_ENV)
-    key: tuple[Any, ...] = (explicit,)
-    if not explicit or not explicit.startswith("/"):  # an absolute value is the answer as is
-        try:
-            cwd = os.getcwd()
-        except OSError:
-            return _operators_path(environ)  # a relative value fails as it always did
-        key += (environ.get("HOME"), cwd, os.getuid())
-    if not explicit:
-        try:
-            os.stat(SYSTEM_FILE)
-            system = True
-        except (FileNotFoundError, NotADirectoryError):
-            system = False
-        except OSError:
-            return _operators_path(environ)  # as before: Path.exists raises it, or says False
-        key += (environ.get(CONFIG_DIR_ENV), environ.get("XDG_CONFIG_HOME"), os.geteuid(), system)
-    last = _last_path
-    if last is not None and last[0] == key:
-        return last[1]
-    found = _operators_path(environ)
-    _last_path = (key, found)
-    return found
-
-
-def _operators_path(env: Mapping[str, str]) -> Path:
+    env = os.environ if env is None else env
     explicit = env.get(OPERATORS_ENV)
     if explicit:
         return Path(explicit).expanduser().absolute()
